@@ -1,0 +1,5 @@
+import sys
+
+from comparisons.cli import main
+
+sys.exit(main())

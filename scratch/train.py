@@ -1,0 +1,90 @@
+"""Training: one step on a mini-batch, and a loop over a batch schedule that yields traces.
+
+A step's trace holds, in dataflow order (the names of DESIGN.md):
+    Z1, A1, …, ZL, AL                      forward values
+    loss                                   mean over the batch
+    dZL, dWL, dbL, …, dZ1, dW1, db1        error terms and gradients
+    ΔW1, Δb1, …, ΔWL, ΔbL                  the update: new minus old parameter
+    momentum_W1 / adam_m_W1, adam_v_W1, …  the optimizer state after the step
+    W1, b1, …, WL, bL                      the new parameters
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+import numpy as np
+
+from scratch import optimizers
+from scratch.network import MLP, check_inputs, forward, forward_backward
+from scratch.optimizers import Optimizer
+
+Params = dict[str, np.ndarray]
+
+
+class NonFiniteLossError(ArithmeticError):
+    """The loss became NaN or infinite; ``step`` says at which step (0-based)."""
+
+    def __init__(self, step: int, loss: float):
+        super().__init__(
+            f"the loss is {loss} at step {step}: training diverged "
+            f"(try a smaller learning rate, or check the inputs for extreme values)"
+        )
+        self.step, self.loss = step, loss
+
+
+def train_step(
+    mlp: MLP, opt: Optimizer, params: Params, state: dict, X: np.ndarray, Y: np.ndarray
+) -> tuple[dict[str, np.ndarray], Params, dict]:
+    """Forward, backward and update on one batch: (trace, new parameters, new state)."""
+    check_inputs(mlp, params, X, Y)
+    trace = forward_backward(mlp, params, X, Y)
+    grads = {p: trace[f"d{p}"] for p in params}
+    new_params, new_state = optimizers.update(opt, params, grads, state)
+    for p in params:
+        trace[f"Δ{p}"] = new_params[p] - params[p]
+    for p in params:
+        for name in opt.state_names(p):
+            trace[name] = new_state[name]
+    trace.update(new_params)
+    return trace, new_params, new_state
+
+
+def train(
+    mlp: MLP,
+    opt: Optimizer,
+    params: Params,
+    X: np.ndarray,
+    Y: np.ndarray,
+    batches: Iterable[np.ndarray],
+) -> Iterator[dict[str, np.ndarray]]:
+    """Train on ``X[rows], Y[rows]`` for each index array ``rows`` in ``batches``, in order.
+
+    Yields each step's trace; the trace's new parameters are the next step's start. Stops
+    with ``NonFiniteLossError`` naming the step where the loss stops being finite.
+    """
+    state = optimizers.init_state(opt, params)
+    for step, rows in enumerate(batches):
+        trace, params, state = train_step(mlp, opt, params, state, X[rows], Y[rows])
+        if not np.isfinite(trace["loss"]):
+            raise NonFiniteLossError(step, float(trace["loss"]))
+        yield trace
+
+
+def predict(mlp: MLP, params: Params, X: np.ndarray) -> np.ndarray:
+    """Predicted class per row (n,): argmax for several outputs, A_L past the threshold for one.
+
+    With one output the threshold is 0 on logits (``bce_logits``: σ(0) = 0.5) and 0.5 on
+    outputs that estimate the 0/1 target itself (``bce``, ``mse``).
+    """
+    A_L = forward(mlp, params, X)[f"A{mlp.n_layers}"]  # (n, n_L)
+    if mlp.sizes[-1] > 1:
+        return A_L.argmax(axis=1)
+    threshold = 0.0 if mlp.loss == "bce_logits" else 0.5
+    return (A_L[:, 0] > threshold).astype(np.int64)
+
+
+def accuracy(mlp: MLP, params: Params, X: np.ndarray, Y: np.ndarray) -> float:
+    """The fraction of rows whose predicted class equals the target's (Y one-hot or 0/1)."""
+    truth = Y.argmax(axis=1) if Y.shape[1] > 1 else Y[:, 0].astype(np.int64)
+    return float(np.mean(predict(mlp, params, X) == truth))

@@ -1,0 +1,61 @@
+"""The run spec: defaults, TOML and --set overrides, and one clear error per bad key."""
+
+from __future__ import annotations
+
+import pytest
+
+from comparisons.spec import RunSpec, SpecError, load_spec
+
+
+def test_the_default_is_the_occupancy_model():
+    spec = RunSpec()
+    assert (spec.dataset, spec.activation, spec.loss, spec.batch_size, spec.optimizer) == (
+        "occupancy",
+        "sigmoid",
+        "bce_logits",
+        50,
+        "sgd",
+    )
+
+
+def test_toml_then_set_override_in_that_order(tmp_path):
+    config = tmp_path / "run.toml"
+    config.write_text('activation = "tanh"\nlr = 1\nhidden = [16, 8]\n', encoding="utf-8")
+    spec = load_spec(config, ["lr=0.25", "shuffle=false", "optimizer=adam"])
+    assert spec.activation == "tanh" and spec.hidden == (16, 8)
+    assert spec.lr == 0.25 and spec.shuffle is False and spec.optimizer == "adam"
+
+
+@pytest.mark.parametrize(
+    ("assignment", "message"),
+    [
+        ("colour=blue", "colour: unknown key"),
+        ("batch_size=-3", "batch_size: must be >= 1"),
+        ("batch_size=2.5", "batch_size: expected an integer"),
+        ("lr=fast", "lr: expected a number"),
+        ("activation=swish", "activation: unknown value 'swish'"),
+        ("hidden=[4, 0]", "hidden: every width must be >= 1"),
+        ("shuffle=1", "shuffle: expected true or false"),
+        ('engines=["torch"]', "engines: must include 'scratch'"),
+        ("loss=bce", "loss 'bce' expects output activation 'sigmoid'"),
+        ("momentum=1.5", r"momentum must be in \[0, 1\)"),
+        ("lr", "expected key=value"),
+    ],
+)
+def test_bad_values_name_the_key(assignment, message):
+    with pytest.raises(SpecError, match=message):
+        load_spec(None, [assignment])
+
+
+def test_a_broken_config_file_names_the_file(tmp_path):
+    config = tmp_path / "broken.toml"
+    config.write_text("lr = = 1\n", encoding="utf-8")
+    with pytest.raises(SpecError, match=r"broken\.toml: not valid TOML"):
+        load_spec(config)
+    with pytest.raises(SpecError, match=r"missing\.toml: cannot read"):
+        load_spec(tmp_path / "missing.toml")
+
+
+def test_to_dict_round_trips(tmp_path):
+    spec = load_spec(None, ["hidden=[3]", "activation=relu"])
+    assert RunSpec().replace(**spec.to_dict()) == spec

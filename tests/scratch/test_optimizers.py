@@ -1,0 +1,108 @@
+"""Optimizer steps against values derived by hand from the formulas in optimizers.py.
+
+One weight W = [[1.0]] and one bias b = [0.0], gradient 0.5 on both at step 1 and 0.25 at
+step 2, lr = 0.1 — small enough to follow on paper.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from scratch.optimizers import Optimizer, init_state, update
+
+GRADS = [0.5, 0.25]
+
+
+def run(opt: Optimizer, steps: int = 2):
+    params = {"W1": np.array([[1.0]]), "b1": np.array([0.0])}
+    state = init_state(opt, params)
+    history = []
+    for g in GRADS[:steps]:
+        params, state = update(opt, params, {"W1": np.array([[g]]), "b1": np.array([g])}, state)
+        history.append((params["W1"][0, 0], params["b1"][0]))
+    return history, state
+
+
+def test_sgd():
+    # W: 1 - 0.1·0.5 = 0.95, then 0.95 - 0.1·0.25 = 0.925
+    (w1, _), (w2, b2) = run(Optimizer("sgd", lr=0.1))[0]
+    assert (w1, w2) == pytest.approx((0.95, 0.925), abs=1e-15)
+    assert b2 == pytest.approx(-0.075, abs=1e-15)
+
+
+def test_momentum():
+    # v1 = 0.5, W = 1 - 0.05 = 0.95;  v2 = 0.9·0.5 + 0.25 = 0.7, W = 0.95 - 0.07 = 0.88
+    history, state = run(Optimizer("momentum", lr=0.1, momentum=0.9))
+    assert [w for w, _ in history] == pytest.approx([0.95, 0.88], abs=1e-15)
+    assert state["momentum_W1"][0, 0] == pytest.approx(0.7, abs=1e-15)
+
+
+def test_nesterov():
+    # v1 = 0.5, step = 0.5 + 0.9·0.5 = 0.95, W = 1 - 0.095 = 0.905
+    # v2 = 0.45 + 0.25 = 0.7, step = 0.25 + 0.63 = 0.88, W = 0.905 - 0.088 = 0.817
+    history, _ = run(Optimizer("nesterov", lr=0.1, momentum=0.9))
+    assert [w for w, _ in history] == pytest.approx([0.905, 0.817], abs=1e-15)
+
+
+def test_adam():
+    # t=1: m = 0.05, s = 0.001·0.25 = 2.5e-4, m̂ = 0.5, ŝ = 0.25, W = 1 - 0.1·0.5/(0.5 + ε)
+    # t=2: m = 0.045 + 0.025 = 0.07, s = 0.999·2.5e-4 + 0.001·0.0625 = 3.1225e-4,
+    #      m̂ = 0.07/0.19, ŝ = 3.1225e-4/0.001999, W -= 0.1·m̂/(√ŝ + ε)
+    eps = 1e-8
+    history, state = run(Optimizer("adam", lr=0.1, eps=eps))
+    w1 = 1 - 0.1 * 0.5 / (0.5 + eps)
+    w2 = w1 - 0.1 * (0.07 / 0.19) / (math.sqrt(3.1225e-4 / 0.001999) + eps)
+    assert [w for w, _ in history] == pytest.approx([w1, w2], rel=1e-13)
+    assert state["adam_m_W1"][0, 0] == pytest.approx(0.07, rel=1e-14)
+    assert state["adam_v_W1"][0, 0] == pytest.approx(3.1225e-4, rel=1e-14)
+    assert state["step"] == 2
+
+
+def test_adamw_decays_weights_not_biases():
+    # W: 1·(1 - 0.1·0.1) = 0.99, then the adam step 0.1·0.5/(0.5 + ε); b: the adam step only
+    history, _ = run(Optimizer("adamw", lr=0.1, weight_decay=0.1), steps=1)
+    step = 0.1 * 0.5 / (0.5 + 1e-8)
+    assert history[0] == pytest.approx((0.99 - step, -step), rel=1e-14)
+
+
+def test_l2_adds_lambda_w_to_the_weight_gradient_only():
+    # W: g = 0.5 + 0.2·1 = 0.7, W = 1 - 0.07 = 0.93;  b: g = 0.5, b = -0.05
+    history, _ = run(Optimizer("sgd", lr=0.1, l2=0.2), steps=1)
+    assert history[0] == pytest.approx((0.93, -0.05), abs=1e-15)
+
+
+def test_update_leaves_the_old_parameters_and_state_alone():
+    opt = Optimizer("adam", lr=0.1)
+    params = {"W1": np.ones((2, 2)), "b1": np.zeros(2)}
+    state = init_state(opt, params)
+    grads = {p: np.ones_like(v) for p, v in params.items()}
+    update(opt, params, grads, state)
+    assert np.all(params["W1"] == 1) and np.all(state["adam_m_W1"] == 0) and state["step"] == 0
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("name", ["sgd", "momentum", "nesterov", "adam", "adamw"])
+def test_update_keeps_the_dtype(name, dtype):
+    opt = Optimizer(name, lr=0.1)
+    params = {"W1": np.ones((2, 2), dtype=dtype), "b1": np.zeros(2, dtype=dtype)}
+    new, state = update(opt, params, {p: v + 1 for p, v in params.items()}, init_state(opt, params))
+    assert {v.dtype for v in new.values()} == {np.dtype(dtype)}
+    assert {v.dtype for k, v in state.items() if k != "step"} <= {np.dtype(dtype)}
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"name": "rmsprop"}, "unknown optimizer 'rmsprop'"),
+        ({"lr": 0.0}, "lr must be > 0"),
+        ({"momentum": 1.0}, r"momentum must be in \[0, 1\)"),
+        ({"name": "adamw", "l2": 0.1}, "adamw takes decoupled weight_decay"),
+        ({"name": "sgd", "weight_decay": 0.1}, "use l2 for L2 regularization"),
+    ],
+)
+def test_bad_hyperparameters_are_refused(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        Optimizer(**kwargs)
