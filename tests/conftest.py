@@ -31,3 +31,45 @@ def occupancy_dir() -> Path:
             )
         pytest.skip("real data: set OCCUPANCY_DATA_DIR to the folder holding the Occupancy files")
     return Path(value)
+
+
+# Framework markers: a test marked `torch` or `jax` is skipped where the framework is not
+# installed, except where BACKPROP_ORACLE_REQUIRE names it (tox's torch, jax and py envs):
+# there a missing framework fails the test instead of skipping it.
+FRAMEWORK_MODULES = {"torch": ("torch",), "jax": ("jax", "optax")}
+
+
+def _missing(framework: str) -> list[str]:
+    import importlib.util
+
+    return [m for m in FRAMEWORK_MODULES[framework] if importlib.util.find_spec(m) is None]
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    required = set(filter(None, os.environ.get("BACKPROP_ORACLE_REQUIRE", "").split(",")))
+    for framework in FRAMEWORK_MODULES:
+        if item.get_closest_marker(framework) is None:
+            continue
+        missing = _missing(framework)
+        if not missing:
+            continue
+        if framework in required:
+            pytest.fail(
+                f"{', '.join(missing)} not installed, but BACKPROP_ORACLE_REQUIRE names {framework}"
+            )
+        pytest.skip(f"needs {', '.join(missing)} (pip install '.[{framework}]')")
+    if item.get_closest_marker("gpu") is not None and not _has_gpu():
+        pytest.skip("needs a CUDA GPU")
+
+
+def _has_gpu() -> bool:
+    if not _missing("torch"):
+        import torch
+
+        if torch.cuda.is_available():
+            return True
+    if not _missing("jax"):
+        import jax
+
+        return any(d.platform == "gpu" for d in jax.devices())
+    return False
