@@ -1,29 +1,31 @@
-"""The command line: ``python -m comparisons SUBCOMMAND``.
+"""The command line: ``python -m comparisons COMMAND`` (or the ``backprop-oracle`` script).
 
-Exit status: 0 success, 1 engines disagree (oracle commands), 2 bad input or configuration.
+Exit status: 0 the engines agree (or, for ``train``, training finished), 1 they disagree,
+2 bad input or a bad configuration, with a one-line message that says what and where.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from comparisons.problem import build_problem
-from comparisons.spec import SpecError, load_spec
-from comparisons.train_job import train_scratch
+from comparisons.spec import ENGINES, SpecError, load_spec
 from data import DataError
 from scratch.network import ScratchInputError
 from scratch.train import NonFiniteLossError
 
-EXIT_OK, EXIT_DISAGREE, EXIT_BAD_INPUT = 0, 1, 2
+EXIT_AGREE, EXIT_DISAGREE, EXIT_BAD_INPUT = 0, 1, 2
+DEFAULT_OUT = Path("reports/latest")
 
 
-def _add_spec_options(parser: argparse.ArgumentParser) -> None:
+def _spec_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--config",
         metavar="FILE",
-        help="a TOML file of run-spec keys (see configs/); the defaults are the Occupancy model",
+        help="a TOML file of run-spec keys (configs/*.toml); without it, the Occupancy model",
     )
     parser.add_argument(
         "--set",
@@ -33,13 +35,97 @@ def _add_spec_options(parser: argparse.ArgumentParser) -> None:
         default=[],
         help="override one run-spec key, e.g. --set lr=0.1 --set hidden=[16,8] (repeatable)",
     )
-    parser.add_argument("--quiet", action="store_true", help="print only the final summary")
+    parser.add_argument(
+        "--dtype", choices=("float64", "float32"), help="shorthand for --set dtype=…"
+    )
+    parser.add_argument("--quiet", action="store_true", help="print only the verdict lines")
+
+
+def _oracle_options(parser: argparse.ArgumentParser) -> None:
+    _spec_options(parser)
+    parser.add_argument(
+        "--engines",
+        metavar="LIST",
+        help=f"comma-separated engines to run, scratch first (default: {','.join(ENGINES)})",
+    )
+    parser.add_argument(
+        "--out",
+        metavar="DIR",
+        type=Path,
+        default=DEFAULT_OUT,
+        help=f"the report folder, replaced as a whole when the run ends (default: {DEFAULT_OUT})",
+    )
+
+
+def _load(args: argparse.Namespace):
+    assignments = list(args.assignments)
+    if args.dtype:
+        assignments.append(f"dtype={args.dtype}")
+    if getattr(args, "engines", None):
+        names = [e.strip() for e in args.engines.split(",") if e.strip()]
+        assignments.append("engines=[" + ", ".join(f'"{n}"' for n in names) + "]")
+    return build_problem(load_spec(args.config, assignments))
+
+
+def _progress(args: argparse.Namespace, problem, label: str, total: int | None = None):
+    from comparisons.progress import Progress
+
+    return Progress(total or len(problem.schedule), label, enabled=not args.quiet)
+
+
+def _write_and_report(args: argparse.Namespace, report: dict) -> int:
+    from comparisons.output import write_report_folder
+    from comparisons.render import render_html, render_markdown
+
+    out = write_report_folder(
+        report, args.out, {"report.md": render_markdown, "report.html": render_html}
+    )
+    for line in headline(report):
+        print(line)
+    if not args.quiet:
+        print(f"report: {out / 'report.json'}, {out / 'report.md'}, {out / 'report.html'}")
+    return EXIT_AGREE if report["verdict"] == "agree" else EXIT_DISAGREE
+
+
+def headline(report: dict) -> list[str]:
+    """The first lines of the command's output (and of report.md): verdict, then where."""
+    from comparisons.render import first_divergence_lines, verdict_line
+
+    return [verdict_line(report), *first_divergence_lines(report)]
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from comparisons.jobs import run_lockstep
+
+    problem = _load(args)
+    report = run_lockstep(problem, on_step=_progress(args, problem, "lockstep"))
+    return _write_and_report(args, report)
+
+
+def cmd_drift(args: argparse.Namespace) -> int:
+    from comparisons.jobs import run_drift
+
+    problem = _load(args)
+    report = run_drift(problem, on_step=_progress(args, problem, "drift"))
+    return _write_and_report(args, report)
+
+
+def cmd_gradcheck(args: argparse.Namespace) -> int:
+    from comparisons.jobs import run_gradcheck
+
+    problem = _load(args)
+    if problem.spec.dtype != "float64":
+        raise SpecError("dtype: gradcheck needs float64 (finite differences in float32 are noise)")
+    steps = min(args.steps, len(problem.schedule))
+    report = run_gradcheck(problem, steps, on_step=_progress(args, problem, "gradcheck", steps))
+    return _write_and_report(args, report)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    spec = load_spec(args.config, args.assignments)
-    problem = build_problem(spec)
-    splits = list(problem.splits)
+    from comparisons.train_job import train_scratch
+
+    problem = _load(args)
+    spec, splits = problem.spec, list(problem.splits)
     if not args.quiet:
         print(
             f"training scratch on {spec.dataset}: sizes {problem.mlp.sizes}, "
@@ -47,30 +133,65 @@ def cmd_train(args: argparse.Namespace) -> int:
             f"batch {spec.batch_size}, {spec.epochs} epochs, {spec.dtype}"
         )
         print(f"{'epoch':>5}  {'mean loss':>10}  " + "  ".join(f"{s:>7}" for s in splits))
-    last = None
     for last in train_scratch(problem):
         if not args.quiet:
             acc = "  ".join(f"{100 * last.accuracy[s]:6.2f}%" for s in splits)
             print(f"{last.epoch:>5}  {last.mean_loss:>10.6f}  {acc}")
     summary = ", ".join(f"{s} {100 * last.accuracy[s]:.2f}%" for s in splits)
     print(f"final accuracy: {summary}")
-    return EXIT_OK
+    return EXIT_AGREE
+
+
+COMMANDS: dict[str, tuple[Callable, Callable, str, str]] = {
+    "run": (
+        cmd_run,
+        _oracle_options,
+        "the lockstep oracle: every engine, every step, every tensor; writes the report",
+        "Step scratch, PyTorch and JAX through the same mini-batches. Before each step every "
+        "reference is loaded with scratch's parameters and optimizer state; after it every "
+        "tensor of the trace is compared in dataflow order. Writes report.json, report.md and "
+        "report.html into --out. Exit 0 when all agree, 1 when not, 2 on bad input.",
+    ),
+    "drift": (
+        cmd_drift,
+        _oracle_options,
+        "free-running trajectories from the same start; how far they drift apart",
+        "Train every engine freely from the same initial weights through the same batches and "
+        "record, per step, each reference's loss and parameter drift from scratch. The verdict "
+        "compares the final losses on every split (tolerance in comparisons/tolerances.py).",
+    ),
+    "gradcheck": (
+        cmd_gradcheck,
+        _oracle_options,
+        "scratch's backprop against central finite differences (float64, no framework)",
+        "Check every error term and gradient of scratch against central finite differences "
+        "at the first --steps steps of the run, in float64. Needs no framework.",
+    ),
+    "train": (
+        cmd_train,
+        _spec_options,
+        "train the scratch model alone; per-epoch loss and accuracy on each split",
+        "Train the scratch NumPy model alone (no framework needed) and print, per epoch, the "
+        "mean training loss and the accuracy on every split.",
+    ),
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m comparisons",
-        description="Backprop from scratch, verified against PyTorch and JAX.",
+        description="Backprop from scratch in NumPy, verified batch by batch against PyTorch "
+        "and JAX. Exit status: 0 agree, 1 disagree, 2 bad input.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    train = sub.add_parser(
-        "train",
-        help="train the scratch model and print per-epoch loss and accuracy on each split",
-        description="Train the scratch NumPy model alone (no framework needed) and print, per "
-        "epoch, the mean training loss and the accuracy on every split.",
-    )
-    _add_spec_options(train)
-    train.set_defaults(handler=cmd_train)
+    for name, (handler, options, summary, description) in COMMANDS.items():
+        command = sub.add_parser(name, help=summary, description=description)
+        options(command)
+        if name == "gradcheck":
+            command.add_argument(
+                "--steps", type=int, default=3, help="how many steps to check (default 3)"
+            )
+        command.set_defaults(handler=handler)
     return parser
 
 
@@ -81,3 +202,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (SpecError, DataError, ScratchInputError, NonFiniteLossError) as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("interrupted: no report was written", file=sys.stderr)
+        return 130

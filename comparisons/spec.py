@@ -85,6 +85,9 @@ class RunSpec:
             _check_choice("engines", engine, ENGINES)
         if "scratch" not in self.engines:
             raise SpecError("engines: must include 'scratch', the engine under test")
+        if self.optimizer in ("momentum", "nesterov") and self.momentum == 0:
+            # torch.optim.SGD keeps no momentum buffer at μ = 0, so there is nothing to compare.
+            raise SpecError(f"momentum: must be > 0 for optimizer {self.optimizer}; use sgd for 0")
         try:
             self.optimizer_config()
         except ValueError as err:

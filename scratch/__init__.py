@@ -22,7 +22,7 @@ from scratch.network import (
     init_params,
 )
 from scratch.optimizers import OPTIMIZERS, Optimizer
-from scratch.train import NonFiniteLossError, accuracy, predict, train, train_step
+from scratch.train import NonFiniteLossError, accuracy, classify, train, train_step
 
 __all__ = [
     "ACTIVATIONS",
@@ -34,12 +34,12 @@ __all__ = [
     "Optimizer",
     "ScratchInputError",
     "accuracy",
+    "classify",
     "forward",
     "forward_backward",
     "forward_backward_per_example",
     "init_params",
     "numerical_gradients",
-    "predict",
     "train",
     "train_step",
 ]

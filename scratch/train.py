@@ -71,20 +71,24 @@ def train(
         yield trace
 
 
-def predict(mlp: MLP, params: Params, X: np.ndarray) -> np.ndarray:
-    """Predicted class per row (n,): argmax for several outputs, A_L past the threshold for one.
+def classify(mlp: MLP, A_L: np.ndarray) -> np.ndarray:
+    """The predicted class of each row of the output A_L (n, n_L), as (n,) integers.
 
-    With one output the threshold is 0 on logits (``bce_logits``: σ(0) = 0.5) and 0.5 on
-    outputs that estimate the 0/1 target itself (``bce``, ``mse``).
+    Several outputs: the argmax. One output: A_L past a threshold — 0 on logits
+    (``bce_logits``: σ(0) = 0.5), 0.5 on outputs that estimate the 0/1 target (``bce``, ``mse``).
     """
-    A_L = forward(mlp, params, X)[f"A{mlp.n_layers}"]  # (n, n_L)
     if mlp.sizes[-1] > 1:
         return A_L.argmax(axis=1)
     threshold = 0.0 if mlp.loss == "bce_logits" else 0.5
     return (A_L[:, 0] > threshold).astype(np.int64)
 
 
-def accuracy(mlp: MLP, params: Params, X: np.ndarray, Y: np.ndarray) -> float:
+def accuracy_of(mlp: MLP, A_L: np.ndarray, Y: np.ndarray) -> float:
     """The fraction of rows whose predicted class equals the target's (Y one-hot or 0/1)."""
     truth = Y.argmax(axis=1) if Y.shape[1] > 1 else Y[:, 0].astype(np.int64)
-    return float(np.mean(predict(mlp, params, X) == truth))
+    return float(np.mean(classify(mlp, A_L) == truth))
+
+
+def accuracy(mlp: MLP, params: Params, X: np.ndarray, Y: np.ndarray) -> float:
+    """The accuracy of the network with ``params`` on (X, Y)."""
+    return accuracy_of(mlp, forward(mlp, params, X)[f"A{mlp.n_layers}"], Y)

@@ -47,6 +47,11 @@ def test_bad_values_name_the_key(assignment, message):
         load_spec(None, [assignment])
 
 
+def test_momentum_without_momentum_is_refused():
+    with pytest.raises(SpecError, match="momentum: must be > 0 for optimizer nesterov"):
+        load_spec(None, ["optimizer=nesterov", "momentum=0"])
+
+
 def test_a_broken_config_file_names_the_file(tmp_path):
     config = tmp_path / "broken.toml"
     config.write_text("lr = = 1\n", encoding="utf-8")

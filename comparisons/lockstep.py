@@ -1,0 +1,211 @@
+"""The lockstep oracle and the free-running drift comparison.
+
+Lockstep: before each step every reference is loaded with scratch's parameters and
+optimizer state, so each step's differences are that step's alone and do not compound;
+after it, every tensor of the trace is compared in dataflow order. A disagreement beyond
+tolerance is a bug or an unmatched convention, and the first one in (step, dataflow order)
+points at the faulty equation.
+
+Drift: every engine trains freely from the same start; the runner records how far the
+references' parameters and losses move away from scratch's, step by step.
+
+Both keep per-step summaries only, never every tensor of every step, so memory does not grow
+with the tensors' size times the number of steps. The first step's traces are kept whole,
+for the report's equation walkthrough.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from comparisons.compare import Comparison, compare_traces
+from comparisons.engines import Engine, ScratchEngine, initial_state
+from comparisons.problem import Problem
+from data.schedule import Step
+
+
+@dataclass
+class Divergence:
+    """Where the first disagreement happened, and what still agreed upstream of it."""
+
+    step: int
+    epoch: int
+    batch: int
+    comparison: Comparison
+    upstream_agreed: list[str]  # the tensors before it, in dataflow order, at that step
+
+    def as_dict(self) -> dict:
+        c = self.comparison
+        return {
+            "step": self.step,
+            "epoch": self.epoch,
+            "batch": self.batch,
+            "tensor": c.tensor,
+            "kind": c.kind,
+            "layer": c.layer,
+            "engine": c.engine,
+            "index": list(c.index),
+            "scratch_value": c.scratch_value,
+            "reference_value": c.reference_value,
+            "max_abs": c.max_abs,
+            "max_rel": c.max_rel,
+            "allowed": c.allowed,
+            "problem": c.problem,
+            "upstream_agreed": self.upstream_agreed,
+        }
+
+    def describe(self) -> str:
+        where = f"step {self.step} (epoch {self.epoch}, batch {self.batch})"
+        layer = f", layer {self.comparison.layer}" if self.comparison.layer else ""
+        upstream = ", ".join(self.upstream_agreed[-4:]) or "nothing"
+        return (
+            f"first divergence at {where}: {self.comparison.tensor} ({self.comparison.kind}"
+            f"{layer}) — {self.comparison.describe()}; upstream still agreed: "
+            f"{'…, ' if len(self.upstream_agreed) > 4 else ''}{upstream}"
+        )
+
+
+@dataclass
+class WorstSeen:
+    """The largest error seen for one (engine, tensor) pair over the whole run."""
+
+    max_abs: float = 0.0
+    max_rel: float = 0.0
+    ratio: float = 0.0
+    step: int = -1
+    ok: bool = True
+
+    def update(self, c: Comparison, step: int) -> None:
+        if c.ratio > self.ratio or self.step < 0:
+            self.ratio, self.step = c.ratio, step
+        self.max_abs = max(self.max_abs, c.max_abs)
+        self.max_rel = max(self.max_rel, c.max_rel)
+        self.ok = self.ok and c.ok
+
+
+@dataclass
+class LockstepResult:
+    engines: list[str]
+    steps_run: int = 0
+    first_divergence: Divergence | None = None
+    divergent_steps: int = 0
+    per_tensor: dict[str, dict[str, WorstSeen]] = field(default_factory=dict)  # engine -> tensor
+    per_step: list[dict] = field(default_factory=list)
+    first_step_traces: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+    final_params: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def agree(self) -> bool:
+        return self.first_divergence is None
+
+
+def lockstep(
+    problem: Problem,
+    references: Mapping[str, Engine],
+    *,
+    stop_at_first: bool = False,
+    steps: list[Step] | None = None,
+    on_step: Callable[[int], None] | None = None,
+) -> LockstepResult:
+    """Step scratch and every reference through the schedule, comparing each step's trace.
+
+    ``stop_at_first`` ends the run at the first divergent step (the quick answer a person
+    changing scratch wants); otherwise the run goes on and counts the divergent steps.
+    """
+    X, Y = problem.train
+    scratch = ScratchEngine(problem.mlp, problem.optimizer, problem.spec.dtype)
+    scratch.set_state(problem.params0, initial_state(problem.optimizer, problem.params0))
+    result = LockstepResult(engines=["scratch", *references])
+    result.per_tensor = {name: {} for name in references}
+    for step in problem.schedule.steps if steps is None else steps:
+        params, state = scratch.state()
+        Xb, Yb = X[step.rows], Y[step.rows]
+        scratch_trace = scratch.step(Xb, Yb)
+        summary = {"step": step.index, "epoch": step.epoch, "loss": {}, "worst_rel": {}}
+        summary["loss"]["scratch"] = float(scratch_trace["loss"])
+        failures: list[tuple[int, Comparison]] = []
+        for name, engine in references.items():
+            engine.set_state(params, state)
+            trace = engine.step(Xb, Yb)
+            summary["loss"][name] = float(trace["loss"]) if "loss" in trace else float("nan")
+            worst_by_kind: dict[str, float] = {}
+            for position, c in enumerate(compare_traces(scratch_trace, trace, name, params)):
+                result.per_tensor[name].setdefault(c.tensor, WorstSeen()).update(c, step.index)
+                worst_by_kind[c.kind] = max(worst_by_kind.get(c.kind, 0.0), c.max_rel)
+                if not c.ok:
+                    failures.append((position, c))
+            summary["worst_rel"][name] = worst_by_kind
+            if step.index == 0:
+                result.first_step_traces[name] = trace
+        if step.index == 0:
+            result.first_step_traces["scratch"] = scratch_trace
+        result.per_step.append(summary)
+        result.steps_run += 1
+        if on_step is not None:
+            on_step(step.index)
+        if failures:
+            result.divergent_steps += 1
+            if result.first_divergence is None:
+                position, first = min(failures, key=lambda f: f[0])
+                result.first_divergence = Divergence(
+                    step.index, step.epoch, step.batch, first, list(scratch_trace)[:position]
+                )
+            if stop_at_first:
+                break
+    result.final_params = scratch.params()
+    return result
+
+
+@dataclass
+class DriftResult:
+    engines: list[str]
+    per_step: list[dict] = field(default_factory=list)
+    final_params: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+
+
+def drift(
+    problem: Problem,
+    references: Mapping[str, Engine],
+    *,
+    on_step: Callable[[int], None] | None = None,
+) -> DriftResult:
+    """Train every engine freely from the same start; record each step's loss per engine and
+    each reference's parameter drift: max over parameters of ‖θ_ref - θ_scratch‖∞ / ‖θ_scratch‖∞.
+    """
+    X, Y = problem.train
+    scratch = ScratchEngine(problem.mlp, problem.optimizer, problem.spec.dtype)
+    engines: dict[str, Engine] = {"scratch": scratch, **references}
+    state0 = initial_state(problem.optimizer, problem.params0)
+    for engine in engines.values():
+        engine.set_state(problem.params0, state0)
+    result = DriftResult(engines=list(engines))
+    names = list(problem.params0)
+    for step in problem.schedule.steps:
+        Xb, Yb = X[step.rows], Y[step.rows]
+        traces = {name: engine.step(Xb, Yb) for name, engine in engines.items()}
+        ours = traces["scratch"]
+        result.per_step.append(
+            {
+                "step": step.index,
+                "epoch": step.epoch,
+                "loss": {name: float(t["loss"]) for name, t in traces.items()},
+                "param_drift": {
+                    name: max(_relative_gap(t[p], ours[p]) for p in names)
+                    for name, t in traces.items()
+                    if name != "scratch"
+                },
+            }
+        )
+        if on_step is not None:
+            on_step(step.index)
+    result.final_params = {name: engine.params() for name, engine in engines.items()}
+    return result
+
+
+def _relative_gap(theirs: np.ndarray, ours: np.ndarray) -> float:
+    scale = float(np.max(np.abs(ours)))
+    gap = float(np.max(np.abs(theirs.astype(np.float64) - ours)))
+    return gap / scale if scale > 0 else gap

@@ -1,0 +1,68 @@
+"""Helpers for the lockstep tests: small synthetic problems and the engine parameters."""
+
+from __future__ import annotations
+
+import pytest
+
+from comparisons.engines import make_engine
+from comparisons.lockstep import LockstepResult, lockstep
+from comparisons.problem import Problem, build_problem
+from comparisons.spec import RunSpec
+
+REFERENCES = [
+    pytest.param("torch", marks=pytest.mark.torch, id="torch"),
+    pytest.param("jax", marks=pytest.mark.jax, id="jax"),
+]
+
+# (loss, output activation, classes): every output layer each loss fits.
+HEADS = [
+    ("mse", "identity", 2),
+    ("mse", "sigmoid", 2),
+    ("mse", "tanh", 3),
+    ("bce", "sigmoid", 2),
+    ("bce_logits", "identity", 2),
+    ("softmax_cross_entropy", "identity", 3),
+]
+ACTIVATIONS = ["sigmoid", "tanh", "relu", "leaky_relu", "identity"]
+OPTIMIZERS = ["sgd", "momentum", "nesterov", "adam", "adamw"]
+# 12 rows: batch 1 gives 12 one-row steps; batch 5 leaves a partial last batch of 2.
+BATCH_SIZES = [pytest.param(1, id="batch1"), pytest.param(5, id="batch5-partial")]
+OPTIMIZER_SETTINGS = {
+    "sgd": {"lr": 0.1, "l2": 0.01},  # L2 rides along with sgd so that it is covered too
+    "momentum": {"lr": 0.02, "momentum": 0.9},
+    "nesterov": {"lr": 0.02, "momentum": 0.8},
+    "adam": {"lr": 0.01},
+    "adamw": {"lr": 0.01, "weight_decay": 0.05},
+}
+
+
+def synthetic_spec(**changes: object) -> RunSpec:
+    """A 12-row synthetic problem, trained for two epochs; ``changes`` override."""
+    base = {
+        "dataset": "synthetic",
+        "synthetic_rows": 12,
+        "synthetic_features": 4,
+        "hidden": (6, 5),
+        "epochs": 2,
+        "batch_size": 5,
+        "engines": ("scratch",),
+    }
+    base.update(OPTIMIZER_SETTINGS[changes.get("optimizer", "sgd")])
+    return RunSpec().replace(**{**base, **changes})
+
+
+def head(loss: str, output: str, classes: int) -> dict:
+    return {"loss": loss, "output": output, "synthetic_classes": classes}
+
+
+def run(problem: Problem, reference: str, **kwargs) -> LockstepResult:
+    engine = make_engine(reference, problem.mlp, problem.optimizer, problem.spec.dtype)
+    return lockstep(problem, {reference: engine}, **kwargs)
+
+
+def assert_lockstep_agrees(spec: RunSpec, reference: str) -> LockstepResult:
+    result = run(build_problem(spec), reference, stop_at_first=True)
+    if not result.agree:
+        pytest.fail(result.first_divergence.describe(), pytrace=False)
+    assert result.steps_run == len(build_problem(spec).schedule)
+    return result

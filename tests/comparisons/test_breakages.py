@@ -1,0 +1,47 @@
+"""Five deliberate breakages of scratch: the oracle must fail and name the first bad tensor."""
+
+from __future__ import annotations
+
+import pytest
+
+from comparisons.faults import FAULTS
+from comparisons.problem import build_problem
+from tests.comparisons.lockstep_cases import REFERENCES, run, synthetic_spec
+
+
+@pytest.mark.parametrize("reference", REFERENCES)
+@pytest.mark.parametrize("fault", FAULTS, ids=[f.name for f in FAULTS])
+def test_the_oracle_names_the_first_divergent_tensor(fault, reference):
+    spec = synthetic_spec(activation="sigmoid", loss="bce_logits", **fault.spec)
+    problem = build_problem(spec)
+    assert run(problem, reference, stop_at_first=True).agree  # sound before the breakage
+    with fault.patch():
+        result = run(problem, reference, stop_at_first=True)
+    assert not result.agree
+    divergence = result.first_divergence
+    assert divergence.comparison.tensor == fault.expected_tensor, divergence.describe()
+    assert divergence.step == 0
+    assert fault.expected_tensor in divergence.describe()
+
+
+@pytest.mark.parametrize("fault", FAULTS, ids=[f.name for f in FAULTS])
+def test_each_fault_first_changes_its_expected_tensor_and_is_undone(fault):
+    """Without any framework: the patched trace against the sound one, then the restore."""
+    from comparisons.compare import compare_traces
+    from comparisons.engines import ScratchEngine, initial_state
+
+    problem = build_problem(synthetic_spec(activation="sigmoid", **fault.spec))
+    X, Y = problem.train
+    rows = problem.schedule.steps[0].rows
+
+    def first_trace():
+        engine = ScratchEngine(problem.mlp, problem.optimizer, problem.spec.dtype)
+        engine.set_state(problem.params0, initial_state(problem.optimizer, problem.params0))
+        return engine.step(X[rows], Y[rows])
+
+    sound = first_trace()
+    with fault.patch():
+        broken = first_trace()
+    changed = [c.tensor for c in compare_traces(broken, sound, "sound scratch") if not c.ok]
+    assert changed and changed[0] == fault.expected_tensor
+    assert all(c.ok for c in compare_traces(first_trace(), sound, "sound scratch"))

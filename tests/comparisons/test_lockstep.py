@@ -1,0 +1,93 @@
+"""The oracle: scratch in lockstep with PyTorch and JAX, every trace tensor, every step.
+
+The quick tier covers every activation × loss head and every optimizer × dtype × batch size
+(including 1 and a partial last batch) against both references; the full product of all
+five is marked slow.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from comparisons.problem import build_problem
+from comparisons.spec import RunSpec
+from tests.comparisons.lockstep_cases import (
+    ACTIVATIONS,
+    BATCH_SIZES,
+    HEADS,
+    OPTIMIZERS,
+    REFERENCES,
+    assert_lockstep_agrees,
+    head,
+    run,
+    synthetic_spec,
+)
+
+
+@pytest.mark.parametrize("reference", REFERENCES)
+@pytest.mark.parametrize(
+    ("activation", "heads"),
+    [pytest.param(a, h, id=f"{a}-{h[0]}-{h[1]}") for a in ACTIVATIONS for h in HEADS],
+)
+def test_every_activation_and_loss(reference, activation, heads):
+    # The optimizer cycles with the case so that each head also meets several optimizers.
+    optimizer = OPTIMIZERS[(ACTIVATIONS.index(activation) + HEADS.index(heads)) % 5]
+    spec = synthetic_spec(activation=activation, optimizer=optimizer, **head(*heads))
+    assert_lockstep_agrees(spec, reference)
+
+
+@pytest.mark.parametrize("reference", REFERENCES)
+@pytest.mark.parametrize("optimizer", OPTIMIZERS)
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("batch_size", BATCH_SIZES)
+def test_every_optimizer_dtype_and_batch_size(reference, optimizer, dtype, batch_size):
+    spec = synthetic_spec(
+        optimizer=optimizer, dtype=dtype, batch_size=batch_size, activation="tanh"
+    )
+    assert_lockstep_agrees(spec, reference)
+
+
+FULL_PRODUCT = [
+    pytest.param(a, h, o, d, b, id=f"{a}-{h[0]}-{h[1]}-{o}-{d}-b{b}")
+    for a, h, o, d, b in itertools.product(
+        ACTIVATIONS, HEADS, OPTIMIZERS, ["float64", "float32"], [1, 5]
+    )
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("reference", REFERENCES)
+@pytest.mark.parametrize(("activation", "heads", "optimizer", "dtype", "batch_size"), FULL_PRODUCT)
+def test_full_product(reference, activation, heads, optimizer, dtype, batch_size):
+    spec = synthetic_spec(
+        activation=activation,
+        optimizer=optimizer,
+        dtype=dtype,
+        batch_size=batch_size,
+        **head(*heads),
+    )
+    assert_lockstep_agrees(spec, reference)
+
+
+@pytest.mark.realdata
+@pytest.mark.slow
+@pytest.mark.parametrize("reference", REFERENCES)
+def test_the_default_occupancy_run_in_lockstep(occupancy_dir, reference):
+    """The whole default training run, 1,630 steps, against each reference."""
+    problem = build_problem(RunSpec(engines=("scratch",)), occupancy_dir)
+    result = run(problem, reference)
+    assert result.steps_run == len(problem.schedule)
+    assert result.agree, result.first_divergence.describe()
+
+
+@pytest.mark.parametrize("reference", REFERENCES)
+def test_lockstep_records_the_worst_error_of_every_tensor(reference):
+    problem = build_problem(synthetic_spec(optimizer="adam"))
+    result = run(problem, reference)
+    first = result.first_step_traces["scratch"]
+    assert set(result.per_tensor[reference]) == set(first)
+    assert all(w.ok and w.step >= 0 for w in result.per_tensor[reference].values())
+    assert len(result.per_step) == len(problem.schedule)
+    assert set(result.per_step[0]["loss"]) == {"scratch", reference}
