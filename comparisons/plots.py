@@ -3,13 +3,15 @@ the plot does not apply to the report's mode (or there is nothing to draw, e.g. 
 
 Figures are built on ``matplotlib.figure.Figure`` with an explicit Agg canvas, never through
 pyplot: no global backend, no rcParams change, no GUI. A report read back from report.json
-holds non-finite floats as the strings "NaN", "Infinity" and "-Infinity"; ``number`` turns
-them back into floats, so a report dict fresh from a run and one loaded from JSON plot alike.
+holds non-finite floats as the strings "NaN", "Infinity" and "-Infinity";
+``comparisons.html.number`` turns them back into floats, so a report dict fresh from a run and
+one loaded from JSON plot alike.
 """
 
 from __future__ import annotations
 
 import io
+import itertools
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -20,7 +22,9 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
+from matplotlib.ticker import MaxNLocator
 
+from comparisons.html import number
 from comparisons.tolerances import KINDS
 
 FLOOR = 1e-18  # where an exact zero is drawn on a log axis
@@ -49,17 +53,6 @@ class Plot:
     alt: str
     caption: str
     png: bytes
-
-
-def number(x: Any) -> float:
-    """A report value as a float: JSON's "NaN"/"Infinity" strings and None become floats."""
-    if x is None:
-        return math.nan
-    if isinstance(x, str):
-        return {"nan": math.nan, "infinity": math.inf, "-infinity": -math.inf}.get(
-            x.lower(), math.nan
-        )
-    return float(x)
 
 
 def _figure(height: float) -> Figure:
@@ -91,9 +84,10 @@ def _steps(report: dict) -> np.ndarray:
 
 
 def _epoch_boundaries(ax, report: dict) -> None:
-    """A faint vertical line where each epoch after the first begins."""
+    """A faint vertical line where each epoch after the first begins; whole-step ticks."""
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     per_step = report["per_step"]
-    starts = [b["step"] for a, b in zip(per_step, per_step[1:]) if b["epoch"] != a["epoch"]]
+    starts = [b["step"] for a, b in itertools.pairwise(per_step) if b["epoch"] != a["epoch"]]
     for step in starts[:200]:
         ax.axvline(step - 0.5, color="#000000", alpha=0.12, linewidth=0.8, zorder=0)
 
@@ -106,10 +100,12 @@ def _line_style(n_steps: int) -> dict:
 
 def _log_series(values: Iterable[Any], window: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """Values for a log axis: zeros (and tinier values) clipped to FLOOR; also a mask of the
-    non-finite ones, which ``_log_axis`` draws at the top edge. With ``window`` > 1, the
-    worst of each window of consecutive values (a window with a non-finite value is one)."""
+    non-finite ones, which ``_log_axis`` marks at the top (None, a missing value, is a
+    gap, not a non-finite one). With ``window`` > 1, the worst of each window of consecutive
+    values (a window with a non-finite value is one)."""
+    values = list(values)
     y = np.array([number(v) for v in values], dtype=float)
-    bad = ~np.isfinite(y)
+    bad = ~np.isfinite(y) & np.array([v is not None for v in values], dtype=bool)
     if window > 1:
         starts = np.arange(0, len(y), window)
         bad = np.logical_or.reduceat(bad, starts)
@@ -123,15 +119,17 @@ def _window(n_steps: int) -> int:
 
 def _log_axis(ax, series: list[tuple[np.ndarray, np.ndarray, np.ndarray, str]]) -> None:
     """Log scale for ``(x, y, non_finite, color)`` series already drawn: the floor shows when
-    a value was clipped to it, then non-finite values appear as × at the top edge."""
+    a value was clipped to it, and non-finite values appear as × in a band above the data."""
     ax.set_yscale("log")
     if any(np.any(y == FLOOR) for _, y, _, _ in series):
         ax.set_ylim(bottom=FLOOR / 3)
-    ax.set_ylim(ax.get_ylim())  # fixed from here: the × marks must not rescale the axis
-    top = ax.get_ylim()[1]
-    for x, _, bad, color in series:
-        if bad.any():
-            ax.plot(x[bad], np.full(int(bad.sum()), top), "x", color=color, clip_on=False)
+    bottom, top = ax.get_ylim()
+    if any(bad.any() for _, _, bad, _ in series):
+        top *= 10  # a band above the data for the × marks
+        for x, _, bad, color in series:
+            ax.plot(x[bad], np.full(int(bad.sum()), top), "x", color=color)
+        top *= 10
+    ax.set_ylim(bottom, top)
 
 
 def loss_plot(report: dict) -> bytes | None:
@@ -143,7 +141,8 @@ def loss_plot(report: dict) -> bytes | None:
     ax = fig.add_subplot()
     style = _line_style(len(x))
     for i, engine in enumerate(report["engines"]):
-        y = [number(s["loss"].get(engine)) for s in report["per_step"]]
+        y = np.array([number(s["loss"].get(engine)) for s in report["per_step"]])
+        y[~np.isfinite(y)] = np.nan  # a gap in the line
         scratch = engine == "scratch"
         ax.plot(
             x,
@@ -184,7 +183,7 @@ def worst_rel_plot(report: dict) -> bytes | None:
         kinds += sorted({k for r in rows for k in r} - set(kinds))
         marks = []
         for i, kind in enumerate(kinds):
-            y, bad = _log_series((r.get(kind, math.nan) for r in rows), window)
+            y, bad = _log_series((r.get(kind) for r in rows), window)
             color = _kind_color(kind, i)
             # earlier kinds on top: where kinds coincide, the first in dataflow order shows
             z = 2 + len(kinds) - i
@@ -282,7 +281,9 @@ def drift_plot(report: dict) -> bytes | None:
     """Drift: each reference's parameter drift from scratch at each step, log scale."""
     if report["mode"] != "drift" or not report.get("per_step"):
         return None
-    refs = [r for r in _references(report) if any(r in s["param_drift"] for s in report["per_step"])]
+    refs = [
+        r for r in _references(report) if any(r in s["param_drift"] for s in report["per_step"])
+    ]
     if not refs:
         return None
     x = _steps(report)
@@ -290,7 +291,7 @@ def drift_plot(report: dict) -> bytes | None:
     ax = fig.add_subplot()
     marks = []
     for i, ref in enumerate(refs):
-        y, bad = _log_series(s["param_drift"].get(ref, math.nan) for s in report["per_step"])
+        y, bad = _log_series(s["param_drift"].get(ref) for s in report["per_step"])
         color = _engine_color(ref, i)
         ax.plot(x, y, color=color, linewidth=0.9, label=ref, **_line_style(len(x)))
         marks.append((x, y, bad, color))
@@ -319,7 +320,6 @@ def accuracy_plot(report: dict) -> bytes | None:
     hi_value = float(finite.max()) if finite.size else 100.0
     spread = max(hi_value - lo_value, 1.0)
     bottom = max(0.0, math.floor(lo_value - 0.6 * spread))
-    top = min(100.0, hi_value + 0.35 * spread) if hi_value < 100 else 100.0 + 0.2 * spread
 
     fig = _figure(3.2)
     ax = fig.add_subplot()
@@ -333,7 +333,7 @@ def accuracy_plot(report: dict) -> bytes | None:
         )
         labels = ["n/a" if not np.isfinite(a) else f"{a:.2f}%" for a in acc[i]]
         ax.bar_label(bars, labels, fontsize=7, padding=2, rotation=90 if len(engines) > 3 else 0)
-    ax.set_ylim(bottom, top + 0.25 * spread)
+    ax.set_ylim(bottom, hi_value + 0.6 * spread)  # room above the bars for their values
     ax.set_xticks(centers, splits)
     ax.set_ylabel("accuracy (%)")
     ax.set_title(f"final accuracy per split (y axis starts at {bottom:g}%)", fontsize=10)
@@ -355,7 +355,7 @@ def gradcheck_plot(report: dict) -> bytes | None:
     n = len(report["per_step"])
     marks = []
     for i, s in enumerate(report["per_step"]):
-        y, bad = _log_series(s["max_rel"].get(t, math.nan) for t in tensors)
+        y, bad = _log_series(s["max_rel"].get(t) for t in tensors)
         offset = (i - (n - 1) / 2) * min(0.12, 0.6 / n)
         color = f"C{i % 10}"
         ax.plot(x + offset, y, "o", markersize=4, color=color, label=f"step {s['step']}")
@@ -377,7 +377,7 @@ def gradcheck_plot(report: dict) -> bytes | None:
 
 FLOOR_NOTE = (
     f"Exact zeros cannot be drawn on a log axis: they are clipped to {FLOOR:g}. "
-    "Non-finite errors (NaN, inf) are drawn as × at the top edge."
+    "Non-finite errors (NaN, inf) are drawn as × in a band at the top."
 )
 
 PLOTS: tuple[tuple[str, str, Callable[[dict], bytes | None], str, str], ...] = (
@@ -388,7 +388,8 @@ PLOTS: tuple[tuple[str, str, Callable[[dict], bytes | None], str, str], ...] = (
         "Mini-batch loss per step for each engine",
         "The training loss of each mini-batch, per engine (scratch solid, references dashed); "
         "faint vertical lines mark epoch boundaries. In lockstep every engine starts each step "
-        "from scratch's parameters, so the curves coincide unless a forward pass differs.",
+        "from scratch's parameters, so the curves coincide unless a forward pass differs. "
+        "A non-finite loss leaves a gap.",
     ),
     (
         "worst_rel",
@@ -409,7 +410,8 @@ PLOTS: tuple[tuple[str, str, Callable[[dict], bytes | None], str, str], ...] = (
         "The worst relative error over all steps per tensor kind (rows) and layer (columns), "
         "colour on a log10 scale; the loss has no layer and sits in the column “—”. Cells with "
         "a tensor beyond tolerance are outlined in red. Zeros are shown as 0 and coloured at "
-        f"{FLOOR:g}; empty cells have no tensor.",
+        f"{FLOOR:g}; a non-finite error shows as inf in the top colour; empty cells have no "
+        "tensor.",
     ),
     (
         "drift",
@@ -433,8 +435,7 @@ PLOTS: tuple[tuple[str, str, Callable[[dict], bytes | None], str, str], ...] = (
         gradcheck_plot,
         "Finite-difference error per tensor, one marker per step, log scale",
         "Max |backprop − central difference| relative to each tensor's largest entry, one "
-        "marker per checked step; the dashed red line is the finite-difference rtol. "
-        + FLOOR_NOTE,
+        "marker per checked step; the dashed red line is the finite-difference rtol. " + FLOOR_NOTE,
     ),
 )
 

@@ -14,6 +14,11 @@ def _g(x: Any, digits: int = 3) -> str:
     return str(x)
 
 
+def _exact(x: Any) -> str:
+    """All the digits of a float ("NaN" and "Infinity" come back from JSON as strings)."""
+    return repr(x) if isinstance(x, float) else str(x)
+
+
 def verdict_line(report: dict) -> str:
     mode = report["mode"]
     engines = ", ".join(report["engines"])
@@ -25,7 +30,8 @@ def verdict_line(report: dict) -> str:
             )
         if mode == "drift":
             return f"AGREE: {engines} end within the drift tolerance on every split"
-        return f"AGREE: backprop matches finite differences at {len(report['per_step'])} steps"
+        steps = len(report["per_step"])
+        return f"AGREE: backprop matches finite differences at {steps} step{'s' * (steps > 1)}"
     if mode == "lockstep":
         return (
             f"DISAGREE: {report['divergent_steps']} of {report['steps_run']} steps have a "
@@ -56,8 +62,8 @@ def first_divergence_lines(report: dict) -> list[str]:
         lines.append(f"  {d['problem']}")
     else:
         lines.append(
-            f"  worst element {d['tensor']}{index}: scratch={d['scratch_value']!r} "
-            f"{d['engine']}={d['reference_value']!r} |diff|={_g(d['max_abs'])} "
+            f"  worst element {d['tensor']}{index}: scratch={_exact(d['scratch_value'])} "
+            f"{d['engine']}={_exact(d['reference_value'])} |diff|={_g(d['max_abs'])} "
             f"allowed={_g(d['allowed'])}"
         )
     upstream = d.get("upstream_agreed") or []
@@ -124,11 +130,8 @@ def _walkthrough(report: dict) -> list[str]:
     for row in report["walkthrough"]:
         values = [", ".join(f"{v:.6g}" for v in row["values"].get(e, [])) for e in engines]
         diffs = "; ".join(f"{e} {_g(v)}" for e, v in row["max_abs_vs_scratch"].items())
-        rows.append(
-            [row["stage"], f"`{row['equation']}`", "×".join(map(str, row["shape"])) or "scalar"]
-            + values
-            + [diffs]
-        )
+        shape = "×".join(map(str, row["shape"])) or "scalar"
+        rows.append([row["stage"], f"`{row['equation']}`", shape, *values, diffs])
     return lines + _table(["stage", "equation", "shape", *engines, "max |diff|"], rows) + [""]
 
 

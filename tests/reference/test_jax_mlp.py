@@ -97,6 +97,9 @@ def two_steps_agree(engine, mlp, opt, params, state, X, Y, rng, rtol, atol_scale
         X, Y = batch(rng, mlp, X.dtype)
 
 
+# Slow: each case compiles its own step (~0.5 s); the lockstep tests in the quick tier cover
+# the same matrix against this engine.
+@pytest.mark.slow
 @pytest.mark.parametrize(("hidden", "loss", "out", "K", "opt"), pairwise_matrix())
 def test_float64_trace_equals_scratchs(jax_mlp, rng, hidden, loss, out, K, opt):
     mlp, params, state, X, Y = problem(rng, hidden, loss, out, K, opt, "float64")
