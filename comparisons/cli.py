@@ -15,7 +15,7 @@ from comparisons.problem import build_problem
 from comparisons.spec import ENGINES, SpecError, load_spec
 from data import DataError
 from scratch.network import ScratchInputError
-from scratch.train import NonFiniteLossError
+from scratch.training import NonFiniteLossError
 
 EXIT_AGREE, EXIT_DISAGREE, EXIT_BAD_INPUT = 0, 1, 2
 DEFAULT_OUT = Path("reports/latest")
@@ -121,6 +121,59 @@ def cmd_gradcheck(args: argparse.Namespace) -> int:
     return _write_and_report(args, report)
 
 
+def cmd_mutants(args: argparse.Namespace) -> int:
+    from comparisons.faults import FAULTS
+    from comparisons.mutants import render_markdown, run_catalogue
+    from comparisons.output import write_report_folder
+    from comparisons.progress import Progress
+
+    engines = tuple(e.strip() for e in args.engines.split(",") if e.strip())
+    unknown = sorted(set(engines) - {"torch", "jax"})
+    if unknown or not engines:
+        raise SpecError(
+            f"--engines: references to run the faults against: torch, jax; got {args.engines!r}"
+        )
+    progress = Progress(len(FAULTS), "faults", enabled=not args.quiet)
+    report = run_catalogue(engines, on_fault=lambda i: progress(i))
+    out = write_report_folder(
+        report, args.out, {"mutants.md": render_markdown}, json_name="mutants.json"
+    )
+    s = report["summary"]
+    print(
+        f"{'ALL CAUGHT' if s['all_caught'] else 'MISSED SOME'}: {s['caught']} of {s['faults']} "
+        f"faults caught, {s['localized']} localized ({100 * s['localized_fraction']:.0f}%), "
+        f"{s['equivalent']} equivalent"
+    )
+    for r in report["faults"]:
+        if not r["equivalent"] and not (r["caught"] and r["sound_run_agrees"]):
+            print(f"  missed: {r['name']}: {r['description']}")
+        elif r["localized"] is False:
+            print(
+                f"  not localized: {r['name']}: expected {r['expected_tensor']}, "
+                f"first divergence {r['first_divergence']['tensor']}"
+            )
+    if not args.quiet:
+        print(f"report: {out / 'mutants.json'}, {out / 'mutants.md'}")
+    return EXIT_AGREE if s["all_caught"] else EXIT_DISAGREE
+
+
+def _mutants_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--engines",
+        default="torch,jax",
+        metavar="LIST",
+        help="the references to run each fault against (default: torch,jax)",
+    )
+    parser.add_argument(
+        "--out",
+        metavar="DIR",
+        type=Path,
+        default=Path("reports/mutants"),
+        help="where mutants.json and mutants.md go (default: reports/mutants)",
+    )
+    parser.add_argument("--quiet", action="store_true", help="print only the summary")
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from comparisons.train_job import train_scratch
 
@@ -166,6 +219,15 @@ COMMANDS: dict[str, tuple[Callable, Callable, str, str]] = {
         "scratch's backprop against central finite differences (float64, no framework)",
         "Check every error term and gradient of scratch against central finite differences "
         "at the first --steps steps of the run, in float64. Needs no framework.",
+    ),
+    "mutants": (
+        cmd_mutants,
+        _mutants_options,
+        "run the catalogue of deliberate scratch faults through the oracle",
+        "Apply each fault of the catalogue (comparisons/faults.py) to scratch in memory and "
+        "run the fast oracle: was it caught, by which tensor at which step, was the first "
+        "divergence the tensor the fault touches, and whom does the arbitration blame. Writes "
+        "mutants.json and mutants.md into --out. Exit 0 only when every fault is caught.",
     ),
     "train": (
         cmd_train,

@@ -7,11 +7,15 @@ element's index, both values, the error and the allowance.
 
 from __future__ import annotations
 
+import functools
+import math
 from dataclasses import dataclass
 
 import numpy as np
 
 from comparisons.tolerances import Tolerance, kind_of, layer_of, tolerance
+
+_TINY = np.finfo(np.float64).tiny  # the allowance's floor, so that an exact zero still divides
 
 
 @dataclass(frozen=True)
@@ -30,10 +34,7 @@ class Comparison:
 
     @property
     def kind(self) -> str:
-        try:
-            return kind_of(self.tensor)
-        except KeyError:  # a name that only a broken engine would produce
-            return "unknown"
+        return _kind(self.tensor)
 
     @property
     def layer(self) -> int | None:
@@ -64,27 +65,30 @@ def compare(
     """Compare scratch's ``tensor`` with a reference's; ``old_param`` for updates (ΔW)."""
     a, b = np.asarray(scratch), np.asarray(reference)
     if tol is None:
-        tol = tolerance(b.dtype if b.dtype.kind == "f" else np.float64, tensor)
+        tol = _tolerance(b.dtype, tensor)
     if a.shape != b.shape:
-        return _mismatch(tensor, engine, f"shape {a.shape} != {b.shape}")
+        return mismatch(tensor, engine, f"shape {a.shape} != {b.shape}")
     if a.dtype != b.dtype:
-        return _mismatch(tensor, engine, f"dtype {a.dtype} != {b.dtype}")
+        return mismatch(tensor, engine, f"dtype {a.dtype} != {b.dtype}")
     work = np.float64  # judge in float64 so the judging itself adds no rounding
-    a64, b64 = np.atleast_1d(a.astype(work)), np.atleast_1d(b.astype(work))  # 0-d loss too
+    # Flat float64 views (a copy only where the dtype differs): the 0-d loss becomes (1,), and
+    # a flat index is the same element as in ``a.flat``. Nothing below writes into them.
+    a64, b64 = np.asarray(a, dtype=work).reshape(-1), np.asarray(b, dtype=work).reshape(-1)
     diff = np.abs(a64 - b64)
-    diff[np.isnan(a64) != np.isnan(b64)] = np.inf  # NaN on one side only
-    diff[np.isnan(a64) & np.isnan(b64)] = 0.0
-    diff[(a64 == b64) & np.isinf(a64)] = 0.0  # the same infinity
-    scale = float(np.max(np.abs(b64), initial=0.0, where=np.isfinite(b64)))
-    allowed = tol.rtol * np.abs(b64) + tol.atol * scale
-    if tol.ulps and old_param is not None:
-        allowed = allowed + tol.ulps * np.finfo(a.dtype).eps * np.abs(old_param.astype(work))
-    allowed = np.maximum(np.nan_to_num(allowed, nan=0.0), np.finfo(work).tiny)
-    ratio = diff / allowed
-    flat = int(np.nanargmax(ratio)) if ratio.size else 0
+    max_abs = float(diff.max(initial=0.0))
+    # A finite max |a - b| means every element of both tensors is finite (an inf or NaN on
+    # either side makes its difference inf or NaN), so the NaN and inf rules have nothing to
+    # do; that is nearly every comparison, and it skips a dozen passes over the data.
+    if math.isfinite(max_abs):
+        abs_b = np.abs(b64)
+        scale = float(abs_b.max(initial=0.0))
+        allowed = _allowance(tol, abs_b, scale, a.dtype, old_param)
+    else:
+        max_abs, scale, allowed = _nonfinite(diff, a64, b64, tol, a.dtype, old_param)
+    ratio = diff / allowed  # no NaN: diff has none left, and allowed > 0
+    flat = int(ratio.argmax()) if ratio.size else 0
+    worst_ratio = float(ratio[flat]) if ratio.size else 0.0
     index = tuple(int(i) for i in np.unravel_index(flat, a.shape)) if a.ndim else ()  # () for loss
-    worst_ratio = float(ratio.flat[flat]) if ratio.size else 0.0
-    max_abs = float(np.max(diff, initial=0.0))
     return Comparison(
         tensor=tensor,
         engine=engine,
@@ -93,13 +97,65 @@ def compare(
         max_rel=max_abs / scale if scale > 0 else (0.0 if max_abs == 0 else np.inf),
         ratio=worst_ratio,
         index=index,
-        scratch_value=float(a64.flat[flat]) if a.size else 0.0,
-        reference_value=float(b64.flat[flat]) if b.size else 0.0,
-        allowed=float(allowed.flat[flat]) if allowed.size else 0.0,
+        scratch_value=float(a64[flat]) if a.size else 0.0,
+        reference_value=float(b64[flat]) if b.size else 0.0,
+        allowed=float(allowed[flat]) if allowed.size else 0.0,
     )
 
 
-def _mismatch(tensor: str, engine: str, problem: str) -> Comparison:
+def _allowance(
+    tol: Tolerance,
+    abs_b: np.ndarray,
+    scale: float,
+    dtype: np.dtype,
+    old_param: np.ndarray | None,
+) -> np.ndarray:
+    """rtol·|b| + atol·max|b| (+ ulps·eps·|θ_old| for updates), floored at ``_TINY``."""
+    allowed = tol.rtol * abs_b + tol.atol * scale
+    if tol.ulps and old_param is not None:
+        old = np.abs(np.asarray(old_param, dtype=np.float64).reshape(-1))
+        allowed = allowed + tol.ulps * np.finfo(dtype).eps * old
+    if not math.isfinite(allowed.max(initial=0.0)):  # an infinite or NaN term: clip it
+        allowed = np.nan_to_num(allowed, nan=0.0)
+    return np.maximum(allowed, _TINY)
+
+
+def _nonfinite(
+    diff: np.ndarray,
+    a64: np.ndarray,
+    b64: np.ndarray,
+    tol: Tolerance,
+    dtype: np.dtype,
+    old_param: np.ndarray | None,
+) -> tuple[float, float, np.ndarray]:
+    """The rules for an inf or NaN on either side, applied to ``diff`` in place: a NaN on one
+    side only fails (inf), NaN on both sides and the same infinity on both agree (0). The
+    scale is the largest finite |b|. Returns (max |a - b|, scale, allowance)."""
+    nan_a, nan_b = np.isnan(a64), np.isnan(b64)
+    diff[nan_a != nan_b] = np.inf
+    diff[nan_a & nan_b] = 0.0
+    diff[(a64 == b64) & np.isinf(a64)] = 0.0
+    abs_b = np.abs(b64)
+    scale = float(np.max(abs_b, initial=0.0, where=np.isfinite(b64)))
+    return float(np.max(diff, initial=0.0)), scale, _allowance(tol, abs_b, scale, dtype, old_param)
+
+
+@functools.lru_cache(maxsize=4096)
+def _tolerance(dtype: np.dtype, tensor: str) -> Tolerance:
+    """The table's tolerance for a tensor of this dtype (float64's for integer arrays)."""
+    return tolerance(dtype if dtype.kind == "f" else np.float64, tensor)
+
+
+@functools.lru_cache(maxsize=4096)
+def _kind(tensor: str) -> str:
+    try:
+        return kind_of(tensor)
+    except KeyError:  # a name that only a broken engine would produce
+        return "unknown"
+
+
+def mismatch(tensor: str, engine: str, problem: str) -> Comparison:
+    """A failed comparison that has no values to show: a shape, dtype or presence problem."""
     return Comparison(
         tensor, engine, False, np.inf, np.inf, np.inf, (), np.nan, np.nan, 0.0, problem
     )
@@ -131,11 +187,11 @@ def compare_traces(
     out = []
     for name, value in scratch.items():
         if name not in reference:
-            out.append(_mismatch(name, engine, f"missing from {engine}'s trace"))
+            out.append(mismatch(name, engine, f"missing from {engine}'s trace"))
             continue
         old = old_params.get(name[1:]) if old_params and name.startswith("Δ") else None
         out.append(compare(name, value, reference[name], engine, old_param=old))
     extra = sorted(set(reference) - set(scratch))
     if extra:
-        out.append(_mismatch(extra[0], engine, f"in {engine}'s trace but not in scratch's"))
+        out.append(mismatch(extra[0], engine, f"in {engine}'s trace but not in scratch's"))
     return out

@@ -14,7 +14,7 @@ import numpy as np
 from scratch import optimizers
 from scratch.network import MLP, forward
 from scratch.optimizers import Optimizer
-from scratch.train import train_step
+from scratch.training import train_step
 
 Params = dict[str, np.ndarray]
 

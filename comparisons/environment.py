@@ -48,7 +48,8 @@ def _blas() -> dict[str, Any]:
     try:
         from threadpoolctl import threadpool_info
     except ImportError:  # the reports extra is not installed: say so rather than guess
-        info["threadpools"] = "unknown (install threadpoolctl)"
+        info["threadpools"] = []
+        info["threadpools_note"] = "unknown: threadpoolctl is not installed"
     else:
         info["threadpools"] = [
             {k: pool.get(k) for k in ("internal_api", "version", "num_threads", "architecture")}

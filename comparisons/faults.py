@@ -1,8 +1,13 @@
-"""Deliberate faults in scratch, applied in memory, to prove that the oracle catches them.
+"""A catalogue of real backprop bugs, applied to scratch in memory, to prove the oracle.
 
-Each fault is a context manager that patches scratch while it is active — by swapping a
-function or a table entry, or by recompiling one function from its source with one line
-changed — and restores everything on exit. Files on disk are never touched.
+Each fault is a context manager that patches scratch while it is active — by recompiling one
+function from its source with one edit, or swapping a table entry or a constant — and
+restores everything on exit. Files on disk are never touched.
+
+Every fault names the tensor its bug first touches, in dataflow order, under its run spec
+(``FAST_SPEC`` plus the fault's changes): that is where the oracle's first divergence must
+point for the fault to count as localized. A fault that cannot change behaviour is marked
+``equivalent``, and a test proves it.
 """
 
 from __future__ import annotations
@@ -20,6 +25,23 @@ import scratch.activations
 import scratch.losses
 import scratch.network
 import scratch.optimizers
+import scratch.training
+
+# The fast oracle's problem: 12 synthetic rows, batches of 5 (the last one has 2 rows), two
+# epochs, network (4, 6, 5, 1). Small enough that the whole catalogue runs in seconds.
+FAST_SPEC = {
+    "dataset": "synthetic",
+    "synthetic_rows": 12,
+    "synthetic_features": 4,
+    "hidden": (6, 5),
+    "activation": "sigmoid",
+    "loss": "bce_logits",
+    "output": "identity",
+    "optimizer": "sgd",
+    "lr": 0.1,
+    "epochs": 2,
+    "batch_size": 5,
+}
 
 
 def recompiled(module: ModuleType, name: str, old: str, new: str) -> Callable:
@@ -50,70 +72,312 @@ def edited_function(module: ModuleType, name: str, old: str, new: str) -> Iterat
 
 
 @contextlib.contextmanager
-def edited_loss(name: str, old: str, new: str) -> Iterator[None]:
-    """Edit a loss function; the LOSSES table holds the function itself, so patch it too."""
-    fn = recompiled(scratch.losses, name, old, new)
-    entry = scratch.losses.LOSSES[name]._replace(fn=fn)
-    with (
-        mock.patch.object(scratch.losses, name, fn),
-        mock.patch.dict(scratch.losses.LOSSES, {name: entry}),
-    ):
+def edited_entry(
+    module: ModuleType, table: dict, key: str, attribute: str, function: str, old: str, new: str
+) -> Iterator[None]:
+    """Edit a function that a lookup table also holds (ACTIVATIONS, LOSSES): patch both."""
+    fn = recompiled(module, function, old, new)
+    entry = table[key]._replace(**{attribute: fn})
+    with mock.patch.object(module, function, fn), mock.patch.dict(table, {key: entry}):
         yield
+
+
+def activation_edit(name: str, function: str, old: str, new: str):
+    act = scratch.activations
+    return lambda: edited_entry(act, act.ACTIVATIONS, name, "derivative", function, old, new)
+
+
+def loss_edit(name: str, old: str, new: str, function: str | None = None):
+    losses = scratch.losses
+    return lambda: edited_entry(losses, losses.LOSSES, name, "fn", function or name, old, new)
+
+
+def edit(module: ModuleType, function: str, old: str, new: str):
+    return lambda: edited_function(module, function, old, new)
 
 
 @dataclass(frozen=True)
 class Fault:
     name: str
+    category: str  # activation, loss, backward, optimizer, data, precision
     description: str
     patch: Callable[[], contextlib.AbstractContextManager]
     expected_tensor: str  # the first tensor, in dataflow order, that the fault changes
     spec: dict = field(default_factory=dict)  # run-spec changes under which the fault shows
+    equivalent: bool = False  # cannot change behaviour (a test proves it)
+
+    def run_spec(self) -> dict:
+        return {**FAST_SPEC, **self.spec}
 
 
-def _sigmoid_derivative_sign() -> contextlib.AbstractContextManager:
-    act = scratch.activations
-    wrong = act.Activation(act.sigmoid, lambda Z, A: -A * (1.0 - A))
-    return mock.patch.dict(act.ACTIVATIONS, {"sigmoid": wrong})
-
+NET = scratch.network
+TRAIN = scratch.training
+OPT = scratch.optimizers
+MOMENTUM = 'opt.momentum * state[f"momentum_{p}"] + g'
+MOMENTUM_SPEC = {"optimizer": "momentum", "lr": 0.02, "momentum": 0.9}
+ADAM_SPEC = {"optimizer": "adam", "lr": 0.01}
 
 FAULTS = (
+    # Activations: the derivative's sign or form.
     Fault(
         "sigmoid-derivative-sign",
+        "activation",
         "sigmoid' = -A(1 - A): the sign of an activation derivative",
-        _sigmoid_derivative_sign,
-        expected_tensor="dZ2",
+        activation_edit("sigmoid", "sigmoid_derivative", "A * (1.0 - A)", "-A * (1.0 - A)"),
+        "dZ2",
     ),
+    Fault(
+        "sigmoid-derivative-from-Z",
+        "activation",
+        "sigmoid' = Z(1 - Z): the derivative computed from Z instead of A",
+        activation_edit("sigmoid", "sigmoid_derivative", "A * (1.0 - A)", "Z * (1.0 - Z)"),
+        "dZ2",
+    ),
+    Fault(
+        "tanh-derivative-form",
+        "activation",
+        "tanh' = 1 - A instead of 1 - A²",
+        activation_edit("tanh", "tanh_derivative", "1.0 - A * A", "1.0 - A"),
+        "dZ2",
+        {"activation": "tanh"},
+    ),
+    Fault(
+        "leaky-relu-derivative-slope",
+        "activation",
+        "leaky_relu' = 0.1 on the negative side instead of the forward pass's 0.01",
+        activation_edit(
+            "leaky_relu", "leaky_relu_derivative", "LEAKY_RELU_SLOPE).astype", "0.1).astype"
+        ),
+        "dZ2",
+        {"activation": "leaky_relu"},
+    ),
+    # Losses: the 1/m of the mean, and the loss's own gradient.
     Fault(
         "missing-1/m",
+        "loss",
         "bce_logits' gradient without the 1/B of the mean",
-        lambda: edited_loss("bce_logits", "(sigmoid(A) - Y) / A.size", "(sigmoid(A) - Y)"),
-        expected_tensor="dZ3",
+        loss_edit("bce_logits", "(sigmoid(A) - Y) / A.size", "(sigmoid(A) - Y)"),
+        "dZ3",
     ),
+    Fault(
+        "doubled-1/m",
+        "loss",
+        "bce_logits' gradient divided by B twice",
+        loss_edit("bce_logits", "/ A.size", "/ A.size / A.shape[0]"),
+        "dZ3",
+    ),
+    Fault(
+        "nominal-batch-size",
+        "loss",
+        "the mean divides by the nominal batch size (5), wrong on the partial last batch only",
+        loss_edit("bce_logits", "/ A.size", "/ (5 * A.shape[1])"),
+        "dZ3",
+    ),
+    Fault(
+        "mse-gradient-without-2",
+        "loss",
+        "∂/∂A of (A - Y)² taken as (A - Y): the 2 dropped",
+        loss_edit("mse", "2.0 * diff / diff.size", "diff / diff.size"),
+        "dZ3",
+        {"loss": "mse"},
+    ),
+    Fault(
+        "bce-clip-bound",
+        "loss",
+        "BCE clamps log at -10 instead of PyTorch's -100 (shows on saturated outputs)",
+        lambda: mock.patch.object(scratch.losses, "BCE_LOG_FLOOR", -10.0),
+        "loss",
+        # Gain 15: enough saturated outputs that some log terms fall below -10, few so
+        # saturated (|Z| > 25) that A(1 - A) itself loses its digits in float64.
+        {"loss": "bce", "output": "sigmoid", "init_gain": 15.0},
+    ),
+    Fault(
+        "softmax-without-max",
+        "loss",
+        "softmax cross-entropy without subtracting the row max: overflows on large logits",
+        loss_edit(
+            "softmax_cross_entropy",
+            "shifted = A - A.max(axis=1, keepdims=True)",
+            "shifted = A",
+        ),
+        "loss",
+        {
+            "loss": "softmax_cross_entropy",
+            "synthetic_classes": 3,
+            "dtype": "float32",
+            "init_gain": 300.0,  # logits in the hundreds: exp overflows float32 above ~88.7
+        },
+    ),
+    # The backward pass.
     Fault(
         "transposed-weight-in-error-term",
+        "backward",
         "dZ_l = (dZ_{l+1} @ W_{l+1}) * g'(Z_l): W where W.T belongs (reshaped to fit)",
-        lambda: edited_function(
-            scratch.network, "hidden_error", "W_next.T", "W_next.reshape(W_next.shape[::-1])"
-        ),
-        expected_tensor="dZ1",
-        spec={"hidden": (4, 4)},  # W2 square: the reshape is W2 itself, not its transpose
+        edit(NET, "hidden_error", "W_next.T", "W_next.reshape(W_next.shape[::-1])"),
+        "dZ1",
+        {"hidden": (4, 4)},  # W2 square: the reshape is W2 itself, not its transpose
     ),
     Fault(
-        "bias-gradient-not-summed",
+        "error-term-without-derivative",
+        "backward",
+        "dZ_l = dZ_{l+1} @ W_{l+1}.T: the error term not multiplied by g'(Z_l)",
+        edit(
+            NET,
+            "hidden_error",
+            "(dZ_next @ W_next.T) * get_activation(act).derivative(Z, A)",
+            "(dZ_next @ W_next.T)",
+        ),
+        "dZ2",
+    ),
+    Fault(
+        "off-by-one-layer",
+        "backward",
+        "dZ_{l-1} uses layer l's activation derivative: an off-by-one layer index",
+        edit(NET, "backward", "mlp.activation_of(l - 1)", "mlp.activation_of(l)"),
+        "dZ2",
+    ),
+    Fault(
+        "bias-gradient-one-row",
+        "backward",
         "db_l = dZ_l[0]: one row of the batch instead of the sum",
-        lambda: edited_function(scratch.network, "bias_grad", "dZ.sum(axis=0)", "dZ[0]"),
-        expected_tensor="db3",
+        edit(NET, "bias_grad", "dZ.sum(axis=0)", "dZ[0]"),
+        "db3",
+    ),
+    Fault(
+        "bias-gradient-mean",
+        "backward",
+        "db_l = mean over the batch of dZ_l: the 1/B applied a second time",
+        edit(NET, "bias_grad", "dZ.sum(axis=0)", "dZ.mean(axis=0)"),
+        "db3",
+    ),
+    # Optimizers.
+    Fault(
+        "update-sign",
+        "optimizer",
+        "θ ← θ + lr·g: the update's sign",
+        edit(OPT, "update", "theta = theta - opt.lr * g", "theta = theta + opt.lr * g"),
+        "ΔW1",
+    ),
+    Fault(
+        "lr-applied-twice",
+        "optimizer",
+        "θ ← θ - lr·lr·g: the learning rate applied twice",
+        edit(OPT, "update", "theta - opt.lr * g", "theta - opt.lr * opt.lr * g"),
+        "ΔW1",
+    ),
+    Fault(
+        "momentum-buffer-not-updated",
+        "optimizer",
+        "the momentum buffer keeps its old value after the step",
+        edit(
+            OPT,
+            "update",
+            'new_state[f"momentum_{p}"] = v',
+            'new_state[f"momentum_{p}"] = state[f"momentum_{p}"]',
+        ),
+        "momentum_W1",
+        MOMENTUM_SPEC,
     ),
     Fault(
         "momentum-sign",
+        "optimizer",
         "v ← μ·v - g: the sign of the momentum update",
-        lambda: edited_function(
-            scratch.optimizers,
-            "update",
-            'opt.momentum * state[f"momentum_{p}"] + g',
-            'opt.momentum * state[f"momentum_{p}"] - g',
+        edit(OPT, "update", MOMENTUM, MOMENTUM.replace("+ g", "- g")),
+        "ΔW1",
+        MOMENTUM_SPEC,
+    ),
+    Fault(
+        "nesterov-as-momentum",
+        "optimizer",
+        "Nesterov's step taken as plain momentum's: θ ← θ - lr·v",
+        edit(OPT, "update", "step = g + opt.momentum * v if", "step = v if"),
+        "ΔW1",
+        {**MOMENTUM_SPEC, "optimizer": "nesterov"},
+    ),
+    Fault(
+        "adam-no-bias-correction",
+        "optimizer",
+        "Adam without the bias correction of the first moment: m̂ = m",
+        edit(OPT, "update", "m_hat = m / (1 - opt.beta1**t)", "m_hat = m"),
+        "ΔW1",
+        ADAM_SPEC,
+    ),
+    Fault(
+        "adam-bias-correction-step",
+        "optimizer",
+        "Adam's second-moment correction with the step count off by one: 1 - β2^(t+1)",
+        edit(OPT, "update", "(1 - opt.beta2**t)", "(1 - opt.beta2 ** (t + 1))"),
+        "ΔW1",
+        ADAM_SPEC,
+    ),
+    Fault(
+        "adam-eps-inside-sqrt",
+        "optimizer",
+        "Adam's ε inside the square root: m̂/√(v̂ + ε)",
+        edit(OPT, "update", "(np.sqrt(s_hat) + opt.eps)", "np.sqrt(s_hat + opt.eps)"),
+        "ΔW1",
+        ADAM_SPEC,
+    ),
+    Fault(
+        "weight-decay-on-biases",
+        "optimizer",
+        "AdamW's decoupled decay applied to the biases too",
+        edit(OPT, "update", 'if opt.name == "adamw" and is_weight(p):', 'if opt.name == "adamw":'),
+        "Δb1",
+        {"optimizer": "adamw", "lr": 0.01, "weight_decay": 0.05},
+    ),
+    Fault(
+        "l2-as-decoupled",
+        "optimizer",
+        "Adam's L2 regularization applied as decoupled decay: L2 and decoupled swapped",
+        edit(OPT, "update", "g = g + opt.l2 * theta", "theta = theta - opt.lr * opt.l2 * theta"),
+        "ΔW1",
+        {**ADAM_SPEC, "l2": 0.05},
+    ),
+    # Data handling inside scratch.
+    Fault(
+        "shuffle-x-not-y",
+        "data",
+        "the batch's rows of X are shuffled but Y's are taken in sorted order",
+        edit(TRAIN, "minibatch", "return X[rows], Y[rows]", "return X[rows], Y[np.sort(rows)]"),
+        "Y",
+    ),
+    Fault(
+        "partial-batch-dropped",
+        "data",
+        "the last partial batch of each epoch silently dropped",
+        edit(
+            TRAIN,
+            "epoch_batches",
+            "len(order) - batch_size + 1 if drop_last else len(order)",
+            "len(order) - batch_size + 1",
         ),
-        expected_tensor="ΔW1",
-        spec={"optimizer": "momentum", "lr": 0.1},
+        "rows",
+    ),
+    # Precision.
+    Fault(
+        "float32-accumulation",
+        "precision",
+        "dW = A.T @ dZ accumulated in float32 inside a float64 run (cast back after)",
+        edit(
+            NET,
+            "weight_grad",
+            "A_prev.T @ dZ",
+            "(A_prev.T.astype(np.float32) @ dZ.astype(np.float32)).astype(dZ.dtype)",
+        ),
+        "dW3",
+    ),
+    # Equivalent: cannot change behaviour.
+    Fault(
+        "momentum-first-step-from-gradient",
+        "optimizer",
+        "the momentum buffer starts as the first gradient (v₁ = g) instead of μ·0 + g: "
+        "equivalent, since the buffer starts at zero and μ·0 + g = g exactly",
+        edit(OPT, "update", f"v = {MOMENTUM}", f"v = g if t == 1 else {MOMENTUM}"),
+        "",
+        MOMENTUM_SPEC,
+        equivalent=True,
     ),
 )
+
+FAULTS_BY_NAME = {f.name: f for f in FAULTS}

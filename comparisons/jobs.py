@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from comparisons.arbitration import arbitrate
 from comparisons.compare import compare
 from comparisons.engines import ScratchEngine, initial_state, make_engine
 from comparisons.environment import fingerprint
@@ -45,7 +46,10 @@ def run_lockstep(problem: Problem, on_step: OnStep | None = None, device: str = 
     steps = walkthrough(result.first_step_traces, problem.mlp, problem.optimizer)
     timings = {"run_s": run_s, "total_s": time.perf_counter() - started}
     env = fingerprint(problem.spec.engines, device)
-    return lockstep_report(problem, result, metrics, steps, env, timings)
+    report = lockstep_report(problem, result, metrics, steps, env, timings)
+    if result.first_divergence is not None:
+        report["arbitration"] = arbitrate(problem, result.first_divergence, result.divergent_step)
+    return report
 
 
 def run_drift(problem: Problem, on_step: OnStep | None = None, device: str = "cpu") -> dict:

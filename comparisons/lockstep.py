@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from comparisons.compare import Comparison, compare_traces
+import scratch.training
+from comparisons.compare import Comparison, compare, compare_traces, mismatch
 from comparisons.engines import Engine, ScratchEngine, initial_state
 from comparisons.problem import Problem
 from data.schedule import Step
@@ -69,6 +70,18 @@ class Divergence:
 
 
 @dataclass
+class DivergentStep:
+    """Everything needed to re-examine the first divergent step: the state before it (as
+    scratch had it, and as every reference was loaded), the batch, and every engine's trace."""
+
+    params: dict[str, np.ndarray]
+    state: dict
+    X: np.ndarray
+    Y: np.ndarray
+    traces: dict[str, dict[str, np.ndarray]]
+
+
+@dataclass
 class WorstSeen:
     """The largest error seen for one (engine, tensor) pair over the whole run."""
 
@@ -91,6 +104,7 @@ class LockstepResult:
     engines: list[str]
     steps_run: int = 0
     first_divergence: Divergence | None = None
+    divergent_step: DivergentStep | None = None
     divergent_steps: int = 0
     per_tensor: dict[str, dict[str, WorstSeen]] = field(default_factory=dict)  # engine -> tensor
     per_step: list[dict] = field(default_factory=list)
@@ -122,17 +136,24 @@ def lockstep(
     result.per_tensor = {name: {} for name in references}
     for step in problem.schedule.steps if steps is None else steps:
         params, state = scratch.state()
-        Xb, Yb = X[step.rows], Y[step.rows]
-        scratch_trace = scratch.step(Xb, Yb)
+        Xb, Yb = X[step.rows], Y[step.rows]  # what the references are fed
+        # Scratch batches the data itself, so a fault in its batching is caught here too.
+        batch_checks, scratch_batch = scratch_batching(problem, step, X, Y)
+        scratch_trace = {} if scratch_batch is None else scratch.step(*scratch_batch)
         summary = {"step": step.index, "epoch": step.epoch, "loss": {}, "worst_rel": {}}
-        summary["loss"]["scratch"] = float(scratch_trace["loss"])
+        summary["loss"]["scratch"] = float(scratch_trace.get("loss", float("nan")))
         failures: list[tuple[int, Comparison]] = []
+        traces = {"scratch": scratch_trace}
         for name, engine in references.items():
             engine.set_state(params, state)
-            trace = engine.step(Xb, Yb)
+            trace = traces[name] = engine.step(Xb, Yb)
             summary["loss"][name] = float(trace["loss"]) if "loss" in trace else float("nan")
             worst_by_kind: dict[str, float] = {}
-            for position, c in enumerate(compare_traces(scratch_trace, trace, name, params)):
+            checks = [
+                *batch_checks,
+                *(compare_traces(scratch_trace, trace, name, params) if scratch_trace else []),
+            ]
+            for position, c in enumerate(checks):
                 result.per_tensor[name].setdefault(c.tensor, WorstSeen()).update(c, step.index)
                 worst_by_kind[c.kind] = max(worst_by_kind.get(c.kind, 0.0), c.max_rel)
                 if not c.ok:
@@ -150,13 +171,43 @@ def lockstep(
             result.divergent_steps += 1
             if result.first_divergence is None:
                 position, first = min(failures, key=lambda f: f[0])
+                names = ["rows", "X", "Y", *scratch_trace]
                 result.first_divergence = Divergence(
-                    step.index, step.epoch, step.batch, first, list(scratch_trace)[:position]
+                    step.index, step.epoch, step.batch, first, names[:position]
                 )
+                result.divergent_step = DivergentStep(params, state, Xb, Yb, traces)
             if stop_at_first:
                 break
     result.final_params = scratch.params()
     return result
+
+
+def scratch_batching(
+    problem: Problem, step: Step, X: np.ndarray, Y: np.ndarray
+) -> tuple[list[Comparison], tuple[np.ndarray, np.ndarray] | None]:
+    """Scratch's own batching of this step against the schedule's: the exact checks "rows",
+    "X" and "Y", and the batch scratch trains on (None when scratch has no such batch)."""
+    schedule = problem.schedule
+    # Looked up on the module at each call, so that a fault patched into scratch shows here.
+    batches = scratch.training.epoch_batches(
+        schedule.orders[step.epoch], schedule.batch_size, schedule.drop_last
+    )
+    if step.batch >= len(batches):
+        missing = mismatch(
+            "rows",
+            "schedule",
+            f"scratch made {len(batches)} batches in epoch {step.epoch}; the schedule has "
+            f"{schedule.steps_per_epoch} (this is batch {step.batch})",
+        )
+        return [missing], None
+    rows = batches[step.batch]
+    Xs, Ys = scratch.training.minibatch(X, Y, rows)
+    checks = [
+        compare("rows", np.asarray(rows), step.rows, "schedule"),
+        compare("X", Xs, X[step.rows], "schedule"),
+        compare("Y", Ys, Y[step.rows], "schedule"),
+    ]
+    return checks, (Xs, Ys) if checks[0].ok else None
 
 
 @dataclass

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from comparisons.engines import Engine
 from comparisons.problem import Problem
 from scratch.network import loss_and_output_grad
-from scratch.train import accuracy_of
+from scratch.training import accuracy_of
 
 
 def evaluate(problem: Problem, engines: Mapping[str, Engine]) -> dict[str, dict[str, dict]]:

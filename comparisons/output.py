@@ -20,8 +20,10 @@ from comparisons.report import json_safe
 Renderer = Callable[[dict], str]
 
 
-def write_report_folder(report: dict, out: Path, renderers: Mapping[str, Renderer]) -> Path:
-    """Write ``report.json`` and one file per renderer (``name -> render(report)``) into
+def write_report_folder(
+    report: dict, out: Path, renderers: Mapping[str, Renderer], json_name: str = "report.json"
+) -> Path:
+    """Write ``json_name`` and one file per renderer (``name -> render(report)``) into
     ``out``, replacing whatever report was there. Returns ``out``."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -31,7 +33,7 @@ def write_report_folder(report: dict, out: Path, renderers: Mapping[str, Rendere
     staging.chmod(0o777 & ~_umask())  # mkdtemp makes it private; a report folder is not
     try:
         text = json.dumps(json_safe(report), indent=2, ensure_ascii=False, allow_nan=False)
-        _write(staging / "report.json", text + "\n")
+        _write(staging / json_name, text + "\n")
         for name, render in renderers.items():
             _write(staging / name, render(report))
         _swap_in(staging, out)

@@ -37,7 +37,17 @@ ENGINE_COLORS = {"scratch": "#222222", "torch": "#d9480f", "jax": "#1c7ed6"}
 KIND_COLORS = dict(
     zip(
         KINDS,
-        ("#1f77b4", "#7f7f7f", "#d62728", "#2ca02c", "#9467bd", "#8c564b", "#e377c2"),
+        (
+            "#bcbd22",
+            "#17becf",
+            "#1f77b4",
+            "#7f7f7f",
+            "#d62728",
+            "#2ca02c",
+            "#9467bd",
+            "#8c564b",
+            "#e377c2",
+        ),
         strict=True,
     )
 )

@@ -85,6 +85,6 @@ def build_problem(spec: RunSpec, data_dir: str | None = None) -> Problem:
         dataset=info,
         mlp=mlp,
         optimizer=spec.optimizer_config(),
-        params0=init_params(mlp, spec.seed, spec.init, spec.dtype),
+        params0=init_params(mlp, spec.seed, spec.init, spec.dtype, spec.init_gain),
         schedule=schedule,
     )

@@ -228,7 +228,7 @@ def _environment(report: dict) -> list[str]:
         f"- Python {env['python']} on {env['os']} ({env['machine']}, {env['cpu']}, "
         f"{env['cpu_count']} CPUs); device {env['device']}",
         f"- NumPy {env['numpy']}, BLAS {blas['name']} {blas['version']}, "
-        f"thread pools: {blas['threadpools']}",
+        f"thread pools: {blas['threadpools'] or blas.get('threadpools_note', 'none')}",
         f"- thread variables: {env['thread_variables']}",
     ]
     if env.get("torch"):

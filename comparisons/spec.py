@@ -44,6 +44,7 @@ class RunSpec:
     output: str = "identity"
     loss: str = "bce_logits"
     init: str = "glorot_uniform"
+    init_gain: float = 1.0  # scales the initial weights; large gains saturate the outputs
     optimizer: str = "sgd"
     lr: float = 0.5
     momentum: float = 0.9
@@ -75,6 +76,8 @@ class RunSpec:
                 raise SpecError(f"{name}: must be >= 1; got {getattr(self, name)}")
         if self.synthetic_classes < 2:
             raise SpecError(f"synthetic_classes: must be >= 2; got {self.synthetic_classes}")
+        if not self.init_gain > 0:
+            raise SpecError(f"init_gain: must be > 0; got {self.init_gain}")
         if self.seed < 0:
             raise SpecError(f"seed: must be >= 0; got {self.seed}")
         if any(n < 1 for n in self.hidden):

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 import numpy as np
 
 KINDS = (
+    "batch",
+    "input",
     "forward",
     "loss",
     "error_term",
@@ -43,8 +45,16 @@ class Tolerance:
     ulps: float = 0.0  # times eps·|θ_old|, for updates
 
 
+# Before any arithmetic: scratch must read exactly the schedule's rows, and the same rows of
+# X and Y. Nothing is computed, so nothing may differ.
+EXACT = {
+    "batch": Tolerance(0.0, 0.0, "row indices: scratch's batching must match the schedule"),
+    "input": Tolerance(0.0, 0.0, "the batch's X and Y are copied, not computed"),
+}
+
 # float64: eps = 2.2e-16. Every rtol is at most 1e-9.
 FLOAT64 = {
+    **EXACT,
     "forward": Tolerance(
         1e-10, 1e-12, "matmul and exp/log in another order or library: ~10 ulps, ×1e4 margin"
     ),
@@ -72,6 +82,7 @@ FLOAT64 = {
 # relative to a tensor's own scale, honest float32 differences reach ~2e-3 in the lockstep
 # matrix (the README gives the measured worst per kind). A wrong equation is off by O(1).
 FLOAT32 = {
+    **EXACT,
     "forward": Tolerance(1e-5, 1e-4, "matmul and exp in float32; Z = A @ W + b can cancel"),
     "loss": Tolerance(1e-3, 0.0, "a mean of B float32 terms; MSE near a perfect fit cancels"),
     "error_term": Tolerance(1e-4, 5e-3, "float32 rounding through L layers; A - Y cancels"),
@@ -88,6 +99,8 @@ FLOAT32 = {
 TABLES = {"float64": FLOAT64, "float32": FLOAT32}
 
 _KIND_PATTERNS = (
+    (re.compile(r"^rows$"), "batch"),
+    (re.compile(r"^[XY]$"), "input"),
     (re.compile(r"^[ZA]\d+$"), "forward"),
     (re.compile(r"^loss$"), "loss"),
     (re.compile(r"^dZ\d+$"), "error_term"),

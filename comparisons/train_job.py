@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from comparisons.problem import Problem
-from scratch.train import accuracy, train
+from scratch.training import accuracy, train
 
 
 @dataclass(frozen=True)

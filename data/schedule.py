@@ -49,6 +49,7 @@ class BatchSchedule:
     shuffle: bool
     drop_last: bool
     steps: tuple[Step, ...]
+    orders: tuple[np.ndarray, ...]  # each epoch's row order (step 2), read-only
 
     def __len__(self) -> int:
         return len(self.steps)
@@ -121,10 +122,12 @@ def make_schedule(
     rng = np.random.default_rng(int(seed))
     # With drop_last, the last start is the last one that still fits a full batch.
     starts = range(0, n_rows - batch_size + 1 if drop_last else n_rows, batch_size)
-    steps = []
+    steps, orders = [], []
     for epoch in range(epochs):
         order = rng.permutation(n_rows) if shuffle else np.arange(n_rows)
         order = order.astype(np.int64, copy=False)  # (n_rows,)
+        order.setflags(write=False)
+        orders.append(order)
         for batch, start in enumerate(starts):
             rows = order[start : start + batch_size]  # (B,), B <= batch_size
             rows.setflags(write=False)
@@ -137,6 +140,7 @@ def make_schedule(
         shuffle=bool(shuffle),
         drop_last=bool(drop_last),
         steps=tuple(steps),
+        orders=tuple(orders),
     )
 
 

@@ -13,7 +13,7 @@ The engine contract both references implement (the oracle in ``comparisons`` dri
 ``step(X, Y) -> trace``
     One training step on the batch ``X: (B, n_0)``, ``Y: (B, n_L)``, from the current state;
     the engine keeps the new state. The trace has exactly scratch's keys in scratch's order
-    (see ``scratch/train.py``) as NumPy arrays in the canonical layout and the engine's dtype.
+    (see ``scratch/training.py``) as NumPy arrays in the canonical layout and the engine's dtype.
 ``predict(X) -> A_L``   the network's output ``(n, n_L)`` with the current parameters.
 ``params() -> dict``    the current parameters, canonical layout.
 """

@@ -240,7 +240,7 @@ def param_names(mlp: MLP) -> list[str]:
 
 
 def trace_names(mlp: MLP, opt: Optimizer) -> list[str]:
-    """The trace's keys in scratch's order (``scratch.train.train_step``)."""
+    """The trace's keys in scratch's order (``scratch.training.train_step``)."""
     L = mlp.n_layers
     names = param_names(mlp)
     return (
@@ -338,6 +338,10 @@ class JaxMLP:
         self._names = param_names(mlp)
         self._trace_names = trace_names(mlp, optimizer)
         self._tx, self._train_step, self._forward = compiled(mlp, optimizer)
+        # Arrays from NumPy go straight into the jitted functions on the default device (jit
+        # moves them in C++, for a tenth of device_put's cost); elsewhere through device_put.
+        self._direct = self._device == jax.devices()[0]
+        self._fresh_state: tuple = ((), None)  # (parameter shapes, tx.init of such parameters)
         self._params: Params | None = None
         self._opt_state = None
 
@@ -352,8 +356,17 @@ class JaxMLP:
             raise ValueError(f"optimizer state lacks {missing}")
         self._params = {p: self._put(params[p]) for p in self._names}
         self._opt_state = write_state(
-            self.optimizer, self._names, self._tx.init(self._params), opt_state, self._put
+            self.optimizer, self._names, self._initial_state(), opt_state, self._put
         )
+
+    def _initial_state(self):
+        """``tx.init(params)``, made once per parameter shapes: it depends on nothing else
+        (zeros and a zero count), and every leaf scratch keeps is replaced by ``write_state``;
+        JAX arrays are immutable, so the one fresh state can be shared by every load."""
+        shapes = tuple(self._params[p].shape for p in self._names)
+        if self._fresh_state[0] != shapes:
+            self._fresh_state = (shapes, self._tx.init(self._params))
+        return self._fresh_state[1]
 
     def step(self, X: np.ndarray, Y: np.ndarray) -> dict[str, np.ndarray]:
         """One training step on X (B, n_0), Y (B, n_L): forward, autodiff, optax update.
@@ -377,9 +390,15 @@ class JaxMLP:
         self._check_ready()
         return {p: self._to_numpy(p, self._params[p]) for p in self._names}
 
-    def _put(self, array: np.ndarray, dtype: np.dtype | None = None) -> jax.Array:
-        """NumPy -> a JAX array on the engine's device, in the engine's dtype unless told."""
-        return jax.device_put(np.asarray(array, dtype=dtype or self.dtype), self._device)
+    def _put(self, array: np.ndarray, dtype: np.dtype | None = None) -> jax.Array | np.ndarray:
+        """NumPy -> an input of the jitted functions on the engine's device, in the engine's
+        dtype unless told: on the default device a private, read-only NumPy copy (jit moves
+        it to the device; no one can change it in place meanwhile), elsewhere a device_put."""
+        if not self._direct:
+            return jax.device_put(np.asarray(array, dtype=dtype or self.dtype), self._device)
+        copy = np.array(array, dtype=dtype or self.dtype)
+        copy.flags.writeable = False
+        return copy
 
     def _to_numpy(self, name: str, array: jax.Array) -> np.ndarray:
         """A JAX result -> NumPy; a dtype other than the engine's is a bug, not a cast."""

@@ -205,23 +205,23 @@ class TorchMLP:
             )
             layers.append(_choose("activation", mlp.activation_of(l), ACTIVATIONS)())
         self.model = nn.Sequential(*layers)
+        linears: list[nn.Linear] = list(self.model[0::2])
+        # {"W1": weight of Linear 1, "b1": its bias, …} in the order W1, b1, W2, …: the same
+        # Parameter objects for the engine's life (set_state copies into them).
+        self._tensors: dict[str, nn.Parameter] = {}
+        for l, layer in enumerate(linears, start=1):
+            self._tensors[f"W{l}"], self._tensors[f"b{l}"] = layer.weight, layer.bias
         self.loss_fn = _choose("loss", mlp.loss, LOSSES)()
         self.optimizer = _make_optimizer(
             optimizer,
-            weights=[layer.weight for layer in self._linears()],
-            biases=[layer.bias for layer in self._linears()],
+            weights=[layer.weight for layer in linears],
+            biases=[layer.bias for layer in linears],
         )
         self._loaded = False
 
-    def _linears(self) -> list[nn.Linear]:
-        return list(self.model[0::2])
-
     def _param_tensors(self) -> dict[str, nn.Parameter]:
         """``{"W1": weight of Linear 1, "b1": its bias, …}`` in the order W1, b1, W2, …"""
-        tensors: dict[str, nn.Parameter] = {}
-        for l, layer in enumerate(self._linears(), start=1):
-            tensors[f"W{l}"], tensors[f"b{l}"] = layer.weight, layer.bias
-        return tensors
+        return self._tensors
 
     def _tensor(self, name: str, array: np.ndarray) -> torch.Tensor:
         return _to_torch(name, array, self._torch_dtype, self.device)

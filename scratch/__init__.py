@@ -5,7 +5,7 @@ Modules, in the order the algorithm uses them:
     losses       mean-over-the-batch losses and their gradient ∂L/∂A_L
     network      the MLP, its initializers, the forward pass and the backward pass
     optimizers   sgd, momentum, nesterov, adam, adamw (and L2 regularization)
-    train        one training step's trace, and the loop over a batch schedule
+    training     one training step's trace, and the loop over a batch schedule
     gradcheck    central finite differences, a judge that needs no framework
 """
 
@@ -22,7 +22,7 @@ from scratch.network import (
     init_params,
 )
 from scratch.optimizers import OPTIMIZERS, Optimizer
-from scratch.train import NonFiniteLossError, accuracy, classify, train, train_step
+from scratch.training import NonFiniteLossError, accuracy, classify, train, train_step
 
 __all__ = [
     "ACTIVATIONS",

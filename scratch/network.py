@@ -76,14 +76,18 @@ INITIALIZERS = ("glorot_uniform", "glorot_normal", "he_normal", "he_uniform")
 
 
 def init_params(
-    mlp: MLP, seed: int, scheme: str = "glorot_uniform", dtype: str = "float64"
+    mlp: MLP,
+    seed: int,
+    scheme: str = "glorot_uniform",
+    dtype: str = "float64",
+    gain: float = 1.0,
 ) -> dict[str, np.ndarray]:
     """Draw W1, b1, …, WL, bL from one seeded generator, layer by layer; biases start at 0.
 
-    glorot_uniform  W ~ U(-a, a), a = sqrt(6 / (n_in + n_out))
-    glorot_normal   W ~ N(0, 2 / (n_in + n_out))
-    he_uniform      W ~ U(-a, a), a = sqrt(6 / n_in)
-    he_normal       W ~ N(0, 2 / n_in)
+    glorot_uniform  W ~ U(-a, a), a = gain·sqrt(6 / (n_in + n_out))
+    glorot_normal   W ~ N(0, gain²·2 / (n_in + n_out))
+    he_uniform      W ~ U(-a, a), a = gain·sqrt(6 / n_in)
+    he_normal       W ~ N(0, gain²·2 / n_in)
 
     The draws are made in float64 and rounded to ``dtype``, so a float32 run starts from
     the float64 run's weights rounded to float32.
@@ -98,10 +102,10 @@ def init_params(
         n_in, n_out = mlp.sizes[l - 1], mlp.sizes[l]
         fan = n_in + n_out if scheme.startswith("glorot") else n_in
         if scheme.endswith("uniform"):
-            a = np.sqrt(6.0 / fan)
+            a = gain * np.sqrt(6.0 / fan)
             W = rng.uniform(-a, a, size=(n_in, n_out))
         else:
-            W = rng.normal(0.0, np.sqrt(2.0 / fan), size=(n_in, n_out))
+            W = rng.normal(0.0, gain * np.sqrt(2.0 / fan), size=(n_in, n_out))
         params[f"W{l}"] = W.astype(dtype)  # (n_{l-1}, n_l)
         params[f"b{l}"] = np.zeros(n_out, dtype=dtype)  # (n_l,)
     return params

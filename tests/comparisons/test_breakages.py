@@ -4,13 +4,26 @@ from __future__ import annotations
 
 import pytest
 
-from comparisons.faults import FAULTS
+from comparisons.faults import FAULTS_BY_NAME
 from comparisons.problem import build_problem
 from tests.comparisons.lockstep_cases import REFERENCES, run, synthetic_spec
 
+# The five breakages the oracle was first built to catch; the whole catalogue is in
+# test_mutants.py.
+FIVE = [
+    FAULTS_BY_NAME[name]
+    for name in (
+        "sigmoid-derivative-sign",
+        "missing-1/m",
+        "transposed-weight-in-error-term",
+        "bias-gradient-one-row",
+        "momentum-sign",
+    )
+]
+
 
 @pytest.mark.parametrize("reference", REFERENCES)
-@pytest.mark.parametrize("fault", FAULTS, ids=[f.name for f in FAULTS])
+@pytest.mark.parametrize("fault", FIVE, ids=[f.name for f in FIVE])
 def test_the_oracle_names_the_first_divergent_tensor(fault, reference):
     spec = synthetic_spec(activation="sigmoid", loss="bce_logits", **fault.spec)
     problem = build_problem(spec)
@@ -24,7 +37,7 @@ def test_the_oracle_names_the_first_divergent_tensor(fault, reference):
     assert fault.expected_tensor in divergence.describe()
 
 
-@pytest.mark.parametrize("fault", FAULTS, ids=[f.name for f in FAULTS])
+@pytest.mark.parametrize("fault", FIVE, ids=[f.name for f in FIVE])
 def test_each_fault_first_changes_its_expected_tensor_and_is_undone(fault):
     """Without any framework: the patched trace against the sound one, then the restore."""
     from comparisons.compare import compare_traces

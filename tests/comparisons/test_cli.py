@@ -7,7 +7,7 @@ import json
 import pytest
 
 from comparisons import cli, output
-from comparisons.faults import FAULTS
+from comparisons.faults import FAULTS_BY_NAME
 from comparisons.report import VOLATILE
 
 SMALL = ["--set", "dataset=synthetic", "--set", "synthetic_rows=12", "--set", "epochs=1"]
@@ -64,7 +64,7 @@ def test_two_runs_differ_only_in_timings_and_timestamps(tmp_path):
 
 @pytest.mark.torch
 def test_a_broken_scratch_exits_1_and_names_the_tensor(tmp_path, capsys):
-    fault = FAULTS[3]  # the bias gradient taken from one row
+    fault = FAULTS_BY_NAME["bias-gradient-one-row"]
     with fault.patch():
         code, out = run(tmp_path, "--engines", "scratch,torch")
     report = load(out)
@@ -160,12 +160,13 @@ def test_gradcheck_agrees_and_refuses_float32(tmp_path, capsys):
 
 def test_gradcheck_catches_a_fault_without_any_framework(tmp_path):
     out = tmp_path / "g"
-    with FAULTS[2].patch():  # the transposed weight in the error term
+    fault = FAULTS_BY_NAME["transposed-weight-in-error-term"]
+    with fault.patch():
         code = cli.main(
             ["gradcheck", *SMALL, "--set", "hidden=[4, 4]", "--out", str(out), "--quiet"]
         )
     assert code == 1
-    assert load(out)["first_divergence"]["tensor"] == FAULTS[2].expected_tensor
+    assert load(out)["first_divergence"]["tensor"] == fault.expected_tensor
 
 
 @pytest.mark.realdata

@@ -89,7 +89,7 @@ def test_lockstep_records_the_worst_error_of_every_tensor(reference):
     problem = build_problem(synthetic_spec(optimizer="adam"))
     result = run(problem, reference)
     first = result.first_step_traces["scratch"]
-    assert set(result.per_tensor[reference]) == set(first)
+    assert set(result.per_tensor[reference]) == {"rows", "X", "Y", *first}
     assert all(w.ok and w.step >= 0 for w in result.per_tensor[reference].values())
     assert len(result.per_step) == len(problem.schedule)
     assert set(result.per_step[0]["loss"]) == {"scratch", reference}

@@ -14,7 +14,7 @@ import pytest
 from scratch import MLP, Optimizer, init_params
 from scratch.activations import ACTIVATIONS
 from scratch.optimizers import init_state
-from scratch.train import train_step
+from scratch.training import train_step
 from tests.scratch.cases import LOSS_HEADS, targets
 
 pytestmark = pytest.mark.jax

@@ -12,7 +12,7 @@ import pytest
 
 from scratch import MLP, Optimizer, init_params
 from scratch.optimizers import init_state
-from scratch.train import train_step
+from scratch.training import train_step
 from tests.scratch.cases import ACTIVATION_LOSS, targets
 
 pytestmark = pytest.mark.torch
@@ -42,7 +42,11 @@ DECAYED = [
     pytest.param(Optimizer("adam", lr=0.01, l2=0.3), id="adam-l2"),
     pytest.param(Optimizer("adamw", lr=0.01, weight_decay=0.3), id="adamw-wd"),
 ]
-DTYPES = [pytest.param("float64", id="f64"), pytest.param("float32", id="f32")]
+# float32 is the slow tier's: the quick tier's lockstep tests cover float32 for every optimizer.
+DTYPES = [
+    pytest.param("float64", id="f64"),
+    pytest.param("float32", id="f32", marks=pytest.mark.slow),
+]
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from scratch import MLP, NonFiniteLossError, Optimizer, ScratchInputError, init_params, train
-from scratch.train import accuracy, train_step
+from scratch.training import accuracy, train_step
 
 MLP_421 = MLP((4, 3, 2, 1), hidden="tanh", output="identity", loss="bce_logits")
 

@@ -50,6 +50,22 @@ def train_step(
     return trace, new_params, new_state
 
 
+def epoch_batches(order: np.ndarray, batch_size: int, drop_last: bool = False) -> list[np.ndarray]:
+    """Split one epoch's row order (n,) into mini-batches of ``batch_size`` rows.
+
+    for start = 0, B, 2B, …:  rows = order[start : start + B]. The last batch has the n mod B
+    rows left over; it is kept (the mean of its loss divides by its own size) unless
+    ``drop_last``.
+    """
+    last_start = len(order) - batch_size + 1 if drop_last else len(order)
+    return [order[start : start + batch_size] for start in range(0, last_start, batch_size)]
+
+
+def minibatch(X: np.ndarray, Y: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The batch's inputs and targets, the same rows of both: (X[rows], Y[rows])."""
+    return X[rows], Y[rows]
+
+
 def train(
     mlp: MLP,
     opt: Optimizer,
@@ -65,7 +81,7 @@ def train(
     """
     state = optimizers.init_state(opt, params)
     for step, rows in enumerate(batches):
-        trace, params, state = train_step(mlp, opt, params, state, X[rows], Y[rows])
+        trace, params, state = train_step(mlp, opt, params, state, *minibatch(X, Y, rows))
         if not np.isfinite(trace["loss"]):
             raise NonFiniteLossError(step, float(trace["loss"]))
         yield trace
