@@ -35,7 +35,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import functools
 import gc
+import importlib.util
 import io
 import json
 import os
@@ -206,16 +208,15 @@ def run(args: argparse.Namespace) -> int:
             say("main job: python -m comparisons run")
             report["main_job"] = time_main_job()
     report["targets"] = targets(report)
-    out = write_report_folder(
-        report,
-        args.out,
-        {"bench.md": render_markdown, "bench.svg": render_svg},
-        json_name="bench.json",
-    )
+    renderers = {"bench.md": render_markdown}
+    if _import("matplotlib") is not None:  # the reports extra; without it, no plot
+        renderers["bench.svg"] = render_svg
+    report["plot"] = "bench.svg" if "bench.svg" in renderers else None
+    out = write_report_folder(report, args.out, renderers, json_name="bench.json")
     for line in target_lines(report):
         print(line)
     if not args.quiet:
-        print(f"bench: {out / 'bench.json'}, {out / 'bench.md'}, {out / 'bench.svg'}")
+        print("bench: " + ", ".join(str(out / name) for name in ["bench.json", *renderers]))
     return 0
 
 
@@ -262,7 +263,8 @@ def _plan(args: argparse.Namespace) -> Plan:
         if args.oracle_widths
         else list(QUICK_ORACLE_WIDTHS if args.quick else ORACLE_WIDTHS)
     )
-    references = [e for e in ("torch", "jax") if e in engines]
+    # The oracle's cost needs the references themselves: those that are installed.
+    references = [e for e in ("torch", "jax") if e in engines and _installed(e)]
     # Steps grow at the default width; widths grow at the shortest run.
     oracle = [(widths[0], n) for n in steps] + [(w, steps[0]) for w in widths[1:]] if steps else []
     main_job = args.main_job
@@ -368,6 +370,11 @@ def _restore(variable: str, value: str | None) -> None:
         os.environ.pop(variable, None)
     else:
         os.environ[variable] = value
+
+
+def _installed(framework: str) -> bool:
+    modules = {"torch": ("torch",), "jax": ("jax", "optax")}[framework]
+    return all(importlib.util.find_spec(m) is not None for m in modules)
 
 
 def _import(module: str):
@@ -481,21 +488,30 @@ def bare_step(engine: str, mlp: MLP, opt: Optimizer, params: dict, dtype: str):
     return JaxStep(mlp, opt, params, dtype)
 
 
-def timed(step: Callable[[], object], warmup: int, repeats: int) -> dict:
-    """Median, min and max seconds of ``repeats`` calls after ``warmup`` calls."""
+def timed(steps: dict[str, Callable[[], object]], warmup: int, repeats: int) -> dict[str, dict]:
+    """Median, min and max seconds of each step over ``repeats`` rounds, after ``warmup``.
+
+    A round takes every step once, in turn, so that a change in the machine's load (another
+    process) touches every step alike and their ratios stay fair.
+    """
     for _ in range(warmup):
-        step()
-    times = []
+        for step in steps.values():
+            step()
+    times: dict[str, list[float]] = {name: [] for name in steps}
     with _gc_off():
         for _ in range(repeats):
-            start = time.perf_counter()
-            step()
-            times.append(time.perf_counter() - start)
+            for name, step in steps.items():
+                start = time.perf_counter()
+                step()
+                times[name].append(time.perf_counter() - start)
     return {
-        "median_s": statistics.median(times),
-        "min_s": min(times),
-        "max_s": max(times),
-        "repeats": repeats,
+        name: {
+            "median_s": statistics.median(t),
+            "min_s": min(t),
+            "max_s": max(t),
+            "repeats": repeats,
+        }
+        for name, t in times.items()
     }
 
 
@@ -531,17 +547,40 @@ def matmul_flops(products: list[tuple]) -> int:
 
 
 def time_size(size: Size, dtype: str, engines: list[str]) -> dict:
-    """Every engine's bare step at one size and dtype, and the bare matmul bound."""
+    """Every engine's bare step at one size and dtype, and the bare matmuls, timed in turn."""
     rng = np.random.default_rng(0)
     mlp = MLP(size.sizes, ACTIVATION, "identity", LOSS)
     params = init_params(mlp, seed=0, dtype=dtype)
     X = rng.standard_normal((size.batch, size.sizes[0])).astype(dtype)
     Y = (rng.random((size.batch, size.sizes[-1])) < 0.5).astype(dtype)
-    n, warmup = size.repeats, max(2, size.repeats // 10)
     products = matmul_products(size.sizes, size.batch, dtype, rng)
     flops = matmul_flops(products)
-    bound = timed(lambda: [a @ b for a, b in products], warmup, n)
-    row = {
+    steps: dict[str, Callable[[], object]] = {"matmuls": lambda: [a @ b for a, b in products]}
+    results: dict[str, dict] = {}
+    for engine in engines:
+        if engine == "torch.compile" and not size.compile:
+            results[engine] = {"skipped": "not at this size (--compile-all times it)"}
+            continue
+        started = time.perf_counter()
+        try:
+            step = bare_step(engine, mlp, OPTIMIZER, params, dtype)
+            batch = step.batch(X, Y)
+            step(batch)  # the first step: for torch.compile and jax, the compilation
+        except ImportError as err:
+            results[engine] = {"unavailable": f"not installed: {err.name or err}"}
+            continue
+        except Exception as err:  # torch.compile can fail in many ways: say how, go on
+            first_line = (str(err).strip().splitlines() or [""])[0]
+            results[engine] = {"unavailable": f"{type(err).__name__}: {first_line}"[:300]}
+            continue
+        results[engine] = {"first_step_s": time.perf_counter() - started}
+        steps[engine] = functools.partial(step, batch)
+    times = timed(steps, warmup=max(2, size.repeats // 10), repeats=size.repeats)
+    for name, t in times.items():
+        t["gflops"] = flops / t["median_s"] / 1e9
+        if name in results:
+            results[name].update(t)
+    return {
         "size": size.name,
         "label": size.label,
         "sizes": list(size.sizes),
@@ -549,31 +588,9 @@ def time_size(size: Size, dtype: str, engines: list[str]) -> dict:
         "dtype": dtype,
         "wide": size.wide,
         "matmul_flops": flops,
-        "matmul_bound": {**bound, "gflops": flops / bound["median_s"] / 1e9},
-        "engines": {},
+        "matmul_bound": times["matmuls"],
+        "engines": results,
     }
-    for engine in engines:
-        if engine == "torch.compile" and not size.compile:
-            row["engines"][engine] = {"skipped": "not at this size (--compile-all times it)"}
-            continue
-        row["engines"][engine] = _time_engine(engine, mlp, params, X, Y, dtype, warmup, n, flops)
-    return row
-
-
-def _time_engine(engine, mlp, params, X, Y, dtype, warmup, n, flops) -> dict:
-    started = time.perf_counter()
-    try:
-        step = bare_step(engine, mlp, OPTIMIZER, params, dtype)
-        batch = step.batch(X, Y)
-        step(batch)  # the first step: for torch.compile and jax, the compilation
-    except ImportError as err:
-        return {"unavailable": f"not installed: {err.name or err}"}
-    except Exception as err:  # torch.compile may fail in many ways; say how, go on
-        first_line = str(err).strip().splitlines()[0] if str(err).strip() else ""
-        return {"unavailable": f"{type(err).__name__}: {first_line}"[:300]}
-    first_s = time.perf_counter() - started
-    result = timed(lambda: step(batch), warmup, n)
-    return {**result, "first_step_s": first_s, "gflops": flops / result["median_s"] / 1e9}
 
 
 # --- 3: the oracle's cost ----------------------------------------------------------------
@@ -855,24 +872,26 @@ def render_markdown(report: dict) -> str:
             "",
             "## The oracle's cost",
             "",
-            "A lockstep run (float64, the default model's settings on synthetic data, batches "
-            "of 50) against the sum of the engines' bare training time over the same steps; "
-            "the heap peak (tracemalloc: Python objects and NumPy arrays, not the frameworks' "
-            "own buffers) of a whole-run report, and that report's JSON size.",
+            "A lockstep run (float64; the default model's settings on synthetic data, batches "
+            "of 50) against the sum of the engines' bare training time over the same steps, in "
+            "milliseconds per step, and where the lockstep time went; the heap peak of a "
+            "whole-run report (tracemalloc: Python objects and NumPy arrays, not the "
+            "frameworks' own buffers) and the size of its report.json.",
             "",
-            "| network | steps | lockstep (s) | bare engines (s) | ratio | scratch (s) | "
-            "references' traced steps (s) | comparison and bookkeeping (s) | report peak (MiB) "
-            "| report.json (KiB) | verdict |",
+            "| network | steps | lockstep | bare engines | ratio | scratch | references: load "
+            "state, step, trace to NumPy | comparison and bookkeeping | report peak (MiB) | "
+            "report.json (KiB) | verdict |",
             "|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for row in report["oracle"]:
-            b = row["breakdown_s"]
-            traced = sum(v for k, v in b.items() if k.endswith("trace to NumPy"))
+            per_step = {k: 1e3 * v / row["steps"] for k, v in row["breakdown_s"].items()}
+            traced = sum(v for k, v in per_step.items() if k.endswith("trace to NumPy"))
             lines.append(
                 f"| {'-'.join(map(str, row['sizes']))} | {row['steps']} | "
-                f"{row['lockstep_s']:.2f} | {row['bare_total_s']:.2f} | {row['ratio']:.2f}× | "
-                f"{b['scratch (bare)']:.2f} | {traced:.2f} | "
-                f"{b['comparison and bookkeeping']:.2f} | {row['report_peak_mib']:.1f} | "
+                f"{1e3 * row['lockstep_s'] / row['steps']:.3g} | "
+                f"{1e3 * row['bare_total_s'] / row['steps']:.3g} | {row['ratio']:.2f}× | "
+                f"{per_step['scratch (bare)']:.3g} | {traced:.3g} | "
+                f"{per_step['comparison and bookkeeping']:.3g} | {row['report_peak_mib']:.1f} | "
                 f"{row['report_json_kib']:.0f} | {'agree' if row['agree'] else 'DISAGREE'} |"
             )
     job = report["main_job"]
@@ -885,8 +904,9 @@ def render_markdown(report: dict) -> str:
             f"(exit status {job['exit_status']}; the run itself "
             f"{job['timings'].get('run_s', float('nan')):.1f} s). {job['first_line']}",
         ]
-    lines += ["", "![the figures](bench.svg)", ""]
-    return "\n".join(lines)
+    if report.get("plot"):
+        lines += ["", f"![the figures]({report['plot']})"]
+    return "\n".join([*lines, ""])
 
 
 def _met(met: bool | None) -> str:
@@ -937,24 +957,20 @@ def render_svg(report: dict) -> str:
         ax.set_title(f"time per training step, {dtype} (lower is better)")
         ax.legend(fontsize="small", ncols=3)
     ax = axes[len(dtypes)]
-    for row_dtype, marker in zip(dtypes, "os", strict=False):
+    for row_dtype, style in zip(dtypes, ("-", "--"), strict=False):
         rows = [row for row in report["steps"] if row["dtype"] == row_dtype]
         x = np.arange(len(rows))
-        bound = [r["matmul_bound"]["gflops"] for r in rows]
-        ax.plot(
-            x, bound, marker, color="#adb5bd", markersize=10, label=f"bare matmuls, {row_dtype}"
-        )
         for engine in engines:
-            values = [r["engines"].get(engine, {}).get("gflops", np.nan) for r in rows]
+            # the share of the bound reached: bare matmul time / the engine's step time
+            values = [r["matmul_bound"]["median_s"] / (_median(r, engine) or np.nan) for r in rows]
             color = ENGINE_COLORS.get(engine, "#868e96")
-            ax.plot(
-                x, values, marker, color=color, fillstyle="none", label=f"{engine}, {row_dtype}"
-            )
+            ax.plot(x, values, style, marker="o", color=color, label=f"{engine}, {row_dtype}")
         ax.set_xticks(x, [r["size"] for r in rows])
-    ax.set_yscale("log")
-    ax.set_ylabel("GFLOP/s (matrix products)")
-    ax.set_title("achieved FLOP/s against the bare-matmul bound (higher is better)")
-    ax.legend(fontsize="x-small", ncols=2)
+    ax.axhline(1 / TARGET_BOUND_RATIO, color="#e03131", linestyle=":", label="target (wide)")
+    ax.set_ylim(0, 1.3)
+    ax.set_ylabel("bare matmuls / step time")
+    ax.set_title("share of the bare-matmul bound reached (FLOP/s over the bound's FLOP/s)")
+    ax.legend(fontsize="x-small", ncols=3)
     if report["oracle"]:
         ax = axes[-1]
         labels = [f"{'-'.join(map(str, r['sizes']))}\n{r['steps']} steps" for r in report["oracle"]]

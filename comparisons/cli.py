@@ -174,6 +174,18 @@ def _mutants_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="print only the summary")
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from comparisons.bench import run
+
+    return run(args)
+
+
+def _bench_options(parser: argparse.ArgumentParser) -> None:
+    from comparisons.bench import add_arguments
+
+    add_arguments(parser)
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from comparisons.train_job import train_scratch
 
@@ -228,6 +240,15 @@ COMMANDS: dict[str, tuple[Callable, Callable, str, str]] = {
         "run the fast oracle: was it caught, by which tensor at which step, was the first "
         "divergence the tensor the fault touches, and whom does the arbitration blame. Writes "
         "mutants.json and mutants.md into --out. Exit 0 only when every fault is caught.",
+    ),
+    "bench": (
+        cmd_bench,
+        _bench_options,
+        "time each engine's training step, the bare-matmul bound and the oracle's cost",
+        "Time scratch, PyTorch (eager and torch.compile) and JAX per training step at the "
+        "default and at wide and deep sizes, float64 and float32; compare with bare NumPy "
+        "matrix products; measure a lockstep run against the engines' own time. Writes "
+        "bench.json, bench.md and bench.svg into --out (default reports/bench).",
     ),
     "train": (
         cmd_train,

@@ -16,6 +16,7 @@ import numpy as np
 from comparisons.tolerances import Tolerance, kind_of, layer_of, tolerance
 
 _TINY = np.finfo(np.float64).tiny  # the allowance's floor, so that an exact zero still divides
+_BOUNDED = 1e300  # (rtol + atol)·max|b| below this: rtol·|b| + atol·max|b| cannot overflow
 
 
 @dataclass(frozen=True)
@@ -72,23 +73,29 @@ def compare(
         return mismatch(tensor, engine, f"dtype {a.dtype} != {b.dtype}")
     work = np.float64  # judge in float64 so the judging itself adds no rounding
     # Flat float64 views (a copy only where the dtype differs): the 0-d loss becomes (1,), and
-    # a flat index is the same element as in ``a.flat``. Nothing below writes into them.
+    # a flat index is the same element as in ``a.flat``. Nothing below writes into them; the
+    # arrays computed here are worked on in place, each pass over the data counts for wide
+    # networks.
     a64, b64 = np.asarray(a, dtype=work).reshape(-1), np.asarray(b, dtype=work).reshape(-1)
-    diff = np.abs(a64 - b64)
+    diff = np.subtract(a64, b64)
+    np.abs(diff, out=diff)
     max_abs = float(diff.max(initial=0.0))
     # A finite max |a - b| means every element of both tensors is finite (an inf or NaN on
     # either side makes its difference inf or NaN), so the NaN and inf rules have nothing to
-    # do; that is nearly every comparison, and it skips a dozen passes over the data.
-    if math.isfinite(max_abs):
-        abs_b = np.abs(b64)
+    # do: that is nearly every comparison.
+    finite = math.isfinite(max_abs)
+    if not finite:
+        max_abs = _nonfinite_rules(diff, a64, b64)
+    abs_b = np.abs(b64)
+    if finite:
         scale = float(abs_b.max(initial=0.0))
-        allowed = _allowance(tol, abs_b, scale, a.dtype, old_param)
-    else:
-        max_abs, scale, allowed = _nonfinite(diff, a64, b64, tol, a.dtype, old_param)
-    ratio = diff / allowed  # no NaN: diff has none left, and allowed > 0
+    else:  # the largest finite |b|
+        scale = float(np.max(abs_b, initial=0.0, where=np.isfinite(b64)))
+    allowed = _allowance(tol, abs_b, scale, a.dtype, old_param, finite)
+    ratio = np.divide(diff, allowed, out=diff)  # no NaN: diff has none left, and allowed > 0
     flat = int(ratio.argmax()) if ratio.size else 0
     worst_ratio = float(ratio[flat]) if ratio.size else 0.0
-    index = tuple(int(i) for i in np.unravel_index(flat, a.shape)) if a.ndim else ()  # () for loss
+    index = tuple(map(int, np.unravel_index(flat, a.shape))) if a.ndim else ()  # () for loss
     return Comparison(
         tensor=tensor,
         engine=engine,
@@ -109,35 +116,34 @@ def _allowance(
     scale: float,
     dtype: np.dtype,
     old_param: np.ndarray | None,
+    finite: bool,
 ) -> np.ndarray:
-    """rtol·|b| + atol·max|b| (+ ulps·eps·|θ_old| for updates), floored at ``_TINY``."""
-    allowed = tol.rtol * abs_b + tol.atol * scale
-    if tol.ulps and old_param is not None:
+    """rtol·|b| + atol·max|b| (+ ulps·eps·|θ_old| for updates), floored at ``_TINY``,
+    computed in ``abs_b``'s memory. A NaN term counts as 0 and an infinite one as the largest
+    float; when b is finite and rtol + atol is small enough that no sum can overflow, there
+    is neither, and the pass that looks for them is skipped."""
+    allowed = abs_b
+    allowed *= tol.rtol
+    allowed += tol.atol * scale
+    ulps = bool(tol.ulps) and old_param is not None
+    if ulps:
         old = np.abs(np.asarray(old_param, dtype=np.float64).reshape(-1))
-        allowed = allowed + tol.ulps * np.finfo(dtype).eps * old
-    if not math.isfinite(allowed.max(initial=0.0)):  # an infinite or NaN term: clip it
+        allowed += tol.ulps * np.finfo(dtype).eps * old
+    bounded = finite and not ulps and (tol.rtol + tol.atol) * scale < _BOUNDED
+    if not bounded and not math.isfinite(allowed.max(initial=0.0)):
         allowed = np.nan_to_num(allowed, nan=0.0)
-    return np.maximum(allowed, _TINY)
+    return np.maximum(allowed, _TINY, out=allowed)
 
 
-def _nonfinite(
-    diff: np.ndarray,
-    a64: np.ndarray,
-    b64: np.ndarray,
-    tol: Tolerance,
-    dtype: np.dtype,
-    old_param: np.ndarray | None,
-) -> tuple[float, float, np.ndarray]:
+def _nonfinite_rules(diff: np.ndarray, a64: np.ndarray, b64: np.ndarray) -> float:
     """The rules for an inf or NaN on either side, applied to ``diff`` in place: a NaN on one
-    side only fails (inf), NaN on both sides and the same infinity on both agree (0). The
-    scale is the largest finite |b|. Returns (max |a - b|, scale, allowance)."""
+    side only fails (inf), NaN on both sides and the same infinity on both agree (0).
+    Returns the new max |a - b|."""
     nan_a, nan_b = np.isnan(a64), np.isnan(b64)
     diff[nan_a != nan_b] = np.inf
     diff[nan_a & nan_b] = 0.0
     diff[(a64 == b64) & np.isinf(a64)] = 0.0
-    abs_b = np.abs(b64)
-    scale = float(np.max(abs_b, initial=0.0, where=np.isfinite(b64)))
-    return float(np.max(diff, initial=0.0)), scale, _allowance(tol, abs_b, scale, dtype, old_param)
+    return float(np.max(diff, initial=0.0))
 
 
 @functools.lru_cache(maxsize=4096)

@@ -27,7 +27,17 @@ OnStep = Callable[[int], None]
 
 
 def references(problem: Problem, device: str = "cpu") -> dict:
-    """One engine per reference named in the spec (scratch is driven by the runners)."""
+    """One engine per reference named in the spec (scratch is driven by the runners).
+
+    PyTorch gets one intra-op thread on the CPU: the oracle's tensors are far too small for
+    threads to pay, and on a small or busy machine its OpenMP pool spins while it waits, so a
+    0.3 ms step takes milliseconds. One thread also keeps the numbers independent of the
+    core count (the traces are bitwise the same).
+    """
+    if "torch" in problem.spec.engines and device == "cpu":
+        import torch
+
+        torch.set_num_threads(1)
     return {
         name: make_engine(name, problem.mlp, problem.optimizer, problem.spec.dtype, device)
         for name in problem.spec.engines

@@ -27,10 +27,11 @@ def sigmoid(Z: np.ndarray) -> np.ndarray:
     """A = 1 / (1 + exp(-Z)), computed without overflow for large |Z|.
 
     For Z >= 0 use 1 / (1 + e^-Z); for Z < 0 the equal form e^Z / (1 + e^Z). Either way
-    the exponent is <= 0, so exp never overflows.
+    the exponent is <= 0, so exp never overflows; with E = e^-|Z| both are one division,
+    (1 or E) / (1 + E).
     """
     E = np.exp(-np.abs(Z))  # (B, n), in (0, 1]
-    return np.where(Z >= 0, 1.0 / (1.0 + E), E / (1.0 + E))
+    return np.where(Z >= 0, 1.0, E) / (1.0 + E)
 
 
 def sigmoid_derivative(Z: np.ndarray, A: np.ndarray) -> np.ndarray:

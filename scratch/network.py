@@ -135,7 +135,7 @@ def check_inputs(mlp: MLP, params: dict[str, np.ndarray], X: np.ndarray, Y: np.n
             f"Y must be (B, n_L) = {(X.shape[0], mlp.sizes[-1])}; got shape {Y.shape}"
         )
     for name, arr in (("X", X), ("Y", Y)):
-        if not np.all(np.isfinite(arr)):
+        if not np.isfinite(arr).all():
             bad = tuple(int(i) for i in np.argwhere(~np.isfinite(arr))[0])
             raise ScratchInputError(f"{name} holds a non-finite value at index {bad}: {arr[bad]}")
 

@@ -1,0 +1,132 @@
+"""The benchmark's machinery on tiny sizes: what it measures, writes and judges.
+
+No timing is asserted here: the speed targets are figures the bench prints, not tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import pytest
+
+from comparisons import bench
+from comparisons.spec import SpecError
+
+
+def bench_args(tmp_path, *options: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    bench.add_arguments(parser)
+    return parser.parse_args(["--out", str(tmp_path / "bench"), "--quiet", *options])
+
+
+TINY = ("--sizes", "5-4-1:8", "--repeats", "2", "--dtypes", "float64", "--no-main-job")
+
+
+def test_scratch_alone_writes_the_figures_the_table_and_the_plot(tmp_path):
+    args = bench_args(tmp_path, *TINY, "--engines", "scratch", "--oracle-steps", "0")
+    assert bench.run(args) == 0
+    report = json.loads((tmp_path / "bench" / "bench.json").read_text())
+    (row,) = report["steps"]
+    assert (row["sizes"], row["batch"], row["dtype"]) == ([5, 4, 1], 8, "float64")
+    assert list(row["engines"]) == ["scratch"]
+    assert row["engines"]["scratch"]["repeats"] == 2
+    assert row["engines"]["scratch"]["min_s"] <= row["engines"]["scratch"]["median_s"]
+    assert row["matmul_flops"] == 2 * 8 * (5 * 4 + 4 * 1) * 2 + 2 * 8 * 4 * 1
+    assert report["threads"]["requested"] == 1 and report["oracle"] == []
+    markdown = (tmp_path / "bench" / "bench.md").read_text()
+    assert "## Time per training step" in markdown and "| 5-4-1 @ 8 | float64 |" in markdown
+    assert [t["met"] for t in report["targets"]] == [None]  # no main job: not measured
+    if (tmp_path / "bench" / "bench.svg").exists():  # with matplotlib
+        assert "<svg" in (tmp_path / "bench" / "bench.svg").read_text()
+
+
+@pytest.mark.torch
+@pytest.mark.jax
+@pytest.mark.slow  # ~25 s: torch.compile and JAX compilations
+def test_every_engine_and_the_oracles_cost(tmp_path):
+    args = bench_args(
+        tmp_path,
+        *TINY,
+        "--engines",
+        "scratch,torch,jax",
+        "--oracle-steps",
+        "20",
+        "--oracle-widths",
+        "4-3",
+    )
+    assert bench.run(args) == 0
+    report = json.loads((tmp_path / "bench" / "bench.json").read_text())
+    engines = report["steps"][0]["engines"]
+    assert all(engines[e]["median_s"] > 0 for e in ("scratch", "torch", "jax"))
+    assert report["threads"]["torch_intra_op"] == 1
+    (oracle,) = report["oracle"]
+    assert (oracle["sizes"], oracle["steps"], oracle["agree"]) == ([5, 4, 3, 1], 20, True)
+    assert set(oracle["bare_s"]) == {"scratch", "torch", "jax"}
+    assert oracle["lockstep_s"] == pytest.approx(sum(oracle["breakdown_s"].values()))
+    assert oracle["report_peak_mib"] > 0
+    assert any("lockstep overhead" in t["target"] for t in report["targets"])
+
+
+def test_the_matmul_bound_has_every_product_of_a_step_in_scratchs_layout(rng):
+    products = bench.matmul_products((5, 8, 4, 1), 50, "float64", rng)
+    shapes = [(a.shape, b.shape) for a, b in products]
+    assert shapes == [
+        ((50, 5), (5, 8)),  # forward A0 @ W1
+        ((50, 8), (8, 4)),
+        ((50, 4), (4, 1)),
+        ((4, 50), (50, 1)),  # dW3 = A2.T @ dZ3
+        ((50, 1), (1, 4)),  # dZ3 @ W3.T, on the way to dZ2
+        ((8, 50), (50, 4)),
+        ((50, 4), (4, 8)),
+        ((5, 50), (50, 8)),  # dW1 = X.T @ dZ1; nothing flows into X
+    ]
+    assert bench.matmul_flops(products) == sum(2 * a[0] * a[1] * b[1] for a, b in shapes)
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("--sizes", "5-x-1:8"),
+        ("--sizes", "huge"),
+        ("--engines", "scratch,tensorflow"),
+        ("--dtypes", "float16"),
+        ("--oracle-steps", "30"),
+        ("--threads", "0"),
+    ],
+)
+def test_a_bad_option_says_which(tmp_path, option, value):
+    with pytest.raises(SpecError, match=option):
+        bench.run(bench_args(tmp_path, option, value))
+    assert not (tmp_path / "bench").exists()
+
+
+def step_row(size, dtype, wide, **medians):
+    return {
+        "size": size,
+        "dtype": dtype,
+        "wide": wide,
+        "matmul_bound": {"median_s": 1.0},
+        "engines": {e: {"median_s": s} for e, s in medians.items()},
+    }
+
+
+def test_the_targets_are_judged_from_the_figures():
+    report = {
+        "steps": [
+            step_row("default", "float64", False, scratch=1.0, torch=2.5, jax=0.9),
+            step_row("wide-1024", "float64", True, scratch=1.1),
+            step_row("wide-1024", "float32", True, scratch=1.3),
+        ],
+        "oracle": [{"sizes": [5, 8, 4, 1], "steps": 100, "ratio": 1.4}],
+        "main_job": {"wall_s": 25.0, "exit_status": 0},
+    }
+    met = {t["target"].split(":")[0] + ": " + t["figure"]: t["met"] for t in bench.targets(report)}
+    assert met == {
+        "default size, float64: torch eager / scratch = 2.50×": True,
+        "default size, float64: jax jit / scratch = 0.90×": False,
+        "wide-1024, float64: scratch / bare matmuls = 1.10×": True,
+        "wide-1024, float32: scratch / bare matmuls = 1.30×": False,
+        "lockstep overhead, 5-8-4-1, 100 steps: lockstep / bare engines = 1.40×": True,
+        "the main job (tox -e report's run) under 20 s: 25.0 s": False,
+    }
