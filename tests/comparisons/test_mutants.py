@@ -87,6 +87,7 @@ def test_a_misconfigured_reference_is_blamed_not_scratch(broken):
 
 
 @pytest.mark.torch
+@pytest.mark.jax
 def test_a_reference_with_another_loss_reduction_is_blamed(monkeypatch):
     import torch
 
