@@ -11,10 +11,23 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from comparisons.problem import build_problem
-from comparisons.spec import ENGINES, SpecError, load_spec
+from comparisons import bench
+from comparisons.faults.catalogue import FAULTS
+from comparisons.faults.runner import render_markdown as render_faults_markdown
+from comparisons.faults.runner import run_catalogue
+from comparisons.modes.drift import run_drift
+from comparisons.modes.gradcheck import run_gradcheck
+from comparisons.modes.lockstep import run_lockstep
+from comparisons.modes.train import train_scratch
+from comparisons.progress import Progress
+from comparisons.report.atomic_folder import write_report_folder
+from comparisons.report.html import render_html
+from comparisons.report.markdown import render_markdown
+from comparisons.report.text import first_divergence_lines, verdict_line
+from comparisons.run.inputs import build_inputs
+from comparisons.run.spec import ENGINES, SpecError, load_spec
 from data import DataError
-from scratch.network import ScratchInputError
+from scratch.config import ScratchInputError
 from scratch.training import NonFiniteLossError
 
 EXIT_AGREE, EXIT_DISAGREE, EXIT_BAD_INPUT = 0, 1, 2
@@ -64,19 +77,14 @@ def _load(args: argparse.Namespace):
     if getattr(args, "engines", None):
         names = [e.strip() for e in args.engines.split(",") if e.strip()]
         assignments.append("engines=[" + ", ".join(f'"{n}"' for n in names) + "]")
-    return build_problem(load_spec(args.config, assignments))
+    return build_inputs(load_spec(args.config, assignments))
 
 
-def _progress(args: argparse.Namespace, problem, label: str, total: int | None = None):
-    from comparisons.progress import Progress
-
-    return Progress(total or len(problem.schedule), label, enabled=not args.quiet)
+def _progress(args: argparse.Namespace, inputs, label: str, total: int | None = None):
+    return Progress(total or len(inputs.schedule), label, enabled=not args.quiet)
 
 
 def _write_and_report(args: argparse.Namespace, report: dict) -> int:
-    from comparisons.output import write_report_folder
-    from comparisons.render import render_html, render_markdown
-
     out = write_report_folder(
         report, args.out, {"report.md": render_markdown, "report.html": render_html}
     )
@@ -89,44 +97,31 @@ def _write_and_report(args: argparse.Namespace, report: dict) -> int:
 
 def headline(report: dict) -> list[str]:
     """The first lines of the command's output (and of report.md): verdict, then where."""
-    from comparisons.render import first_divergence_lines, verdict_line
-
     return [verdict_line(report), *first_divergence_lines(report)]
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from comparisons.jobs import run_lockstep
-
-    problem = _load(args)
-    report = run_lockstep(problem, on_step=_progress(args, problem, "lockstep"))
+    inputs = _load(args)
+    report = run_lockstep(inputs, on_step=_progress(args, inputs, "lockstep"))
     return _write_and_report(args, report)
 
 
 def cmd_drift(args: argparse.Namespace) -> int:
-    from comparisons.jobs import run_drift
-
-    problem = _load(args)
-    report = run_drift(problem, on_step=_progress(args, problem, "drift"))
+    inputs = _load(args)
+    report = run_drift(inputs, on_step=_progress(args, inputs, "drift"))
     return _write_and_report(args, report)
 
 
 def cmd_gradcheck(args: argparse.Namespace) -> int:
-    from comparisons.jobs import run_gradcheck
-
-    problem = _load(args)
-    if problem.spec.dtype != "float64":
+    inputs = _load(args)
+    if inputs.spec.dtype != "float64":
         raise SpecError("dtype: gradcheck needs float64 (finite differences in float32 are noise)")
-    steps = min(args.steps, len(problem.schedule))
-    report = run_gradcheck(problem, steps, on_step=_progress(args, problem, "gradcheck", steps))
+    steps = min(args.steps, len(inputs.schedule))
+    report = run_gradcheck(inputs, steps, on_step=_progress(args, inputs, "gradcheck", steps))
     return _write_and_report(args, report)
 
 
-def cmd_mutants(args: argparse.Namespace) -> int:
-    from comparisons.faults import FAULTS
-    from comparisons.mutants import render_markdown, run_catalogue
-    from comparisons.output import write_report_folder
-    from comparisons.progress import Progress
-
+def cmd_faults(args: argparse.Namespace) -> int:
     engines = tuple(e.strip() for e in args.engines.split(",") if e.strip())
     unknown = sorted(set(engines) - {"torch", "jax"})
     if unknown or not engines:
@@ -136,7 +131,7 @@ def cmd_mutants(args: argparse.Namespace) -> int:
     progress = Progress(len(FAULTS), "faults", enabled=not args.quiet)
     report = run_catalogue(engines, on_fault=lambda i: progress(i))
     out = write_report_folder(
-        report, args.out, {"mutants.md": render_markdown}, json_name="mutants.json"
+        report, args.out, {"faults.md": render_faults_markdown}, json_name="faults.json"
     )
     s = report["summary"]
     print(
@@ -153,11 +148,11 @@ def cmd_mutants(args: argparse.Namespace) -> int:
                 f"first divergence {r['first_divergence']['tensor']}"
             )
     if not args.quiet:
-        print(f"report: {out / 'mutants.json'}, {out / 'mutants.md'}")
+        print(f"report: {out / 'faults.json'}, {out / 'faults.md'}")
     return EXIT_AGREE if s["all_caught"] else EXIT_DISAGREE
 
 
-def _mutants_options(parser: argparse.ArgumentParser) -> None:
+def _faults_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--engines",
         default="torch,jax",
@@ -168,37 +163,23 @@ def _mutants_options(parser: argparse.ArgumentParser) -> None:
         "--out",
         metavar="DIR",
         type=Path,
-        default=Path("reports/mutants"),
-        help="where mutants.json and mutants.md go (default: reports/mutants)",
+        default=Path("reports/faults"),
+        help="where faults.json and faults.md go (default: reports/faults)",
     )
     parser.add_argument("--quiet", action="store_true", help="print only the summary")
 
 
-def cmd_bench(args: argparse.Namespace) -> int:
-    from comparisons.bench import run
-
-    return run(args)
-
-
-def _bench_options(parser: argparse.ArgumentParser) -> None:
-    from comparisons.bench import add_arguments
-
-    add_arguments(parser)
-
-
 def cmd_train(args: argparse.Namespace) -> int:
-    from comparisons.train_job import train_scratch
-
-    problem = _load(args)
-    spec, splits = problem.spec, list(problem.splits)
+    inputs = _load(args)
+    spec, splits = inputs.spec, list(inputs.splits)
     if not args.quiet:
         print(
-            f"training scratch on {spec.dataset}: sizes {problem.mlp.sizes}, "
-            f"{spec.activation} hidden, {spec.loss}, {spec.optimizer} lr={spec.lr}, "
+            f"training scratch on {spec.dataset}: sizes {inputs.mlp.sizes}, "
+            f"{spec.activation} hidden, {spec.loss}, {spec.optimizer.name} lr={spec.optimizer.lr}, "
             f"batch {spec.batch_size}, {spec.epochs} epochs, {spec.dtype}"
         )
         print(f"{'epoch':>5}  {'mean loss':>10}  " + "  ".join(f"{s:>7}" for s in splits))
-    for last in train_scratch(problem):
+    for last in train_scratch(inputs):
         if not args.quiet:
             acc = "  ".join(f"{100 * last.accuracy[s]:6.2f}%" for s in splits)
             print(f"{last.epoch:>5}  {last.mean_loss:>10.6f}  {acc}")
@@ -223,7 +204,7 @@ COMMANDS: dict[str, tuple[Callable, Callable, str, str]] = {
         "free-running trajectories from the same start; how far they drift apart",
         "Train every engine freely from the same initial weights through the same batches and "
         "record, per step, each reference's loss and parameter drift from scratch. The verdict "
-        "compares the final losses on every split (tolerance in comparisons/tolerances.py).",
+        "compares the final losses on every split (tolerance in comparisons/oracle/tolerances.py).",
     ),
     "gradcheck": (
         cmd_gradcheck,
@@ -232,18 +213,18 @@ COMMANDS: dict[str, tuple[Callable, Callable, str, str]] = {
         "Check every error term and gradient of scratch against central finite differences "
         "at the first --steps steps of the run, in float64. Needs no framework.",
     ),
-    "mutants": (
-        cmd_mutants,
-        _mutants_options,
+    "faults": (
+        cmd_faults,
+        _faults_options,
         "run the catalogue of deliberate scratch faults through the oracle",
-        "Apply each fault of the catalogue (comparisons/faults.py) to scratch in memory and "
-        "run the fast oracle: was it caught, by which tensor at which step, was the first "
-        "divergence the tensor the fault touches, and whom does the arbitration blame. Writes "
-        "mutants.json and mutants.md into --out. Exit 0 only when every fault is caught.",
+        "Apply each fault of the catalogue (comparisons/faults/catalogue.py) to scratch in "
+        "memory and run the fast oracle: was it caught, by which tensor at which step, was the "
+        "first divergence the tensor the fault touches, and whom does the arbitration blame. "
+        "Writes faults.json and faults.md into --out. Exit 0 only when every fault is caught.",
     ),
     "bench": (
-        cmd_bench,
-        _bench_options,
+        bench.run,
+        bench.add_arguments,
         "time each engine's training step, the bare-matmul bound and the oracle's cost",
         "Time scratch, PyTorch (eager and torch.compile) and JAX per training step at the "
         "default and at wide and deep sizes, float64 and float32; compare with bare NumPy "

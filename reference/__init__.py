@@ -1,4 +1,8 @@
-"""The same MLP in PyTorch (``torch_mlp``) and in JAX (``jax_mlp``), built from scratch's weights.
+"""The same MLP in PyTorch and in JAX, built from scratch's weights.
+
+Each framework has two modules: the model and its training step as a user of that framework
+would write it (``torch_mlp``, ``jax_mlp``), and the engine that puts it behind the contract
+below (``torch_engine.TorchEngine``, ``jax_engine.JaxEngine``): layout, state, compilation.
 
 The engine contract both references implement (the oracle in ``comparisons`` drives them):
 
@@ -13,7 +17,8 @@ The engine contract both references implement (the oracle in ``comparisons`` dri
 ``step(X, Y) -> trace``
     One training step on the batch ``X: (B, n_0)``, ``Y: (B, n_L)``, from the current state;
     the engine keeps the new state. The trace has exactly scratch's keys in scratch's order
-    (see ``scratch/training.py``) as NumPy arrays in the canonical layout and the engine's dtype.
+    (``scratch/trace_schema.py`` defines them) as NumPy arrays in the canonical layout and the
+    engine's dtype.
 ``predict(X) -> A_L``   the network's output ``(n, n_L)`` with the current parameters.
 ``params() -> dict``    the current parameters, canonical layout.
 """

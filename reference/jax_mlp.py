@@ -10,28 +10,22 @@ is, so — unlike ``torch_mlp`` — nothing is transposed on the way in or out.
 
 Nothing here re-derives a gradient or re-writes an optimizer: the loss's gradient with
 respect to the parameters and to each pre-activation (the error terms dZ_l) comes from one
-``jax.value_and_grad``, and the update from ``optax``. The whole training step is one
-``jax.jit``-compiled function.
+``jax.value_and_grad``, and the update from ``optax``. The whole training step is one pure
+function, jitted by ``jax_engine.py`` (which also translates the optimizer state).
 """
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
-from scratch.network import MLP
-from scratch.optimizers import Optimizer
+from scratch.config import MLP, Optimizer
+from scratch.trace_schema import OPTIMIZER_STATE, STATE, param_names
 
 Params = dict[str, jax.Array]
-
-DTYPES = ("float32", "float64")
-DEVICES = ("cpu", "gpu")
-OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "adamw")
 
 # The negative-side slope of leaky_relu: PyTorch's nn.LeakyReLU default, and scratch's.
 LEAKY_RELU_SLOPE = 0.01
@@ -152,6 +146,18 @@ def forward(
     return Zs, As
 
 
+OPTIMIZERS: dict[str, Callable[[Optimizer, dict], optax.GradientTransformation]] = {
+    "sgd": lambda o, _: optax.sgd(o.lr),
+    "momentum": lambda o, _: optax.sgd(o.lr, momentum=o.momentum),
+    "nesterov": lambda o, _: optax.sgd(o.lr, momentum=o.momentum, nesterov=True),
+    "adam": lambda o, _: optax.adam(o.lr, b1=o.beta1, b2=o.beta2, eps=o.eps, eps_root=0.0),
+    "adamw": lambda o, mask: optax.adamw(
+        o.lr, b1=o.beta1, b2=o.beta2, eps=o.eps, eps_root=0.0, weight_decay=o.weight_decay,
+        mask=mask,
+    ),
+}  # fmt: skip
+
+
 def make_optimizer(opt: Optimizer, weights_only: dict[str, bool]) -> optax.GradientTransformation:
     """scratch's optimizer as an optax transformation; ``weights_only`` masks out the biases.
 
@@ -166,26 +172,9 @@ def make_optimizer(opt: Optimizer, weights_only: dict[str, bool]) -> optax.Gradi
                 step: the same value, rounded in a different order.
       l2        g ← g + λ·W ahead of the optimizer (optax.add_decayed_weights), as scratch.
     """
-    if opt.name == "sgd":
-        base = optax.sgd(opt.lr)
-    elif opt.name == "momentum":
-        base = optax.sgd(opt.lr, momentum=opt.momentum)
-    elif opt.name == "nesterov":
-        base = optax.sgd(opt.lr, momentum=opt.momentum, nesterov=True)
-    elif opt.name == "adam":
-        base = optax.adam(opt.lr, b1=opt.beta1, b2=opt.beta2, eps=opt.eps, eps_root=0.0)
-    elif opt.name == "adamw":
-        base = optax.adamw(
-            opt.lr,
-            b1=opt.beta1,
-            b2=opt.beta2,
-            eps=opt.eps,
-            eps_root=0.0,
-            weight_decay=opt.weight_decay,
-            mask=weights_only,
-        )
-    else:
+    if opt.name not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer {opt.name!r}; choose one of {', '.join(OPTIMIZERS)}")
+    base = OPTIMIZERS[opt.name](opt, weights_only)
     if opt.l2:
         l2 = optax.masked(optax.add_decayed_weights(opt.l2), weights_only)
         return optax.chain(l2, base)
@@ -199,7 +188,8 @@ def make_train_step(mlp: MLP, opt: Optimizer, tx: optax.GradientTransformation) 
     """
     loss_of = LOSSES[mlp.loss]
     L = mlp.n_layers
-    names = param_names(mlp)
+    names = param_names(L)
+    kept = OPTIMIZER_STATE[opt.name]
 
     def loss_and_forward(params: Params, eps: list[jax.Array], X: jax.Array, Y: jax.Array):
         Zs, As = forward(mlp, params, X, eps)
@@ -227,30 +217,11 @@ def make_train_step(mlp: MLP, opt: Optimizer, tx: optax.GradientTransformation) 
             )
         for p in names:
             trace[f"Δ{p}"] = new_params[p] - params[p]
-        trace.update(read_state(opt, names, new_state))
+        trace.update(read_state(kept, names, new_state))
         trace.update(new_params)
         return new_params, new_state, trace
 
     return train_step
-
-
-def param_names(mlp: MLP) -> list[str]:
-    """W1, b1, …, WL, bL."""
-    return [f"{p}{l}" for l in range(1, mlp.n_layers + 1) for p in "Wb"]
-
-
-def trace_names(mlp: MLP, opt: Optimizer) -> list[str]:
-    """The trace's keys in scratch's order (``scratch.training.train_step``)."""
-    L = mlp.n_layers
-    names = param_names(mlp)
-    return (
-        [f"{x}{l}" for l in range(1, L + 1) for x in "ZA"]
-        + ["loss"]
-        + [f"d{x}{l}" for l in range(L, 0, -1) for x in "ZWb"]
-        + [f"Δ{p}" for p in names]
-        + [s for p in names for s in opt.state_names(p)]
-        + names
-    )
 
 
 # scratch's optimizer-state names (prefix of ``momentum_W1``, …) and the optax state fields that
@@ -260,156 +231,12 @@ def trace_names(mlp: MLP, opt: Optimizer) -> list[str]:
 STATE_FIELDS = {"momentum": "trace", "adam_m": "mu", "adam_v": "nu"}
 
 
-def read_state(opt: Optimizer, names: list[str], opt_state) -> dict[str, jax.Array]:
-    """optax's state -> scratch's names, in the order of ``Optimizer.state_names``:
+def read_state(kept: tuple[str, ...], names: list[str], opt_state) -> dict[str, jax.Array]:
+    """optax's state -> the trace's names, per parameter in the trace's order:
     TraceState.trace[p] -> momentum_{p};  ScaleByAdamState.mu[p], .nu[p] -> adam_m_{p}, adam_v_{p}.
     """
     return {
-        name: optax.tree.get(opt_state, STATE_FIELDS[name.removesuffix(f"_{p}")])[p]
+        STATE[s].prefix + p: optax.tree.get(opt_state, STATE_FIELDS[s])[p]
         for p in names
-        for name in opt.state_names(p)
+        for s in kept
     }
-
-
-def write_state(opt: Optimizer, names: list[str], opt_state, state: dict, put: Callable):
-    """scratch's optimizer state -> ``opt_state`` (a fresh ``tx.init``) with its leaves replaced.
-
-    ``state["step"]`` = t is ScaleByAdamState.count (optax counts finished steps as scratch
-    does, and bias-corrects with count + 1); sgd and momentum keep no step counter.
-    """
-    fields: dict = {}
-    for p in names:
-        for name in opt.state_names(p):
-            field = STATE_FIELDS[name.removesuffix(f"_{p}")]
-            fields.setdefault(field, {})[p] = put(state[name])
-    if opt.name in ("adam", "adamw"):
-        fields["count"] = put(state["step"], np.int32)
-    return optax.tree.set(opt_state, **fields) if fields else opt_state
-
-
-@functools.lru_cache(maxsize=16)  # each holds compiled code; a few cover a test's reuse
-def compiled(mlp: MLP, optimizer: Optimizer):
-    """(optax transform, jitted step, jitted forward) for one network and optimizer.
-
-    Shared by every engine of the same configuration, so that a process compiles each step
-    once per configuration, dtype and batch shape (the last, partial batch of an epoch is a
-    second shape), not once per engine: a test matrix makes hundreds of engines.
-    """
-    weights_only = {p: p.startswith("W") for p in param_names(mlp)}  # decay never touches b_l
-    tx = make_optimizer(optimizer, weights_only)
-    train_step = jax.jit(make_train_step(mlp, optimizer, tx))
-    predict = jax.jit(lambda params, X: forward(mlp, params, X)[1][-1])
-    return tx, train_step, predict
-
-
-class JaxMLP:
-    """scratch's MLP and optimizer in JAX and optax; the engine contract of ``reference``.
-
-    ``mlp`` and ``optimizer`` are scratch's configuration dataclasses; ``dtype`` is "float64"
-    (turns on JAX's 64-bit mode) or "float32"; ``device`` is "cpu" or "gpu".
-    """
-
-    name = "jax"
-
-    def __init__(
-        self, mlp: MLP, optimizer: Optimizer, dtype: str = "float64", device: str = "cpu"
-    ) -> None:
-        for kind, name, valid in (
-            ("hidden activation", mlp.hidden, ACTIVATIONS),
-            ("output activation", mlp.output, ACTIVATIONS),
-            ("loss", mlp.loss, LOSSES),
-            ("dtype", dtype, DTYPES),
-            ("device", device, DEVICES),
-        ):
-            if name not in valid:
-                raise ValueError(f"unknown {kind} {name!r}; choose one of {', '.join(valid)}")
-        if dtype == "float64":
-            # JAX silently computes in float32 unless 64-bit types are on, and the switch is
-            # process-wide: it is flipped here, where a float64 engine is made, not when this
-            # module is imported, so that importing it changes nothing for a float32 run or
-            # for other JAX code in the process.
-            jax.config.update("jax_enable_x64", True)
-        try:
-            self._device = jax.devices(device)[0]
-        except RuntimeError as err:
-            raise ValueError(f"device {device!r} is not available to JAX: {err}") from None
-        self.mlp, self.optimizer = mlp, optimizer
-        self.dtype = np.dtype(dtype)
-        self._names = param_names(mlp)
-        self._trace_names = trace_names(mlp, optimizer)
-        self._tx, self._train_step, self._forward = compiled(mlp, optimizer)
-        # Arrays from NumPy go straight into the jitted functions on the default device (jit
-        # moves them in C++, for a tenth of device_put's cost); elsewhere through device_put.
-        self._direct = self._device == jax.devices()[0]
-        self._fresh_state: tuple = ((), None)  # (parameter shapes, tx.init of such parameters)
-        self._params: Params | None = None
-        self._opt_state = None
-
-    def set_state(self, params: dict[str, np.ndarray], opt_state: dict) -> None:
-        """Load canonical parameters and scratch's optimizer state
-        (``{"step": t, "momentum_W1": …}`` or ``{"step": t, "adam_m_W1": …, "adam_v_W1": …}``)."""
-        if sorted(params) != sorted(self._names):
-            raise ValueError(f"parameters must be {self._names}; got {sorted(params)}")
-        needed = [n for p in self._names for n in self.optimizer.state_names(p)]
-        missing = [n for n in ["step", *needed] if n not in opt_state]
-        if missing:
-            raise ValueError(f"optimizer state lacks {missing}")
-        self._params = {p: self._put(params[p]) for p in self._names}
-        self._opt_state = write_state(
-            self.optimizer, self._names, self._initial_state(), opt_state, self._put
-        )
-
-    def _initial_state(self):
-        """``tx.init(params)``, made once per parameter shapes: it depends on nothing else
-        (zeros and a zero count), and every leaf scratch keeps is replaced by ``write_state``;
-        JAX arrays are immutable, so the one fresh state can be shared by every load."""
-        shapes = tuple(self._params[p].shape for p in self._names)
-        if self._fresh_state[0] != shapes:
-            self._fresh_state = (shapes, self._tx.init(self._params))
-        return self._fresh_state[1]
-
-    def step(self, X: np.ndarray, Y: np.ndarray) -> dict[str, np.ndarray]:
-        """One training step on X (B, n_0), Y (B, n_L): forward, autodiff, optax update.
-
-        Returns scratch's trace (same keys, same order) as NumPy arrays in the engine's dtype;
-        the engine keeps the new parameters and optimizer state.
-        """
-        self._check_ready()
-        self._params, self._opt_state, trace = self._train_step(
-            self._params, self._opt_state, self._put(X), self._put(Y)
-        )
-        return {name: self._to_numpy(name, trace[name]) for name in self._trace_names}
-
-    def predict(self, X: np.ndarray) -> np.ndarray:
-        """A_L (n, n_L): the network's output on X (n, n_0) with the current parameters."""
-        self._check_ready()
-        return self._to_numpy("A_L", self._forward(self._params, self._put(X)))
-
-    def params(self) -> dict[str, np.ndarray]:
-        """The current parameters W1, b1, …, WL, bL, canonical layout, engine dtype."""
-        self._check_ready()
-        return {p: self._to_numpy(p, self._params[p]) for p in self._names}
-
-    def _put(self, array: np.ndarray, dtype: np.dtype | None = None) -> jax.Array | np.ndarray:
-        """NumPy -> an input of the jitted functions on the engine's device, in the engine's
-        dtype unless told: on the default device a private, read-only NumPy copy (jit moves
-        it to the device; no one can change it in place meanwhile), elsewhere a device_put."""
-        if not self._direct:
-            return jax.device_put(np.asarray(array, dtype=dtype or self.dtype), self._device)
-        copy = np.array(array, dtype=dtype or self.dtype)
-        copy.flags.writeable = False
-        return copy
-
-    def _to_numpy(self, name: str, array: jax.Array) -> np.ndarray:
-        """A JAX result -> NumPy; a dtype other than the engine's is a bug, not a cast."""
-        out = np.asarray(array)
-        if out.dtype != self.dtype:
-            raise RuntimeError(
-                f"{name} came back as {out.dtype}, not {self.dtype}"
-                + (" (was jax_enable_x64 turned off?)" if self.dtype == np.float64 else "")
-            )
-        return out
-
-    def _check_ready(self) -> None:
-        if self._params is None:
-            raise RuntimeError("call set_state(params, opt_state) first")

@@ -15,7 +15,8 @@ from __future__ import annotations
 import numpy as np
 
 from scratch.activations import get_activation
-from scratch.network import MLP, forward, linear, loss_and_output_grad
+from scratch.config import MLP
+from scratch.network import forward, linear, loss_and_output_grad
 
 Params = dict[str, np.ndarray]
 

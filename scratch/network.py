@@ -15,129 +15,12 @@ error term below already carries it and the weight gradient is a plain sum over 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
 from scratch.activations import get_activation
+from scratch.config import MLP
 from scratch.losses import get_loss
-
-
-class ScratchInputError(ValueError):
-    """Bad input to the scratch model: a wrong shape, name, dtype or a non-finite value."""
-
-
-@dataclass(frozen=True)
-class MLP:
-    """What the network is: layer widths, activations and the loss.
-
-    ``sizes = (n_0, n_1, …, n_L)``; hidden layers 1..L-1 use ``hidden``, layer L uses
-    ``output``. The loss must fit the output activation (e.g. ``bce`` needs probabilities,
-    so a sigmoid output; ``bce_logits`` and ``softmax_cross_entropy`` need raw logits).
-    """
-
-    sizes: tuple[int, ...]
-    hidden: str = "sigmoid"
-    output: str = "identity"
-    loss: str = "bce_logits"
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "sizes", tuple(self.sizes))
-        if len(self.sizes) < 2 or any(
-            not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 1 for n in self.sizes
-        ):
-            raise ScratchInputError(
-                f"sizes must list at least two positive integer widths (n_0, …, n_L); "
-                f"got {self.sizes!r}"
-            )
-        try:
-            get_activation(self.hidden)
-            get_activation(self.output)
-            wanted = get_loss(self.loss).output_activation
-        except ValueError as err:
-            raise ScratchInputError(str(err)) from None
-        if wanted is not None and self.output != wanted:
-            raise ScratchInputError(
-                f"loss {self.loss!r} expects output activation {wanted!r}, got {self.output!r}"
-            )
-        if self.loss == "softmax_cross_entropy" and self.sizes[-1] < 2:
-            raise ScratchInputError("softmax_cross_entropy needs at least 2 outputs (n_L >= 2)")
-
-    @property
-    def n_layers(self) -> int:
-        return len(self.sizes) - 1
-
-    def activation_of(self, layer: int) -> str:
-        """The activation name of layer ``layer`` (1-based)."""
-        return self.output if layer == self.n_layers else self.hidden
-
-
-INITIALIZERS = ("glorot_uniform", "glorot_normal", "he_normal", "he_uniform")
-
-
-def init_params(
-    mlp: MLP,
-    seed: int,
-    scheme: str = "glorot_uniform",
-    dtype: str = "float64",
-    gain: float = 1.0,
-) -> dict[str, np.ndarray]:
-    """Draw W1, b1, …, WL, bL from one seeded generator, layer by layer; biases start at 0.
-
-    glorot_uniform  W ~ U(-a, a), a = gain·sqrt(6 / (n_in + n_out))
-    glorot_normal   W ~ N(0, gain²·2 / (n_in + n_out))
-    he_uniform      W ~ U(-a, a), a = gain·sqrt(6 / n_in)
-    he_normal       W ~ N(0, gain²·2 / n_in)
-
-    The draws are made in float64 and rounded to ``dtype``, so a float32 run starts from
-    the float64 run's weights rounded to float32.
-    """
-    if scheme not in INITIALIZERS:
-        raise ScratchInputError(
-            f"unknown initializer {scheme!r}; choose one of {', '.join(INITIALIZERS)}"
-        )
-    rng = np.random.default_rng(seed)
-    params: dict[str, np.ndarray] = {}
-    for l in range(1, mlp.n_layers + 1):
-        n_in, n_out = mlp.sizes[l - 1], mlp.sizes[l]
-        fan = n_in + n_out if scheme.startswith("glorot") else n_in
-        if scheme.endswith("uniform"):
-            a = gain * np.sqrt(6.0 / fan)
-            W = rng.uniform(-a, a, size=(n_in, n_out))
-        else:
-            W = rng.normal(0.0, gain * np.sqrt(2.0 / fan), size=(n_in, n_out))
-        params[f"W{l}"] = W.astype(dtype)  # (n_{l-1}, n_l)
-        params[f"b{l}"] = np.zeros(n_out, dtype=dtype)  # (n_l,)
-    return params
-
-
-def check_inputs(mlp: MLP, params: dict[str, np.ndarray], X: np.ndarray, Y: np.ndarray) -> None:
-    """Fail early, with a message that says what is wrong, on inputs backprop cannot use."""
-    expected = [f"{p}{l}" for l in range(1, mlp.n_layers + 1) for p in "Wb"]
-    if sorted(params) != sorted(expected):
-        raise ScratchInputError(f"parameters must be {expected}; got {sorted(params)}")
-    for l in range(1, mlp.n_layers + 1):
-        shapes = {
-            f"W{l}": (mlp.sizes[l - 1], mlp.sizes[l]),
-            f"b{l}": (mlp.sizes[l],),
-        }
-        for name, shape in shapes.items():
-            if params[name].shape != shape:
-                raise ScratchInputError(
-                    f"{name} has shape {params[name].shape}, expected {shape} for sizes {mlp.sizes}"
-                )
-    if X.ndim != 2 or X.shape[1] != mlp.sizes[0]:
-        raise ScratchInputError(f"X must be (B, {mlp.sizes[0]}); got shape {X.shape}")
-    if X.shape[0] == 0:
-        raise ScratchInputError("empty batch: X has 0 rows")
-    if Y.shape != (X.shape[0], mlp.sizes[-1]):
-        raise ScratchInputError(
-            f"Y must be (B, n_L) = {(X.shape[0], mlp.sizes[-1])}; got shape {Y.shape}"
-        )
-    for name, arr in (("X", X), ("Y", Y)):
-        if not np.isfinite(arr).all():
-            bad = tuple(int(i) for i in np.argwhere(~np.isfinite(arr))[0])
-            raise ScratchInputError(f"{name} holds a non-finite value at index {bad}: {arr[bad]}")
+from scratch.trace_schema import kind_of
 
 
 def linear(A_prev: np.ndarray, W: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -239,9 +122,9 @@ def forward_backward_per_example(
     rows = [forward_backward(mlp, params, X[i : i + 1], Y[i : i + 1]) for i in range(B)]
     trace: dict[str, np.ndarray] = {}
     for name in rows[0]:
-        if name[0] in "ZA":  # forward values: each example's own row
+        if kind_of(name) == "forward":  # each example's own row
             trace[name] = np.concatenate([r[name] for r in rows])
-        elif name.startswith("dZ"):  # error terms: each example's own row, weighted 1/B
+        elif kind_of(name) == "error_term":  # each example's own row, weighted 1/B
             trace[name] = np.concatenate([r[name] for r in rows]) / B
         else:  # loss, dW, db: average of the per-example values
             trace[name] = sum(r[name] for r in rows) / B

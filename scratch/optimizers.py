@@ -1,87 +1,80 @@
-"""Optimizers, each an ``init`` of its state and an ``update`` of parameters and state.
+"""Optimizers: one update rule per function, looked up by name (as the activations are).
 
 Notation: θ a parameter (W_l or b_l), g its gradient from backprop, lr the learning rate,
-t the step number counted from 1, μ the momentum, λ the weight decay. All formulas are
-PyTorch's (``torch.optim``); optax computes the same ones (see the README's conventions
-table for where textbooks write them differently).
-
-Weight decay in either form touches the weights W_l only, never the biases b_l.
+t the step number counted from 1, μ the momentum, λ the weight decay. Every rule is
+PyTorch's (``torch.optim``); optax computes the same (the README's conventions table says
+where textbooks write them differently). The state names are the trace's (``momentum``,
+``adam_m``, ``adam_v``; see ``trace_schema.py``).
 
     sgd        θ ← θ - lr·g
     momentum   v ← μ·v + g;           θ ← θ - lr·v
     nesterov   v ← μ·v + g;           θ ← θ - lr·(g + μ·v)
-    adam       m ← β1·m + (1-β1)·g;  s ← β2·s + (1-β2)·g²;
-               m̂ = m / (1 - β1^t);   ŝ = s / (1 - β2^t);   θ ← θ - lr·m̂ / (√ŝ + ε)
-    adamw      θ ← θ - lr·λ·θ (decoupled decay, weights only), then the adam step
+    adam       m ← β1·m + (1-β1)·g;  v ← β2·v + (1-β2)·g²;
+               m̂ = m / (1 - β1^t);   v̂ = v / (1 - β2^t);   θ ← θ - lr·m̂ / (√v̂ + ε)
+    adamw      θ ← θ - lr·λ·θ (decoupled decay), then the adam step
 
-L2 regularization (``l2``, any optimizer but adamw) adds the gradient of (λ/2)·‖W‖² to
-the weights' gradient before the optimizer sees it: g ← g + λ·W. The recorded loss and
-gradients (``dW``) are those of the data loss alone, as PyTorch's ``.grad`` is.
+Weight decay in either form touches the weights W_l only, never the biases b_l. L2
+regularization (``l2``, any optimizer but adamw) adds the gradient of (λ/2)·‖W‖² to the
+weights' gradient before the rule sees it: g ← g + λ·W. The recorded loss and gradients
+(``dW``) are those of the data loss alone, as PyTorch's ``.grad`` is.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
 
 import numpy as np
 
-OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "adamw")
+from scratch.config import Optimizer
+from scratch.trace_schema import OPTIMIZER_STATE, parse, state_names
 
 Params = dict[str, np.ndarray]
+# A rule: (θ, g, the parameter's state before the step, settings, t) -> (θ_new, its state after)
+Rule = Callable[[np.ndarray, np.ndarray, dict, Optimizer, int], tuple[np.ndarray, dict]]
 
 
-@dataclass(frozen=True)
-class Optimizer:
-    """An optimizer's name and hyperparameters (those of the other optimizers are ignored)."""
-
-    name: str = "sgd"
-    lr: float = 0.1
-    momentum: float = 0.9
-    beta1: float = 0.9
-    beta2: float = 0.999
-    eps: float = 1e-8
-    l2: float = 0.0
-    weight_decay: float = 0.0
-
-    def __post_init__(self) -> None:
-        if self.name not in OPTIMIZERS:
-            raise ValueError(
-                f"unknown optimizer {self.name!r}; choose one of {', '.join(OPTIMIZERS)}"
-            )
-        if not self.lr > 0:
-            raise ValueError(f"lr must be > 0; got {self.lr}")
-        for field in ("momentum", "beta1", "beta2"):
-            if not 0 <= getattr(self, field) < 1:
-                raise ValueError(f"{field} must be in [0, 1); got {getattr(self, field)}")
-        if not self.eps > 0 or self.l2 < 0 or self.weight_decay < 0:
-            raise ValueError("eps must be > 0, and l2 and weight_decay >= 0")
-        if self.name == "adamw" and self.l2:
-            raise ValueError("adamw takes decoupled weight_decay, not l2; set l2 = 0")
-        if self.name != "adamw" and self.weight_decay:
-            raise ValueError(
-                f"weight_decay (decoupled) is for adamw; "
-                f"use l2 for L2 regularization with {self.name}"
-            )
-
-    def state_names(self, param: str) -> tuple[str, ...]:
-        """The optimizer-state tensors kept for parameter ``param``, as the trace names them."""
-        if self.name in ("momentum", "nesterov"):
-            return (f"momentum_{param}",)
-        if self.name in ("adam", "adamw"):
-            return (f"adam_m_{param}", f"adam_v_{param}")
-        return ()
+def sgd(theta: np.ndarray, g: np.ndarray, state: dict, opt: Optimizer, t: int):
+    """θ ← θ - lr·g"""
+    return theta - opt.lr * g, {}
 
 
-def is_weight(param: str) -> bool:
-    """Weight decay applies to W_l, not to b_l."""
-    return param.startswith("W")
+def momentum(theta: np.ndarray, g: np.ndarray, state: dict, opt: Optimizer, t: int):
+    """v ← μ·v + g;  θ ← θ - lr·v"""
+    v = opt.momentum * state["momentum"] + g
+    return theta - opt.lr * v, {"momentum": v}
+
+
+def nesterov(theta: np.ndarray, g: np.ndarray, state: dict, opt: Optimizer, t: int):
+    """v ← μ·v + g;  θ ← θ - lr·(g + μ·v)"""
+    v = opt.momentum * state["momentum"] + g
+    return theta - opt.lr * (g + opt.momentum * v), {"momentum": v}
+
+
+def adam(theta: np.ndarray, g: np.ndarray, state: dict, opt: Optimizer, t: int):
+    """m ← β1·m + (1-β1)·g;  v ← β2·v + (1-β2)·g²;  θ ← θ - lr·m̂ / (√v̂ + ε),
+    with the bias corrections m̂ = m / (1 - β1^t), v̂ = v / (1 - β2^t)."""
+    m = opt.beta1 * state["adam_m"] + (1 - opt.beta1) * g
+    v = opt.beta2 * state["adam_v"] + (1 - opt.beta2) * g * g
+    m_hat = m / (1 - opt.beta1**t)
+    v_hat = v / (1 - opt.beta2**t)
+    return theta - opt.lr * m_hat / (np.sqrt(v_hat) + opt.eps), {"adam_m": m, "adam_v": v}
+
+
+# adamw is adam's rule after the decoupled decay, which ``update`` applies to the weights.
+RULES: dict[str, Rule] = {
+    "sgd": sgd,
+    "momentum": momentum,
+    "nesterov": nesterov,
+    "adam": adam,
+    "adamw": adam,
+}
 
 
 def init_state(opt: Optimizer, params: Params) -> dict:
     """Zero buffers for every parameter, and the step counter t = 0."""
     state: dict = {"step": 0}
     for p, theta in params.items():
-        for name in opt.state_names(p):
+        for name in state_names(opt.name, p):
             state[name] = np.zeros_like(theta)
     return state
 
@@ -92,27 +85,19 @@ def update(opt: Optimizer, params: Params, grads: Params, state: dict) -> tuple[
     Nothing is changed in place: the old parameters and state stay valid.
     """
     t = state["step"] + 1
+    rule = RULES[opt.name]
+    kept = OPTIMIZER_STATE[opt.name]
     new_params: Params = {}
     new_state: dict = {"step": t}
     for p, theta in params.items():
         g = grads[p]
-        if opt.l2 and is_weight(p):
+        decays = parse(p).decays
+        if opt.l2 and decays:
             g = g + opt.l2 * theta  # L2 regularization: ∂/∂W of (λ/2)·‖W‖²
-        if opt.name == "sgd":
-            theta = theta - opt.lr * g
-        elif opt.name in ("momentum", "nesterov"):
-            v = opt.momentum * state[f"momentum_{p}"] + g
-            step = g + opt.momentum * v if opt.name == "nesterov" else v
-            theta = theta - opt.lr * step
-            new_state[f"momentum_{p}"] = v
-        else:  # adam, adamw
-            if opt.name == "adamw" and is_weight(p):
-                theta = theta - opt.lr * opt.weight_decay * theta
-            m = opt.beta1 * state[f"adam_m_{p}"] + (1 - opt.beta1) * g
-            s = opt.beta2 * state[f"adam_v_{p}"] + (1 - opt.beta2) * g * g
-            m_hat = m / (1 - opt.beta1**t)
-            s_hat = s / (1 - opt.beta2**t)
-            theta = theta - opt.lr * m_hat / (np.sqrt(s_hat) + opt.eps)
-            new_state[f"adam_m_{p}"], new_state[f"adam_v_{p}"] = m, s
+        if opt.weight_decay and decays:
+            theta = theta - opt.lr * opt.weight_decay * theta  # decoupled decay (adamw)
+        names = dict(zip(kept, state_names(opt.name, p), strict=True))  # adam_m -> adam_m_W1
+        theta, after = rule(theta, g, {s: state[n] for s, n in names.items()}, opt, t)
         new_params[p] = theta
+        new_state.update({n: after[s] for s, n in names.items()})
     return new_params, new_state

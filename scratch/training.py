@@ -1,6 +1,6 @@
 """Training: one step on a mini-batch, and a loop over a batch schedule that yields traces.
 
-A step's trace holds, in dataflow order (the names of DESIGN.md):
+A step's trace holds, in dataflow order (``trace_schema.py`` defines every name):
     Z1, A1, …, ZL, AL                      forward values
     loss                                   mean over the batch
     dZL, dWL, dbL, …, dZ1, dW1, db1        error terms and gradients
@@ -16,8 +16,9 @@ from collections.abc import Iterable, Iterator
 import numpy as np
 
 from scratch import optimizers
-from scratch.network import MLP, check_inputs, forward, forward_backward
-from scratch.optimizers import Optimizer
+from scratch.config import MLP, Optimizer, check_inputs
+from scratch.network import forward, forward_backward
+from scratch.trace_schema import state_names
 
 Params = dict[str, np.ndarray]
 
@@ -44,7 +45,7 @@ def train_step(
     for p in params:
         trace[f"Δ{p}"] = new_params[p] - params[p]
     for p in params:
-        for name in opt.state_names(p):
+        for name in state_names(opt.name, p):
             trace[name] = new_state[name]
     trace.update(new_params)
     return trace, new_params, new_state

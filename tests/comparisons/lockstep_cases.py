@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from comparisons.engines import make_engine
-from comparisons.lockstep import LockstepResult, lockstep
-from comparisons.problem import Problem, build_problem
-from comparisons.spec import RunSpec
+from comparisons.oracle.lockstep import LockstepResult, lockstep
+from comparisons.run.engines import make_engine
+from comparisons.run.inputs import RunInputs, build_inputs
+from comparisons.run.spec import RunSpec
 
 REFERENCES = [
     pytest.param("torch", marks=pytest.mark.torch, id="torch"),
@@ -55,14 +55,14 @@ def head(loss: str, output: str, classes: int) -> dict:
     return {"loss": loss, "output": output, "synthetic_classes": classes}
 
 
-def run(problem: Problem, reference: str, **kwargs) -> LockstepResult:
+def run(problem: RunInputs, reference: str, **kwargs) -> LockstepResult:
     engine = make_engine(reference, problem.mlp, problem.optimizer, problem.spec.dtype)
     return lockstep(problem, {reference: engine}, **kwargs)
 
 
 def assert_lockstep_agrees(spec: RunSpec, reference: str) -> LockstepResult:
-    result = run(build_problem(spec), reference, stop_at_first=True)
+    result = run(build_inputs(spec), reference, stop_at_first=True)
     if not result.agree:
         pytest.fail(result.first_divergence.describe(), pytrace=False)
-    assert result.steps_run == len(build_problem(spec).schedule)
+    assert result.steps_run == len(build_inputs(spec).schedule)
     return result

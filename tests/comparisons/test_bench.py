@@ -11,7 +11,8 @@ import json
 import pytest
 
 from comparisons import bench
-from comparisons.spec import SpecError
+from comparisons.bench import steps, targets
+from comparisons.run.spec import SpecError
 
 
 def bench_args(tmp_path, *options: str) -> argparse.Namespace:
@@ -69,7 +70,7 @@ def test_every_engine_and_the_oracles_cost(tmp_path):
 
 
 def test_the_matmul_bound_has_every_product_of_a_step_in_scratchs_layout(rng):
-    products = bench.matmul_products((5, 8, 4, 1), 50, "float64", rng)
+    products = steps.matmul_products((5, 8, 4, 1), 50, "float64", rng)
     shapes = [(a.shape, b.shape) for a, b in products]
     assert shapes == [
         ((50, 5), (5, 8)),  # forward A0 @ W1
@@ -81,7 +82,7 @@ def test_the_matmul_bound_has_every_product_of_a_step_in_scratchs_layout(rng):
         ((50, 4), (4, 8)),
         ((5, 50), (50, 8)),  # dW1 = X.T @ dZ1; nothing flows into X
     ]
-    assert bench.matmul_flops(products) == sum(2 * a[0] * a[1] * b[1] for a, b in shapes)
+    assert steps.matmul_flops(products) == sum(2 * a[0] * a[1] * b[1] for a, b in shapes)
 
 
 @pytest.mark.parametrize(
@@ -121,7 +122,7 @@ def test_the_targets_are_judged_from_the_figures():
         "oracle": [{"sizes": [5, 8, 4, 1], "steps": 100, "ratio": 1.4}],
         "main_job": {"wall_s": 25.0, "exit_status": 0},
     }
-    met = {t["target"].split(":")[0] + ": " + t["figure"]: t["met"] for t in bench.targets(report)}
+    met = {t["target"].split(":")[0] + ": " + t["figure"]: t["met"] for t in targets.judge(report)}
     assert met == {
         "default size, float64: torch eager / scratch = 2.50×": True,
         "default size, float64: jax jit / scratch = 0.90×": False,

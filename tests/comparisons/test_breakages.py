@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from comparisons.faults import FAULTS_BY_NAME
-from comparisons.problem import build_problem
+from comparisons.faults.catalogue import FAULTS_BY_NAME
+from comparisons.run.inputs import build_inputs
 from tests.comparisons.lockstep_cases import REFERENCES, run, synthetic_spec
 
 # The five breakages the oracle was first built to catch; the whole catalogue is in
-# test_mutants.py.
+# test_faults.py.
 FIVE = [
     FAULTS_BY_NAME[name]
     for name in (
@@ -26,7 +26,7 @@ FIVE = [
 @pytest.mark.parametrize("fault", FIVE, ids=[f.name for f in FIVE])
 def test_the_oracle_names_the_first_divergent_tensor(fault, reference):
     spec = synthetic_spec(activation="sigmoid", loss="bce_logits", **fault.spec)
-    problem = build_problem(spec)
+    problem = build_inputs(spec)
     assert run(problem, reference, stop_at_first=True).agree  # sound before the breakage
     with fault.patch():
         result = run(problem, reference, stop_at_first=True)
@@ -40,10 +40,10 @@ def test_the_oracle_names_the_first_divergent_tensor(fault, reference):
 @pytest.mark.parametrize("fault", FIVE, ids=[f.name for f in FIVE])
 def test_each_fault_first_changes_its_expected_tensor_and_is_undone(fault):
     """Without any framework: the patched trace against the sound one, then the restore."""
-    from comparisons.compare import compare_traces
-    from comparisons.engines import ScratchEngine, initial_state
+    from comparisons.oracle.compare import compare_traces
+    from comparisons.run.engines import ScratchEngine, initial_state
 
-    problem = build_problem(synthetic_spec(activation="sigmoid", **fault.spec))
+    problem = build_inputs(synthetic_spec(activation="sigmoid", **fault.spec))
     X, Y = problem.train
     rows = problem.schedule.steps[0].rows
 

@@ -29,10 +29,10 @@ if "reports" in os.environ.get("BACKPROP_ORACLE_REQUIRE", "").split(","):
 else:
     pytest.importorskip("matplotlib", reason="the plots need matplotlib (pip install '.[reports]')")
 
-from comparisons.html import render_html
-from comparisons.jobs import run_lockstep
-from comparisons.problem import build_problem
-from comparisons.spec import RunSpec
+from comparisons.modes.lockstep import run_lockstep
+from comparisons.report.html import render_html
+from comparisons.run.inputs import build_inputs
+from comparisons.run.spec import RunSpec
 
 FLAGS = [
     "--headless",
@@ -198,7 +198,7 @@ def report() -> dict:
     spec = RunSpec(
         dataset="synthetic", synthetic_rows=12, epochs=1, batch_size=5, engines=("scratch",)
     )
-    return run_lockstep(build_problem(spec))
+    return run_lockstep(build_inputs(spec))
 
 
 def test_the_report_loads_offline_and_draws_every_plot(chromium, report, tmp_path):

@@ -6,9 +6,10 @@ import json
 
 import pytest
 
-from comparisons import cli, output
-from comparisons.faults import FAULTS_BY_NAME
-from comparisons.report import VOLATILE
+from comparisons import cli
+from comparisons.faults.catalogue import FAULTS_BY_NAME
+from comparisons.report import atomic_folder
+from comparisons.report.model import VOLATILE
 
 SMALL = ["--set", "dataset=synthetic", "--set", "synthetic_rows=12", "--set", "epochs=1"]
 SCRATCH_ONLY = ["--engines", "scratch"]
@@ -123,9 +124,9 @@ def test_a_crash_while_writing_leaves_the_old_report_and_no_partial_folder(
     def crash(report):
         raise error
 
-    monkeypatch.setattr("comparisons.render.render_markdown", crash)
+    monkeypatch.setattr("comparisons.report.markdown.render_markdown", crash)
     with pytest.raises(type(error)):
-        output.write_report_folder({"verdict": "agree"}, out, {"report.md": crash})
+        atomic_folder.write_report_folder({"verdict": "agree"}, out, {"report.md": crash})
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
     assert [p.name for p in tmp_path.iterdir()] == ["out"]
 
@@ -134,7 +135,7 @@ def test_ctrl_c_during_the_run_writes_nothing(tmp_path, monkeypatch, capsys):
     def interrupt(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("comparisons.jobs.lockstep", interrupt)
+    monkeypatch.setattr("comparisons.modes.lockstep.lockstep", interrupt)
     code, out = run(tmp_path, *SCRATCH_ONLY)
     assert code == 130 and not out.exists()
     assert "no report was written" in capsys.readouterr().err

@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from comparisons.compare import assert_traces_agree, compare, compare_traces
-from comparisons.tolerances import KINDS, TABLES, kind_of, layer_of, tolerance
+from comparisons.oracle.compare import assert_traces_agree, compare, compare_traces
+from comparisons.oracle.tolerances import TABLES, tolerance
+from scratch.trace_schema import KINDS, kind_of, layer_of
 
 
 @pytest.mark.parametrize(

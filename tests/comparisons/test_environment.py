@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import builtins
 
-from comparisons.environment import fingerprint
-from comparisons.render import _environment
+from comparisons.report.document import Document, Section, Verdict
+from comparisons.report.environment import fingerprint
+from comparisons.report.markdown import write
+from comparisons.report.sections import environment_section
 
 
 def test_the_fingerprint_names_numpy_its_blas_and_the_thread_variables():
@@ -27,4 +29,6 @@ def test_without_threadpoolctl_the_fingerprint_says_so_and_reports_still_render(
     env = fingerprint(["scratch"])
     assert env["blas"]["threadpools"] == []
     assert "threadpoolctl is not installed" in env["blas"]["threadpools_note"]
-    assert "threadpoolctl is not installed" in "\n".join(_environment({"environment": env}))
+    section = Section("environment", "Environment", environment_section({"environment": env}))
+    markdown = write(Document("report", Verdict("AGREE", True), (section,)))
+    assert "threadpoolctl is not installed" in markdown

@@ -19,12 +19,14 @@ if "reports" in os.environ.get("BACKPROP_ORACLE_REQUIRE", "").split(","):
 else:
     pytest.importorskip("matplotlib", reason="the plots need matplotlib (pip install '.[reports]')")
 
-from comparisons.html import render_html
-from comparisons.jobs import run_drift, run_gradcheck, run_lockstep
-from comparisons.problem import build_problem
-from comparisons.render import first_divergence_lines, verdict_line
-from comparisons.report import json_safe
-from comparisons.spec import RunSpec
+from comparisons.modes.drift import run_drift
+from comparisons.modes.gradcheck import run_gradcheck
+from comparisons.modes.lockstep import run_lockstep
+from comparisons.report.atomic_folder import json_safe
+from comparisons.report.html import render_html
+from comparisons.report.text import first_divergence_lines, verdict_line
+from comparisons.run.inputs import build_inputs
+from comparisons.run.spec import RunSpec
 
 VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "wbr"}
 URL_ATTRS = {"src", "href", "srcset", "action", "formaction", "poster", "data", "background"}
@@ -79,7 +81,7 @@ def spec(**changes) -> RunSpec:
 
 @pytest.fixture(scope="module")
 def scratch_problem():
-    return build_problem(spec())
+    return build_inputs(spec())
 
 
 @pytest.fixture(scope="module")
@@ -222,10 +224,10 @@ def test_gradcheck_with_a_non_finite_error_still_plots(reports):
 
 @pytest.mark.torch
 def test_a_broken_scratch_gets_a_red_page_that_names_the_first_divergence():
-    from comparisons.faults import FAULTS
+    from comparisons.faults.catalogue import FAULTS
 
     fault = FAULTS[0]
-    problem = build_problem(spec(engines=("scratch", "torch"), **fault.spec))
+    problem = build_inputs(spec(engines=("scratch", "torch"), **fault.spec))
     with fault.patch():
         report = run_lockstep(problem)
     assert report["verdict"] == "disagree"
@@ -253,7 +255,7 @@ def test_without_matplotlib_the_page_renders_without_plots(reports, monkeypatch)
     """matplotlib is an optional extra: its absence must not cost the run its report."""
     import sys
 
-    monkeypatch.delitem(sys.modules, "comparisons.plots", raising=False)
+    monkeypatch.delitem(sys.modules, "comparisons.report.plots", raising=False)
     for name in [m for m in sys.modules if m == "matplotlib" or m.startswith("matplotlib.")]:
         monkeypatch.delitem(sys.modules, name)
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib now fails

@@ -11,8 +11,8 @@ import itertools
 
 import pytest
 
-from comparisons.problem import build_problem
-from comparisons.spec import RunSpec
+from comparisons.run.inputs import build_inputs
+from comparisons.run.spec import RunSpec
 from tests.comparisons.lockstep_cases import (
     ACTIVATIONS,
     BATCH_SIZES,
@@ -78,7 +78,7 @@ def test_full_product(reference, activation, heads, optimizer, dtype, batch_size
 @pytest.mark.parametrize("reference", REFERENCES)
 def test_the_default_occupancy_run_in_lockstep(occupancy_dir, reference):
     """The whole default training run, 1,630 steps, against each reference."""
-    problem = build_problem(RunSpec(engines=("scratch",)), occupancy_dir)
+    problem = build_inputs(RunSpec(engines=("scratch",)), occupancy_dir)
     result = run(problem, reference)
     assert result.steps_run == len(problem.schedule)
     assert result.agree, result.first_divergence.describe()
@@ -86,7 +86,7 @@ def test_the_default_occupancy_run_in_lockstep(occupancy_dir, reference):
 
 @pytest.mark.parametrize("reference", REFERENCES)
 def test_lockstep_records_the_worst_error_of_every_tensor(reference):
-    problem = build_problem(synthetic_spec(optimizer="adam"))
+    problem = build_inputs(synthetic_spec(optimizer="adam"))
     result = run(problem, reference)
     first = result.first_step_traces["scratch"]
     assert set(result.per_tensor[reference]) == {"rows", "X", "Y", *first}

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from comparisons.compare import assert_traces_agree
-from comparisons.engines import make_engine
+from comparisons.oracle.compare import assert_traces_agree
+from comparisons.run.engines import make_engine
 from scratch import MLP, Optimizer, init_params, numerical_gradients
 from scratch.optimizers import init_state
 from scratch.training import train_step

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from comparisons.spec import RunSpec, SpecError, load_spec
+from comparisons.run.spec import RunSpec, SpecError, load_spec
 
 
 def test_the_default_is_the_occupancy_model():
     spec = RunSpec()
-    assert (spec.dataset, spec.activation, spec.loss, spec.batch_size, spec.optimizer) == (
+    assert (spec.dataset, spec.activation, spec.loss, spec.batch_size, spec.optimizer.name) == (
         "occupancy",
         "sigmoid",
         "bce_logits",
@@ -23,7 +23,7 @@ def test_toml_then_set_override_in_that_order(tmp_path):
     config.write_text('activation = "tanh"\nlr = 1\nhidden = [16, 8]\n', encoding="utf-8")
     spec = load_spec(config, ["lr=0.25", "shuffle=false", "optimizer=adam"])
     assert spec.activation == "tanh" and spec.hidden == (16, 8)
-    assert spec.lr == 0.25 and spec.shuffle is False and spec.optimizer == "adam"
+    assert spec.optimizer.lr == 0.25 and spec.shuffle is False and spec.optimizer.name == "adam"
 
 
 @pytest.mark.parametrize(
@@ -48,7 +48,7 @@ def test_bad_values_name_the_key(assignment, message):
 
 
 def test_momentum_without_momentum_is_refused():
-    with pytest.raises(SpecError, match="momentum: must be > 0 for optimizer nesterov"):
+    with pytest.raises(SpecError, match="optimizer: nesterov needs momentum > 0"):
         load_spec(None, ["optimizer=nesterov", "momentum=0"])
 
 

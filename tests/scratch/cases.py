@@ -1,11 +1,25 @@
-"""The activation × loss matrix that the scratch tests run over, with readable ids."""
+"""What the scratch tests share: the activation × loss matrix they run over, with readable
+ids, a small network, and a pattern that matches an error message in full."""
 
 from __future__ import annotations
+
+import re
 
 import numpy as np
 import pytest
 
 from scratch.activations import ACTIVATIONS
+from scratch.config import MLP
+
+# Three layers with weights and no two widths equal: every weight matrix is non-square, so
+# a transposed one has the wrong shape.
+MLP_421 = MLP((4, 3, 2, 1), hidden="tanh", output="identity", loss="bce_logits")
+
+
+def exactly(message: str) -> str:
+    """A ``pytest.raises(match=...)`` pattern that accepts this message and nothing else."""
+    return f"^{re.escape(message)}$"
+
 
 # (loss, output activation, number of outputs): every output layer each loss fits.
 LOSS_HEADS = [

@@ -1,0 +1,273 @@
+"""``python -m comparisons bench``: its options, the plan they make, and the run that
+measures, writes ``bench.json``, ``bench.md`` and ``bench.svg`` and prints the targets."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from comparisons.bench.optional import installed, load
+from comparisons.bench.oracle_cost import oracle_cost, time_main_job
+from comparisons.bench.render import render_markdown, render_svg
+from comparisons.bench.settings import (
+    ACTIVATION,
+    DEFAULT_OUT,
+    DTYPES,
+    ENGINES,
+    LOSS,
+    OPTIMIZER,
+    ORACLE_BATCH,
+    ORACLE_ROWS,
+    ORACLE_STEPS,
+    ORACLE_WIDTHS,
+    QUICK_ORACLE_STEPS,
+    QUICK_ORACLE_WIDTHS,
+    QUICK_SIZES,
+    SIZES,
+    Size,
+)
+from comparisons.bench.steps import time_size
+from comparisons.bench.targets import judge, target_lines
+from comparisons.bench.threads import fixed_threads
+from comparisons.report.atomic_folder import write_report_folder
+from comparisons.report.environment import fingerprint
+from comparisons.run.spec import SpecError
+
+# The modules each reference needs; the oracle's cost runs the references that have them.
+FRAMEWORKS = {"torch": ("torch",), "jax": ("jax", "optax")}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--out",
+        metavar="DIR",
+        type=Path,
+        default=DEFAULT_OUT,
+        help=f"where bench.json, bench.md and bench.svg go (default: {DEFAULT_OUT})",
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="small sizes, fewer repeats, no torch.compile, short oracle runs (~30 s)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="threads for every library's pool (default: 1; see comparisons/bench/threads.py)",
+    )
+    _step_options(parser)
+    _oracle_options(parser)
+    parser.add_argument("--quiet", action="store_true", help="print only the targets")
+
+
+def _step_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--sizes",
+        metavar="LIST",
+        help=f"comma-separated: {', '.join(SIZES)}, or widths and batch like 5-8-4-1:50",
+    )
+    parser.add_argument(
+        "--engines", metavar="LIST", help=f"comma-separated, of {', '.join(ENGINES)}"
+    )
+    parser.add_argument(
+        "--dtypes", metavar="LIST", default=",".join(DTYPES), help="float64, float32 or both"
+    )
+    parser.add_argument(
+        "--repeats", type=int, help="timed steps per size, engine and dtype (default: per size)"
+    )
+    parser.add_argument(
+        "--compile-all",
+        action="store_true",
+        help="time torch.compile at every size, not only at "
+        + ", ".join(s.name for s in SIZES.values() if s.compile),
+    )
+
+
+def _oracle_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--oracle-steps",
+        metavar="LIST",
+        help=f"lockstep run lengths, multiples of {ORACLE_ROWS // ORACLE_BATCH} "
+        f"(default: {','.join(map(str, ORACLE_STEPS))}); 0 skips the oracle's cost",
+    )
+    parser.add_argument(
+        "--oracle-widths",
+        metavar="LIST",
+        help="hidden widths for the oracle's cost, like 8-4,64-64 (default: "
+        + ",".join("-".join(map(str, w)) for w in ORACLE_WIDTHS)
+        + ")",
+    )
+    parser.add_argument(
+        "--main-job",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="time `python -m comparisons run` on Occupancy (default: when OCCUPANCY_DATA_DIR "
+        "is set and not --quick)",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Measure, write ``bench.json``, ``bench.md`` and ``bench.svg``, print the targets."""
+    plan = _plan(args)
+    say = (lambda _: None) if args.quiet else (lambda text: print(text, file=sys.stderr))
+    report = measure(plan, args.threads, args.quick, say)
+    report["targets"] = judge(report)
+    renderers = {"bench.md": render_markdown}
+    if load("matplotlib", missing_ok=True) is not None:  # the reports extra; without it, no plot
+        renderers["bench.svg"] = render_svg
+    report["plot"] = "bench.svg" if "bench.svg" in renderers else None
+    out = write_report_folder(report, args.out, renderers, json_name="bench.json")
+    for line in target_lines(report):
+        print(line)
+    if not args.quiet:
+        print("bench: " + ", ".join(str(out / name) for name in ["bench.json", *renderers]))
+    return 0
+
+
+def measure(plan: Plan, threads: int, quick: bool, say) -> dict:
+    """Every figure of the plan, with the thread pools fixed: the report, less its targets."""
+    with fixed_threads(threads, plan.engines) as thread_info:
+        report = {
+            "schema_version": 1,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "machine": _machine(plan.engines),
+            "threads": thread_info,
+            "settings": {
+                "activation": ACTIVATION,
+                "loss": LOSS,
+                "optimizer": vars(OPTIMIZER),
+                "quick": quick,
+            },
+            "steps": [],
+            "oracle": [],
+            "main_job": None,
+        }
+        for size in plan.sizes:
+            for dtype in plan.dtypes:
+                say(f"step time: {size.name} ({size.label}), {dtype}")
+                report["steps"].append(time_size(size, dtype, plan.engines))
+        for hidden, steps in plan.oracle:
+            say(f"oracle cost: hidden {hidden}, {steps} steps")
+            report["oracle"].append(oracle_cost(hidden, steps, plan.references))
+        if plan.main_job:
+            say("main job: python -m comparisons run")
+            report["main_job"] = time_main_job()
+    return report
+
+
+def _machine(engines: list[str]) -> dict:
+    """The machine and the versions that bench.md names, from the environment fingerprint
+    every report carries; the frameworks are those the bench uses and has imported."""
+    frameworks = [
+        name
+        for name in FRAMEWORKS
+        if name in sys.modules and any(e.split(".")[0] == name for e in engines)
+    ]
+    env = fingerprint(frameworks)
+    machine = {key: env[key] for key in ("cpu", "cpu_count", "os", "python", "numpy")}
+    for name in frameworks:
+        machine[name] = env[name]["version"]
+    if env["jax"] and env["jax"]["optax"]:
+        machine["optax"] = env["jax"]["optax"]
+    return machine
+
+
+# --- what to run -------------------------------------------------------------------------
+
+
+@dataclass
+class Plan:
+    """What a bench run measures (from the command line; see ``add_arguments``)."""
+
+    sizes: list[Size]  # with the run's repeats and torch.compile choice
+    dtypes: list[str]
+    engines: list[str]
+    references: list[str]  # the engines of the oracle's cost: torch and jax, when asked for
+    oracle: list[tuple[tuple[int, ...], int]]  # (hidden widths, steps) of each lockstep run
+    main_job: bool
+
+
+def _plan(args: argparse.Namespace) -> Plan:
+    """The run's sizes, dtypes, engines and oracle configurations; SpecError on bad input."""
+    sizes = (
+        [_size(text.strip()) for text in args.sizes.split(",") if text.strip()]
+        if args.sizes
+        else [SIZES[n] for n in (QUICK_SIZES if args.quick else SIZES)]
+    )
+    dtypes = _names("--dtypes", args.dtypes, DTYPES)
+    default_engines = [e for e in ENGINES if not (args.quick and e == "torch.compile")]
+    engines = _names("--engines", args.engines, ENGINES) if args.engines else default_engines
+    if "scratch" not in engines:
+        engines.insert(0, "scratch")  # every figure is read against scratch's
+    if args.threads < 1:
+        raise SpecError(f"--threads: must be >= 1; got {args.threads}")
+    if args.repeats is not None and args.repeats < 1:
+        raise SpecError(f"--repeats: must be >= 1; got {args.repeats}")
+    oracle = _oracle_runs(args)
+    # The oracle's cost needs the references themselves: those that are installed.
+    references = [e for e in FRAMEWORKS if e in engines and installed(*FRAMEWORKS[e])]
+    main_job = args.main_job
+    if main_job is None:
+        main_job = bool(os.environ.get("OCCUPANCY_DATA_DIR")) and not args.quick
+    for i, size in enumerate(sizes):
+        repeats = args.repeats or (max(3, size.repeats // 4) if args.quick else size.repeats)
+        sizes[i] = dataclasses.replace(
+            size, repeats=repeats, compile=size.compile or args.compile_all
+        )
+    return Plan(sizes, dtypes, engines, references, oracle if references else [], main_job)
+
+
+def _oracle_runs(args: argparse.Namespace) -> list[tuple[tuple[int, ...], int]]:
+    """(hidden widths, steps) of each lockstep run: the steps grow at the first width, the
+    widths at the shortest run."""
+    per_epoch = ORACLE_ROWS // ORACLE_BATCH
+    steps = _integers("--oracle-steps", args.oracle_steps) if args.oracle_steps else None
+    if steps is None:
+        steps = list(QUICK_ORACLE_STEPS if args.quick else ORACLE_STEPS)
+    if any(n < 0 or n % per_epoch for n in steps):
+        raise SpecError(f"--oracle-steps: each must be a multiple of {per_epoch}; got {steps}")
+    steps = [n for n in steps if n > 0]
+    widths = (
+        [tuple(_integers("--oracle-widths", w, "-")) for w in args.oracle_widths.split(",")]
+        if args.oracle_widths
+        else list(QUICK_ORACLE_WIDTHS if args.quick else ORACLE_WIDTHS)
+    )
+    return [(widths[0], n) for n in steps] + [(w, steps[0]) for w in widths[1:]] if steps else []
+
+
+def _size(text: str) -> Size:
+    if text in SIZES:
+        return SIZES[text]
+    widths, _, batch = text.partition(":")
+    try:
+        sizes = tuple(int(w) for w in widths.split("-"))
+        size = Size(text, sizes, int(batch), 50)
+    except ValueError:
+        size = None
+    if size is None or len(sizes) < 2 or min(sizes) < 1 or size.batch < 1:
+        raise SpecError(
+            f"--sizes: {text!r} is neither a size ({', '.join(SIZES)}) nor widths and a batch "
+            "like 5-8-4-1:50"
+        )
+    return size
+
+
+def _names(option: str, text: str, allowed: tuple[str, ...]) -> list[str]:
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in allowed]
+    if unknown or not names:
+        raise SpecError(f"{option}: choose from {', '.join(allowed)}; got {text!r}")
+    return names
+
+
+def _integers(option: str, text: str, sep: str = ",") -> list[int]:
+    try:
+        return [int(n) for n in text.split(sep)]
+    except ValueError:
+        raise SpecError(f"{option}: expected integers separated by {sep!r}; got {text!r}") from None

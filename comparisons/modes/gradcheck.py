@@ -1,0 +1,28 @@
+"""Gradcheck mode: scratch's backprop against central finite differences, no framework."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from comparisons.oracle.gradcheck import gradcheck
+from comparisons.oracle.tolerances import FINITE_DIFFERENCES
+from comparisons.report.environment import fingerprint
+from comparisons.report.model import base_report
+from comparisons.run.inputs import RunInputs
+
+OnStep = Callable[[int], None]
+
+
+def run_gradcheck(inputs: RunInputs, n_steps: int, on_step: OnStep | None = None) -> dict:
+    """Backprop against central differences at the first ``n_steps`` steps of the run."""
+    started = time.perf_counter()
+    per_step, first = gradcheck(inputs, n_steps, on_step)
+    timings = {"total_s": time.perf_counter() - started}
+    report = base_report("gradcheck", inputs, fingerprint(["scratch"]), timings)
+    report["verdict"] = "agree" if first is None else "disagree"
+    report["engines"] = ["scratch", "finite differences"]
+    report["first_divergence"] = first.as_dict() if first else None
+    report["finite_difference_tolerance"] = vars(FINITE_DIFFERENCES)
+    report["per_step"] = per_step
+    return report

@@ -1,0 +1,34 @@
+"""The main job: the lockstep oracle over a whole run, with metrics, walkthrough, arbitration."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from comparisons.oracle.arbitration import arbitrate
+from comparisons.oracle.lockstep import lockstep
+from comparisons.oracle.metrics import evaluate
+from comparisons.report.environment import fingerprint
+from comparisons.report.model import lockstep_report
+from comparisons.report.walkthrough import walkthrough
+from comparisons.run.engines import ScratchEngine, make_references
+from comparisons.run.inputs import RunInputs
+
+OnStep = Callable[[int], None]
+
+
+def run_lockstep(inputs: RunInputs, on_step: OnStep | None = None, device: str = "cpu") -> dict:
+    started = time.perf_counter()
+    refs = make_references(inputs, device)
+    result = lockstep(inputs, refs, on_step=on_step)
+    run_s = time.perf_counter() - started
+    scratch = ScratchEngine(inputs.mlp, inputs.optimizer, inputs.spec.dtype)
+    scratch.set_state(result.final_params, {})
+    metrics = evaluate(inputs, {"scratch": scratch, **refs})
+    steps = walkthrough(result.first_step_traces, inputs.mlp, inputs.optimizer)
+    timings = {"run_s": run_s, "total_s": time.perf_counter() - started}
+    env = fingerprint(inputs.spec.engines, device)
+    report = lockstep_report(inputs, result, metrics, steps, env, timings)
+    if result.first_divergence is not None:
+        report["arbitration"] = arbitrate(inputs, result.first_divergence, result.divergent_step)
+    return report

@@ -1,0 +1,111 @@
+"""Who is wrong? At the first divergent step, scratch, each reference and (for gradients and
+error terms, in float64) central finite differences are compared with each other.
+
+Finite differences are a third judge that shares no code with the references: they
+differentiate scratch's own loss numerically, so they tell whether scratch's backprop is
+consistent with scratch's forward pass — and, when the references agree with them, that
+scratch's gradients are right and its forward pass or loss is what differs.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+
+from comparisons.oracle.compare import compare
+from comparisons.oracle.divergence import Divergence, DivergentStep
+from comparisons.oracle.gradcheck import FD
+from comparisons.oracle.tolerances import FINITE_DIFFERENCES
+from comparisons.run.inputs import RunInputs
+from scratch.gradcheck import numerical_gradients
+
+
+def arbitrate(inputs: RunInputs, divergence: Divergence, at: DivergentStep) -> dict:
+    """A verdict on who is wrong at the first divergence, with the evidence behind it.
+
+    Returns {"wrong": "scratch" | "<reference>" | "undecided", "explanation": str,
+    "tensor": str, "agreements": {"a vs b": bool}}.
+    """
+    tensor = divergence.comparison.tensor
+    kind = divergence.comparison.kind
+    if kind in ("batch", "input"):
+        return _verdict(
+            "scratch",
+            f"scratch is wrong: its batching does not read the schedule's rows ({tensor})",
+            tensor,
+            {},
+        )
+    values = {e: t[tensor] for e, t in at.traces.items() if tensor in t}
+    if kind in ("error_term", "gradient") and inputs.spec.dtype == "float64":
+        numeric = numerical_gradients(inputs.mlp, at.params, at.X, at.Y)
+        values[FD] = numeric[tensor]
+    agree = {}
+    for a, b in itertools.combinations(values, 2):
+        tol = FINITE_DIFFERENCES if FD in (a, b) else None
+        same_shape = np.shape(values[a]) == np.shape(values[b])
+        agree[f"{a} vs {b}"] = same_shape and compare(tensor, values[a], values[b], b, tol).ok
+    references = [e for e in values if e not in ("scratch", FD)]
+    return _decide(tensor, agree, references, FD in values)
+
+
+def _agrees(agree: dict, a: str, b: str) -> bool:
+    return agree.get(f"{a} vs {b}", agree.get(f"{b} vs {a}", False))
+
+
+def _decide(tensor: str, agree: dict, references: list[str], has_fd: bool) -> dict:
+    if has_fd and all(_agrees(agree, FD, e) for e in ["scratch", *references]):
+        has_fd = False  # the difference is below what finite differences can resolve
+    judges = [*references, FD] if has_fd else list(references)
+    with_scratch = [j for j in judges if _agrees(agree, "scratch", j)]
+    judges_agree = all(_agrees(agree, a, b) for a, b in itertools.combinations(judges, 2))
+    if not with_scratch and judges_agree and len(judges) >= 2:
+        return _verdict(
+            "scratch",
+            f"scratch is wrong: {_join(judges)} agree with each other",
+            tensor,
+            agree,
+        )
+    if has_fd and with_scratch == [FD]:
+        return _verdict(
+            "undecided",
+            "scratch's backprop agrees with finite differences of its own loss, but not with "
+            "the references: they compute a different loss or forward pass (a convention? "
+            "see the README's conventions table)",
+            tensor,
+            agree,
+        )
+    odd = [r for r in references if r not in with_scratch]
+    if with_scratch and odd:
+        side = " and ".join(["scratch", *with_scratch])
+        return _verdict(
+            odd[0] if len(odd) == 1 else "undecided",
+            f"the references disagree with each other: {' and '.join(odd)} "
+            f"{'is' if len(odd) == 1 else 'are'} wrong, {side} agree "
+            f"(a convention or framework difference in {' and '.join(odd)})",
+            tensor,
+            agree,
+        )
+    if not with_scratch and len(judges) == 1:
+        return _verdict(
+            "undecided",
+            f"scratch and {judges[0]} disagree; with one judge the oracle cannot tell which is "
+            "wrong (run with both references)",
+            tensor,
+            agree,
+        )
+    return _verdict(
+        "undecided",
+        "no majority: "
+        + "; ".join(f"{pair} {'agree' if ok else 'differ'}" for pair, ok in agree.items()),
+        tensor,
+        agree,
+    )
+
+
+def _join(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+
+
+def _verdict(wrong: str, explanation: str, tensor: str, agree: dict) -> dict:
+    return {"wrong": wrong, "explanation": explanation, "tensor": tensor, "agreements": agree}

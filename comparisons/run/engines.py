@@ -1,0 +1,105 @@
+"""The engine interface, scratch's engine, and the factory that makes any engine by name.
+
+Every engine — scratch, PyTorch, JAX — offers the same four calls (the contract is written
+out in ``reference/__init__.py``): ``set_state(params, opt_state)``, ``step(X, Y) -> trace``,
+``predict(X) -> A_L`` and ``params()``.
+
+The references are named here as ``module:class`` and imported only when a run asks for
+them, so that a scratch-only command never loads a framework.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Protocol
+
+import numpy as np
+
+from comparisons.run.inputs import RunInputs
+from scratch import optimizers
+from scratch.config import MLP, Optimizer
+from scratch.network import forward
+from scratch.training import train_step
+
+Params = dict[str, np.ndarray]
+
+REFERENCES = {
+    "torch": "reference.torch_engine:TorchEngine",
+    "jax": "reference.jax_engine:JaxEngine",
+}
+
+
+class Engine(Protocol):
+    name: str
+
+    def set_state(self, params: Params, opt_state: dict) -> None: ...
+
+    def step(self, X: np.ndarray, Y: np.ndarray) -> dict[str, np.ndarray]: ...
+
+    def predict(self, X: np.ndarray) -> np.ndarray: ...
+
+    def params(self) -> Params: ...
+
+
+class ScratchEngine:
+    """The NumPy model under test, behind the same interface as the references."""
+
+    name = "scratch"
+
+    def __init__(self, mlp: MLP, optimizer: Optimizer, dtype: str = "float64"):
+        self.mlp, self.optimizer, self.dtype = mlp, optimizer, dtype
+        self._params: Params = {}
+        self._state: dict = {}
+
+    def set_state(self, params: Params, opt_state: dict) -> None:
+        self._params, self._state = dict(params), dict(opt_state)
+
+    def state(self) -> tuple[Params, dict]:
+        """Parameters and optimizer state: what lockstep loads into every other engine."""
+        return self._params, self._state
+
+    def step(self, X: np.ndarray, Y: np.ndarray) -> dict[str, np.ndarray]:
+        trace, self._params, self._state = train_step(
+            self.mlp, self.optimizer, self._params, self._state, X, Y
+        )
+        return trace
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        return forward(self.mlp, self._params, X)[f"A{self.mlp.n_layers}"]
+
+    def params(self) -> Params:
+        return dict(self._params)
+
+
+def initial_state(optimizer: Optimizer, params: Params) -> dict:
+    """Scratch's zero optimizer state: the common start of every engine."""
+    return optimizers.init_state(optimizer, params)
+
+
+def make_engine(name: str, mlp: MLP, optimizer: Optimizer, dtype: str, device: str = "cpu"):
+    """An engine by name; a reference's framework is imported only when it is asked for."""
+    if name == "scratch":
+        return ScratchEngine(mlp, optimizer, dtype)
+    if name not in REFERENCES:
+        raise ValueError(f"unknown engine {name!r}; choose scratch, {', '.join(REFERENCES)}")
+    module, _, cls = REFERENCES[name].partition(":")
+    engine = getattr(importlib.import_module(module), cls)(mlp, optimizer, dtype, device)
+    engine.name = name
+    return engine
+
+
+def make_references(inputs: RunInputs, device: str = "cpu") -> dict:
+    """One engine per reference the spec names (scratch is driven by the runners).
+
+    PyTorch gets one intra-op thread on the CPU: the oracle's tensors are far too small for
+    threads to pay, and on a small or busy machine its OpenMP pool spins while it waits, so a
+    0.3 ms step takes milliseconds. One thread also keeps the numbers independent of the
+    core count (the traces are bitwise the same).
+    """
+    if "torch" in inputs.spec.engines and device == "cpu":
+        importlib.import_module("torch").set_num_threads(1)
+    return {
+        name: make_engine(name, inputs.mlp, inputs.optimizer, inputs.spec.dtype, device)
+        for name in inputs.spec.engines
+        if name != "scratch"
+    }

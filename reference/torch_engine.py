@@ -1,0 +1,169 @@
+"""The PyTorch reference behind the engine contract (``reference/__init__.py``): scratch's
+layout and state in, the trace out. The model and its step are in ``torch_mlp.py``.
+
+The one layout conversion: scratch stores ``Wl`` as ``(n_{l-1}, n_l)`` so that
+``Z = A @ W + b``; ``nn.Linear`` stores its weight as ``(n_l, n_{l-1})`` and computes
+``Z = A @ weight.T + b``. So every weight-shaped tensor (the trace schema says which) is
+transposed in ``to_torch`` and ``to_canonical``, and nowhere else.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from reference.torch_mlp import (
+    LOSSES,
+    STATE_KEYS,
+    choose,
+    make_model,
+    make_optimizer,
+    named_parameters,
+    train_step,
+)
+from scratch.config import MLP, Optimizer
+from scratch.trace_schema import OPTIMIZER_STATE, is_weight_shaped, state_names, trace_names
+
+DTYPES = {"float64": torch.float64, "float32": torch.float32}
+DEVICES = ("cpu", "cuda")
+
+
+def to_torch(
+    name: str, array: np.ndarray, dtype: torch.dtype, device: torch.device
+) -> torch.Tensor:
+    """The canonical array ``name`` as a torch tensor of ``dtype`` on ``device``, transposed
+    if weight-shaped. Always a copy: torch.optim updates its state in place, and a tensor
+    sharing memory with the caller's array would change that array too."""
+    tensor = torch.tensor(np.asarray(array), dtype=dtype, device=device)
+    if is_weight_shaped(name):
+        tensor = tensor.T
+    return tensor.contiguous()
+
+
+def to_canonical(name: str, tensor: torch.Tensor, dtype: np.dtype) -> np.ndarray:
+    """The torch tensor ``name`` as a fresh NumPy array of ``dtype``, scratch's layout. The
+    copy matters: torch.optim updates parameters and state in place, so a view would change
+    under the caller's feet."""
+    tensor = tensor.detach().to("cpu")
+    if is_weight_shaped(name):
+        tensor = tensor.T
+    return np.array(tensor.numpy(), dtype=dtype, order="C")
+
+
+def _device(device: str) -> torch.device:
+    try:
+        parsed = torch.device(device)
+    except RuntimeError:  # not a device string torch can parse
+        parsed = None
+    if parsed is None or parsed.type not in DEVICES:
+        raise ValueError(f"unknown device {device!r}; choose one of {', '.join(DEVICES)}")
+    if parsed.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r}: this torch sees no CUDA GPU")
+    if parsed.type == "cuda":
+        # On Ampere and later GPUs float32 matmuls may run in TF32 (a 10-bit mantissa),
+        # about 1000× the error of true float32; "highest" pins full float32 for cuBLAS.
+        # It is a process-wide setting.
+        torch.set_float32_matmul_precision("highest")
+    return parsed
+
+
+class TorchEngine:
+    """scratch's MLP and optimizer in PyTorch; the engine contract of ``reference``.
+
+    ``model`` (the ``nn.Sequential``), ``loss_fn`` and ``optimizer`` (``torch.optim``) are
+    public for inspection. The weights are only defined after ``set_state``.
+    """
+
+    name = "torch"
+
+    def __init__(
+        self, mlp: MLP, optimizer: Optimizer, dtype: str = "float64", device: str = "cpu"
+    ) -> None:
+        self.mlp, self.opt = mlp, optimizer
+        self._torch_dtype = choose("dtype", str(dtype), DTYPES)
+        self.dtype = np.dtype(str(dtype))
+        self.device = _device(device)
+        self.model = make_model(mlp, self._torch_dtype, self.device)
+        self.loss_fn = choose("loss", mlp.loss, LOSSES)()
+        self.optimizer = make_optimizer(optimizer, self.model)
+        self._params = named_parameters(self.model)
+        self._kept = OPTIMIZER_STATE[optimizer.name]
+        self._trace_names = trace_names(mlp.n_layers, optimizer.name)
+        self._loaded = False
+
+    def _tensor(self, name: str, array: np.ndarray) -> torch.Tensor:
+        return to_torch(name, array, self._torch_dtype, self.device)
+
+    def set_state(self, params: dict[str, np.ndarray], opt_state: dict) -> None:
+        """Copy canonical ``params`` into the Linear layers, and scratch's ``opt_state``
+        into the optimizer through ``load_state_dict``, replacing whatever was there.
+
+        ``momentum_{p}`` becomes torch's ``momentum_buffer``; ``adam_m_{p}`` and ``adam_v_{p}``
+        become ``exp_avg`` and ``exp_avg_sq``, and ``opt_state["step"]`` Adam's ``step``. At
+        step 0 scratch's zeros give what torch's fresh state gives: SGD starts its buffer as
+        a copy of g where μ·0 + g = g, and Adam starts from zeros and step 0.
+        """
+        if sorted(params) != sorted(self._params):
+            raise ValueError(f"parameters must be {list(self._params)}; got {sorted(params)}")
+        wanted = {"step"} | {s for p in self._params for s in state_names(self.opt.name, p)}
+        if not wanted <= set(opt_state):
+            raise ValueError(f"optimizer state lacks {sorted(wanted - set(opt_state))}")
+        with torch.no_grad():
+            for p, tensor in self._params.items():
+                value = self._tensor(p, params[p])
+                if value.shape != tensor.shape:
+                    raise ValueError(
+                        f"{p} has shape {np.shape(params[p])}, expected "
+                        f"{tuple(to_canonical(p, tensor, self.dtype).shape)}"
+                    )
+                tensor.copy_(value)
+        self.optimizer.load_state_dict(self._state_dict(opt_state))
+        self._loaded = True
+
+    def _state_dict(self, opt_state: dict) -> dict:
+        """scratch's optimizer state as a ``torch.optim`` state dict (state keyed by each
+        parameter's position in the parameter groups)."""
+        position = {
+            id(t): i
+            for i, t in enumerate(t for g in self.optimizer.param_groups for t in g["params"])
+        }
+        state = {}
+        for p, tensor in self._params.items():
+            names = dict(zip(self._kept, state_names(self.opt.name, p), strict=True))
+            if not names:
+                continue
+            entry = {STATE_KEYS[s]: self._tensor(n, opt_state[n]) for s, n in names.items()}
+            if self.opt.name in ("adam", "adamw"):
+                # A 0-d CPU tensor of torch's default dtype, as Adam makes its own count.
+                entry["step"] = torch.tensor(float(opt_state["step"]))
+            state[position[id(tensor)]] = entry
+        return {"state": state, "param_groups": self.optimizer.state_dict()["param_groups"]}
+
+    def step(self, X: np.ndarray, Y: np.ndarray) -> dict[str, np.ndarray]:
+        """One training step on ``X: (B, n_0)``, ``Y: (B, n_L)``; returns scratch's trace."""
+        self._require_state()
+        trace = train_step(
+            self.model,
+            self.loss_fn,
+            self.optimizer,
+            self._tensor("X", X),
+            self._tensor("Y", Y),
+            self._kept,
+        )
+        return {name: to_canonical(name, trace[name], self.dtype) for name in self._trace_names}
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """A_L = model(X)   (n, n_L), under ``torch.no_grad`` (no graph is built)."""
+        self._require_state()
+        with torch.no_grad():
+            A_L = self.model(self._tensor("X", X))
+        return to_canonical(f"A{self.mlp.n_layers}", A_L, self.dtype)
+
+    def params(self) -> dict[str, np.ndarray]:
+        """The current parameters ``W1, b1, …`` as canonical NumPy copies."""
+        self._require_state()
+        return {p: to_canonical(p, t, self.dtype) for p, t in self._params.items()}
+
+    def _require_state(self) -> None:
+        if not self._loaded:
+            raise RuntimeError("no parameters yet: call set_state(params, opt_state) first")

@@ -1,0 +1,142 @@
+"""What a scratch model is made of, and the checks of everything that comes in.
+
+The equations live in ``network.py``, ``losses.py`` and ``optimizers.py``; this module holds
+the two configuration records they read (``MLP``: the network; ``Optimizer``: the update
+rule and its hyperparameters) and the checks that turn a bad input into a message that says
+what is wrong, instead of a NumPy error three calls deep.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from scratch.activations import ACTIVATIONS
+from scratch.losses import LOSSES
+from scratch.trace_schema import OPTIMIZER_STATE, parameter_shapes
+
+
+class ScratchInputError(ValueError):
+    """Bad input to the scratch model: a wrong shape, name, dtype or a non-finite value."""
+
+
+def _choose(kind: str, name: str, table) -> None:
+    if name not in table:
+        raise ScratchInputError(f"unknown {kind} {name!r}; choose one of {', '.join(table)}")
+
+
+@dataclass(frozen=True)
+class MLP:
+    """What the network is: layer widths, activations and the loss.
+
+    ``sizes = (n_0, n_1, …, n_L)``; hidden layers 1..L-1 use ``hidden``, layer L uses
+    ``output``. The loss must fit the output activation (e.g. ``bce`` needs probabilities,
+    so a sigmoid output; ``bce_logits`` and ``softmax_cross_entropy`` need raw logits).
+    """
+
+    sizes: tuple[int, ...]
+    hidden: str = "sigmoid"
+    output: str = "identity"
+    loss: str = "bce_logits"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "sizes", tuple(self.sizes))
+        if len(self.sizes) < 2 or any(
+            not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 1 for n in self.sizes
+        ):
+            raise ScratchInputError(
+                f"sizes must list at least two positive integer widths (n_0, …, n_L); "
+                f"got {self.sizes!r}"
+            )
+        _choose("activation", self.hidden, sorted(ACTIVATIONS))
+        _choose("activation", self.output, sorted(ACTIVATIONS))
+        _choose("loss", self.loss, sorted(LOSSES))
+        wanted = LOSSES[self.loss].output_activation
+        if wanted is not None and self.output != wanted:
+            raise ScratchInputError(
+                f"loss {self.loss!r} expects output activation {wanted!r}, got {self.output!r}"
+            )
+        if self.loss == "softmax_cross_entropy" and self.sizes[-1] < 2:
+            raise ScratchInputError("softmax_cross_entropy needs at least 2 outputs (n_L >= 2)")
+
+    @property
+    def n_layers(self) -> int:
+        return len(self.sizes) - 1
+
+    def activation_of(self, layer: int) -> str:
+        """The activation name of layer ``layer`` (1-based)."""
+        return self.output if layer == self.n_layers else self.hidden
+
+
+@dataclass(frozen=True)
+class Optimizer:
+    """An optimizer's name and hyperparameters; each optimizer reads the ones it needs.
+
+    The defaults are the project's default run (plain SGD, lr 0.5, on the Occupancy model)
+    and the usual values of the rest (PyTorch's and optax's defaults); the run spec starts
+    from them, so each default is written here and nowhere else.
+
+    ``l2`` adds λ·W to the weights' gradient (any optimizer but adamw); ``weight_decay`` is
+    decoupled decay, θ ← θ - lr·λ·θ before the step (adamw only).
+    """
+
+    name: str = "sgd"
+    lr: float = 0.5
+    momentum: float = 0.9
+    beta1: float = 0.9
+    beta2: float = 0.999
+    eps: float = 1e-8
+    l2: float = 0.0
+    weight_decay: float = 0.0
+
+    def __post_init__(self) -> None:
+        _choose("optimizer", self.name, OPTIMIZER_STATE)
+        for field in ("lr", "momentum", "beta1", "beta2", "eps", "l2", "weight_decay"):
+            value = getattr(self, field)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ScratchInputError(f"{field} must be a number; got {value!r}")
+            if not math.isfinite(value):
+                raise ScratchInputError(f"{field} must be a finite number; got {value}")
+        if not self.lr > 0:
+            raise ScratchInputError(f"lr must be > 0; got {self.lr}")
+        for field in ("momentum", "beta1", "beta2"):
+            if not 0 <= getattr(self, field) < 1:
+                raise ScratchInputError(f"{field} must be in [0, 1); got {getattr(self, field)}")
+        if not self.eps > 0 or self.l2 < 0 or self.weight_decay < 0:
+            raise ScratchInputError("eps must be > 0, and l2 and weight_decay >= 0")
+        if self.name in ("momentum", "nesterov") and self.momentum == 0:
+            # With μ = 0 there is no buffer to keep (torch.optim.SGD keeps none): plain SGD.
+            raise ScratchInputError(f"{self.name} needs momentum > 0; use sgd for μ = 0")
+        if self.name == "adamw" and self.l2:
+            raise ScratchInputError("adamw takes decoupled weight_decay, not l2; set l2 = 0")
+        if self.name != "adamw" and self.weight_decay:
+            raise ScratchInputError(
+                f"weight_decay (decoupled) is for adamw; "
+                f"use l2 for L2 regularization with {self.name}"
+            )
+
+
+def check_inputs(mlp: MLP, params: dict[str, np.ndarray], X: np.ndarray, Y: np.ndarray) -> None:
+    """Fail early, with a message that says what is wrong, on inputs backprop cannot use."""
+    shapes = parameter_shapes(mlp.sizes)
+    if sorted(params) != sorted(shapes):
+        raise ScratchInputError(f"parameters must be {list(shapes)}; got {sorted(params)}")
+    for name, shape in shapes.items():
+        if params[name].shape != shape:
+            raise ScratchInputError(
+                f"{name} has shape {params[name].shape}, expected {shape} for sizes {mlp.sizes}"
+            )
+    if X.ndim != 2 or X.shape[1] != mlp.sizes[0]:
+        raise ScratchInputError(f"X must be (B, {mlp.sizes[0]}); got shape {X.shape}")
+    if X.shape[0] == 0:
+        raise ScratchInputError("empty batch: X has 0 rows")
+    if Y.shape != (X.shape[0], mlp.sizes[-1]):
+        raise ScratchInputError(
+            f"Y must be (B, n_L) = {(X.shape[0], mlp.sizes[-1])}; got shape {Y.shape}"
+        )
+    for name, arr in (("X", X), ("Y", Y)):
+        if not np.isfinite(arr).all():
+            bad = tuple(int(i) for i in np.argwhere(~np.isfinite(arr))[0])
+            raise ScratchInputError(f"{name} holds a non-finite value at index {bad}: {arr[bad]}")

@@ -1,0 +1,350 @@
+"""The trace: every tensor an engine reports for one training step, each defined once.
+
+A trace is a dict from tensor name to array, in dataflow order. Every other part of the
+project — scratch's training step, both references, the tolerance tables, the oracle, the
+reports — asks this module for names, order, kind, layer and layout instead of spelling
+them out again. Adding a kind of tensor is one entry in a table below, plus the code that
+computes it.
+
+Shape letters: B the batch size, L the number of layers with weights, n_l the width of
+layer l (n_0 features, n_L outputs).
+
+Tensors come in families. A family is per step (``loss``), per layer (``Z`` gives Z1 … ZL)
+or per parameter (``Δ`` gives ΔW1, Δb1, …, one for every parameter ``W1, b1, …, WL, bL``).
+The dataflow order of a step's trace is
+
+    forward     Z1, A1, …, ZL, AL
+    loss        loss
+    backward    dZL, dWL, dbL, …, dZ1, dW1, db1        (layers from the top down)
+    update      ΔW1, Δb1, …, ΔWL, ΔbL
+    state       the optimizer's state after the step, per parameter (momentum_W1, …)
+    parameter   W1, b1, …, WL, bL: the new parameters
+
+and the oracle checks the batch itself (``rows``, ``X``, ``Y``) before all of them.
+
+Each family names the scratch function that produces it (``producer``): that is where a
+reader should look when the tensor is the first to disagree. ``{act}``, ``{loss}`` and
+``{optimizer}`` in a producer or equation are filled in for the run by ``describe``.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from dataclasses import dataclass
+from typing import Protocol
+
+# Each kind of tensor and the stage of the step it belongs to, in dataflow order.
+STAGES = {
+    "batch": "batch",
+    "input": "batch",
+    "forward": "forward",
+    "loss": "loss",
+    "error_term": "error terms",
+    "gradient": "gradients",
+    "update": "update",
+    "optimizer_state": "update",
+    "parameter": "update",
+}
+KINDS = tuple(STAGES)
+
+
+@dataclass(frozen=True)
+class Parameter:
+    """A kind of parameter each layer has: ``W`` (weights) or ``b`` (biases)."""
+
+    letter: str
+    shape: str
+    meaning: str
+    weight_shaped: bool  # (n_{l-1}, n_l): the one layout PyTorch's nn.Linear transposes
+    decays: bool  # L2 regularization and decoupled weight decay touch it
+
+
+PARAMETERS = (
+    Parameter("W", "(n_{l-1}, n_l)", "the weights of layer l", weight_shaped=True, decays=True),
+    Parameter("b", "(n_l,)", "the biases of layer l", weight_shaped=False, decays=False),
+)
+_PARAMETER = {p.letter: p for p in PARAMETERS}
+
+
+@dataclass(frozen=True)
+class Family:
+    """One family of trace tensors and everything the rest of the project needs to know
+    about it. Per-parameter families have the parameter's shape and layout."""
+
+    prefix: str  # the name is prefix + layer ("Z2"), prefix + parameter ("ΔW2"), or prefix
+    kind: str
+    per: str  # "step", "layer" or "parameter"
+    shape: str  # "(B, n_l)"; per-parameter families: "" (the parameter's own shape)
+    meaning: str
+    producer: str  # "file.py:function" in scratch/, placeholders filled by ``describe``
+    equation: str  # the equation with {l}, {prev}, {p} (the parameter) to fill in
+
+
+# The batch, checked exactly before any arithmetic: scratch batches the data itself.
+BATCH = (
+    Family("rows", "batch", "step", "(B,)", "the batch's row indices into the data set",
+           "training.py:epoch_batches", "rows = order[start : start + B]"),
+    Family("X", "input", "step", "(B, n_0)", "the batch's inputs", "training.py:minibatch",
+           "X = X_data[rows]"),
+    Family("Y", "input", "step", "(B, n_L)", "the batch's targets", "training.py:minibatch",
+           "Y = Y_data[rows]"),
+)  # fmt: skip
+
+FORWARD = (
+    Family("Z", "forward", "layer", "(B, n_l)", "pre-activation of layer l",
+           "network.py:linear", "Z{l} = {prev} @ W{l} + b{l}"),
+    Family("A", "forward", "layer", "(B, n_l)", "activation of layer l (A0 is X)",
+           "activations.py:{act}", "A{l} = {act}(Z{l})"),
+)  # fmt: skip
+
+LOSS = (
+    Family("loss", "loss", "step", "()", "the loss, mean over the batch",
+           "losses.py:{loss}", "loss = mean over the batch of {loss}(A{L}, Y)"),
+)  # fmt: skip
+
+# Backward, per layer from the top down: the error term, then the layer's gradients.
+ERROR_TERM = Family(
+    "dZ", "error_term", "layer", "(B, n_l)", "∂loss/∂Z_l, the error term (delta) of layer l",
+    "network.py:hidden_error, activations.py:{act}_derivative",
+    "dZ{l} = (dZ{next} @ W{next}.T) * {act}'(Z{l})",
+)  # fmt: skip
+OUTPUT_ERROR = Family(
+    "dZ", "error_term", "layer", "(B, n_L)", "∂loss/∂Z_L, the error term of the top layer",
+    "losses.py:{loss}, network.py:output_error, activations.py:{act}_derivative",
+    "dZ{l} = ∂loss/∂A{l} * {act}'(Z{l})",
+)  # fmt: skip
+GRADIENTS = {
+    "W": Family("d", "gradient", "parameter", "", "∂loss/∂W_l", "network.py:weight_grad",
+                "dW{l} = {prev}.T @ dZ{l}"),
+    "b": Family("d", "gradient", "parameter", "", "∂loss/∂b_l", "network.py:bias_grad",
+                "db{l} = Σ over the batch of dZ{l}"),
+}  # fmt: skip
+
+UPDATE = Family(
+    "Δ", "update", "parameter", "", "the update: new parameter minus old",
+    "optimizers.py:update, optimizers.py:{rule_function}", "Δ{p} = {rule}",
+)  # fmt: skip
+NEW_PARAMETER = Family(
+    "", "parameter", "parameter", "", "the parameter after the step",
+    "optimizers.py:update", "{p} ← {p} + Δ{p}",
+)  # fmt: skip
+
+
+def _state(prefix: str, meaning: str, equation: str) -> Family:
+    return Family(
+        prefix,
+        "optimizer_state",
+        "parameter",
+        "",
+        meaning,
+        "optimizers.py:{rule_function}",
+        equation,
+    )
+
+
+# The optimizer state each optimizer keeps per parameter, after the step. The names are the
+# same in all three engines' traces (torch.optim and optax name them otherwise; the
+# references translate).
+STATE = {
+    "momentum": _state("momentum_", "the momentum buffer v", "{name} = μ·{name} + d{p}"),
+    "adam_m": _state("adam_m_", "Adam's first moment m", "{name} = β1·{name} + (1-β1)·d{p}"),
+    "adam_v": _state("adam_v_", "Adam's second moment v", "{name} = β2·{name} + (1-β2)·d{p}²"),
+}
+OPTIMIZER_STATE: dict[str, tuple[str, ...]] = {
+    "sgd": (),
+    "momentum": ("momentum",),
+    "nesterov": ("momentum",),
+    "adam": ("adam_m", "adam_v"),
+    "adamw": ("adam_m", "adam_v"),
+}
+# The function of optimizers.py that holds each optimizer's rule (adamw is adam's rule after
+# the decoupled decay that ``optimizers.update`` applies).
+RULE_FUNCTIONS = {"sgd": "sgd", "momentum": "momentum", "nesterov": "nesterov", "adam": "adam"}
+RULE_FUNCTIONS["adamw"] = "adam"
+# Each optimizer's update as an equation in g (the gradient the optimizer sees) and θ.
+UPDATE_RULES = {
+    "sgd": "-lr·g",
+    "momentum": "-lr·v,  v = μ·v + g",
+    "nesterov": "-lr·(g + μ·v),  v = μ·v + g",
+    "adam": "-lr·m̂/(√v̂ + ε),  m̂ = m/(1-β1^t),  v̂ = v/(1-β2^t)",
+    "adamw": "-lr·λ·θ - lr·m̂/(√v̂ + ε)",
+}
+
+
+class Network(Protocol):
+    """What the schema needs of a network (``scratch.config.MLP`` is one)."""
+
+    loss: str
+
+    @property
+    def n_layers(self) -> int: ...
+
+    def activation_of(self, layer: int) -> str: ...
+
+
+class OptimizerSettings(Protocol):
+    """What the schema needs of an optimizer (``scratch.config.Optimizer`` is one)."""
+
+    name: str
+    l2: float
+
+
+# --- names and order --------------------------------------------------------------------
+
+
+def param_names(n_layers: int) -> list[str]:
+    """W1, b1, …, WL, bL: every parameter, in order."""
+    return [f"{p.letter}{l}" for l in range(1, n_layers + 1) for p in PARAMETERS]
+
+
+def parameter_shapes(sizes: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
+    """The canonical shape of every parameter of a network of widths ``(n_0, …, n_L)``:
+    ``Wl: (n_{l-1}, n_l)``, ``bl: (n_l,)``."""
+    shapes = {"W": lambda l: (sizes[l - 1], sizes[l]), "b": lambda l: (sizes[l],)}
+    return {f"{p.letter}{l}": shapes[p.letter](l) for l in range(1, len(sizes)) for p in PARAMETERS}
+
+
+def state_names(optimizer: str, param: str) -> tuple[str, ...]:
+    """The optimizer-state tensors kept for ``param``: ``("adam_m_W1", "adam_v_W1")``."""
+    return tuple(STATE[s].prefix + param for s in OPTIMIZER_STATE[optimizer])
+
+
+def batch_names() -> list[str]:
+    """rows, X, Y: what the oracle checks before any arithmetic."""
+    return [f.prefix for f in BATCH]
+
+
+def trace_names(n_layers: int, optimizer: str) -> list[str]:
+    """Every tensor of a step's trace, in dataflow order (see the module's docstring)."""
+    L = n_layers
+    params = param_names(L)
+    names = [f"{f.prefix}{l}" for l in range(1, L + 1) for f in FORWARD]
+    names += [f.prefix for f in LOSS]
+    for l in range(L, 0, -1):
+        names.append(f"{ERROR_TERM.prefix}{l}")
+        names += [f"{GRADIENTS[p.letter].prefix}{p.letter}{l}" for p in PARAMETERS]
+    names += [UPDATE.prefix + p for p in params]
+    names += [s for p in params for s in state_names(optimizer, p)]
+    names += [NEW_PARAMETER.prefix + p for p in params]
+    return names
+
+
+# --- what a name means ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Tensor:
+    """One trace tensor: its name, family, kind, layer and, for per-parameter tensors, the
+    parameter it belongs to (``ΔW2`` -> parameter ``W2``)."""
+
+    name: str
+    family: Family
+    layer: int | None
+    parameter: str | None = None
+
+    @property
+    def kind(self) -> str:
+        return self.family.kind
+
+    @property
+    def weight_shaped(self) -> bool:
+        """Laid out as (n_{l-1}, n_l), like W_l: W2, dW2, ΔW2, momentum_W2, …"""
+        return self.parameter is not None and _PARAMETER[self.parameter[0]].weight_shaped
+
+    @property
+    def decays(self) -> bool:
+        return self.parameter is not None and _PARAMETER[self.parameter[0]].decays
+
+
+_PER_STEP = {f.prefix: f for f in (*BATCH, *LOSS)}
+_PER_LAYER = {f.prefix: f for f in FORWARD}
+_PER_PARAMETER = {
+    **{f.prefix: f for f in (UPDATE, NEW_PARAMETER)},
+    **{f.prefix: f for f in STATE.values()},
+}
+_LETTERS = "|".join(re.escape(p.letter) for p in PARAMETERS)
+_LAYER_NAME = re.compile(
+    "(?P<prefix>" + "|".join(map(re.escape, [*_PER_LAYER, ERROR_TERM.prefix])) + r")(?P<layer>\d+)"
+)
+_PARAMETER_NAME = re.compile(
+    "(?P<prefix>"
+    + "|".join(re.escape(p) for p in sorted({*_PER_PARAMETER, "d"}, key=len, reverse=True))
+    + f")(?P<parameter>(?P<letter>{_LETTERS})(?P<layer>\\d+))"
+)
+
+
+@functools.lru_cache(maxsize=4096)
+def parse(name: str) -> Tensor:
+    """The tensor a trace name stands for; a KeyError for a name that is none."""
+    if name in _PER_STEP:
+        return Tensor(name, _PER_STEP[name], None)
+    if m := _LAYER_NAME.fullmatch(name):
+        layer = int(m["layer"])
+        family = _PER_LAYER.get(m["prefix"], ERROR_TERM)
+        return Tensor(name, family, layer)
+    if m := _PARAMETER_NAME.fullmatch(name):
+        prefix = m["prefix"]
+        family = GRADIENTS[m["letter"]] if prefix == "d" else _PER_PARAMETER[prefix]
+        return Tensor(name, family, int(m["layer"]), m["parameter"])
+    raise KeyError(f"not a trace tensor name: {name!r}")
+
+
+def kind_of(name: str) -> str:
+    """``dZ2`` -> ``error_term``, ``ΔW1`` -> ``update``."""
+    return parse(name).kind
+
+
+def layer_of(name: str) -> int | None:
+    """``adam_m_W2`` -> 2; None for ``loss`` and the batch."""
+    return parse(name).layer
+
+
+def is_weight_shaped(name: str) -> bool:
+    return parse(name).weight_shaped
+
+
+# --- what a name means in one run ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Described:
+    """A tensor of one run's trace, with its producer and equation filled in."""
+
+    tensor: Tensor
+    producer: str  # "scratch/network.py:hidden_error, scratch/activations.py:tanh_derivative"
+    equation: str
+
+
+def describe(name: str, network: Network, optimizer: OptimizerSettings) -> Described:
+    """``name`` in a run of ``network`` with ``optimizer``: where it comes from, its equation."""
+    tensor = parse(name)
+    L, l = network.n_layers, tensor.layer
+    family = OUTPUT_ERROR if tensor.family is ERROR_TERM and l == L else tensor.family
+    fill = {
+        "l": l,
+        "L": L,
+        "next": (l or 0) + 1,
+        "prev": "X" if l == 1 else f"A{(l or 1) - 1}",
+        "act": network.activation_of(l) if l else "",
+        "loss": network.loss,
+        "optimizer": optimizer.name,
+        "rule_function": RULE_FUNCTIONS[optimizer.name],
+        "p": tensor.parameter,
+        "name": name,
+        "rule": _rule(tensor, optimizer),
+    }
+    producer = ", ".join(f"scratch/{part}" for part in family.producer.format(**fill).split(", "))
+    return Described(tensor, producer, family.equation.format(**fill))
+
+
+def _rule(tensor: Tensor, optimizer: OptimizerSettings) -> str:
+    """The update rule written out for one parameter: L2 and decoupled decay touch only the
+    parameters that decay (the weights)."""
+    p = tensor.parameter
+    if p is None:
+        return ""
+    g = f"(d{p} + l2·{p})" if optimizer.l2 and tensor.decays else f"d{p}"
+    name = optimizer.name
+    rule = UPDATE_RULES["adam" if name == "adamw" and not tensor.decays else name]
+    return re.sub(r"\bg\b", g, rule).replace("θ", p)

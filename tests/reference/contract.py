@@ -1,0 +1,93 @@
+"""What the reference tests share: the references by name, how to make one, a batch, and the
+one helper that steps an engine beside scratch and compares every trace tensor through the
+oracle's ``assert_traces_agree`` (its tolerance tables; none of our own).
+
+The engines are imported by name when a test makes one, never at the top, so that collecting
+the tests needs neither torch nor jax (tests/conftest.py skips the marked tests where one is
+absent).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from types import ModuleType
+
+import numpy as np
+import pytest
+
+from comparisons.oracle.compare import assert_traces_agree
+from scratch.config import MLP, Optimizer
+from scratch.initializers import init_params
+from scratch.optimizers import init_state
+from scratch.training import train_step
+from tests.scratch.cases import targets
+
+REFERENCES = [
+    pytest.param("torch", marks=pytest.mark.torch, id="torch"),
+    pytest.param("jax", marks=pytest.mark.jax, id="jax"),
+]
+ENGINES = {
+    "torch": ("reference.torch_engine", "TorchEngine"),
+    "jax": ("reference.jax_engine", "JaxEngine"),
+}
+
+B = 7  # batch size: odd, so that no mean over the batch is a power of two by luck
+
+OPTIMIZERS = [
+    Optimizer("sgd", lr=0.1),
+    Optimizer("momentum", lr=0.1, momentum=0.9),
+    Optimizer("nesterov", lr=0.1, momentum=0.9),
+    Optimizer("adam", lr=0.01),
+    Optimizer("adamw", lr=0.01, weight_decay=0.1),
+]
+
+
+def with_l2(opt: Optimizer, l2: float = 0.1) -> Optimizer:
+    return dataclasses.replace(opt, l2=l2)
+
+
+def label(opt: Optimizer) -> str:
+    return opt.name + ("+l2" if opt.l2 else "")
+
+
+def engine_module(reference: str) -> ModuleType:
+    return importlib.import_module(ENGINES[reference][0])
+
+
+def make(reference: str, mlp: MLP, opt: Optimizer, dtype: str = "float64", device: str = "cpu"):
+    """The reference engine ``reference`` ("torch" or "jax"), its framework imported now."""
+    engine_class = getattr(engine_module(reference), ENGINES[reference][1])
+    return engine_class(mlp, opt, dtype=dtype, device=device)
+
+
+def start(mlp: MLP, opt: Optimizer, dtype: str = "float64", seed: int = 0) -> tuple[dict, dict]:
+    """scratch's first parameters and its zero optimizer state (t = 0)."""
+    params = init_params(mlp, seed=seed, dtype=dtype)
+    return params, init_state(opt, params)
+
+
+def batch(rng: np.random.Generator, mlp: MLP, dtype: str) -> tuple[np.ndarray, np.ndarray]:
+    """X (B, n_0) and targets Y (B, n_L) that fit the loss, in ``dtype``."""
+    X = rng.normal(size=(B, mlp.sizes[0])).astype(dtype)
+    return X, targets(rng, mlp.loss, B, mlp.sizes[-1]).astype(dtype)
+
+
+def steps_agree(
+    engine, mlp: MLP, opt: Optimizer, params: dict, state: dict, batches, lockstep: bool = True
+) -> tuple[dict, dict]:
+    """Step ``engine`` and scratch's ``train_step`` on each batch; every trace tensor must
+    agree within the oracle's tolerances. Returns scratch's final parameters and state.
+
+    ``lockstep``: the engine is loaded with scratch's parameters and state before every step
+    (so the second step starts from nonzero momentum buffers, Adam moments, t = 1); without
+    it, once, and the engine runs free on its own state.
+    """
+    for i, (X, Y) in enumerate(batches):
+        if lockstep or i == 0:
+            engine.set_state(params, state)
+        got = engine.step(X, Y)
+        expected, new_params, state = train_step(mlp, opt, params, state, X, Y)
+        assert_traces_agree(expected, got, engine.name, where=f"step {i}", old_params=params)
+        params = new_params
+    return params, state

@@ -1,0 +1,146 @@
+"""What only the JAX reference has: its BCE written out with PyTorch's conventions, one
+compiled step per configuration and batch shape, the process-wide 64-bit switch, a GPU.
+
+jax is imported inside the tests, never at the top, so that collecting this file needs no
+JAX (tests/conftest.py skips these tests where it is absent).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from comparisons.oracle.compare import assert_traces_agree
+from scratch.config import MLP, Optimizer
+from scratch.training import train_step
+from tests.reference.contract import OPTIMIZERS, B, batch, label, make, start, steps_agree
+
+pytestmark = pytest.mark.jax
+
+SGD = OPTIMIZERS[0]
+
+
+def bce_step(rng, shift: float, Y: np.ndarray, dtype: str):
+    """One step of a tanh → sigmoid network on BCE, its output bias shifted by ``shift`` so
+    that every Z_L sits near it: (scratch's trace, JAX's trace, the parameters before)."""
+    mlp = MLP((4, 6, 5, 1), "tanh", "sigmoid", "bce")
+    params, state = start(mlp, SGD, dtype)
+    params["b3"] = params["b3"] + np.asarray(shift, dtype)
+    X, _ = batch(rng, mlp, dtype)
+    engine = make("jax", mlp, SGD, dtype)
+    engine.set_state(params, state)
+    return train_step(mlp, SGD, params, state, X, Y)[0], engine.step(X, Y), params
+
+
+def test_bce_gradient_where_the_output_saturates_is_pytorchs_floored_one(rng):
+    """Where 1e-12 > A(1-A) > 0 (27.6 < Z_L < 36.7 in float64) PyTorch's BCELoss backward,
+    and so scratch, floors A(1-A) at 1e-12, shrinking dZ_L to ~0.09× the true derivative
+    (A - Y)/B at Z_L = 30: the JAX loss adopts that convention there (reference/jax_mlp.py)."""
+    Y = np.zeros((B, 1))  # confidently wrong: the true gradient is large, (A - Y)/B ≈ 1/B
+    expected, got, params = bce_step(rng, 31.0, Y, "float64")
+    assert np.all((got["Z3"] > 27.6) & (got["Z3"] < 36.7)), got["Z3"]  # in the floored band
+    assert np.all(got["dZ3"] < 0.5 * (got["A3"] - Y) / B)  # the floor, not autodiff's
+    assert_traces_agree(expected, got, "jax", "saturated BCE", old_params=params)
+
+
+def test_bce_on_an_output_of_exactly_one_gives_no_nan(rng):
+    """σ(Z_L) rounds to 1.0 (Z_L > 16.6 in float32): log(1 - A) = -inf is clamped to -100,
+    and the gradient through the clamp is 0, as scratch's is, not NaN."""
+    Y = np.tile(np.asarray([[0.0], [1.0]], np.float32), (4, 1))[:B]
+    expected, got, params = bce_step(rng, 20.0, Y, "float32")
+    assert np.all(got["A3"] == 1.0)
+    assert all(np.all(np.isfinite(v)) for v in got.values())
+    assert_traces_agree(expected, got, "jax", "A_L = 1", old_params=params)
+
+
+@pytest.fixture
+def step_compilations():
+    """The compilations of the jitted training step from here on, counted through JAX's
+    public monitoring events (a list that grows by one per compilation)."""
+    import jax.monitoring
+
+    seen = []
+
+    def listen(event: str, duration: float, **kwargs) -> None:
+        if event == "/jax/core/compile/backend_compile_duration":
+            if kwargs.get("fun_name") == "jit(train_step)":
+                seen.append(duration)
+
+    jax.monitoring.register_event_duration_secs_listener(listen)
+    yield seen
+    jax.monitoring.unregister_event_duration_listener(listen)
+
+
+def test_engines_of_one_configuration_share_one_compiled_step_per_batch_shape(
+    rng, step_compilations
+):
+    """Two engines of one configuration compile one step between them (``compiled`` is
+    cached); the last, partial batch of an epoch is a second shape, compiled once more, and
+    agrees with scratch too."""
+    from reference import jax_engine
+
+    mlp = MLP((3, 5, 1), "relu", "identity", "bce_logits")  # no other test's: compiled here
+    opt = Optimizer("adam", lr=0.02)
+    params, state = start(mlp, opt)
+    X, Y = batch(rng, mlp, "float64")
+    hits = jax_engine.compiled.cache_info().hits
+    for _ in range(2):
+        engine = make("jax", mlp, opt)
+        engine.set_state(params, state)
+        engine.step(X, Y)
+    assert jax_engine.compiled.cache_info().hits == hits + 1  # the second engine's
+    assert len(step_compilations) == 1
+    steps_agree(engine, mlp, opt, params, state, [(X[:3], Y[:3]), (X[:3], Y[:3])])
+    assert len(step_compilations) == 2
+
+
+@pytest.fixture
+def x64_off():
+    """JAX with 64-bit types off, as in a fresh process; the flag is restored afterwards."""
+    import jax
+
+    before = jax.config.jax_enable_x64
+    jax.config.update("jax_enable_x64", False)
+    yield jax.config
+    jax.config.update("jax_enable_x64", before)
+
+
+def test_float32_needs_no_x64_and_float64_turns_it_on(rng, x64_off):
+    opt = OPTIMIZERS[3]
+    mlp = MLP((4, 6, 5, 2), "sigmoid", "identity", "mse")
+    params, state = start(mlp, opt, "float32")
+    engine = make("jax", mlp, opt, "float32")
+    steps_agree(engine, mlp, opt, params, state, [batch(rng, mlp, "float32")])
+    assert not x64_off.jax_enable_x64
+
+    make("jax", mlp, opt, "float64")
+    assert x64_off.jax_enable_x64
+
+
+@pytest.fixture
+def jax_gpu():
+    import jax
+
+    try:
+        return jax.devices("gpu")[0]
+    except RuntimeError:  # the gpu marker also runs where only torch sees one
+        pytest.skip("this JAX sees no GPU")
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("opt", [pytest.param(o, id=label(o)) for o in OPTIMIZERS])
+def test_gpu_steps_agree_with_scratch(jax_gpu, rng, opt, dtype):
+    mlp = MLP((4, 6, 5, 3), "tanh", "identity", "softmax_cross_entropy")
+    engine = make("jax", mlp, opt, dtype, device="gpu")
+    params, state = start(mlp, opt, dtype)
+    steps_agree(engine, mlp, opt, params, state, [batch(rng, mlp, dtype) for _ in range(2)])
+
+
+def test_gpu_is_refused_where_jax_sees_none():
+    import jax
+
+    if any(d.platform == "gpu" for d in jax.devices()):
+        pytest.skip("this JAX sees a GPU")
+    with pytest.raises(ValueError, match="'gpu' is not available to JAX"):
+        make("jax", MLP((2, 1), "tanh", "identity", "mse"), Optimizer(), device="gpu")

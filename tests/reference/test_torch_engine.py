@@ -1,0 +1,110 @@
+"""What only the PyTorch reference has: nn.Linear's transposed layout, converted in one place;
+scratch's optimizer state loaded into torch.optim; CUDA, in full float32.
+
+torch is imported inside the tests, never at the top, so that collecting this file needs no
+torch (tests/conftest.py skips these tests where it is absent).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from scratch.config import MLP, Optimizer
+from scratch.initializers import init_params
+from tests.reference.contract import OPTIMIZERS, batch, label, make, start, steps_agree
+
+pytestmark = pytest.mark.torch
+
+OPTIMIZER_PARAMS = [pytest.param(o, id=label(o)) for o in OPTIMIZERS]
+DTYPES = ["float64", "float32"]
+
+
+def test_the_layout_converts_in_one_place_and_round_trips():
+    """Weight-shaped names turn (n_in, n_out) into nn.Linear's (n_out, n_in) and back; every
+    other name keeps its shape. Both ways are copies, C-contiguous on the way back."""
+    import torch
+
+    from reference.torch_engine import to_canonical, to_torch
+
+    W = np.arange(6.0).reshape(3, 2)  # canonical (n_in, n_out) = (3, 2)
+    transposed = ("W1", "dW1", "ΔW2", "momentum_W3", "adam_m_W1", "adam_v_W12")
+    kept = ("b1", "db1", "Δb1", "momentum_b1", "adam_v_b2", "Z1", "A1", "dZ1", "X")
+    for name in (*transposed, *kept):
+        t = to_torch(name, W, torch.float64, torch.device("cpu"))
+        np.testing.assert_array_equal(t.numpy(), W.T if name in transposed else W, err_msg=name)
+        assert not np.shares_memory(t.numpy(), W), name
+        back = to_canonical(name, t, np.dtype("float64"))
+        np.testing.assert_array_equal(back, W, err_msg=name)
+        assert back.flags.c_contiguous and not np.shares_memory(back, t.numpy()), name
+
+
+def test_set_state_puts_W_transposed_into_nn_linear_from_read_only_arrays():
+    mlp = MLP((3, 2, 1), "tanh", "sigmoid", "bce")
+    params = init_params(mlp, seed=1, scheme="glorot_normal")
+    params["b1"] = np.array([0.5, -0.25])
+    for value in params.values():  # as np.load gives them: set_state must copy, not wrap
+        value.flags.writeable = False
+    engine = make("torch", mlp, Optimizer("sgd"))
+    engine.set_state(params, {"step": 0})
+    for l, linear in enumerate(engine.model[0::2], start=1):
+        assert tuple(linear.weight.shape) == (mlp.sizes[l], mlp.sizes[l - 1])
+        np.testing.assert_array_equal(linear.weight.detach().numpy(), params[f"W{l}"].T)
+        np.testing.assert_array_equal(linear.bias.detach().numpy(), params[f"b{l}"])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("opt", OPTIMIZER_PARAMS)
+def test_scratchs_zero_state_loads_as_torchs_own_fresh_state(rng, opt, dtype):
+    """set_state with scratch's zeros at t = 0 (through ``load_state_dict``) steps bit for
+    bit as torch.optim's own lazily made state does, and leaves the same state behind: the
+    same keys, dtypes, devices, shapes and values."""
+    import torch
+
+    mlp = MLP((4, 6, 2), "sigmoid", "identity", "bce_logits")
+    params, state = start(mlp, opt, dtype)
+    X, Y = batch(rng, mlp, dtype)
+    loaded, fresh = make("torch", mlp, opt, dtype), make("torch", mlp, opt, dtype)
+    for engine in (loaded, fresh):
+        engine.set_state(params, state)
+    fresh.optimizer.state.clear()  # torch makes its own at the first step
+    got, expected = loaded.step(X, Y), fresh.step(X, Y)
+    assert list(got) == list(expected)
+    for name in expected:
+        np.testing.assert_array_equal(got[name], expected[name], err_msg=name)
+    for p_loaded, p_fresh in zip(loaded.model.parameters(), fresh.model.parameters(), strict=True):
+        s_loaded, s_fresh = loaded.optimizer.state[p_loaded], fresh.optimizer.state[p_fresh]
+        assert s_loaded.keys() == s_fresh.keys()
+        for key, want in s_fresh.items():
+            have = s_loaded[key]
+            assert (have.dtype, have.device, have.shape) == (want.dtype, want.device, want.shape)
+            assert torch.equal(have, want), key
+
+
+@pytest.fixture
+def cuda():
+    import torch
+
+    if not torch.cuda.is_available():  # the gpu marker also runs where only JAX sees one
+        pytest.skip("this torch sees no CUDA GPU")
+    return torch
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("opt", OPTIMIZER_PARAMS)
+def test_cuda_steps_agree_with_scratch_with_float32_matmuls_pinned_highest(cuda, rng, opt, dtype):
+    mlp = MLP((4, 6, 5, 3), "tanh", "identity", "softmax_cross_entropy")
+    engine = make("torch", mlp, opt, dtype, device="cuda")
+    assert cuda.get_float32_matmul_precision() == "highest"  # no TF32
+    params, state = start(mlp, opt, dtype)
+    steps_agree(engine, mlp, opt, params, state, [batch(rng, mlp, dtype) for _ in range(2)])
+
+
+def test_cuda_is_refused_without_a_gpu():
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this torch sees a CUDA GPU")
+    with pytest.raises(ValueError, match="sees no CUDA GPU"):
+        make("torch", MLP((2, 1), "tanh", "identity", "mse"), Optimizer(), device="cuda")

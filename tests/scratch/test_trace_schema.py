@@ -1,0 +1,200 @@
+"""trace_schema.py: the names of a step's trace, their order, what each name means, and the
+"look at" pointer (``producer``) that sends a reader to the scratch function behind it."""
+
+from __future__ import annotations
+
+import importlib
+import re
+
+import pytest
+
+from scratch import MLP, Optimizer, ScratchInputError, init_params
+from scratch.activations import ACTIVATIONS
+from scratch.losses import LOSSES
+from scratch.optimizers import init_state
+from scratch.trace_schema import (
+    OPTIMIZER_STATE,
+    batch_names,
+    describe,
+    is_weight_shaped,
+    kind_of,
+    layer_of,
+    parse,
+    trace_names,
+)
+from scratch.training import train_step
+from tests.scratch.cases import MLP_421, targets
+
+OPTIMIZERS = list(OPTIMIZER_STATE)
+
+# --- names and order ----------------------------------------------------------------------
+
+# Sizes (4, 3, 2, 1): three layers with weights. Forward bottom-up, the loss, backward
+# top-down (each layer's error term, then its gradients), the updates and the new
+# parameters bottom-up.
+SGD_3_LAYERS = [
+    "Z1", "A1", "Z2", "A2", "Z3", "A3",
+    "loss",
+    "dZ3", "dW3", "db3", "dZ2", "dW2", "db2", "dZ1", "dW1", "db1",
+    "ΔW1", "Δb1", "ΔW2", "Δb2", "ΔW3", "Δb3",
+    "W1", "b1", "W2", "b2", "W3", "b3",
+]  # fmt: skip
+
+# Adam keeps two moments per parameter, m then v, parameter by parameter, between the
+# updates and the new parameters.
+ADAM_3_LAYERS = [
+    "Z1", "A1", "Z2", "A2", "Z3", "A3",
+    "loss",
+    "dZ3", "dW3", "db3", "dZ2", "dW2", "db2", "dZ1", "dW1", "db1",
+    "ΔW1", "Δb1", "ΔW2", "Δb2", "ΔW3", "Δb3",
+    "adam_m_W1", "adam_v_W1", "adam_m_b1", "adam_v_b1",
+    "adam_m_W2", "adam_v_W2", "adam_m_b2", "adam_v_b2",
+    "adam_m_W3", "adam_v_W3", "adam_m_b3", "adam_v_b3",
+    "W1", "b1", "W2", "b2", "W3", "b3",
+]  # fmt: skip
+
+# Momentum and Nesterov keep one buffer per parameter.
+MOMENTUM_3_LAYERS = [
+    "Z1", "A1", "Z2", "A2", "Z3", "A3",
+    "loss",
+    "dZ3", "dW3", "db3", "dZ2", "dW2", "db2", "dZ1", "dW1", "db1",
+    "ΔW1", "Δb1", "ΔW2", "Δb2", "ΔW3", "Δb3",
+    "momentum_W1", "momentum_b1", "momentum_W2", "momentum_b2", "momentum_W3", "momentum_b3",
+    "W1", "b1", "W2", "b2", "W3", "b3",
+]  # fmt: skip
+
+
+def test_trace_names_with_sgd_follow_the_dataflow_order():
+    assert trace_names(MLP_421.n_layers, "sgd") == SGD_3_LAYERS
+
+
+def test_trace_names_with_adam_hold_both_moments_between_updates_and_parameters():
+    assert trace_names(MLP_421.n_layers, "adam") == ADAM_3_LAYERS
+
+
+@pytest.mark.parametrize("optimizer", ["momentum", "nesterov"])
+def test_trace_names_with_momentum_hold_one_buffer_per_parameter(optimizer):
+    assert trace_names(MLP_421.n_layers, optimizer) == MOMENTUM_3_LAYERS
+
+
+def test_adamw_traces_the_same_names_as_adam():
+    assert trace_names(MLP_421.n_layers, "adamw") == ADAM_3_LAYERS
+
+
+def test_batch_names_are_the_rows_then_the_inputs_and_targets():
+    assert batch_names() == ["rows", "X", "Y"]
+
+
+# --- what a name means ----------------------------------------------------------------------
+
+# name: (kind, layer, parameter, weight-shaped)
+PARSED = {
+    "Z2": ("forward", 2, None, False),
+    "A1": ("forward", 1, None, False),
+    "loss": ("loss", None, None, False),
+    "dZ3": ("error_term", 3, None, False),
+    "dW1": ("gradient", 1, "W1", True),
+    "db2": ("gradient", 2, "b2", False),
+    "ΔW1": ("update", 1, "W1", True),
+    "Δb3": ("update", 3, "b3", False),
+    "momentum_W2": ("optimizer_state", 2, "W2", True),
+    "adam_m_b1": ("optimizer_state", 1, "b1", False),
+    "adam_v_W12": ("optimizer_state", 12, "W12", True),  # layer 12: more than one digit
+    "W3": ("parameter", 3, "W3", True),
+    "b1": ("parameter", 1, "b1", False),
+    "rows": ("batch", None, None, False),
+    "X": ("input", None, None, False),
+    "Y": ("input", None, None, False),
+}
+
+
+@pytest.mark.parametrize(("name", "expected"), PARSED.items(), ids=list(PARSED))
+def test_parse_reads_kind_layer_and_parameter_from_the_name(name, expected):
+    kind, layer, parameter, weight_shaped = expected
+    tensor = parse(name)
+    assert (tensor.name, tensor.parameter) == (name, parameter)
+    assert kind_of(name) == tensor.kind == kind
+    assert layer_of(name) == tensor.layer == layer
+    assert is_weight_shaped(name) is tensor.weight_shaped is weight_shaped
+
+
+@pytest.mark.parametrize("name", ["Q1", "dQ1", "W", "Δ", "adam_x_W1"])
+def test_parse_refuses_a_name_that_is_no_trace_tensor(name):
+    for read in (parse, kind_of, layer_of, is_weight_shaped):
+        with pytest.raises(KeyError, match=re.escape(repr(name))):
+            read(name)
+
+
+# --- what a name means in one run: describe ----------------------------------------------
+
+
+def every_network() -> list[MLP]:
+    """A 3-layer network for every hidden activation, output activation and loss that fit
+    together; two outputs, so that softmax_cross_entropy fits too."""
+    networks = []
+    for hidden in ACTIVATIONS:
+        for output in ACTIVATIONS:
+            for loss in LOSSES:
+                try:
+                    networks.append(MLP((4, 3, 2, 2), hidden, output, loss))
+                except ScratchInputError:
+                    continue
+    return networks
+
+
+def test_every_network_covers_every_activation_and_loss():
+    networks = every_network()
+    assert {m.hidden for m in networks} == set(ACTIVATIONS)
+    assert {m.output for m in networks} == set(ACTIVATIONS)
+    assert {m.loss for m in networks} == set(LOSSES)
+
+
+PRODUCER = re.compile(r"scratch/(?P<file>\w+)\.py:(?P<function>\w+)")
+
+
+def missing_producers(optimizer: Optimizer) -> set[str]:
+    """Every producer part, over every name of every network, that names no function
+    defined in the scratch module it names."""
+    missing = set()
+    for mlp in every_network():
+        for name in batch_names() + trace_names(mlp.n_layers, optimizer.name):
+            for part in describe(name, mlp, optimizer).producer.split(", "):
+                m = PRODUCER.fullmatch(part)
+                if m is None:
+                    missing.add(f"{name}: {part!r} is not scratch/<file>.py:<function>")
+                    continue
+                module = importlib.import_module(f"scratch.{m['file']}")
+                function = getattr(module, m["function"], None)
+                if not callable(function) or function.__module__ != module.__name__:
+                    missing.add(f"{name}: {part}")
+    return missing
+
+
+@pytest.mark.parametrize("optimizer", OPTIMIZERS)
+def test_every_producer_names_a_function_of_its_scratch_module(optimizer):
+    assert missing_producers(Optimizer(optimizer)) == set()
+
+
+def test_the_top_layers_error_term_has_its_own_equation_and_producer():
+    # The same activation on every layer, so only the layer's place can tell them apart.
+    mlp = MLP((4, 3, 2, 1), hidden="tanh", output="tanh", loss="mse")
+    top, hidden = describe("dZ3", mlp, Optimizer()), describe("dZ2", mlp, Optimizer())
+    assert top.equation == "dZ3 = ∂loss/∂A3 * tanh'(Z3)"
+    assert hidden.equation == "dZ2 = (dZ3 @ W3.T) * tanh'(Z2)"
+    assert "network.py:output_error" in top.producer
+    assert "network.py:output_error" not in hidden.producer
+    assert "network.py:hidden_error" in hidden.producer
+
+
+# --- the schema is what train_step produces ---------------------------------------------
+
+
+@pytest.mark.parametrize("optimizer", OPTIMIZERS)
+@pytest.mark.parametrize("sizes", [(3, 2), (3, 4, 2, 2)], ids=["1-layer", "3-layer"])
+def test_train_step_produces_exactly_the_trace_names_in_order(rng, optimizer, sizes):
+    mlp = MLP(sizes, "tanh", "identity", "softmax_cross_entropy")
+    opt = Optimizer(optimizer, lr=0.1)
+    params = init_params(mlp, seed=0)
+    X, Y = rng.normal(size=(5, sizes[0])), targets(rng, mlp.loss, 5, sizes[-1])
+    trace, _, _ = train_step(mlp, opt, params, init_state(opt, params), X, Y)
+    assert list(trace) == trace_names(mlp.n_layers, optimizer)
