@@ -3,6 +3,7 @@
 Knows nothing of models: everything here is NumPy arrays in, NumPy arrays out.
 """
 
+from .download import cache_root
 from .errors import DataError
 from .occupancy import (
     ARCHIVE_SHA256,
@@ -21,6 +22,7 @@ from .occupancy import (
     load_occupancy,
     load_split,
     occupancy_files,
+    parse_occupancy_bytes,
     parse_occupancy_file,
 )
 from .schedule import BatchSchedule, Step, make_schedule
@@ -41,6 +43,7 @@ __all__ = [
     "Standardizer",
     "Step",
     "cache_dir",
+    "cache_root",
     "dataset_info",
     "download_occupancy",
     "extract_members",
@@ -50,6 +53,7 @@ __all__ = [
     "make_schedule",
     "make_synthetic",
     "occupancy_files",
+    "parse_occupancy_bytes",
     "parse_occupancy_file",
     "standardize_splits",
     "standardized_occupancy",

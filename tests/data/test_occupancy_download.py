@@ -6,15 +6,30 @@ replaced, by a downloader that copies a zip built here.
 
 from __future__ import annotations
 
+import ast
 import functools
 import hashlib
+import os
+import socket
 import zipfile
 from pathlib import Path
 
 import pytest
+import requests
 
+import data
 import data.occupancy as occupancy
-from data import MEMBER_SHA256, SPLITS, DataError, download_occupancy, file_sha256, occupancy_files
+from data import (
+    ARCHIVE_SHA256,
+    ARCHIVE_URL,
+    MEMBER_SHA256,
+    SPLITS,
+    DataError,
+    download_occupancy,
+    file_sha256,
+    load_occupancy,
+    occupancy_files,
+)
 
 URL = "https://example.invalid/occupancy+detection.zip"
 NAMES = tuple(SPLITS.values())
@@ -121,11 +136,12 @@ def test_download_failing_midway_leaves_nothing(tmp_path, fake_members):
     digest = make_zip(archive, fake_members)
     cache = tmp_path / "cache"
 
-    with pytest.raises(ConnectionError):
+    with pytest.raises(DataError, match="connection reset halfway") as err:
         download_occupancy(
             cache, url=URL, known_hash=digest, downloader=Serve(archive, fail_after=100)
         )
 
+    assert isinstance(err.value.__cause__, ConnectionError)
     assert files_in(cache) == []
 
 
@@ -173,3 +189,117 @@ def test_archive_that_is_not_a_zip_is_reported(tmp_path):
         download_occupancy(tmp_path / "c", url=URL, known_hash=digest, downloader=Serve(archive))
 
     assert "delete" in str(err.value)
+
+
+# --- no network, or no usable cache: one DataError that says what to do ---------------------
+
+
+class Offline:
+    """A pooch downloader on a machine without a network: it fails as requests does there."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self, url: str, output_file: str, pooch: object) -> None:
+        self.calls += 1
+        try:
+            raise socket.gaierror(-2, "Name or service not known")
+        except socket.gaierror as err:
+            raise requests.exceptions.ConnectionError(
+                "HTTPSConnectionPool(host='archive.ics.uci.edu', port=443): Max retries exceeded "
+                "with url: /static/public/357/occupancy+detection.zip (Caused by "
+                'NameResolutionError("<urllib3.connection.HTTPSConnection object at 0x7f>: '
+                "Failed to resolve 'archive.ics.uci.edu' ([Errno -2] Name or service not known)\"))"
+            ) from err
+
+
+@pytest.fixture
+def offline(monkeypatch, tmp_path) -> Offline:
+    """No OCCUPANCY_DATA_DIR, the cache in tmp_path/cache, and no network."""
+    offline = Offline()
+    monkeypatch.setattr(
+        occupancy, "download_occupancy", functools.partial(download_occupancy, downloader=offline)
+    )
+    monkeypatch.delenv("OCCUPANCY_DATA_DIR", raising=False)
+    monkeypatch.setenv("BACKPROP_ORACLE_CACHE", str(tmp_path / "cache"))
+    return offline
+
+
+def test_failed_download_says_how_to_get_the_files_by_hand(tmp_path, offline):
+    cache = tmp_path / "cache" / "occupancy"
+
+    with pytest.raises(DataError) as err:
+        load_occupancy()
+
+    message = str(err.value)
+    assert offline.calls == 1
+    assert message.startswith(f"{cache}: ") and "download" in message
+    assert "Name or service not known" in message  # the cause, in a few words
+    assert "HTTPSConnectionPool" not in message and len(message.splitlines()) == 2
+    archive = cache / occupancy.ARCHIVE_NAME
+    for fix in ("OCCUPANCY_DATA_DIR", ARCHIVE_URL, ARCHIVE_SHA256, str(archive)):
+        assert fix in err.value.fix
+    assert isinstance(err.value.__cause__, requests.exceptions.ConnectionError)
+    assert files_in(cache) == []
+
+
+def _blocked_cache(tmp_path: Path, where: str) -> Path:
+    """A value for BACKPROP_ORACLE_CACHE whose occupancy/ folder cannot be a folder."""
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file, not a folder\n")
+    if where == "a_file":
+        return blocker  # the cache would be blocker/occupancy
+    if where == "under_a_file":
+        return blocker / "deeper"
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "occupancy").write_text("a file, not a folder\n")
+    return root
+
+
+@pytest.mark.parametrize("where", ["a_file", "under_a_file", "occupancy_is_a_file"])
+def test_cache_that_cannot_be_a_folder_says_how_to_fix(tmp_path, monkeypatch, offline, where):
+    monkeypatch.setenv("BACKPROP_ORACLE_CACHE", str(_blocked_cache(tmp_path, where)))
+    cache = data.cache_dir()
+
+    with pytest.raises(DataError, match="not a folder") as err:
+        occupancy_files()
+
+    assert str(err.value).startswith(f"{cache}: ")
+    assert "BACKPROP_ORACLE_CACHE" in err.value.fix and "OCCUPANCY_DATA_DIR" in err.value.fix
+    assert offline.calls == 0
+
+
+@pytest.mark.skipif(
+    not hasattr(os, "geteuid") or os.geteuid() == 0,
+    reason="root writes into a folder whatever its permissions, so chmod cannot make one read-only",
+)
+@pytest.mark.parametrize("read_only", ["parent", "cache"])
+def test_read_only_cache_says_how_to_fix(tmp_path, monkeypatch, offline, read_only):
+    root = tmp_path / "root"
+    (root / "occupancy").mkdir(parents=True)
+    if read_only == "parent":
+        (root / "occupancy").rmdir()
+    locked = root if read_only == "parent" else root / "occupancy"
+    monkeypatch.setenv("BACKPROP_ORACLE_CACHE", str(root))
+    locked.chmod(0o555)
+    try:
+        with pytest.raises(DataError, match="permission") as err:
+            occupancy_files()
+    finally:
+        locked.chmod(0o755)
+
+    assert str(err.value).startswith(f"{root / 'occupancy'}: ")
+    assert "BACKPROP_ORACLE_CACHE" in err.value.fix and "OCCUPANCY_DATA_DIR" in err.value.fix
+    assert offline.calls == 0
+
+
+def test_data_never_changes_the_process_umask():
+    # The umask is process-wide: setting it to create a cache folder would race other threads.
+    for path in Path(data.__file__).parent.glob("*.py"):
+        names = {
+            node.attr if isinstance(node, ast.Attribute) else node.id
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+            if isinstance(node, ast.Attribute | ast.Name)
+        }
+        assert "umask" not in names, path
