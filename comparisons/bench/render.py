@@ -9,6 +9,17 @@ import numpy as np
 from comparisons.bench.optional import load
 from comparisons.bench.settings import TARGET_BOUND_RATIO, TARGET_ORACLE_RATIO
 from comparisons.bench.targets import median
+from comparisons.report import markdown
+from comparisons.report.document import (
+    Document,
+    Paragraph,
+    Section,
+    Table,
+    Verdict,
+    cell,
+    row,
+    table,
+)
 
 ENGINE_COLORS = {
     "scratch": "#222222",
@@ -46,130 +57,165 @@ def _pools(pools) -> str:
     return ", ".join(f"{p['internal_api']} {p['num_threads']}" for p in pools) or "none"
 
 
+TITLE = "Benchmarks: scratch, PyTorch and JAX per training step"
+
+
 def render_markdown(report: dict) -> str:
+    """bench.md: the bench's document, written by the reports' Markdown writer."""
+    return markdown.write(document(report))
+
+
+def document(report: dict) -> Document:
+    """bench.md's content, from bench.json's: the targets as its verdict, the machine, the
+    targets one by one, then every table. The figures are bench.svg, linked from the last
+    section (the one piece of Markdown here: only bench.md is written from this document)."""
     engines = _engines(report)
-    lines = [
-        *_machine_and_targets(report),
-        *_step_table(report, engines),
-        *_bound_table(report, engines),
-        *_oracle_table(report),
-        *_main_job(report),
+    sections = [
+        Section("machine", "The machine", _machine(report)),
+        Section("targets", "Targets", (_targets_table(report["targets"]),)),
+        Section("steps", "Time per training step", _step_table(report, engines)),
+        Section("bound", "The machine's limit", _bound_table(report, engines)),
     ]
+    if report["oracle"]:
+        sections.append(Section("oracle", "The oracle's cost", _oracle_table(report)))
+    if report["main_job"]:
+        sections.append(Section("main-job", "The main job", _main_job(report)))
     if report.get("plot"):
-        lines += ["", f"![the figures]({report['plot']})"]
-    return "\n".join([*lines, ""])
+        figures = (Paragraph(f"![the figures]({report['plot']})"),)
+        sections.append(Section("figures", "Figures", figures))
+    return Document(TITLE, _verdict(report["targets"]), tuple(sections))
 
 
-def _machine_and_targets(report: dict) -> list[str]:
+def _verdict(targets: list[dict]) -> Verdict:
+    """All measured targets met, or how many were missed, and which (the lines under it)."""
+    measured = [t for t in targets if t["met"] is not None]
+    missed = [t for t in measured if not t["met"]]
+    unmeasured = len(targets) - len(measured)
+    counted = f"{len(measured)} measured target{'s' * (len(measured) != 1)}"
+    if not measured:
+        line = "No target measured."
+    elif missed:
+        line = f"{len(missed)} of {counted} missed"
+    else:
+        line = f"All {counted} met" if len(measured) > 1 else f"The {counted} met"
+    if measured:
+        line += f"; {unmeasured} not measured." if unmeasured else "."
+    details = tuple(f"{t['target']}: {t['figure']}" for t in missed)
+    return Verdict(line, not missed, details)
+
+
+def _machine(report: dict) -> tuple[Paragraph, ...]:
     m, t = report["machine"], report["threads"]
-    return [
-        "# Benchmarks: scratch, PyTorch and JAX per training step",
-        "",
-        f"{m['cpu']}, {m['cpu_count']} CPUs ({t['usable_cpus']} usable); "
-        + ", ".join(f"{k} {v}" for k, v in m.items() if k not in ("cpu", "cpu_count", "os")),
-        "",
-        f"Threads: {t['requested']} requested; torch intra-op {t.get('torch_intra_op', '–')}; "
-        f"{t.get('xla', 'XLA: not used')}; thread pools: " + _pools(t["threadpools"]) + ".",
-        "",
-        "## Targets",
-        "",
-        *[f"- **{_met(x['met'])}** {x['target']}: {x['figure']}" for x in report["targets"]],
+    versions = ", ".join(f"{k} {v}" for k, v in m.items() if k not in ("cpu", "cpu_count", "os"))
+    return (
+        Paragraph(f"{m['cpu']}, {m['cpu_count']} CPUs ({t['usable_cpus']} usable); {versions}"),
+        Paragraph(
+            f"Threads: {t['requested']} requested; torch intra-op "
+            f"{t.get('torch_intra_op', '–')}; {t.get('xla', 'XLA: not used')}; thread pools: "
+            f"{_pools(t['threadpools'])}."
+        ),
+    )
+
+
+def _targets_table(targets: list[dict]) -> Table:
+    """One row per target; a missed one fails (bold in Markdown)."""
+    rows = [
+        row(
+            cell(_met(t["met"]), fail=t["met"] is False),
+            t["target"],
+            cell(t["figure"], fail=t["met"] is False),
+            fail=t["met"] is False,
+        )
+        for t in targets
     ]
+    return table(["result", "target", "figure"], rows)
 
 
-def _step_table(report: dict, engines: list[str]) -> list[str]:
-    lines = [
-        "",
-        "## Time per training step",
-        "",
+def _step_table(report: dict, engines: list[str]) -> tuple[Paragraph, Table]:
+    intro = Paragraph(
         "Median (min–max) milliseconds of one step (forward, backward, update) on a fixed "
-        "batch, after a warm-up; bare steps, no trace recorded.",
-        "",
-        "| size | dtype | " + " | ".join(engines) + " | torch / scratch | jax / scratch |",
-        "|---|---|" + "---|" * len(engines) + "---|---|",
-    ]
-    for row in report["steps"]:
-        scratch = median(row, "scratch")
+        "batch, after a warm-up; bare steps, no trace recorded."
+    )
+    rows = []
+    for r in report["steps"]:
+        scratch = median(r, "scratch")
         ratios = [
-            f"{median(row, e) / scratch:.2f}×" if median(row, e) and scratch else "–"
+            f"{median(r, e) / scratch:.2f}×" if median(r, e) and scratch else "–"
             for e in ("torch", "jax")
         ]
-        cells = [_ms(row["engines"].get(e)) for e in engines]
-        lines.append(f"| {row['label']} | {row['dtype']} | " + " | ".join(cells + ratios) + " |")
-    return lines
-
-
-def _bound_table(report: dict, engines: list[str]) -> list[str]:
-    lines = [
-        "",
-        "## The machine's limit",
-        "",
-        "GFLOP/s of each engine's step, counting only its matrix products, against the same "
-        "products timed alone in NumPy (the bound).",
-        "",
-        "| size | dtype | GFLOP / step | bare matmuls (ms) | bound GFLOP/s | "
-        + " | ".join(engines)
-        + " | scratch / bound |",
-        "|---|---|---|---|---|" + "---|" * len(engines) + "---|",
+        cells = [_ms(r["engines"].get(e)) for e in engines] + ratios
+        rows.append(row(r["label"], r["dtype"], *(cell(c, True) for c in cells)))
+    columns = [
+        "size",
+        "dtype",
+        *((c, True) for c in [*engines, "torch / scratch", "jax / scratch"]),
     ]
-    for row in report["steps"]:
-        bound, scratch = row["matmul_bound"], median(row, "scratch")
-        cells = [
-            f"{row['engines'][e]['gflops']:.3g}" if "gflops" in row["engines"].get(e, {}) else "–"
+    return intro, table(columns, rows)
+
+
+def _bound_table(report: dict, engines: list[str]) -> tuple[Paragraph, Table]:
+    intro = Paragraph(
+        "GFLOP/s of each engine's step, counting only its matrix products, against the same "
+        "products timed alone in NumPy (the bound)."
+    )
+    rows = []
+    for r in report["steps"]:
+        bound, scratch = r["matmul_bound"], median(r, "scratch")
+        gflops = [
+            f"{r['engines'][e]['gflops']:.3g}" if "gflops" in r["engines"].get(e, {}) else "–"
             for e in engines
         ]
         ratio = f"{scratch / bound['median_s']:.2f}×" if scratch else "–"
-        lines.append(
-            f"| {row['label']} | {row['dtype']} | {row['matmul_flops'] / 1e9:.3g} | "
-            f"{_ms(bound)} | {bound['gflops']:.3g} | " + " | ".join([*cells, ratio]) + " |"
+        figures = [f"{r['matmul_flops'] / 1e9:.3g}", _ms(bound), f"{bound['gflops']:.3g}"]
+        rows.append(
+            row(r["label"], r["dtype"], *(cell(c, True) for c in [*figures, *gflops, ratio]))
         )
-    return lines
+    names = ["GFLOP / step", "bare matmuls (ms)", "bound GFLOP/s", *engines, "scratch / bound"]
+    return intro, table(["size", "dtype", *((c, True) for c in names)], rows)
 
 
-def _oracle_table(report: dict) -> list[str]:
-    if not report["oracle"]:
-        return []
-    lines = [
-        "",
-        "## The oracle's cost",
-        "",
+def _oracle_table(report: dict) -> tuple[Paragraph, Table]:
+    intro = Paragraph(
         "A lockstep run (float64; the default model's settings on synthetic data, batches "
         "of 50) against the sum of the engines' bare training time over the same steps, in "
         "milliseconds per step, and where the lockstep time went; the heap peak of a "
         "whole-run report (tracemalloc: Python objects and NumPy arrays, not the "
-        "frameworks' own buffers) and the size of its report.json.",
-        "",
-        "| network | steps | lockstep | bare engines | ratio | scratch | references: load "
-        "state, step, trace to NumPy | comparison and bookkeeping | report peak (MiB) | "
-        "report.json (KiB) | verdict |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for row in report["oracle"]:
-        per_step = {k: 1e3 * v / row["steps"] for k, v in row["breakdown_s"].items()}
+        "frameworks' own buffers) and the size of its report.json."
+    )
+    rows = []
+    for r in report["oracle"]:
+        n = r["steps"]
+        per_step = {k: 1e3 * v / n for k, v in r["breakdown_s"].items()}
         traced = sum(v for k, v in per_step.items() if k.endswith("trace to NumPy"))
-        lines.append(
-            f"| {'-'.join(map(str, row['sizes']))} | {row['steps']} | "
-            f"{1e3 * row['lockstep_s'] / row['steps']:.3g} | "
-            f"{1e3 * row['bare_total_s'] / row['steps']:.3g} | {row['ratio']:.2f}× | "
-            f"{per_step['scratch (bare)']:.3g} | {traced:.3g} | "
-            f"{per_step['comparison and bookkeeping']:.3g} | {row['report_peak_mib']:.1f} | "
-            f"{row['report_json_kib']:.0f} | {'agree' if row['agree'] else 'DISAGREE'} |"
-        )
-    return lines
+        figures = [
+            n,
+            f"{1e3 * r['lockstep_s'] / n:.3g}",
+            f"{1e3 * r['bare_total_s'] / n:.3g}",
+            f"{r['ratio']:.2f}×",
+            f"{per_step['scratch (bare)']:.3g}",
+            f"{traced:.3g}",
+            f"{per_step['comparison and bookkeeping']:.3g}",
+            f"{r['report_peak_mib']:.1f}",
+            f"{r['report_json_kib']:.0f}",
+        ]
+        verdict = cell("agree" if r["agree"] else "DISAGREE", fail=not r["agree"])
+        network = "-".join(map(str, r["sizes"]))
+        rows.append(row(network, *(cell(c, True) for c in figures), verdict, fail=not r["agree"]))
+    names = ["steps", "lockstep", "bare engines", "ratio", "scratch"]
+    names += ["references: load state, step, trace to NumPy", "comparison and bookkeeping"]
+    names += ["report peak (MiB)", "report.json (KiB)"]
+    return intro, table(["network", *((c, True) for c in names), "verdict"], rows)
 
 
-def _main_job(report: dict) -> list[str]:
+def _main_job(report: dict) -> tuple[Paragraph]:
     job = report["main_job"]
-    if not job:
-        return []
-    return [
-        "",
-        "## The main job",
-        "",
-        f"`python -m comparisons run` on Occupancy: {job['wall_s']:.1f} s from start to exit "
-        f"(exit status {job['exit_status']}; the run itself "
-        f"{job['timings'].get('run_s', float('nan')):.1f} s). {job['first_line']}",
-    ]
+    return (
+        Paragraph(
+            f"`python -m comparisons run` on Occupancy: {job['wall_s']:.1f} s from start to "
+            f"exit (exit status {job['exit_status']}; the run itself "
+            f"{job['timings'].get('run_s', float('nan')):.1f} s). {job['first_line']}"
+        ),
+    )
 
 
 def render_svg(report: dict) -> str:

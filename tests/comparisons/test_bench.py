@@ -11,7 +11,7 @@ import json
 import pytest
 
 from comparisons import bench
-from comparisons.bench import steps, targets
+from comparisons.bench import render, steps, targets
 from comparisons.run.spec import SpecError
 
 
@@ -131,3 +131,40 @@ def test_the_targets_are_judged_from_the_figures():
         "lockstep overhead, 5-8-4-1, 100 steps: lockstep / bare engines = 1.40×": True,
         "the main job (tox -e report's run) under 20 s: 25.0 s": False,
     }
+
+
+def bench_report(targets, **extra):
+    """bench.json's content for one size timed by scratch alone, with the given targets."""
+    timing = {"median_s": 1e-3, "min_s": 9e-4, "max_s": 2e-3, "gflops": 0.5}
+    step = {
+        "label": "5-8-4-1 @ 50",
+        "dtype": "float64",
+        "engines": {"scratch": timing},
+        "matmul_bound": {**timing, "median_s": 5e-4},
+        "matmul_flops": 1e6,
+    }
+    machine = {"cpu": "a <cpu>", "cpu_count": 2, "os": "linux", "python": "3.11"}
+    threads = {"requested": 1, "usable_cpus": 2, "threadpools": []}
+    report = {"machine": machine, "threads": threads, "steps": [step], "oracle": []}
+    return {**report, "main_job": None, "plot": None, "targets": targets, **extra}
+
+
+def test_bench_md_is_a_document_whose_verdict_names_the_missed_targets():
+    missed = {"target": "scratch no slower than JAX jit", "figure": "ratio = 0.70×", "met": False}
+    met = {"target": "the main job under 20 s", "figure": "12.0 s", "met": True}
+    job = {"wall_s": 12.0, "exit_status": 0, "timings": {"run_s": 9.0}, "first_line": "agree"}
+    doc = render.document(bench_report([missed, met], main_job=job, plot="bench.svg"))
+    assert (doc.verdict.line, doc.verdict.agree) == ("1 of 2 measured targets missed.", False)
+    assert doc.verdict.details == ("scratch no slower than JAX jit: ratio = 0.70×",)
+    text = render.render_markdown(bench_report([missed, met], main_job=job, plot="bench.svg"))
+    assert "| **missed** | scratch no slower than JAX jit | **ratio = 0.70×** |" in text
+    assert "| met | the main job under 20 s | 12.0 s |" in text
+    assert "a &lt;cpu&gt;, 2 CPUs (2 usable); python 3.11" in text  # escaped by the writer
+    assert "on Occupancy: 12.0 s from start to exit" in text and "![the figures](bench.svg)" in text
+    assert "| 5-8-4-1 @ 50 | float64 | 1 (0.9–2) | – | – |" in text
+    assert render.document(bench_report([met])).verdict.line == "The 1 measured target met."
+    unmeasured = {**met, "met": None, "figure": "not measured"}
+    assert render.document(bench_report([met, met, unmeasured])).verdict.line == (
+        "All 2 measured targets met; 1 not measured."
+    )
+    assert render.document(bench_report([unmeasured])).verdict.line == "No target measured."
