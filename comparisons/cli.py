@@ -7,7 +7,9 @@ Exit status: 0 the engines agree (or, for ``train``, training finished), 1 they 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -15,6 +17,7 @@ from comparisons import bench
 from comparisons.faults.catalogue import FAULTS
 from comparisons.faults.runner import render_markdown as render_faults_markdown
 from comparisons.faults.runner import run_catalogue
+from comparisons.modes.check import run_check
 from comparisons.modes.drift import run_drift
 from comparisons.modes.gradcheck import run_gradcheck
 from comparisons.modes.lockstep import run_lockstep
@@ -23,14 +26,25 @@ from comparisons.progress import Progress
 from comparisons.report.atomic_folder import write_report_folder
 from comparisons.report.html import render_html
 from comparisons.report.markdown import render_markdown
-from comparisons.report.text import first_divergence_lines, verdict_line
+from comparisons.report.text import headline_details, verdict_line
+from comparisons.run.coverage import CASES
+from comparisons.run.engines import REFERENCES
 from comparisons.run.inputs import build_inputs
 from comparisons.run.spec import ENGINES, SpecError, load_spec
 from data import DataError
 from scratch.config import ScratchInputError
 from scratch.training import NonFiniteLossError
 
-EXIT_AGREE, EXIT_DISAGREE, EXIT_BAD_INPUT = 0, 1, 2
+EXIT_AGREE, EXIT_DISAGREE, EXIT_BAD_INPUT, EXIT_DIVERGED, EXIT_INTERNAL = 0, 1, 2, 3, 4
+EXIT_INTERRUPTED, EXIT_BROKEN_PIPE = 130, 141
+# Each verdict's exit status: an engine that raised (error) is a failure of the engine under
+# test, like a disagreement; a bug in the oracle itself is EXIT_INTERNAL.
+EXIT_STATUS = {
+    "agree": EXIT_AGREE,
+    "disagree": EXIT_DISAGREE,
+    "error": EXIT_DISAGREE,
+    "diverged": EXIT_DIVERGED,
+}
 DEFAULT_OUT = Path("reports/latest")
 
 
@@ -92,12 +106,13 @@ def _write_and_report(args: argparse.Namespace, report: dict) -> int:
         print(line)
     if not args.quiet:
         print(f"report: {out / 'report.json'}, {out / 'report.md'}, {out / 'report.html'}")
-    return EXIT_AGREE if report["verdict"] == "agree" else EXIT_DISAGREE
+    return EXIT_STATUS[report["verdict"]]
 
 
 def headline(report: dict) -> list[str]:
-    """The first lines of the command's output (and of report.md): verdict, then where."""
-    return [verdict_line(report), *first_divergence_lines(report)]
+    """The first lines of the command's output (and of report.md): the verdict, where the
+    engines first disagreed, who is wrong and where to look."""
+    return [verdict_line(report), *headline_details(report)]
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -121,13 +136,53 @@ def cmd_gradcheck(args: argparse.Namespace) -> int:
     return _write_and_report(args, report)
 
 
-def cmd_faults(args: argparse.Namespace) -> int:
-    engines = tuple(e.strip() for e in args.engines.split(",") if e.strip())
-    unknown = sorted(set(engines) - {"torch", "jax"})
+def cmd_check(args: argparse.Namespace) -> int:
+    references = _references(args.engines, "--engines")
+    progress = Progress(len(CASES), "check", enabled=not args.quiet)
+    report = run_check(references, on_case=progress)
+    out = write_report_folder(
+        report, args.out, {"report.md": render_markdown, "report.html": render_html}
+    )
+    print(verdict_line(report))
+    for case in report["cases"]:
+        print(f"  {case['verdict'].upper():<9} {case['name']} ({case['dtype']})")
+    for line in headline_details(report):
+        print(line)
+    if not args.quiet:
+        print(f"report: {out / 'report.json'}, {out / 'report.md'}, {out / 'report.html'}")
+    return EXIT_STATUS[report["verdict"]]
+
+
+def _check_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--engines",
+        default="torch,jax",
+        metavar="LIST",
+        help="the references to check scratch against (default: torch,jax; torch alone is faster)",
+    )
+    parser.add_argument(
+        "--out",
+        metavar="DIR",
+        type=Path,
+        default=Path("reports/check"),
+        help="the report folder (default: reports/check)",
+    )
+    parser.add_argument("--quiet", action="store_true", help="print only the verdict lines")
+
+
+def _references(text: str, option: str) -> tuple[str, ...]:
+    """A comma-separated list of references, each known, at least one."""
+    engines = tuple(e.strip() for e in text.split(",") if e.strip())
+    unknown = sorted(set(engines) - set(REFERENCES))
     if unknown or not engines:
         raise SpecError(
-            f"--engines: references to run the faults against: torch, jax; got {args.engines!r}"
+            f"{option}: a comma-separated list of {', '.join(REFERENCES)}; got {text!r}"
         )
+    return engines
+
+
+def cmd_faults(args: argparse.Namespace) -> int:
+    engines = _references(args.engines, "--engines")
     progress = Progress(len(FAULTS), "faults", enabled=not args.quiet)
     report = run_catalogue(engines, on_fault=lambda i: progress(i))
     out = write_report_folder(
@@ -213,6 +268,17 @@ COMMANDS: dict[str, tuple[Callable, Callable, str, str]] = {
         "Check every error term and gradient of scratch against central finite differences "
         "at the first --steps steps of the run, in float64. Needs no framework.",
     ),
+    "check": (
+        cmd_check,
+        _check_options,
+        "after changing scratch: every code path of scratch in short lockstep runs",
+        "Run the covering set of short lockstep runs that together execute every code path of "
+        "scratch (every activation, loss head, optimizer, dtype, batch shape; "
+        "comparisons/run/coverage.py), finite differences on each float64 case, and a short "
+        "drift run of scratch's own training loop. Prints one line per case, then for the "
+        "first failure where it diverged, who is wrong and where in scratch to look. Writes "
+        "report.json, report.md and report.html into --out.",
+    ),
     "faults": (
         cmd_faults,
         _faults_options,
@@ -268,4 +334,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("interrupted: no report was written", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:  # `… | head`: the reader left; the report is already written
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
+    except Exception:  # a bug in the oracle, not in the engine under test: say so, loudly
+        traceback.print_exc()
+        print(
+            "internal error: the oracle itself failed (not the engines it compares); please "
+            "report the traceback above",
+            file=sys.stderr,
+        )
+        return EXIT_INTERNAL

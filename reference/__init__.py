@@ -13,7 +13,7 @@ The engine contract both references implement (the oracle in ``comparisons`` dri
     framework — layers, losses, autodiff, optimizers — or it would verify nothing.
 ``set_state(params, opt_state)``
     Load parameters in the canonical layout (``Wl: (n_{l-1}, n_l)``, ``bl: (n_l,)``) and
-    scratch's optimizer state (``{"step": t, "momentum_W1": …, "adam_m_W1": …, …}``).
+    scratch's optimizer state (``{"t": t, "momentum_W1": …, "adam_m_W1": …, …}``).
 ``step(X, Y) -> trace``
     One training step on the batch ``X: (B, n_0)``, ``Y: (B, n_L)``, from the current state;
     the engine keeps the new state. The trace has exactly scratch's keys in scratch's order

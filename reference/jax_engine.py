@@ -28,6 +28,7 @@ from scratch.config import MLP, Optimizer
 from scratch.trace_schema import (
     OPTIMIZER_STATE,
     STATE,
+    dtype_of,
     param_names,
     parameter_shapes,
     parse,
@@ -42,7 +43,7 @@ DEVICES = ("cpu", "gpu")
 def write_state(opt: Optimizer, names: list[str], opt_state, state: dict, put: Callable):
     """scratch's optimizer state -> ``opt_state`` (a fresh ``tx.init``) with its leaves replaced.
 
-    ``state["step"]`` = t is ScaleByAdamState.count (optax counts finished steps as scratch
+    ``state["t"]`` = t is ScaleByAdamState.count (optax counts finished steps as scratch
     does, and bias-corrects with count + 1); sgd and momentum keep no step counter.
     """
     fields: dict = {}
@@ -50,7 +51,7 @@ def write_state(opt: Optimizer, names: list[str], opt_state, state: dict, put: C
         for s in OPTIMIZER_STATE[opt.name]:
             fields.setdefault(STATE_FIELDS[s], {})[p] = put(state[STATE[s].prefix + p])
     if opt.name in ("adam", "adamw"):
-        fields["count"] = put(state["step"], np.int32)
+        fields["count"] = put(state["t"], np.int32)
     return optax.tree.set(opt_state, **fields) if fields else opt_state
 
 
@@ -115,14 +116,14 @@ class JaxEngine:
 
     def set_state(self, params: dict[str, np.ndarray], opt_state: dict) -> None:
         """Load canonical parameters and scratch's optimizer state
-        (``{"step": t, "momentum_W1": …}`` or ``{"step": t, "adam_m_W1": …, "adam_v_W1": …}``)."""
+        (``{"t": t, "momentum_W1": …}`` or ``{"t": t, "adam_m_W1": …, "adam_v_W1": …}``)."""
         if sorted(params) != sorted(self._names):
             raise ValueError(f"parameters must be {self._names}; got {sorted(params)}")
         for p, shape in parameter_shapes(self.mlp.sizes).items():
             if np.shape(params[p]) != shape:
                 raise ValueError(f"{p} has shape {np.shape(params[p])}, expected {shape}")
         needed = [n for p in self._names for n in state_names(self.optimizer.name, p)]
-        missing = [n for n in ["step", *needed] if n not in opt_state]
+        missing = [n for n in ["t", *needed] if n not in opt_state]
         if missing:
             raise ValueError(f"optimizer state lacks {missing}")
         self._params = {p: self._put(params[p]) for p in self._names}
@@ -154,7 +155,7 @@ class JaxEngine:
     def predict(self, X: np.ndarray) -> np.ndarray:
         """A_L (n, n_L): the network's output on X (n, n_0) with the current parameters."""
         self._check_ready()
-        return self._to_numpy("A_L", self._forward(self._params, self._put(X)))
+        return self._to_numpy(f"A{self.mlp.n_layers}", self._forward(self._params, self._put(X)))
 
     def params(self) -> dict[str, np.ndarray]:
         """The current parameters W1, b1, …, WL, bL, canonical layout, engine dtype."""
@@ -172,12 +173,17 @@ class JaxEngine:
         return copy
 
     def _to_numpy(self, name: str, array: jax.Array) -> np.ndarray:
-        """A JAX result -> NumPy; a dtype other than the engine's is a bug, not a cast."""
+        """A JAX result -> NumPy in the dtype the schema gives ``name``: the engine's float
+        dtype (anything else is a bug, not a cast) or, for the step count, int64 (optax
+        counts in int32; the cast is exact)."""
         out = np.asarray(array)
-        if out.dtype != self.dtype:
+        wanted = np.dtype(dtype_of(name, self.dtype.name))
+        if wanted.kind == "i":
+            return out.astype(wanted)
+        if out.dtype != wanted:
             raise RuntimeError(
-                f"{name} came back as {out.dtype}, not {self.dtype}"
-                + (" (was jax_enable_x64 turned off?)" if self.dtype == np.float64 else "")
+                f"{name} came back as {out.dtype}, not {wanted}"
+                + (" (was jax_enable_x64 turned off?)" if wanted == np.float64 else "")
             )
         return out
 

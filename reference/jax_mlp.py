@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import optax
 
 from scratch.config import MLP, Optimizer
-from scratch.trace_schema import OPTIMIZER_STATE, STATE, param_names
+from scratch.trace_schema import COUNTED, OPTIMIZER_STATE, STATE, param_names
 
 Params = dict[str, jax.Array]
 
@@ -217,6 +217,8 @@ def make_train_step(mlp: MLP, opt: Optimizer, tx: optax.GradientTransformation) 
             )
         for p in names:
             trace[f"Δ{p}"] = new_params[p] - params[p]
+        if COUNTED[opt.name]:
+            trace["t"] = optax.tree.get(new_state, "count")  # ScaleByAdamState.count
         trace.update(read_state(kept, names, new_state))
         trace.update(new_params)
         return new_params, new_state, trace

@@ -22,7 +22,15 @@ from reference.torch_mlp import (
     train_step,
 )
 from scratch.config import MLP, Optimizer
-from scratch.trace_schema import OPTIMIZER_STATE, is_weight_shaped, state_names, trace_names
+from scratch.trace_schema import (
+    COUNTED,
+    OPTIMIZER_STATE,
+    STATE,
+    dtype_of,
+    is_weight_shaped,
+    state_names,
+    trace_names,
+)
 
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
 DEVICES = ("cpu", "cuda")
@@ -99,13 +107,13 @@ class TorchEngine:
         into the optimizer through ``load_state_dict``, replacing whatever was there.
 
         ``momentum_{p}`` becomes torch's ``momentum_buffer``; ``adam_m_{p}`` and ``adam_v_{p}``
-        become ``exp_avg`` and ``exp_avg_sq``, and ``opt_state["step"]`` Adam's ``step``. At
+        become ``exp_avg`` and ``exp_avg_sq``, and ``opt_state["t"]`` Adam's ``step``. At
         step 0 scratch's zeros give what torch's fresh state gives: SGD starts its buffer as
         a copy of g where μ·0 + g = g, and Adam starts from zeros and step 0.
         """
         if sorted(params) != sorted(self._params):
             raise ValueError(f"parameters must be {list(self._params)}; got {sorted(params)}")
-        wanted = {"step"} | {s for p in self._params for s in state_names(self.opt.name, p)}
+        wanted = {"t"} | {s for p in self._params for s in state_names(self.opt.name, p)}
         if not wanted <= set(opt_state):
             raise ValueError(f"optimizer state lacks {sorted(wanted - set(opt_state))}")
         with torch.no_grad():
@@ -135,7 +143,7 @@ class TorchEngine:
             entry = {STATE_KEYS[s]: self._tensor(n, opt_state[n]) for s, n in names.items()}
             if self.opt.name in ("adam", "adamw"):
                 # A 0-d CPU tensor of torch's default dtype, as Adam makes its own count.
-                entry["step"] = torch.tensor(float(opt_state["step"]))
+                entry["step"] = torch.tensor(float(opt_state["t"]))
             state[position[id(tensor)]] = entry
         return {"state": state, "param_groups": self.optimizer.state_dict()["param_groups"]}
 
@@ -143,14 +151,27 @@ class TorchEngine:
         """One training step on ``X: (B, n_0)``, ``Y: (B, n_L)``; returns scratch's trace."""
         self._require_state()
         trace = train_step(
-            self.model,
-            self.loss_fn,
-            self.optimizer,
-            self._tensor("X", X),
-            self._tensor("Y", Y),
-            self._kept,
+            self.model, self.loss_fn, self.optimizer, self._tensor("X", X), self._tensor("Y", Y)
         )
-        return {name: to_canonical(name, trace[name], self.dtype) for name in self._trace_names}
+        trace.update(self._read_state())
+        return {
+            name: to_canonical(name, trace[name], np.dtype(dtype_of(name, self.dtype.name)))
+            for name in self._trace_names
+        }
+
+    def _read_state(self) -> dict[str, torch.Tensor]:
+        """torch.optim's state after the step under the trace's names: ``momentum_buffer``
+        as ``momentum_{p}``, ``exp_avg`` and ``exp_avg_sq`` as ``adam_m_{p}``, ``adam_v_{p}``,
+        and Adam's step count (kept per parameter, the same for all) as ``t``."""
+        state = self.optimizer.state
+        out = {
+            STATE[s].prefix + p: state[t][STATE_KEYS[s]]
+            for p, t in self._params.items()
+            for s in self._kept
+        }
+        if COUNTED[self.opt.name]:
+            out["t"] = state[self._params["W1"]]["step"]
+        return out
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """A_L = model(X)   (n, n_L), under ``torch.no_grad`` (no graph is built)."""

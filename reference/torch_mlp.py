@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from scratch.config import MLP, Optimizer
-from scratch.trace_schema import STATE, param_names
+from scratch.trace_schema import param_names
 
 ACTIVATIONS = {
     "sigmoid": nn.Sigmoid,  # A = 1 / (1 + exp(-Z))
@@ -121,17 +121,16 @@ def train_step(
     optimizer: torch.optim.Optimizer,
     X: torch.Tensor,
     Y: torch.Tensor,
-    kept: tuple[str, ...] = (),
 ) -> dict[str, torch.Tensor]:
-    """One training step on ``X: (B, n_0)``, ``Y: (B, n_L)``, and every tensor of its trace
-    under the trace's names, in dataflow order (PyTorch's layout); ``kept`` names the
-    optimizer's state in the trace (``OPTIMIZER_STATE[name]``: "momentum", "adam_m", …).
+    """One training step on ``X: (B, n_0)``, ``Y: (B, n_L)``, and the tensors of its trace
+    under the trace's names, in dataflow order (PyTorch's layout). The optimizer's state after
+    the step is in ``optimizer.state``, under torch.optim's own names (see ``STATE_KEYS``).
 
     forward   Z_l = Linear_l(A_{l-1}),  A_l = activation_l(Z_l)       (B, n_l)
     loss      the loss module on (A_L, Y), mean over the batch        ()
     backward  ``loss.backward()``: dZ_l from ``retain_grad`` on Z_l   (B, n_l),
               dW_l, db_l from the parameters' ``.grad``
-    update    ``optimizer.step()``; Δθ = new - old, the optimizer's state, the new θ
+    update    ``optimizer.step()``; Δθ = new - old, and the new θ
     """
     params = named_parameters(model)
     L = len(params) // 2
@@ -155,8 +154,5 @@ def train_step(
     optimizer.step()
     for p, t in params.items():
         trace[f"Δ{p}"] = t.detach() - before[p]
-    for p, t in params.items():
-        for s in kept:
-            trace[STATE[s].prefix + p] = optimizer.state[t][STATE_KEYS[s]]
     trace.update({p: t.detach() for p, t in params.items()})
     return trace

@@ -97,7 +97,8 @@ class Optimizer:
             value = getattr(self, field)
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise ScratchInputError(f"{field} must be a number; got {value!r}")
-            if not math.isfinite(value):
+            # lr = inf is allowed: it is the quickest way to make training diverge on purpose
+            if math.isnan(value) or (math.isinf(value) and field != "lr"):
                 raise ScratchInputError(f"{field} must be a finite number; got {value}")
         if not self.lr > 0:
             raise ScratchInputError(f"lr must be > 0; got {self.lr}")

@@ -72,7 +72,7 @@ RULES: dict[str, Rule] = {
 
 def init_state(opt: Optimizer, params: Params) -> dict:
     """Zero buffers for every parameter, and the step counter t = 0."""
-    state: dict = {"step": 0}
+    state: dict = {"t": 0}
     for p, theta in params.items():
         for name in state_names(opt.name, p):
             state[name] = np.zeros_like(theta)
@@ -84,11 +84,11 @@ def update(opt: Optimizer, params: Params, grads: Params, state: dict) -> tuple[
 
     Nothing is changed in place: the old parameters and state stay valid.
     """
-    t = state["step"] + 1
+    t = state["t"] + 1
     rule = RULES[opt.name]
     kept = OPTIMIZER_STATE[opt.name]
     new_params: Params = {}
-    new_state: dict = {"step": t}
+    new_state: dict = {"t": t}
     for p, theta in params.items():
         g = grads[p]
         decays = parse(p).decays

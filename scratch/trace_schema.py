@@ -43,6 +43,7 @@ STAGES = {
     "error_term": "error terms",
     "gradient": "gradients",
     "update": "update",
+    "counter": "update",
     "optimizer_state": "update",
     "parameter": "update",
 }
@@ -79,6 +80,7 @@ class Family:
     meaning: str
     producer: str  # "file.py:function" in scratch/, placeholders filled by ``describe``
     equation: str  # the equation with {l}, {prev}, {p} (the parameter) to fill in
+    dtype: str = "run"  # "run": the run's float dtype; else a NumPy dtype name ("int64")
 
 
 # The batch, checked exactly before any arithmetic: scratch batches the data itself.
@@ -106,7 +108,7 @@ LOSS = (
 # Backward, per layer from the top down: the error term, then the layer's gradients.
 ERROR_TERM = Family(
     "dZ", "error_term", "layer", "(B, n_l)", "∂loss/∂Z_l, the error term (delta) of layer l",
-    "network.py:hidden_error, activations.py:{act}_derivative",
+    "network.py:hidden_error, activations.py:{act}_derivative, network.py:backward",
     "dZ{l} = (dZ{next} @ W{next}.T) * {act}'(Z{l})",
 )  # fmt: skip
 OUTPUT_ERROR = Family(
@@ -138,10 +140,18 @@ def _state(prefix: str, meaning: str, equation: str) -> Family:
         "parameter",
         "",
         meaning,
-        "optimizers.py:{rule_function}",
+        "optimizers.py:{rule_function}, optimizers.py:update",
         equation,
     )
 
+
+# The step count t after the step (t = 1 after the first step), for the optimizers whose
+# update depends on it (Adam's bias corrections). It is an exact integer in every engine.
+COUNTER = Family(
+    "t", "counter", "step", "()", "the optimizer's step count after the step",
+    "optimizers.py:update", "t = t + 1", dtype="int64",
+)  # fmt: skip
+COUNTED = {"sgd": False, "momentum": False, "nesterov": False, "adam": True, "adamw": True}
 
 # The optimizer state each optimizer keeps per parameter, after the step. The names are the
 # same in all three engines' traces (torch.optim and optax name them otherwise; the
@@ -225,6 +235,7 @@ def trace_names(n_layers: int, optimizer: str) -> list[str]:
         names.append(f"{ERROR_TERM.prefix}{l}")
         names += [f"{GRADIENTS[p.letter].prefix}{p.letter}{l}" for p in PARAMETERS]
     names += [UPDATE.prefix + p for p in params]
+    names += [COUNTER.prefix] if COUNTED[optimizer] else []
     names += [s for p in params for s in state_names(optimizer, p)]
     names += [NEW_PARAMETER.prefix + p for p in params]
     return names
@@ -257,7 +268,7 @@ class Tensor:
         return self.parameter is not None and _PARAMETER[self.parameter[0]].decays
 
 
-_PER_STEP = {f.prefix: f for f in (*BATCH, *LOSS)}
+_PER_STEP = {f.prefix: f for f in (*BATCH, *LOSS, COUNTER)}
 _PER_LAYER = {f.prefix: f for f in FORWARD}
 _PER_PARAMETER = {
     **{f.prefix: f for f in (UPDATE, NEW_PARAMETER)},
@@ -288,6 +299,13 @@ def parse(name: str) -> Tensor:
         family = GRADIENTS[m["letter"]] if prefix == "d" else _PER_PARAMETER[prefix]
         return Tensor(name, family, int(m["layer"]), m["parameter"])
     raise KeyError(f"not a trace tensor name: {name!r}")
+
+
+def dtype_of(name: str, run_dtype: str) -> str:
+    """The dtype an engine reports ``name`` in: the run's (float64 or float32) for every
+    tensor but the integer ones (the step count ``t``)."""
+    family = parse(name).family
+    return run_dtype if family.dtype == "run" else family.dtype
 
 
 def kind_of(name: str) -> str:

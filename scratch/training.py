@@ -5,6 +5,7 @@ A step's trace holds, in dataflow order (``trace_schema.py`` defines every name)
     loss                                   mean over the batch
     dZL, dWL, dbL, …, dZ1, dW1, db1        error terms and gradients
     ΔW1, Δb1, …, ΔWL, ΔbL                  the update: new minus old parameter
+    t                                      the step count after the step (adam, adamw)
     momentum_W1 / adam_m_W1, adam_v_W1, …  the optimizer state after the step
     W1, b1, …, WL, bL                      the new parameters
 """
@@ -18,7 +19,7 @@ import numpy as np
 from scratch import optimizers
 from scratch.config import MLP, Optimizer, check_inputs
 from scratch.network import forward, forward_backward
-from scratch.trace_schema import state_names
+from scratch.trace_schema import COUNTED, state_names
 
 Params = dict[str, np.ndarray]
 
@@ -44,6 +45,8 @@ def train_step(
     new_params, new_state = optimizers.update(opt, params, grads, state)
     for p in params:
         trace[f"Δ{p}"] = new_params[p] - params[p]
+    if COUNTED[opt.name]:
+        trace["t"] = np.asarray(new_state["t"], dtype=np.int64)
     for p in params:
         for name in state_names(opt.name, p):
             trace[name] = new_state[name]

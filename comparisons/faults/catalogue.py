@@ -50,9 +50,15 @@ class Fault:
     expected_tensor: str  # the first tensor, in dataflow order, that the fault changes
     spec: dict = field(default_factory=dict)  # run-spec changes under which the fault shows
     equivalent: bool = False  # cannot change behaviour (a test proves it)
+    location: str = ""  # the function the fault breaks, where ``patch`` cannot say
 
     def run_spec(self) -> dict:
         return {**FAST_SPEC, **self.spec}
+
+    @property
+    def where(self) -> str:
+        """``scratch/<module>.py:<function>``: the function the fault breaks."""
+        return getattr(self.patch, "where", self.location)
 
 
 ACT = scratch.activations
@@ -63,6 +69,7 @@ OPT = scratch.optimizers
 MOMENTUM = 'opt.momentum * state["momentum"] + g'
 MOMENTUM_SPEC = {"optimizer": "momentum", "lr": 0.02, "momentum": 0.9}
 ADAM_SPEC = {"optimizer": "adam", "lr": 0.01}
+IN_PLACE_SGD = "theta -= opt.lr * g\n    return theta, {}"
 
 FAULTS = (
     # Activations: the derivative's sign or form.
@@ -135,6 +142,7 @@ FAULTS = (
         # Gain 15: enough saturated outputs that some log terms fall below -10, few so
         # saturated (|Z| > 25) that A(1 - A) itself loses its digits in float64.
         {"loss": "bce", "output": "sigmoid", "init_gain": 15.0},
+        location="scratch/losses.py:bce",
     ),
     Fault(
         "softmax-without-max",
@@ -196,7 +204,32 @@ FAULTS = (
         edit(NET, "bias_grad", "dZ.sum(axis=0)", "dZ.mean(axis=0)"),
         "db3",
     ),
+    Fault(
+        "bias-gradient-wrong-axis",
+        "backward",
+        "db_l = Σ over the units instead of the batch: a shape the update cannot broadcast (a "
+        "crash inside the step, which the oracle turns into a verdict)",
+        edit(NET, "bias_grad", "dZ.sum(axis=0)", "dZ.sum(axis=1)"),
+        "db3",
+    ),
     # Optimizers.
+    Fault(
+        "update-in-place",
+        "optimizer",
+        "θ -= lr·g: the update writes into the parameter it was given (the caller's array)",
+        edit(
+            OPT, "sgd", "return theta - opt.lr * g, {}", "theta -= opt.lr * g\n    return theta, {}"
+        ),
+        "W1",
+    ),
+    Fault(
+        "adam-step-count-not-advanced",
+        "optimizer",
+        "Adam's step count t is used but not stored: every step is bias-corrected as the first",
+        edit(OPT, "update", 'new_state: dict = {"t": t}', 'new_state: dict = {"t": state["t"]}'),
+        "t",
+        ADAM_SPEC,
+    ),
     Fault(
         "update-sign",
         "optimizer",
@@ -292,6 +325,18 @@ FAULTS = (
             "epoch_batches",
             "len(order) - batch_size + 1 if drop_last else len(order)",
             "len(order) - batch_size + 1",
+        ),
+        "rows",
+    ),
+    Fault(
+        "extra-batch",
+        "data",
+        "one batch too many in each epoch (an empty one past the end)",
+        edit(
+            TRAIN,
+            "epoch_batches",
+            "range(0, last_start, batch_size)",
+            "range(0, last_start + batch_size, batch_size)",
         ),
         "rows",
     ),

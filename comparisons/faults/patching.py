@@ -12,6 +12,7 @@ import contextlib
 import inspect
 import textwrap
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from types import ModuleType
 from unittest import mock
 
@@ -67,6 +68,23 @@ def edited_function(module: ModuleType, name: str, old: str, new: str) -> Iterat
         yield
 
 
-def edit(module: ModuleType, function: str, old: str, new: str):
-    """A fault's patch: ``edited_function`` of these arguments, made when the fault runs."""
-    return lambda: edited_function(module, function, old, new)
+@dataclass(frozen=True)
+class Edit:
+    """A fault's patch: one edit of one function, applied when the fault runs."""
+
+    module: ModuleType
+    function: str
+    old: str
+    new: str
+
+    def __call__(self) -> contextlib.AbstractContextManager:
+        return edited_function(self.module, self.function, self.old, self.new)
+
+    @property
+    def where(self) -> str:
+        """The edited function, as the trace schema's "look at" pointers name functions."""
+        return f"{self.module.__name__.replace('.', '/')}.py:{self.function}"
+
+
+def edit(module: ModuleType, function: str, old: str, new: str) -> Edit:
+    return Edit(module, function, old, new)

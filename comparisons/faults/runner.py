@@ -49,15 +49,17 @@ def run_fault(fault: Fault, engines: tuple[str, ...]) -> dict:
         "equivalent": fault.equivalent,
         "expected_tensor": fault.expected_tensor or None,
         "sound_run_agrees": sound.agree,
+        "verdict": broken.verdict,
         "caught": not broken.agree,
         "steps_run": broken.steps_run,
         "seconds": time.perf_counter() - started,
     }
-    if broken.agree:
-        entry.update(first_divergence=None, localized=None, steps_to_catch=None)
-        entry["arbitration"] = None
-        return entry
     d = broken.first_divergence
+    if d is None:  # agreed, or went non-finite everywhere, or raised before any divergence
+        entry.update(first_divergence=None, steps_to_catch=None, arbitration=None)
+        entry["localized"] = None if broken.agree else False
+        entry["steps_to_catch"] = None if broken.agree else broken.steps_run
+        return entry
     entry["first_divergence"] = d.as_dict()
     entry["steps_to_catch"] = d.step + 1
     entry["localized"] = d.comparison.tensor == fault.expected_tensor

@@ -19,10 +19,12 @@ def run_drift(inputs: RunInputs, on_step: OnStep | None = None, device: str = "c
     started = time.perf_counter()
     refs = make_references(inputs, device)
     result = drift(inputs, refs, on_step=on_step)
-    scratch = ScratchEngine(inputs.mlp, inputs.optimizer, inputs.spec.dtype)
-    scratch.set_state(result.final_params["scratch"], {})
-    metrics = evaluate(inputs, {"scratch": scratch, **refs})
-    verdict = drift_verdict(metrics, inputs.spec.dtype)
+    metrics, verdict = None, None
+    if result.diverged is None and result.first_divergence is None and result.failure is None:
+        scratch = ScratchEngine(inputs.mlp, inputs.optimizer, inputs.spec.dtype)
+        scratch.set_state(result.final_params["scratch"], {})
+        metrics = evaluate(inputs, {"scratch": scratch, **refs})
+        verdict = drift_verdict(metrics, inputs.spec.dtype)
     timings = {"total_s": time.perf_counter() - started}
     env = fingerprint(inputs.spec.engines, device)
     return drift_report(inputs, result, metrics, verdict, env, timings)

@@ -17,10 +17,11 @@ OnStep = Callable[[int], None]
 def run_gradcheck(inputs: RunInputs, n_steps: int, on_step: OnStep | None = None) -> dict:
     """Backprop against central differences at the first ``n_steps`` steps of the run."""
     started = time.perf_counter()
-    per_step, first = gradcheck(inputs, n_steps, on_step)
+    per_step, first, diverged = gradcheck(inputs, n_steps, on_step)
     timings = {"total_s": time.perf_counter() - started}
     report = base_report("gradcheck", inputs, fingerprint(["scratch"]), timings)
-    report["verdict"] = "agree" if first is None else "disagree"
+    report["verdict"] = "diverged" if diverged else ("disagree" if first else "agree")
+    report["diverged"] = diverged.as_dict() if diverged else None
     report["engines"] = ["scratch", "finite differences"]
     report["first_divergence"] = first.as_dict() if first else None
     report["finite_difference_tolerance"] = vars(FINITE_DIFFERENCES)

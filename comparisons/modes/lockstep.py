@@ -22,9 +22,11 @@ def run_lockstep(inputs: RunInputs, on_step: OnStep | None = None, device: str =
     refs = make_references(inputs, device)
     result = lockstep(inputs, refs, on_step=on_step)
     run_s = time.perf_counter() - started
-    scratch = ScratchEngine(inputs.mlp, inputs.optimizer, inputs.spec.dtype)
-    scratch.set_state(result.final_params, {})
-    metrics = evaluate(inputs, {"scratch": scratch, **refs})
+    metrics = None
+    if result.verdict in ("agree", "disagree"):  # a diverged or stopped run has none
+        scratch = ScratchEngine(inputs.mlp, inputs.optimizer, inputs.spec.dtype)
+        scratch.set_state(result.final_params, {})
+        metrics = evaluate(inputs, {"scratch": scratch, **refs})
     steps = walkthrough(result.first_step_traces, inputs.mlp, inputs.optimizer)
     timings = {"run_s": run_s, "total_s": time.perf_counter() - started}
     env = fingerprint(inputs.spec.engines, device)

@@ -15,8 +15,8 @@ import numpy as np
 
 from comparisons.oracle.compare import compare
 from comparisons.oracle.divergence import Divergence, DivergentStep
-from comparisons.oracle.gradcheck import FD
-from comparisons.oracle.tolerances import FINITE_DIFFERENCES
+from comparisons.oracle.gradcheck import FD, fd_allowed
+from comparisons.oracle.roundoff import Step, allowances
 from comparisons.run.inputs import RunInputs
 from scratch.gradcheck import numerical_gradients
 
@@ -36,17 +36,42 @@ def arbitrate(inputs: RunInputs, divergence: Divergence, at: DivergentStep) -> d
             tensor,
             {},
         )
+    if divergence.comparison.engine == "scratch":  # found by the isolation check
+        return _verdict("scratch", f"scratch is wrong: {divergence.comparison.problem}", tensor, {})
     values = {e: t[tensor] for e, t in at.traces.items() if tensor in t}
+    loss = float(at.traces["scratch"].get("loss", np.nan))
+    allowed = _judges_allowance(inputs, at, tensor)
     if kind in ("error_term", "gradient") and inputs.spec.dtype == "float64":
         numeric = numerical_gradients(inputs.mlp, at.params, at.X, at.Y)
         values[FD] = numeric[tensor]
     agree = {}
     for a, b in itertools.combinations(values, 2):
-        tol = FINITE_DIFFERENCES if FD in (a, b) else None
+        # No NaN or inf agrees with anything (compare's rule), so a NaN against an inf never
+        # makes a majority: such a divergence is arbitrated by the finite values alone.
+        fd = FD in (a, b)
         same_shape = np.shape(values[a]) == np.shape(values[b])
-        agree[f"{a} vs {b}"] = same_shape and compare(tensor, values[a], values[b], b, tol).ok
+        c = compare(
+            tensor,
+            values[a],
+            values[b],
+            b,
+            fd_allowed(values[FD], loss) if fd else allowed,
+        )
+        agree[f"{a} vs {b}"] = same_shape and c.ok
     references = [e for e in values if e not in ("scratch", FD)]
     return _decide(tensor, agree, references, FD in values)
+
+
+def _judges_allowance(inputs: RunInputs, at: DivergentStep, tensor: str):
+    """The allowance between engines, from a reference's operands where one finished its
+    step: scratch's own values may be the broken ones (NaN, or far off), and a broken
+    engine must not set the bar its judges are held to."""
+    step = Step(inputs.mlp, inputs.optimizer, at.params, at.state, at.X, at.Y)
+    for engine, trace in at.traces.items():
+        if engine != "scratch" and trace:
+            with np.errstate(all="ignore"):
+                return allowances(step, trace, inputs.spec.dtype).get(tensor)
+    return at.allowed.get(tensor)
 
 
 def _agrees(agree: dict, a: str, b: str) -> bool:

@@ -3,12 +3,18 @@
 It checks shape, then dtype, then values (as tinygrad's ``helper_test_op`` does), and its
 verdict names everything a person needs to find the fault: the step, the tensor, the worst
 element's index, both values, the error and the allowance.
+
+No NaN or infinity ever counts as agreement. Where either side holds one, the comparison
+fails, and says whether both sides hold the same non-finite values in the same places
+(``nonfinite="both"``: the engines went non-finite together, which the oracle reports as a
+diverged run) or not (``"differs"``: one finite and one not, NaN against inf, or different
+positions: a divergence like any other).
 """
 
 from __future__ import annotations
 
 import functools
-import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,7 +23,6 @@ from comparisons.oracle.tolerances import Tolerance, tolerance
 from scratch.trace_schema import kind_of, layer_of
 
 _TINY = np.finfo(np.float64).tiny  # the allowance's floor, so that an exact zero still divides
-_BOUNDED = 1e300  # (rtol + atol)·max|b| below this: rtol·|b| + atol·max|b| cannot overflow
 
 
 @dataclass(frozen=True)
@@ -32,7 +37,8 @@ class Comparison:
     scratch_value: float
     reference_value: float
     allowed: float  # the allowance at the worst element
-    problem: str = ""  # a shape or dtype mismatch, when there is one
+    problem: str = ""  # a shape, dtype or non-finite mismatch, when there is one
+    nonfinite: str = ""  # "", or "both" (the same NaN/inf in the same places), or "differs"
 
     @property
     def kind(self) -> str:
@@ -40,7 +46,7 @@ class Comparison:
 
     @property
     def layer(self) -> int | None:
-        return layer_of(self.tensor)
+        return _layer(self.tensor)
 
     def describe(self, where: str = "") -> str:
         """One line: what differs, where, by how much, and what was allowed."""
@@ -61,90 +67,104 @@ def compare(
     scratch: np.ndarray,
     reference: np.ndarray,
     engine: str,
+    allowed: np.ndarray | float | None = None,
+    *,
     tol: Tolerance | None = None,
-    old_param: np.ndarray | None = None,
 ) -> Comparison:
-    """Compare scratch's ``tensor`` with a reference's; ``old_param`` for updates (ΔW)."""
+    """Compare scratch's ``tensor`` with a reference's.
+
+    The allowance is elementwise ``allowed`` (from ``roundoff.allowances``), or else ``tol``'s
+    rtol·|b| + atol·max|b|, or else the table's tolerance for the tensor's kind.
+    """
     a, b = np.asarray(scratch), np.asarray(reference)
-    if tol is None:
-        tol = _tolerance(b.dtype, tensor)
     if a.shape != b.shape:
         return mismatch(tensor, engine, f"shape {a.shape} != {b.shape}")
     if a.dtype != b.dtype:
         return mismatch(tensor, engine, f"dtype {a.dtype} != {b.dtype}")
-    work = np.float64  # judge in float64 so the judging itself adds no rounding
-    # Flat float64 views (a copy only where the dtype differs): the 0-d loss becomes (1,), and
-    # a flat index is the same element as in ``a.flat``. Nothing below writes into them; the
-    # arrays computed here are worked on in place, each pass over the data counts for wide
-    # networks.
-    a64, b64 = np.asarray(a, dtype=work).reshape(-1), np.asarray(b, dtype=work).reshape(-1)
-    diff = np.subtract(a64, b64)
+    # Judged in float64 so the judging adds no rounding; flat, so that the 0-d loss is (1,).
+    a64, b64 = np.asarray(a, np.float64).reshape(-1), np.asarray(b, np.float64).reshape(-1)
+    finite_a, finite_b = np.isfinite(a64), np.isfinite(b64)
+    both_finite = bool(finite_a.all() and finite_b.all())
+    diff = np.zeros(a64.shape)
+    np.subtract(a64, b64, out=diff, where=finite_a & finite_b)
     np.abs(diff, out=diff)
-    max_abs = float(diff.max(initial=0.0))
-    # A finite max |a - b| means every element of both tensors is finite (an inf or NaN on
-    # either side makes its difference inf or NaN), so the NaN and inf rules have nothing to
-    # do: that is nearly every comparison.
-    finite = math.isfinite(max_abs)
-    if not finite:
-        max_abs = _nonfinite_rules(diff, a64, b64)
-    abs_b = np.abs(b64)
-    if finite:
-        scale = float(abs_b.max(initial=0.0))
-    else:  # the largest finite |b|
-        scale = float(np.max(abs_b, initial=0.0, where=np.isfinite(b64)))
-    allowed = _allowance(tol, abs_b, scale, a.dtype, old_param, finite)
-    ratio = np.divide(diff, allowed, out=diff)  # no NaN: diff has none left, and allowed > 0
+    abs_b = np.abs(np.where(finite_b, b64, 0.0))
+    scale = float(abs_b.max(initial=0.0))
+    limit = _allowance(allowed, tol, tensor, b.dtype, abs_b, scale, a64.shape)
+    ratio = diff / np.maximum(limit, _TINY)
+    if not both_finite:
+        return _nonfinite(tensor, engine, a, a64, b64, finite_a, finite_b, ratio, limit, scale)
     flat = int(ratio.argmax()) if ratio.size else 0
-    worst_ratio = float(ratio[flat]) if ratio.size else 0.0
-    index = tuple(map(int, np.unravel_index(flat, a.shape))) if a.ndim else ()  # () for loss
+    max_abs = float(diff.max(initial=0.0))
+    worst = float(ratio[flat]) if ratio.size else 0.0
     return Comparison(
         tensor=tensor,
         engine=engine,
-        ok=worst_ratio <= 1.0,
+        ok=worst <= 1.0,
         max_abs=max_abs,
         max_rel=max_abs / scale if scale > 0 else (0.0 if max_abs == 0 else np.inf),
-        ratio=worst_ratio,
-        index=index,
+        ratio=worst,
+        index=_index(flat, a.shape),
         scratch_value=float(a64[flat]) if a.size else 0.0,
         reference_value=float(b64[flat]) if b.size else 0.0,
-        allowed=float(allowed[flat]) if allowed.size else 0.0,
+        allowed=float(limit[flat]) if limit.size else 0.0,
     )
 
 
-def _allowance(
-    tol: Tolerance,
-    abs_b: np.ndarray,
-    scale: float,
-    dtype: np.dtype,
-    old_param: np.ndarray | None,
-    finite: bool,
-) -> np.ndarray:
-    """rtol·|b| + atol·max|b| (+ ulps·eps·|θ_old| for updates), floored at ``_TINY``,
-    computed in ``abs_b``'s memory. A NaN term counts as 0 and an infinite one as the largest
-    float; when b is finite and rtol + atol is small enough that no sum can overflow, there
-    is neither, and the pass that looks for them is skipped."""
-    allowed = abs_b
-    allowed *= tol.rtol
-    allowed += tol.atol * scale
-    ulps = bool(tol.ulps) and old_param is not None
-    if ulps:
-        old = np.abs(np.asarray(old_param, dtype=np.float64).reshape(-1))
-        allowed += tol.ulps * np.finfo(dtype).eps * old
-    bounded = finite and not ulps and (tol.rtol + tol.atol) * scale < _BOUNDED
-    if not bounded and not math.isfinite(allowed.max(initial=0.0)):
-        allowed = np.nan_to_num(allowed, nan=0.0)
-    return np.maximum(allowed, _TINY, out=allowed)
+def _allowance(allowed, tol, tensor, dtype, abs_b, scale, shape) -> np.ndarray:
+    """The elementwise allowance; a non-finite one (from a non-finite operand) allows nothing."""
+    if allowed is not None:
+        limit = np.broadcast_to(np.asarray(allowed, np.float64).reshape(-1), shape)
+        return np.where(np.isfinite(limit), limit, 0.0)
+    tol = tol if tol is not None else _tolerance(dtype, tensor)
+    return tol.rtol * abs_b + tol.atol * scale
 
 
-def _nonfinite_rules(diff: np.ndarray, a64: np.ndarray, b64: np.ndarray) -> float:
-    """The rules for an inf or NaN on either side, applied to ``diff`` in place: a NaN on one
-    side only fails (inf), NaN on both sides and the same infinity on both agree (0).
-    Returns the new max |a - b|."""
-    nan_a, nan_b = np.isnan(a64), np.isnan(b64)
-    diff[nan_a != nan_b] = np.inf
-    diff[nan_a & nan_b] = 0.0
-    diff[(a64 == b64) & np.isinf(a64)] = 0.0
-    return float(np.max(diff, initial=0.0))
+def _classes(x: np.ndarray) -> np.ndarray:
+    """0 finite, 1 +inf, 2 -inf, 3 NaN."""
+    return np.select([np.isnan(x), x == np.inf, x == -np.inf], [3, 1, 2], 0)
+
+
+def _nonfinite(tensor, engine, a, a64, b64, finite_a, finite_b, ratio, limit, scale):
+    """A comparison where either side holds a NaN or an infinity: never agreement."""
+    ca, cb = _classes(a64), _classes(b64)
+    differing = np.flatnonzero(ca != cb)
+    finite_ok = bool(np.all(ratio[finite_a & finite_b] <= 1.0))
+    if differing.size or not finite_ok:
+        flat = int(differing[0]) if differing.size else int(np.argmax(ratio))
+        verdict = "differs"
+        problem = (
+            f"scratch has {a64[flat]:.17g} at {list(_index(flat, a.shape))} where {engine} "
+            f"has {b64[flat]:.17g}"
+            if differing.size
+            else "non-finite in the same places, but the finite values differ"
+        )
+    else:
+        flat = int(np.flatnonzero(~finite_a)[0])
+        verdict = "both"
+        count = int((~finite_a).sum())
+        problem = (
+            f"non-finite in both: {count} of {a64.size} values (first at "
+            f"{list(_index(flat, a.shape))}: scratch {a64[flat]}, {engine} {b64[flat]})"
+        )
+    return Comparison(
+        tensor=tensor,
+        engine=engine,
+        ok=False,
+        max_abs=np.inf,
+        max_rel=np.inf,
+        ratio=np.inf,
+        index=_index(flat, a.shape),
+        scratch_value=float(a64[flat]),
+        reference_value=float(b64[flat]),
+        allowed=float(limit[flat]) if limit.size else 0.0,
+        problem=problem,
+        nonfinite=verdict,
+    )
+
+
+def _index(flat: int, shape: tuple[int, ...]) -> tuple[int, ...]:
+    return tuple(map(int, np.unravel_index(flat, shape))) if shape else ()
 
 
 @functools.lru_cache(maxsize=4096)
@@ -161,6 +181,14 @@ def _kind(tensor: str) -> str:
         return "unknown"
 
 
+@functools.lru_cache(maxsize=4096)
+def _layer(tensor: str) -> int | None:
+    try:
+        return layer_of(tensor)
+    except KeyError:
+        return None
+
+
 def mismatch(tensor: str, engine: str, problem: str) -> Comparison:
     """A failed comparison that has no values to show: a shape, dtype or presence problem."""
     return Comparison(
@@ -173,11 +201,11 @@ def assert_traces_agree(
     reference: dict[str, np.ndarray],
     engine: str,
     where: str = "",
-    old_params: dict[str, np.ndarray] | None = None,
+    allowed: Mapping[str, np.ndarray] | None = None,
 ) -> list[Comparison]:
     """Compare two traces tensor by tensor in scratch's (dataflow) order; raise on the first
     disagreement with a message that names it. Returns every comparison when all agree."""
-    comparisons = compare_traces(scratch, reference, engine, old_params)
+    comparisons = compare_traces(scratch, reference, engine, allowed)
     for c in comparisons:
         if not c.ok:
             raise AssertionError(c.describe(where))
@@ -188,16 +216,17 @@ def compare_traces(
     scratch: dict[str, np.ndarray],
     reference: dict[str, np.ndarray],
     engine: str,
-    old_params: dict[str, np.ndarray] | None = None,
+    allowed: Mapping[str, np.ndarray] | None = None,
 ) -> list[Comparison]:
-    """Every tensor of scratch's trace against the reference's, in scratch's order."""
+    """Every tensor of scratch's trace against the reference's, in scratch's order;
+    ``allowed[name]`` is each tensor's elementwise allowance (the table's where absent)."""
+    allowed = allowed or {}
     out = []
     for name, value in scratch.items():
         if name not in reference:
             out.append(mismatch(name, engine, f"missing from {engine}'s trace"))
             continue
-        old = old_params.get(name[1:]) if old_params and name.startswith("Δ") else None
-        out.append(compare(name, value, reference[name], engine, old_param=old))
+        out.append(compare(name, value, reference[name], engine, allowed.get(name)))
     extra = sorted(set(reference) - set(scratch))
     if extra:
         out.append(mismatch(extra[0], engine, f"in {engine}'s trace but not in scratch's"))

@@ -1,20 +1,28 @@
 """Drift: every engine trains freely from the same start, through the same batches.
 
-The runner records, step by step, each engine's loss and how far each reference's parameters
-move away from scratch's. Nothing is reloaded between steps, so rounding differences compound
-(and grow faster in float32): the verdict compares final losses, not step-by-step tensors.
+Scratch runs its own training loop, ``scratch.training.train``, unchanged: what users and the
+``train`` command run. Each reference runs its own free loop. Nothing is reloaded between
+steps, so rounding differences compound (and grow faster in float32): every step's loss and
+parameters are judged against a drift allowance, and the final losses on every split too.
+
+Non-finite values follow the oracle's rule: never agreement. When every engine's loss turns
+non-finite at the same step the run is diverged; when only some do, they disagree.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
 
+import scratch.training
+from comparisons.oracle.divergence import EngineFailure, engine_failure
 from comparisons.oracle.tolerances import DRIFT
-from comparisons.run.engines import Engine, ScratchEngine, initial_state
+from comparisons.run.engines import Engine, initial_state
 from comparisons.run.inputs import RunInputs
+from scratch.training import NonFiniteLossError
 
 
 @dataclass
@@ -22,6 +30,9 @@ class DriftResult:
     engines: list[str]
     per_step: list[dict] = field(default_factory=list)
     final_params: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+    first_divergence: dict | None = None  # the first step beyond the drift allowance
+    diverged: dict | None = None  # every engine's loss non-finite at the same step
+    failure: EngineFailure | None = None  # an engine raised
 
 
 def drift(
@@ -31,41 +42,111 @@ def drift(
     on_step: Callable[[int], None] | None = None,
 ) -> DriftResult:
     """Train every engine freely from the same start; record each step's loss per engine and
-    each reference's parameter drift: max over parameters of ‖θ_ref - θ_scratch‖∞ / ‖θ_scratch‖∞.
-    """
+    each reference's parameter drift, max over parameters of ‖θ_ref - θ_scratch‖∞ / ‖θ_scratch‖∞,
+    and stop at the first step beyond the allowance or non-finite."""
     X, Y = inputs.train
-    scratch = ScratchEngine(inputs.mlp, inputs.optimizer, inputs.spec.dtype)
-    engines: dict[str, Engine] = {"scratch": scratch, **references}
+    tol = DRIFT[inputs.spec.dtype]
     state0 = initial_state(inputs.optimizer, inputs.params0)
-    for engine in engines.values():
+    for engine in references.values():
         engine.set_state(inputs.params0, state0)
-    result = DriftResult(engines=list(engines))
-    names = list(inputs.params0)
-    for step in inputs.schedule.steps:
-        Xb, Yb = X[step.rows], Y[step.rows]
-        traces = {name: engine.step(Xb, Yb) for name, engine in engines.items()}
-        ours = traces["scratch"]
+    steps = inputs.schedule.steps
+    # Looked up on the module, so that a fault patched into scratch's loop shows here.
+    ours = scratch.training.train(
+        inputs.mlp, inputs.optimizer, inputs.params0, X, Y, (s.rows for s in steps)
+    )
+    result = DriftResult(engines=["scratch", *references])
+    params = dict(inputs.params0)
+    loss_scale = None
+    for step in steps:
+        try:
+            with np.errstate(all="ignore"):  # a non-finite value is judged, not warned about
+                engine = "scratch"
+                trace, nonfinite = _next(ours, step.index)
+                traces = {}
+                for engine, reference in references.items():
+                    traces[engine] = reference.step(X[step.rows], Y[step.rows])
+        except Exception as error:  # an engine's bug is a verdict, not a crash
+            package = "scratch" if engine == "scratch" else _package(references[engine])
+            result.failure, _ = engine_failure(engine, package, step, error)
+            break
+        losses = {"scratch": math.nan if nonfinite else float(trace["loss"])}
+        losses.update({n: float(t["loss"]) for n, t in traces.items()})
+        if not nonfinite:
+            params = {p: trace[p] for p in inputs.params0}
+        gaps = {n: max(_relative_gap(t[p], params[p]) for p in params) for n, t in traces.items()}
         result.per_step.append(
-            {
-                "step": step.index,
-                "epoch": step.epoch,
-                "loss": {name: float(t["loss"]) for name, t in traces.items()},
-                "param_drift": {
-                    name: max(_relative_gap(t[p], ours[p]) for p in names)
-                    for name, t in traces.items()
-                    if name != "scratch"
-                },
-            }
+            {"step": step.index, "epoch": step.epoch, "loss": losses, "param_drift": gaps}
         )
         if on_step is not None:
             on_step(step.index)
-    result.final_params = {name: engine.params() for name, engine in engines.items()}
+        finite_losses = [abs(v) for v in losses.values() if math.isfinite(v)]
+        loss_scale = loss_scale or max(finite_losses, default=0.0) or 1.0
+        finite = {"scratch": not nonfinite and _finite(params)}
+        finite.update({n: _finite({p: t[p] for p in params}) for n, t in traces.items()})
+        if _judge(result, step, losses, gaps, finite, tol.rtol, loss_scale):
+            break
+    result.final_params = {"scratch": params, **{n: e.params() for n, e in references.items()}}
     return result
 
 
+def _package(engine: Engine) -> str:
+    return getattr(engine, "package", type(engine).__module__.split(".")[0])
+
+
+def _next(loop, index: int) -> tuple[dict, bool]:
+    """Scratch's next trace, and whether its loop stopped on a non-finite loss."""
+    try:
+        return next(loop), False
+    except NonFiniteLossError as error:
+        if error.step != index:
+            raise
+        return {}, True
+
+
+def _finite(params: dict) -> bool:
+    return all(np.isfinite(v).all() for v in params.values())
+
+
+def _judge(result: DriftResult, step, losses, gaps, finite, rtol: float, scale: float) -> bool:
+    """Record the step's finding, if any; True when the run must stop. ``finite[engine]``:
+    its loss (for scratch) and new parameters are finite."""
+    finite = {n: finite[n] and math.isfinite(losses[n]) for n in losses}
+    if not any(finite.values()):
+        result.diverged = {
+            "step": step.index,
+            "epoch": step.epoch,
+            "tensor": "loss and parameters",
+            "description": f"training diverged at step {step.index} (epoch {step.epoch}): the "
+            "loss or the parameters became non-finite in every engine (the engines agreed "
+            "until then; nothing after it was verified)",
+        }
+        return True
+    ours = losses["scratch"]
+    for name, theirs in losses.items():
+        if name == "scratch":
+            continue
+        loss_gap = abs(theirs - ours) / scale if finite[name] and finite["scratch"] else math.inf
+        for tensor, gap in (("loss", loss_gap), ("parameters", gaps[name])):
+            if not gap <= rtol:
+                result.first_divergence = {
+                    "step": step.index,
+                    "epoch": step.epoch,
+                    "engine": name,
+                    "tensor": tensor,
+                    "max_rel": gap,
+                    "allowed": rtol,
+                }
+                return True
+    return False
+
+
 def _relative_gap(theirs: np.ndarray, ours: np.ndarray) -> float:
-    scale = float(np.max(np.abs(ours)))
-    gap = float(np.max(np.abs(theirs.astype(np.float64) - ours)))
+    """‖theirs - ours‖∞ / ‖ours‖∞ (absolute where ours is all zeros); inf if non-finite."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        scale = float(np.max(np.abs(ours)))
+        gap = float(np.max(np.abs(theirs.astype(np.float64) - ours)))
+    if not (math.isfinite(gap) and math.isfinite(scale)):
+        return math.inf
     return gap / scale if scale > 0 else gap
 
 

@@ -9,48 +9,97 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import numpy as np
+
 from comparisons.oracle.compare import compare
-from comparisons.oracle.divergence import Divergence
-from comparisons.oracle.tolerances import FINITE_DIFFERENCES
+from comparisons.oracle.divergence import Diverged, Divergence
+from comparisons.oracle.tolerances import FINITE_DIFFERENCES, FINITE_DIFFERENCES_FLOOR
 from comparisons.run.engines import ScratchEngine, initial_state
 from comparisons.run.inputs import RunInputs
 from scratch.gradcheck import numerical_gradients
-from scratch.network import forward_backward
+from scratch.network import forward, forward_backward
+from scratch.trace_schema import describe
 
 FD = "finite differences"
 
 
 def gradcheck(
     inputs: RunInputs, n_steps: int, on_step: Callable[[int], None] | None = None
-) -> tuple[list[dict], Divergence | None]:
-    """Per checked step, each tensor's max error relative to its scale; and the first
-    divergence in (step, dataflow order), or None. Scratch trains on between the checks."""
+) -> tuple[list[dict], Divergence | None, Diverged | None]:
+    """Per checked step, each tensor's max error relative to its scale; the first divergence
+    in (step, dataflow order), or None; and, where backprop and finite differences turn
+    non-finite together, the diverged finding (no NaN is a max error of 0). Scratch trains on
+    between the checks."""
     X, Y = inputs.train
     engine = ScratchEngine(inputs.mlp, inputs.optimizer, inputs.spec.dtype)
     engine.set_state(inputs.params0, initial_state(inputs.optimizer, inputs.params0))
-    per_step, first = [], None
+    per_step = []
     for step in inputs.schedule.steps[:n_steps]:
         params = engine.params()
         Xb, Yb = X[step.rows], Y[step.rows]
-        analytic = forward_backward(inputs.mlp, params, Xb, Yb)
-        numeric = numerical_gradients(inputs.mlp, params, Xb, Yb)
-        results = [
-            compare(name, analytic[name], numeric[name], FD, FINITE_DIFFERENCES)
-            for name in analytic
-            if name in numeric
-        ]
-        per_step.append(
-            {
-                "step": step.index,
-                "epoch": step.epoch,
-                "max_rel": {c.tensor: c.max_rel for c in results},
-            }
-        )
-        bad = [i for i, c in enumerate(results) if not c.ok]
-        if bad and first is None:
-            upstream = [c.tensor for c in results[: bad[0]]]
-            first = Divergence(step.index, step.epoch, step.batch, results[bad[0]], upstream)
-        engine.step(Xb, Yb)
+        rows = judged_rows(inputs.mlp, params, Xb)
+        entry = {"step": step.index, "epoch": step.epoch, "rows": int(rows.sum()), "max_rel": {}}
+        per_step.append(entry)
+        if not rows.any():
+            entry["skipped"] = FLOORED
+        else:
+            with np.errstate(all="ignore"):  # a non-finite value is judged, not warned about
+                analytic = forward_backward(inputs.mlp, params, Xb[rows], Yb[rows])
+                numeric = numerical_gradients(inputs.mlp, params, Xb[rows], Yb[rows])
+            loss = float(analytic["loss"])
+            results = [
+                compare(name, analytic[name], numeric[name], FD, fd_allowed(numeric[name], loss))
+                for name in analytic
+                if name in numeric
+            ]
+            entry["max_rel"] = {c.tensor: c.max_rel for c in results}
+        bad = [] if not rows.any() else [i for i, c in enumerate(results) if not c.ok]
+        if bad:
+            c, upstream = results[bad[0]], [c.tensor for c in results[: bad[0]]]
+            if c.nonfinite == "both":
+                diverged = Diverged(
+                    step.index,
+                    step.epoch,
+                    step.batch,
+                    c.tensor,
+                    ["scratch", FD],
+                    c.scratch_value,
+                    c.index,
+                    upstream,
+                )
+                return per_step, None, diverged
+            look_at = describe(c.tensor, inputs.mlp, inputs.optimizer).producer
+            first = Divergence(step.index, step.epoch, step.batch, c, upstream, look_at)
+            return per_step, first, None
+        with np.errstate(all="ignore"):
+            engine.step(Xb, Yb)
         if on_step is not None:
             on_step(step.index)
-    return per_step, first
+    return per_step, None, None
+
+
+def fd_allowed(numeric: np.ndarray, loss: float) -> np.ndarray:
+    """How far backprop may be from a central difference: rtol·|fd| + atol·max|fd|, and never
+    less than what a central difference can resolve at this loss."""
+    tol = FINITE_DIFFERENCES
+    abs_fd = np.abs(np.asarray(numeric, np.float64))
+    floor = FINITE_DIFFERENCES_FLOOR * abs(loss) if np.isfinite(loss) else 0.0
+    return tol.rtol * abs_fd + tol.atol * float(abs_fd.max(initial=0.0)) + floor
+
+
+FLOORED = (
+    "every row is where BCE's gradient is floored (A(1 - A) < 1e-12, PyTorch's convention, "
+    "which scratch follows): there it is not the loss's derivative, so finite differences "
+    "cannot judge it"
+)
+
+
+def judged_rows(mlp, params: dict, X: np.ndarray) -> np.ndarray:
+    """The rows of a batch finite differences can judge: all, except, for a BCE loss on
+    probabilities, the rows whose output is so saturated (A(1 - A) < 1e-12) that the
+    gradient follows PyTorch's floor instead of the derivative of the loss."""
+    if mlp.loss != "bce":
+        return np.ones(X.shape[0], dtype=bool)
+    with np.errstate(all="ignore"):
+        A = forward(mlp, params, X)[f"A{mlp.n_layers}"]
+    return np.all(A * (1.0 - A) >= 1e-12, axis=1)

@@ -85,6 +85,7 @@ def _jax(engines: list[str]) -> dict[str, Any] | None:
         "enable_x64": bool(jax.config.jax_enable_x64),
         "default_matmul_precision": jax.config.jax_default_matmul_precision,
         "devices": [str(d) for d in jax.devices()],
+        "compilation_cache_dir": jax.config.jax_compilation_cache_dir,
     }
 
 

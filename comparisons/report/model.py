@@ -12,7 +12,7 @@ from typing import Any
 
 from comparisons.oracle.drift import DriftResult
 from comparisons.oracle.lockstep import LockstepResult
-from comparisons.oracle.tolerances import table_as_dict
+from comparisons.oracle.tolerances import DRIFT, table_as_dict
 from comparisons.run.inputs import RunInputs
 from scratch.trace_schema import kind_of, layer_of
 
@@ -58,17 +58,19 @@ def lockstep_report(
     timings: dict,
 ) -> dict[str, Any]:
     report = base_report("lockstep", inputs, environment, timings)
-    report["verdict"] = "agree" if result.agree else "disagree"
+    report["verdict"] = result.verdict
     report["first_divergence"] = (
         result.first_divergence.as_dict() if result.first_divergence else None
     )
+    report["diverged"] = result.diverged.as_dict() if result.diverged else None
+    report["error"] = result.failure.as_dict() if result.failure else None
     report["steps_run"] = result.steps_run
     report["divergent_steps"] = result.divergent_steps
     report["per_tensor"] = {
         engine: {
             tensor: {
-                "kind": kind_of(tensor),
-                "layer": layer_of(tensor),
+                "kind": _kind(tensor),
+                "layer": _layer(tensor),
                 "max_abs": w.max_abs,
                 "max_rel": w.max_rel,
                 "ratio": w.ratio,
@@ -80,23 +82,57 @@ def lockstep_report(
         for engine, tensors in result.per_tensor.items()
     }
     report["per_step"] = result.per_step
-    report["metrics"] = metrics
+    report["metrics"] = metrics if result.verdict in ("agree", "disagree") else None
+    report["metrics_note"] = _metrics_note(result)
     report["walkthrough"] = walkthrough
     return report
+
+
+def _metrics_note(result: LockstepResult) -> str:
+    """Why a run has no final metrics: accuracies of a diverged or stopped run mean nothing."""
+    if result.diverged is not None:
+        return f"no metrics: training diverged at step {result.diverged.step}"
+    if result.failure is not None:
+        return f"no metrics: {result.failure.engine} raised at step {result.failure.step}"
+    return ""
+
+
+def _kind(tensor: str) -> str:
+    try:
+        return kind_of(tensor)
+    except KeyError:  # a name only a broken engine would report
+        return "unknown"
+
+
+def _layer(tensor: str) -> int | None:
+    try:
+        return layer_of(tensor)
+    except KeyError:
+        return None
 
 
 def drift_report(
     inputs: RunInputs,
     result: DriftResult,
-    metrics: dict,
-    verdict: dict,
+    metrics: dict | None,
+    verdict: dict | None,
     environment: dict,
     timings: dict,
 ) -> dict[str, Any]:
     report = base_report("drift", inputs, environment, timings)
-    report["verdict"] = "agree" if verdict["agree"] else "disagree"
-    report["first_divergence"] = None if verdict["agree"] else verdict["worst"]
-    report["drift_tolerance"] = verdict["tolerance"]
+    if result.failure is not None:
+        report["verdict"], report["first_divergence"] = "error", None
+    elif result.diverged is not None:
+        report["verdict"], report["first_divergence"] = "diverged", None
+    elif result.first_divergence is not None:
+        report["verdict"], report["first_divergence"] = "disagree", result.first_divergence
+    else:
+        report["verdict"] = "agree" if verdict["agree"] else "disagree"
+        report["first_divergence"] = None if verdict["agree"] else verdict["worst"]
+    report["diverged"] = result.diverged
+    report["error"] = result.failure.as_dict() if result.failure else None
+    report["drift_tolerance"] = vars(DRIFT[inputs.spec.dtype])
     report["per_step"] = result.per_step
     report["metrics"] = metrics
+    report["metrics_note"] = "" if metrics else "no metrics: the run stopped early"
     return report

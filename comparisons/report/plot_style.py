@@ -16,7 +16,6 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from comparisons.report.text import number
-from scratch.trace_schema import KINDS
 
 FLOOR = 1e-18  # where an exact zero is drawn on a log axis
 DPI = 100
@@ -25,23 +24,19 @@ MARKERS_UP_TO = 60  # steps; longer runs are drawn as plain lines
 POINTS = 250  # per-step error curves of longer runs show the worst of each window of steps
 
 ENGINE_COLORS = {"scratch": "#222222", "torch": "#d9480f", "jax": "#1c7ed6"}
-KIND_COLORS = dict(
-    zip(
-        KINDS,
-        (
-            "#bcbd22",
-            "#17becf",
-            "#1f77b4",
-            "#7f7f7f",
-            "#d62728",
-            "#2ca02c",
-            "#9467bd",
-            "#8c564b",
-            "#e377c2",
-        ),
-        strict=True,
-    )
-)
+# One colour per tensor kind (a kind the schema adds later takes one of EXTRA_COLORS).
+KIND_COLORS = {
+    "batch": "#bcbd22",
+    "input": "#17becf",
+    "forward": "#1f77b4",
+    "loss": "#7f7f7f",
+    "error_term": "#d62728",
+    "gradient": "#2ca02c",
+    "update": "#9467bd",
+    "counter": "#17becf",
+    "optimizer_state": "#8c564b",
+    "parameter": "#e377c2",
+}
 EXTRA_COLORS = ("#17becf", "#bcbd22", "#ff7f0e")
 
 

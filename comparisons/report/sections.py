@@ -37,12 +37,25 @@ OPTIMIZER_SETTINGS = {
 def document(report: dict, with_figures: bool = False) -> Document:
     """Every section of the report, in reading order."""
     mode = report["mode"]
+    verdict = Verdict(
+        verdict_line(report), report["verdict"] == "agree", tuple(headline_details(report))
+    )
+    if mode == "check":
+        sections = [
+            Section("cases", "Cases", check_section(report)),
+            Section("tolerances", "Tolerances", tolerance_section(report, "float64")),
+            Section("environment", "Environment", environment_section(report)),
+        ]
+        return Document("Backprop oracle report: check", verdict, tuple(sections))
     sections = [Section("run", "Run", run_section(report))]
     if report.get("walkthrough"):
         title = "The first mini-batch, equation by equation"
         sections.append(Section("walkthrough", title, walkthrough_section(report)))
     if report.get("metrics"):
         sections.append(Section("metrics", "Final metrics", metrics_section(report)))
+    elif report.get("metrics_note"):
+        note = Paragraph(report["metrics_note"] + ": accuracies of such a run mean nothing.")
+        sections.append(Section("metrics", "Final metrics", (note,)))
     if with_figures:
         sections.append(Section("plots", "Plots", figures(report)))
     if mode == "lockstep":
@@ -54,11 +67,10 @@ def document(report: dict, with_figures: bool = False) -> Document:
             Section("finite-differences", "Finite differences", gradcheck_section(report))
         )
     dtype = report["spec"]["dtype"]
-    sections.append(Section("tolerances", f"Tolerances ({dtype})", tolerance_section(report)))
-    sections.append(Section("environment", "Environment", environment_section(report)))
-    verdict = Verdict(
-        verdict_line(report), report["verdict"] == "agree", tuple(headline_details(report))
+    sections.append(
+        Section("tolerances", f"Tolerances ({dtype})", tolerance_section(report, dtype))
     )
+    sections.append(Section("environment", "Environment", environment_section(report)))
     return Document(f"Backprop oracle report: {mode}", verdict, tuple(sections))
 
 
@@ -265,17 +277,63 @@ def gradcheck_section(report: dict) -> tuple[Block, ...]:
     return tuple(blocks)
 
 
-def tolerance_section(report: dict) -> tuple[Block, ...]:
-    dtype = report["spec"]["dtype"]
-    rows = [
-        row(kind, *(cell(fmt(t[k]), True) for k in ("rtol", "atol", "ulps")), t["reason"])
-        for kind, t in report["tolerances"][dtype].items()
-    ]
-    columns = ["kind", ("rtol", True), ("atol (× max|b|)", True), ("ulps", True), "why"]
-    return (
-        Paragraph("An element passes when |a − b| ≤ rtol·|b| + atol·max|b| + ulps·eps·|θ_old|."),
-        table(columns, rows),
+def check_section(report: dict) -> tuple[Block, ...]:
+    """One row per case: its verdict, how far it ran, and where it first failed."""
+    rows = []
+    for c in report["cases"]:
+        d = c.get("first_divergence") or {}
+        where = c.get("error") or c.get("diverged") or {}
+        found = d.get("tensor", "") and f"{d['tensor']} at step {d.get('step')}"
+        found = found or where.get("description", "")
+        ok = c["verdict"] == "agree"
+        rows.append(
+            row(
+                c["name"],
+                c["dtype"],
+                cell(c["verdict"], fail=not ok),
+                cell(f"{c['steps_run']} / {c['steps']}", True),
+                cell({None: "—"}.get(c.get("gradcheck"), c.get("gradcheck"))),
+                found or "—",
+                cell(d.get("look_at") or "—", code=bool(d.get("look_at"))),
+                fail=not ok,
+            )
+        )
+    intro = Paragraph(
+        "Short lockstep runs that together execute every code path of scratch "
+        "(comparisons/run/coverage.py), each stopped at its first divergence; finite "
+        "differences at the first steps of every float64 case; and a drift run of scratch's "
+        "own training loop against the references' free-running loops."
     )
+    columns = ["case", "dtype", "verdict", ("steps run", True), "finite differences"]
+    columns += ["first found", "look at"]
+    return intro, table(columns, rows)
+
+
+def tolerance_section(report: dict, dtype: str) -> tuple[Block, ...]:
+    table_ = report["tolerances"][dtype]
+    r, fallback = table_["roundoff"], table_["fallback"]
+    rows = [
+        row(
+            "every computed tensor",
+            f"{fmt(r['safety'])} × first-order roundoff bound (u = {fmt(r['unit'])}, "
+            f"library functions {fmt(r['library_ulps'])} ulps)",
+            r["reason"],
+        ),
+        *(row(kind, "0 (exact)", reason) for kind, reason in table_["exact"].items()),
+        row(
+            "a tensor without a roundoff rule",
+            f"{fmt(fallback['rtol'])}·|b| + {fmt(fallback['atol'])}·max|b|",
+            fallback["reason"],
+        ),
+    ]
+    intro = Paragraph(
+        "An element passes when |scratch − reference| is within its allowance. For a computed "
+        "tensor the allowance is the roundoff bound of the operations that compute it, "
+        "evaluated on scratch's own operands (γ_n·|A|ᵀ|dZ| for dW, γ_n·Σ|dZ| for db, "
+        "γ_n·|A||W| for Z, carried through every layer), so it scales with the terms of a "
+        "sum, not with its result."
+    )
+    return intro, table(["applies to", "allowance", "why"], rows)
 
 
 def _inline(value: Any) -> str:

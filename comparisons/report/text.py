@@ -40,16 +40,23 @@ def _exact(x: Any) -> str:
 
 
 def verdict_line(report: dict) -> str:
-    mode = report["mode"]
+    """The first line of every output: the verdict in capitals, and in a few words why."""
+    mode, verdict = report["mode"], report["verdict"]
     engines = ", ".join(report["engines"])
-    if report["verdict"] == "agree":
+    if mode == "check":
+        return _check_line(report)
+    if verdict == "diverged":
+        return f"DIVERGED: {(report.get('diverged') or {}).get('description', '')}"
+    if verdict == "error":
+        return f"ERROR: {report['error']['description']}"
+    if verdict == "agree":
         if mode == "lockstep":
             return (
                 f"AGREE: {engines} agree on every tensor of all {report['steps_run']} steps "
                 f"({report['spec']['dtype']})"
             )
         if mode == "drift":
-            return f"AGREE: {engines} end within the drift tolerance on every split"
+            return f"AGREE: {engines} stay within the drift allowance at every step and split"
         steps = len(report["per_step"])
         return f"AGREE: backprop matches finite differences at {steps} step{'s' * (steps > 1)}"
     if mode == "lockstep":
@@ -58,8 +65,24 @@ def verdict_line(report: dict) -> str:
             f"tensor beyond tolerance"
         )
     if mode == "drift":
-        return "DISAGREE: the free-running engines end beyond the drift tolerance"
+        return "DISAGREE: the free-running engines drift beyond the drift allowance"
     return "DISAGREE: backprop and finite differences differ"
+
+
+def _check_line(report: dict) -> str:
+    cases = report["cases"]
+    failing = [c for c in cases if c["verdict"] != "agree"]
+    if not failing:
+        fd = sum(1 for c in cases if c.get("gradcheck") == "agree")
+        return (
+            f"AGREE: every path of scratch agrees with {', '.join(report['engines'][1:])} "
+            f"({len(cases) - 1} cases in lockstep, finite differences on {fd}, and a drift run "
+            f"of scratch's training loop)"
+        )
+    return (
+        f"{report['verdict'].upper()}: {len(failing)} of {len(cases)} cases fail; the first is "
+        f"{report['failed_case']}"
+    )
 
 
 def first_divergence_lines(report: dict) -> list[str]:
@@ -67,16 +90,23 @@ def first_divergence_lines(report: dict) -> list[str]:
     d = report.get("first_divergence")
     if not d:
         return []
-    if report["mode"] == "drift":
+    if "index" not in d:  # drift's: a step and an engine, no element
+        if "split" in d:
+            return [
+                f"worst: {d['engine']} on {d['split']}: final loss differs from scratch's by "
+                f"{fmt(d['max_rel'])} (relative), allowed {fmt(d['allowed'])}"
+            ]
         return [
-            f"worst: {d['engine']} on {d['split']}: final loss differs from scratch's by "
-            f"{fmt(d['max_rel'])} (relative), allowed {fmt(d['allowed'])}"
+            f"first drift beyond the allowance: step {d['step']} (epoch {d['epoch']}): "
+            f"{d['engine']}'s {d['tensor']} differ from scratch's by {fmt(d['max_rel'])} "
+            f"(relative), allowed {fmt(d['allowed'])}"
         ]
     layer = f", layer {d['layer']}" if d.get("layer") else ""
     index = "[" + ", ".join(map(str, d["index"])) + "]"
+    against = "" if d["engine"] == "scratch" else f" against {d['engine']}"
     lines = [
         f"first divergence: epoch {d['epoch']}, step {d['step']} (batch {d['batch']}): "
-        f"{d['tensor']} ({d['kind']}{layer}) against {d['engine']}",
+        f"{d['tensor']} ({d['kind']}{layer}){against}",
     ]
     if d.get("problem"):
         lines.append(f"  {d['problem']}")
@@ -95,5 +125,22 @@ def first_divergence_lines(report: dict) -> list[str]:
 
 
 def headline_details(report: dict) -> list[str]:
-    """The lines under the verdict: where the engines first disagreed."""
-    return first_divergence_lines(report)
+    """The lines under the verdict: what an engine computed before it raised, where the
+    engines first disagreed, who is wrong, and where in scratch to look."""
+    lines = [f"in case {report['failed_case']}:"] if report.get("failed_case") else []
+    error = report.get("error")
+    if error:
+        computed = error.get("computed") or []
+        lines.append("tensors computed before the exception: " + (", ".join(computed) or "none"))
+        if report.get("first_divergence"):
+            lines.append("the first of them to disagree:")
+    lines += first_divergence_lines(report)
+    arbitration = report.get("arbitration")
+    if arbitration:
+        lines.append(f"who is wrong: {arbitration['explanation']}")
+    look_at = (report.get("first_divergence") or {}).get("look_at")
+    if look_at:
+        lines.append(f"look at: {look_at}")
+    elif error and error["engine"] == "scratch":
+        lines.append(f"look at: {error['where']}")
+    return lines

@@ -28,7 +28,8 @@ def walkthrough(
                 continue
             values[engine] = [float(v) for v in np.ravel(theirs)[:N_VALUES]]
             if engine != "scratch" and np.shape(theirs) == np.shape(value):
-                diff = np.abs(np.asarray(theirs, np.float64) - np.asarray(value, np.float64))
+                with np.errstate(invalid="ignore"):  # inf - inf: a diverged run's first step
+                    diff = np.abs(np.asarray(theirs, np.float64) - np.asarray(value, np.float64))
                 max_abs[engine] = float(np.max(diff, initial=0.0))
         about = describe(tensor, mlp, optimizer)
         rows.append(

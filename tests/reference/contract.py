@@ -1,6 +1,6 @@
 """What the reference tests share: the references by name, how to make one, a batch, and the
 one helper that steps an engine beside scratch and compares every trace tensor through the
-oracle's ``assert_traces_agree`` (its tolerance tables; none of our own).
+oracle's ``assert_traces_agree`` with its roundoff allowances (none of our own).
 
 The engines are imported by name when a test makes one, never at the top, so that collecting
 the tests needs neither torch nor jax (tests/conftest.py skips the marked tests where one is
@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from comparisons.oracle.compare import assert_traces_agree
+from comparisons.oracle.roundoff import Step, allowances
 from scratch.config import MLP, Optimizer
 from scratch.initializers import init_params
 from scratch.optimizers import init_state
@@ -87,7 +88,8 @@ def steps_agree(
         if lockstep or i == 0:
             engine.set_state(params, state)
         got = engine.step(X, Y)
-        expected, new_params, state = train_step(mlp, opt, params, state, X, Y)
-        assert_traces_agree(expected, got, engine.name, where=f"step {i}", old_params=params)
-        params = new_params
+        expected, new_params, new_state = train_step(mlp, opt, params, state, X, Y)
+        allowed = allowances(Step(mlp, opt, params, state, X, Y), expected, X.dtype.name)
+        assert_traces_agree(expected, got, engine.name, where=f"step {i}", allowed=allowed)
+        params, state = new_params, new_state
     return params, state

@@ -142,7 +142,7 @@ def test_nothing_leaks_between_steps_or_between_engine_and_caller(reference, rng
     params, state = start(mlp, opt)
     X, Y = batch(rng, mlp, "float64")
     _, params, state = train_step(mlp, opt, params, state, X, Y)  # nonzero moments, t = 1
-    arrays = {**params, **{k: v for k, v in state.items() if k != "step"}}
+    arrays = {**params, **{k: v for k, v in state.items() if k != "t"}}
     kept = {name: value.copy() for name, value in {**arrays, "X": X, "Y": Y}.items()}
     engine = make(reference, mlp, opt)
     traces = []
@@ -247,8 +247,8 @@ def test_a_step_predict_or_params_before_set_state_raises(reference):
 
 @pytest.mark.parametrize(
     ("where", "missing"),
-    [("state", "adam_v_b1"), ("state", "step"), ("params", "W1")],
-    ids=["state-tensor", "state-step", "parameter"],
+    [("state", "adam_v_b1"), ("state", "t"), ("params", "W1")],
+    ids=["state-tensor", "state-t", "parameter"],
 )
 def test_set_state_names_what_is_missing(reference, where, missing):
     mlp, opt = MLP((2, 3, 1), "tanh", "identity", "mse"), Optimizer("adam")

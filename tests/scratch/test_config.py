@@ -106,7 +106,7 @@ def test_unknown_optimizer_message_lists_every_optimizer_in_full():
 def step(params, X=None, Y=None):
     X = np.ones((3, 4)) if X is None else X
     Y = np.ones((3, 1)) if Y is None else Y
-    return train_step(MLP_421, Optimizer("sgd"), params, {"step": 0}, X, Y)
+    return train_step(MLP_421, Optimizer("sgd"), params, {"t": 0}, X, Y)
 
 
 def test_missing_parameters_are_refused_naming_the_expected_ones():
@@ -124,7 +124,7 @@ def test_wrong_parameter_shapes_are_refused():
     params = init_params(MLP_421, 0)
     params["W2"] = params["W2"].T
     with pytest.raises(ScratchInputError, match=r"W2 has shape \(2, 3\), expected \(3, 2\)"):
-        train_step(MLP_421, Optimizer(), params, {"step": 0}, np.ones((2, 4)), np.ones((2, 1)))
+        train_step(MLP_421, Optimizer(), params, {"t": 0}, np.ones((2, 4)), np.ones((2, 1)))
 
 
 @pytest.mark.parametrize(
@@ -161,7 +161,7 @@ def test_bad_batches_are_refused(X, Y, message):
     opt = Optimizer("sgd")
     params = init_params(MLP_421, 0)
     with pytest.raises(ScratchInputError, match=message):
-        train_step(MLP_421, opt, params, {"step": 0}, X, Y)
+        train_step(MLP_421, opt, params, {"t": 0}, X, Y)
 
 
 @pytest.mark.parametrize(

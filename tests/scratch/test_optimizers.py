@@ -59,7 +59,7 @@ def test_adam_steps_by_the_bias_corrected_moments():
     assert [w for w, _ in history] == pytest.approx([w1, w2], rel=1e-13)
     assert state["adam_m_W1"][0, 0] == pytest.approx(0.07, rel=1e-14)
     assert state["adam_v_W1"][0, 0] == pytest.approx(3.1225e-4, rel=1e-14)
-    assert state["step"] == 2
+    assert state["t"] == 2
 
 
 def test_adam_accepts_beta1_zero_and_keeps_m_equal_to_the_gradient():
@@ -91,7 +91,7 @@ def test_update_leaves_the_old_parameters_and_state_alone():
     state = init_state(opt, params)
     grads = {p: np.ones_like(v) for p, v in params.items()}
     update(opt, params, grads, state)
-    assert np.all(params["W1"] == 1) and np.all(state["adam_m_W1"] == 0) and state["step"] == 0
+    assert np.all(params["W1"] == 1) and np.all(state["adam_m_W1"] == 0) and state["t"] == 0
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
@@ -101,4 +101,4 @@ def test_update_keeps_the_dtype(name, dtype):
     params = {"W1": np.ones((2, 2), dtype=dtype), "b1": np.zeros(2, dtype=dtype)}
     new, state = update(opt, params, {p: v + 1 for p, v in params.items()}, init_state(opt, params))
     assert {v.dtype for v in new.values()} == {np.dtype(dtype)}
-    assert {v.dtype for k, v in state.items() if k != "step"} <= {np.dtype(dtype)}
+    assert {v.dtype for k, v in state.items() if k != "t"} <= {np.dtype(dtype)}

@@ -16,6 +16,7 @@ from scratch.trace_schema import (
     OPTIMIZER_STATE,
     batch_names,
     describe,
+    dtype_of,
     is_weight_shaped,
     kind_of,
     layer_of,
@@ -47,6 +48,7 @@ ADAM_3_LAYERS = [
     "loss",
     "dZ3", "dW3", "db3", "dZ2", "dW2", "db2", "dZ1", "dW1", "db1",
     "ΔW1", "Δb1", "ΔW2", "Δb2", "ΔW3", "Δb3",
+    "t",
     "adam_m_W1", "adam_v_W1", "adam_m_b1", "adam_v_b1",
     "adam_m_W2", "adam_v_W2", "adam_m_b2", "adam_v_b2",
     "adam_m_W3", "adam_v_W3", "adam_m_b3", "adam_v_b3",
@@ -68,7 +70,7 @@ def test_trace_names_with_sgd_follow_the_dataflow_order():
     assert trace_names(MLP_421.n_layers, "sgd") == SGD_3_LAYERS
 
 
-def test_trace_names_with_adam_hold_both_moments_between_updates_and_parameters():
+def test_trace_names_with_adam_hold_the_step_count_and_both_moments_after_the_updates():
     assert trace_names(MLP_421.n_layers, "adam") == ADAM_3_LAYERS
 
 
@@ -105,6 +107,7 @@ PARSED = {
     "rows": ("batch", None, None, False),
     "X": ("input", None, None, False),
     "Y": ("input", None, None, False),
+    "t": ("counter", None, None, False),
 }
 
 
@@ -198,3 +201,8 @@ def test_train_step_produces_exactly_the_trace_names_in_order(rng, optimizer, si
     X, Y = rng.normal(size=(5, sizes[0])), targets(rng, mlp.loss, 5, sizes[-1])
     trace, _, _ = train_step(mlp, opt, params, init_state(opt, params), X, Y)
     assert list(trace) == trace_names(mlp.n_layers, optimizer)
+
+
+def test_every_tensor_is_reported_in_the_runs_dtype_but_the_integer_step_count():
+    assert dtype_of("t", "float32") == "int64"
+    assert {dtype_of(n, "float32") for n in trace_names(3, "adam") if n != "t"} == {"float32"}

@@ -17,11 +17,11 @@ def test_train_step_traces_every_tensor_in_dataflow_order():
     opt = Optimizer("adam", lr=0.01)
     params = init_params(MLP_421, seed=0)
     X, Y = np.ones((5, 4)), np.ones((5, 1))
-    trace, _, _ = train_step(MLP_421, opt, params, {"step": 0, **zero_adam(params)}, X, Y)
+    trace, _, _ = train_step(MLP_421, opt, params, {"t": 0, **zero_adam(params)}, X, Y)
     assert list(trace) == (
         ["Z1", "A1", "Z2", "A2", "Z3", "A3", "loss"]
         + ["dZ3", "dW3", "db3", "dZ2", "dW2", "db2", "dZ1", "dW1", "db1"]
-        + ["ΔW1", "Δb1", "ΔW2", "Δb2", "ΔW3", "Δb3"]
+        + ["ΔW1", "Δb1", "ΔW2", "Δb2", "ΔW3", "Δb3", "t"]
         + [f"adam_{m}_{p}" for p in ("W1", "b1", "W2", "b2", "W3", "b3") for m in "mv"]
         + ["W1", "b1", "W2", "b2", "W3", "b3"]
     )

@@ -1,0 +1,100 @@
+"""Check mode: what to run after changing scratch. Every case of the covering set in lockstep
+(``run/coverage.py``), finite differences on each float64 case, and a short drift run of
+scratch's own training loop; one line per case, and for the first failure where to look."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from comparisons.modes.drift import run_drift
+from comparisons.modes.gradcheck import run_gradcheck
+from comparisons.oracle.arbitration import arbitrate
+from comparisons.oracle.lockstep import lockstep
+from comparisons.oracle.tolerances import table_as_dict
+from comparisons.report.environment import fingerprint
+from comparisons.report.model import SCHEMA_VERSION
+from comparisons.run.coverage import CASES, DRIFT_CASE, GRADCHECK_STEPS, Case
+from comparisons.run.engines import make_references
+from comparisons.run.inputs import build_inputs
+
+# A failure of the engine under test outranks a diverged case, which outranks agreement.
+SEVERITY = {"agree": 0, "diverged": 1, "disagree": 2, "error": 3}
+
+
+def run_check(
+    references: tuple[str, ...],
+    on_case: Callable[[int], None] | None = None,
+    cases: tuple[Case, ...] = CASES,
+) -> dict:
+    """Every case; the report's verdict is the worst case's."""
+    started = time.perf_counter()
+    results = []
+    for i, case in enumerate(cases):
+        results.append(run_case(case, references))
+        if on_case is not None:
+            on_case(i)
+    results.append(_drift_case(references))
+    report = {
+        "schema_version": SCHEMA_VERSION,
+        "mode": "check",
+        "engines": ["scratch", *references],
+        "cases": results,
+        "verdict": max((r["verdict"] for r in results), key=SEVERITY.__getitem__),
+        "tolerances": table_as_dict(),
+        "environment": fingerprint(["scratch", *references]),
+        "timings": {"total_s": time.perf_counter() - started},
+    }
+    failed = next((r for r in results if r["verdict"] != "agree"), None)
+    report["failed_case"] = failed["name"] if failed else None
+    for key in ("first_divergence", "arbitration", "error", "diverged"):
+        report[key] = failed.get(key) if failed else None
+    return report
+
+
+def run_case(case: Case, references: tuple[str, ...]) -> dict:
+    """One case in lockstep (stopping at its first divergence), then finite differences."""
+    inputs = build_inputs(case.spec(references))
+    result = lockstep(inputs, make_references(inputs), stop_at_first=True)
+    entry = {
+        "name": case.name,
+        "spec": {k: list(v) if isinstance(v, tuple) else v for k, v in case.changes.items()},
+        "dtype": inputs.spec.dtype,
+        "verdict": result.verdict,
+        "steps_run": result.steps_run,
+        "steps": len(inputs.schedule),
+        "first_divergence": result.first_divergence.as_dict() if result.first_divergence else None,
+        "diverged": result.diverged.as_dict() if result.diverged else None,
+        "error": result.failure.as_dict() if result.failure else None,
+        "arbitration": None,
+        "gradcheck": None,
+    }
+    if result.first_divergence is not None and result.divergent_step is not None:
+        entry["arbitration"] = arbitrate(inputs, result.first_divergence, result.divergent_step)
+    if result.agree and inputs.spec.dtype == "float64":
+        fd = run_gradcheck(inputs, GRADCHECK_STEPS)
+        entry["gradcheck"] = fd["verdict"]
+        if fd["verdict"] != "agree":
+            entry["verdict"] = "disagree" if fd["verdict"] == "disagree" else fd["verdict"]
+            entry["first_divergence"] = fd["first_divergence"]
+            entry["diverged"] = fd.get("diverged")
+    return entry
+
+
+def _drift_case(references: tuple[str, ...]) -> dict:
+    inputs = build_inputs(DRIFT_CASE.spec(references))
+    report = run_drift(inputs)
+    return {
+        "name": DRIFT_CASE.name,
+        "spec": dict(DRIFT_CASE.changes),
+        "dtype": inputs.spec.dtype,
+        "verdict": report["verdict"],
+        "steps_run": len(report["per_step"]),
+        "steps": len(inputs.schedule),
+        "first_divergence": report["first_divergence"],
+        "diverged": report.get("diverged"),
+        "error": report.get("error"),
+        "arbitration": None,
+        "gradcheck": None,
+        "mode": "drift",
+    }

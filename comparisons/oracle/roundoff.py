@@ -1,0 +1,243 @@
+"""Allowances from roundoff: how far two correct engines' values of each tensor may be apart.
+
+For every tensor of a step the oracle bounds, elementwise, how far one engine's floating-point
+value can be from the exact value, following the operations that compute it (first-order
+forward error analysis, with u the dtype's unit roundoff and γ_n = n·u / (1 - n·u)):
+
+    a product or sum of n terms   |fl(Σ x·y) - Σ x·y| <= γ_n·Σ|x|·|y|      (matmul, Σ over B)
+    an error carried in           E_out = |∂out/∂in|·E_in                    (chain rule)
+    a library function (exp, …)   a few ulps of its result                  (library_ulps)
+
+evaluated on scratch's own operands (|A|ᵀ|dZ| for dW, Σ|dZ| for db, |A||W| for Z). So the
+allowance scales with the magnitude of the terms, not of the result: a bias gradient that is
+a sum of large terms cancelling to almost nothing is allowed its honest roundoff, and a tensor
+whose terms do not cancel gets a bound of a few ulps times the number of terms. Two engines
+may each be off by the bound, and the analysis is first order: ``Roundoff.safety``
+(in ``tolerances.py``) covers both.
+
+A wrong equation is off by O(1) of the tensor's terms; the bound is O(n·u) of them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from comparisons.oracle.tolerances import ROUNDOFF, Roundoff
+from scratch.config import MLP, Optimizer
+from scratch.trace_schema import COUNTED, parse, state_names
+
+Arrays = dict[str, np.ndarray]
+
+
+def gamma(n: int, u: float) -> float:
+    """γ_n = n·u / (1 - n·u): the relative error bound of a sum of n products."""
+    return n * u / (1.0 - n * u)
+
+
+@dataclass
+class Step:
+    """One lockstep step as scratch saw it: the network, optimizer, parameters and optimizer
+    state before the step, and the batch."""
+
+    mlp: MLP
+    optimizer: Optimizer
+    params: Arrays
+    state: dict
+    X: np.ndarray
+    Y: np.ndarray
+
+
+def _slope(act: str, Z: np.ndarray, A: np.ndarray) -> np.ndarray | float:
+    """|g'(Z)|: how much of Z's error reaches A."""
+    if act == "sigmoid":
+        return A * (1.0 - A)
+    if act == "tanh":
+        return 1.0 - A * A
+    return 1.0  # relu, leaky_relu, identity: Lipschitz 1 (a kink moves A by at most |ΔZ|)
+
+
+def _slope_error(act: str, Z: np.ndarray, A: np.ndarray, E_Z, E_A, u: float) -> np.ndarray:
+    """The error of g'(Z) as an engine computes it: from A's error (g' is a function of A for
+    sigmoid and tanh; 1 - A² cancels near |A| = 1, so A²'s rounding counts whole), or, at a
+    kink, the slope's jump where Z's sign is uncertain (|Z| <= E_Z: either side is honest)."""
+    if act == "sigmoid":
+        return np.abs(1.0 - 2.0 * A) * E_A + 2.0 * u * A * (1.0 - A)
+    if act == "tanh":
+        return 2.0 * np.abs(A) * E_A + 2.0 * u * A * A
+    if act in ("relu", "leaky_relu"):
+        jump = 1.0 if act == "relu" else 0.99
+        return np.where(np.abs(Z) <= E_Z, jump, 0.0)
+    return np.zeros_like(Z)
+
+
+LIBRARY = {"sigmoid", "tanh"}  # computed through exp / tanh of a library
+
+
+def _stable_sigmoid(Z: np.ndarray) -> np.ndarray:
+    E = np.exp(-np.abs(Z))
+    return np.where(Z >= 0, 1.0, E) / (1.0 + E)
+
+
+def _softmax(Z: np.ndarray) -> np.ndarray:
+    E = np.exp(Z - Z.max(axis=1, keepdims=True))
+    return E / E.sum(axis=1, keepdims=True)
+
+
+def allowances(step: Step, trace: Arrays, dtype: str) -> Arrays:
+    """The allowed |scratch - reference| of every tensor of scratch's ``trace``, elementwise."""
+    r = ROUNDOFF[dtype]
+    u = r.unit
+    mlp, L = step.mlp, step.mlp.n_layers
+    f64 = {k: np.asarray(v, np.float64) for k, v in trace.items()}
+    W = {k: np.asarray(v, np.float64) for k, v in step.params.items()}
+    X = np.asarray(step.X, np.float64)
+    E: Arrays = {}
+
+    # forward: Z_l = A_{l-1} @ W_l + b_l;  A_l = g(Z_l)
+    A_prev, E_prev = X, np.zeros_like(X)
+    for l in range(1, L + 1):
+        n = A_prev.shape[1] + 1
+        absW = np.abs(W[f"W{l}"])
+        E[f"Z{l}"] = (gamma(n, u) * np.abs(A_prev) + E_prev) @ absW + gamma(n, u) * np.abs(
+            W[f"b{l}"]
+        )
+        act = mlp.activation_of(l)
+        Z, A = f64[f"Z{l}"], f64[f"A{l}"]
+        own = r.library_ulps * u * np.abs(A) if act in LIBRARY else u * np.abs(A)
+        E[f"A{l}"] = _slope(act, Z, A) * E[f"Z{l}"] + own
+        A_prev, E_prev = A, E[f"A{l}"]
+
+    # the loss and the top layer's error term, per loss head
+    E["loss"], E[f"dZ{L}"] = _head(step, f64, E, r)
+
+    # backward, from the top down
+    B = X.shape[0]
+    for l in range(L, 0, -1):
+        dZ, E_dZ = f64[f"dZ{l}"], E[f"dZ{l}"]
+        A_prev = X if l == 1 else f64[f"A{l - 1}"]
+        E_Aprev = np.zeros_like(X) if l == 1 else E[f"A{l - 1}"]
+        E[f"dW{l}"] = (gamma(B, u) * np.abs(A_prev) + E_Aprev).T @ np.abs(dZ) + np.abs(
+            A_prev
+        ).T @ E_dZ
+        E[f"db{l}"] = gamma(B, u) * np.abs(dZ).sum(axis=0) + E_dZ.sum(axis=0)
+        if l > 1:
+            absW = np.abs(W[f"W{l}"])
+            P = dZ @ W[f"W{l}"].T  # (B, n_{l-1}), before the slope
+            E_P = (gamma(dZ.shape[1], u) * np.abs(dZ) + E_dZ) @ absW.T
+            act = mlp.activation_of(l - 1)
+            Zp, Ap = f64[f"Z{l - 1}"], f64[f"A{l - 1}"]
+            slope = _slope(act, Zp, Ap)
+            E[f"dZ{l - 1}"] = (
+                E_P * slope
+                + np.abs(P) * _slope_error(act, Zp, Ap, E[f"Z{l - 1}"], E[f"A{l - 1}"], u)
+                + r.library_ulps * u * np.abs(P * slope)
+            )
+
+    E.update(_update(step, f64, W, E, r))
+    # Below the smallest normal number a value's error is absolute, not relative (and an
+    # engine may flush such a value to zero): every allowance is at least that.
+    tiny = float(np.finfo(dtype).tiny)
+    return {name: r.safety * (np.asarray(E[name]) + tiny) for name in trace if name in E}
+
+
+def _head(step: Step, f64: Arrays, E: Arrays, r: Roundoff) -> tuple[float, np.ndarray]:
+    """The loss's error and the top error term's, for the run's loss and output activation.
+
+    Every loss here is a mean of non-negative terms, so the terms' magnitude is the loss
+    itself; the logit losses add the rounding of their log-sum-exp, of the logits' size."""
+    u, lib = r.unit, r.library_ulps * r.unit
+    mlp, L = step.mlp, step.mlp.n_layers
+    Y = np.asarray(step.Y, np.float64)
+    Z, A, E_Z, E_A = f64[f"Z{L}"], f64[f"A{L}"], E[f"Z{L}"], E[f"A{L}"]
+    loss, dZ = float(f64["loss"]), f64[f"dZ{L}"]
+    N = A.size
+    B = A.shape[0]
+    own_loss = (gamma(N, u) + lib) * abs(loss)
+    if mlp.loss == "bce_logits":  # dZ = (σ(Z) - Y) / N
+        P = _stable_sigmoid(Z)
+        E_loss = float(np.sum(np.abs(P - Y) / N * E_Z)) + own_loss + lib * float(np.mean(np.abs(Z)))
+        E_dZ = (P * (1.0 - P) * E_Z + lib * (P + np.abs(Y))) / N
+    elif mlp.loss == "softmax_cross_entropy":  # dZ = (softmax(Z) - Y) / B
+        P = _softmax(Z)
+        E_loss = (
+            float(np.sum(np.abs(P - Y) / B * E_Z))
+            + own_loss
+            + lib * float(np.mean(np.max(np.abs(Z), axis=1)) + np.log(Z.shape[1]))
+        )
+        E_dZ = (2.0 * P * E_Z.max(axis=1, keepdims=True) + lib * (P + np.abs(Y))) / B
+    else:  # mse (any output) or bce (sigmoid output): dZ = ∂loss/∂A * g'(Z)
+        act = mlp.activation_of(L)
+        slope = _slope(act, Z, A)
+        if mlp.loss == "mse":  # ∂loss/∂A = 2(A - Y) / N
+            dA = 2.0 * (A - Y) / N
+            E_dA = 2.0 * (E_A + u * (np.abs(A) + np.abs(Y))) / N
+        else:  # bce: ∂loss/∂A = (A - Y) / max(A(1 - A), 1e-12) / N (PyTorch's floor)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                dA = (A - Y) / np.maximum(A * (1.0 - A), 1e-12) / N
+                # where A(1 - A) is floored, A's own error moves 1 - A (or A) relatively
+                floored = A * (1.0 - A) < 1e-12
+                E_dA = np.where(
+                    floored,
+                    np.abs(dA) * (E_A + u) / np.maximum(np.minimum(A, 1.0 - A), u),
+                    np.abs(dA) * lib,
+                )
+        E_loss = float(np.sum(np.abs(dA) * E_A)) + own_loss
+        E_dZ = (
+            E_dA * slope
+            + np.abs(dA) * _slope_error(act, Z, A, E_Z, E_A, u)
+            + lib * np.abs(dZ)
+            + (E_A / N if mlp.loss == "bce" else 0.0)
+        )
+    return E_loss, E_dZ
+
+
+def _update(step: Step, f64: Arrays, W: Arrays, E: Arrays, r: Roundoff) -> Arrays:
+    """Errors of each parameter's update, optimizer state and new value, from its gradient's."""
+    u, lib = r.unit, r.library_ulps * r.unit
+    opt = step.optimizer
+    out: Arrays = {}
+    t = int(step.state.get("t", 0)) + 1
+    for p, theta in W.items():
+        g, E_g = f64[f"d{p}"], E[f"d{p}"]
+        decays = parse(p).decays
+        if opt.l2 and decays:
+            E_g = E_g + u * (np.abs(g) + np.abs(opt.l2 * theta))
+            g = g + opt.l2 * theta
+        E_theta = u * np.abs(theta) if (opt.weight_decay and decays) else 0.0
+        names = dict(zip(("first", "second"), state_names(opt.name, p), strict=False))
+        old = {k: np.asarray(step.state[n], np.float64) for k, n in names.items()}
+        if opt.name == "sgd":
+            E_step = E_g
+            step_size = np.abs(g)
+        elif opt.name in ("momentum", "nesterov"):
+            v = opt.momentum * old["first"] + g
+            E_v = E_g + u * (np.abs(opt.momentum * old["first"]) + np.abs(g))
+            out[names["first"]] = E_v
+            if opt.name == "momentum":
+                E_step, step_size = E_v, np.abs(v)
+            else:
+                E_step = E_g + opt.momentum * E_v + u * (np.abs(g) + np.abs(opt.momentum * v))
+                step_size = np.abs(g + opt.momentum * v)
+        else:  # adam, adamw
+            m = opt.beta1 * old["first"] + (1 - opt.beta1) * g
+            v = opt.beta2 * old["second"] + (1 - opt.beta2) * g * g
+            E_m = (1 - opt.beta1) * E_g + u * (np.abs(opt.beta1 * old["first"]) + np.abs(g))
+            E_v = (1 - opt.beta2) * 2.0 * np.abs(g) * E_g + u * (opt.beta2 * old["second"] + v)
+            out[names["first"]], out[names["second"]] = E_m, E_v
+            c1, c2 = 1 - opt.beta1**t, 1 - opt.beta2**t
+            m_hat, v_hat = m / c1, v / c2
+            root = np.sqrt(v_hat)
+            d = root + opt.eps
+            with np.errstate(divide="ignore", invalid="ignore"):
+                E_root = np.where(root > 0, E_v / c2 / (2.0 * root), np.sqrt(E_v / c2))
+            E_step = E_m / c1 / d + np.abs(m_hat) * E_root / d**2 + lib * np.abs(m_hat / d)
+            step_size = np.abs(m_hat / d)
+        E_update = opt.lr * E_step + lib * opt.lr * step_size + E_theta
+        new = f64[p]
+        out[f"Δ{p}"] = E_update + u * (np.abs(new) + np.abs(f64[f"Δ{p}"]))
+        out[p] = E_update + u * np.abs(new)
+    if COUNTED[opt.name]:
+        out["t"] = np.zeros(())
+    return out

@@ -1,0 +1,145 @@
+"""The covering set of ``check``: short runs that together execute every code path of scratch.
+
+Each case is a 12-row synthetic problem (two epochs) with a few spec changes. Together they
+run every activation in a hidden layer and in the output layer (forward and derivative),
+every loss head, every optimizer with and without L2 and decoupled decay, float64 and
+float32, batch size 1, a partial last batch, drop_last, no shuffle, several outputs, depth 1
+and depth 4. Some cases also set up the conditions under which the classic bugs show: square
+weights (a transposed W fits), saturated outputs (the BCE clamp), logits in the hundreds (a
+softmax without its max shift overflows), batches of 5 over 12 rows (a mean over the nominal
+batch size is wrong only on the last batch).
+
+``tests/comparisons/test_check.py`` proves the coverage claims against this table.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from comparisons.run.spec import RunSpec
+
+BASE = {
+    "dataset": "synthetic",
+    "synthetic_rows": 12,
+    "synthetic_features": 4,
+    "hidden": (4, 4),
+    "epochs": 2,
+    "batch_size": 5,
+}
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    changes: dict = field(default_factory=dict)
+
+    def spec(self, engines: tuple[str, ...]) -> RunSpec:
+        return RunSpec().replace(**{**BASE, **self.changes}, engines=("scratch", *engines))
+
+
+CASES = (
+    Case("sigmoid-bce_logits-sgd", {"activation": "sigmoid", "lr": 0.1}),
+    Case(
+        "tanh-mse-momentum-l2-float32-batch1",
+        {
+            "activation": "tanh",
+            "loss": "mse",
+            "synthetic_classes": 3,
+            "optimizer": "momentum",
+            "lr": 0.02,
+            "l2": 0.01,
+            "dtype": "float32",
+            "batch_size": 1,
+        },
+    ),
+    Case(
+        "relu-softmax-nesterov-drop_last",
+        {
+            "activation": "relu",
+            "loss": "softmax_cross_entropy",
+            "synthetic_classes": 3,
+            "optimizer": "nesterov",
+            "lr": 0.02,
+            "momentum": 0.8,
+            "drop_last": True,
+        },
+    ),
+    Case(
+        "leaky_relu-bce-adam-l2-saturated",
+        {
+            "activation": "leaky_relu",
+            "loss": "bce",
+            "output": "sigmoid",
+            "optimizer": "adam",
+            "lr": 0.01,
+            "l2": 0.01,
+            "init_gain": 15.0,
+        },
+    ),
+    Case(
+        "identity-mse_tanh-adamw-no_shuffle",
+        {
+            "activation": "identity",
+            "loss": "mse",
+            "output": "tanh",
+            "synthetic_classes": 3,
+            "optimizer": "adamw",
+            "lr": 0.01,
+            "weight_decay": 0.05,
+            "shuffle": False,
+        },
+    ),
+    Case(
+        "depth1-mse_sigmoid-sgd-l2",
+        {"hidden": (), "loss": "mse", "output": "sigmoid", "lr": 0.1, "l2": 0.01},
+    ),
+    Case(
+        "depth4-tanh-bce_logits-adam-float32",
+        {
+            "hidden": (5, 4, 3),
+            "activation": "tanh",
+            "optimizer": "adam",
+            "lr": 0.01,
+            "dtype": "float32",
+        },
+    ),
+    Case(
+        "sigmoid-mse_relu-nesterov-l2-float32",
+        {
+            "activation": "sigmoid",
+            "loss": "mse",
+            "output": "relu",
+            "optimizer": "nesterov",
+            "lr": 0.02,
+            "l2": 0.01,
+            "dtype": "float32",
+        },
+    ),
+    Case(
+        "tanh-mse_leaky_relu-momentum",
+        {
+            "activation": "tanh",
+            "loss": "mse",
+            "output": "leaky_relu",
+            "optimizer": "momentum",
+            "lr": 0.02,
+        },
+    ),
+    Case(
+        "relu-softmax-adamw_no_decay-float32-large_logits",
+        {
+            "activation": "relu",
+            "loss": "softmax_cross_entropy",
+            "synthetic_classes": 3,
+            "optimizer": "adamw",
+            "lr": 0.01,
+            "dtype": "float32",
+            "init_gain": 300.0,
+        },
+    ),
+)
+
+# The short drift run: scratch's own training loop against the references' free loops.
+DRIFT_CASE = Case("drift: sigmoid-bce_logits-sgd", {"activation": "sigmoid", "lr": 0.1})
+# Finite differences in float64 at the first steps of every float64 case.
+GRADCHECK_STEPS = 2

@@ -1,0 +1,133 @@
+"""check, the command to run after changing scratch: its cases cover every path of scratch,
+it agrees on sound scratch, and it fails on every fault of the catalogue, naming the tensor
+the fault first changes and the function it breaks."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+from comparisons import cli
+from comparisons.faults.catalogue import FAULTS
+from comparisons.modes.check import run_check
+from comparisons.oracle.compare import compare_traces
+from comparisons.oracle.roundoff import Step, allowances
+from comparisons.run.coverage import CASES
+from comparisons.run.engines import ScratchEngine, initial_state
+from comparisons.run.inputs import build_inputs
+from scratch.activations import ACTIVATIONS
+from scratch.losses import LOSSES
+from scratch.trace_schema import OPTIMIZER_STATE
+from scratch.training import train_step
+from tests.comparisons.lockstep_cases import skip_unless_sound
+
+SPECS = [case.spec(()) for case in CASES]
+
+
+def covered(predicate) -> bool:
+    return any(predicate(spec) for spec in SPECS)
+
+
+@pytest.mark.parametrize("activation", sorted(ACTIVATIONS))
+def test_every_activation_runs_in_a_hidden_layer_and_in_the_output_layer(activation):
+    assert covered(lambda s: s.hidden and s.activation == activation)
+    assert covered(lambda s: s.output == activation)
+
+
+@pytest.mark.parametrize("loss", sorted(LOSSES))
+def test_every_loss_head_runs(loss):
+    assert covered(lambda s: s.loss == loss)
+
+
+@pytest.mark.parametrize(
+    ("optimizer", "decay"), list(itertools.product(OPTIMIZER_STATE, (False, True)))
+)
+def test_every_optimizer_runs_with_and_without_its_weight_decay(optimizer, decay):
+    def decayed(s):
+        return bool(s.optimizer.weight_decay if optimizer == "adamw" else s.optimizer.l2)
+
+    assert covered(lambda s: s.optimizer.name == optimizer and decayed(s) == decay)
+
+
+@pytest.mark.parametrize(
+    "condition",
+    [
+        lambda s: s.dtype == "float64",
+        lambda s: s.dtype == "float32",
+        lambda s: s.batch_size == 1,
+        lambda s: s.synthetic_rows % s.batch_size and not s.drop_last,  # a partial last batch
+        lambda s: s.drop_last and s.synthetic_rows % s.batch_size,
+        lambda s: not s.shuffle,
+        lambda s: s.n_outputs > 1,
+        lambda s: len(s.hidden) == 0,  # depth 1
+        lambda s: len(s.hidden) >= 2,  # depth >= 3
+    ],
+    ids=[
+        "float64", "float32", "batch-1", "partial-last-batch", "drop-last", "no-shuffle",
+        "several-outputs", "depth-1", "depth-3-or-more",
+    ],
+)  # fmt: skip
+def test_the_cases_cover_every_batch_shape_dtype_and_depth(condition):
+    assert covered(condition)
+
+
+@pytest.mark.torch
+@pytest.mark.jax
+def test_check_agrees_on_sound_scratch_and_says_so_case_by_case(tmp_path, capsys):
+    code = cli.main(["check", "--out", str(tmp_path / "c"), "--quiet"])
+    out = capsys.readouterr().out.splitlines()
+    assert code == 0 and out[0].startswith("AGREE: every path of scratch agrees")
+    assert len(out) == 1 + len(CASES) + 1  # the verdict, a line per case, the drift run
+    assert all(line.split()[0] == "AGREE" for line in out[1:])
+    assert (tmp_path / "c" / "report.html").exists()
+
+
+REAL_FAULTS = [f for f in FAULTS if not f.equivalent]
+
+
+def first_changed(case_name: str, step: int, fault) -> str:
+    """The first tensor of scratch's own trace that the fault moves beyond roundoff at that
+    case's step, from the same (sound) state, no reference involved: what a correct
+    localization must name."""
+    case = next(c for c in CASES if c.name == case_name)
+    inputs = build_inputs(case.spec(()))
+    X, Y = inputs.train
+    engine = ScratchEngine(inputs.mlp, inputs.optimizer, inputs.spec.dtype)
+    engine.set_state(inputs.params0, initial_state(inputs.optimizer, inputs.params0))
+    for s in inputs.schedule.steps[:step]:
+        engine.step(X[s.rows], Y[s.rows])
+    rows = inputs.schedule.steps[step].rows
+
+    def trace():
+        params, state = ({k: np.copy(v) for k, v in d.items()} for d in engine.state())
+        with np.errstate(all="ignore"):
+            return train_step(inputs.mlp, inputs.optimizer, params, state, X[rows], Y[rows])[0]
+
+    sound = trace()
+    with fault.patch():
+        broken = trace()
+    step_ = Step(inputs.mlp, inputs.optimizer, *engine.state(), X[rows], Y[rows])
+    allowed = allowances(step_, sound, inputs.spec.dtype)
+    changed = [c.tensor for c in compare_traces(sound, broken, "broken", allowed) if not c.ok]
+    return changed[0] if changed else ""
+
+
+@pytest.fixture(scope="module")
+def sound_scratch():
+    """check against PyTorch, once per test module and worker: a sound scratch to break."""
+    skip_unless_sound(run_check(("torch",))["verdict"] == "agree")
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("fault", REAL_FAULTS, ids=[f.name for f in REAL_FAULTS])
+def test_check_fails_on_every_fault_naming_its_function(sound_scratch, fault):
+    with np.errstate(all="ignore"), fault.patch():
+        report = run_check(("torch",))
+    assert report["verdict"] in ("disagree", "error")
+    d = report["first_divergence"]
+    assert fault.where in d["look_at"]
+    judged_by_the_trace = d["kind"] not in ("batch", "input") and d["engine"] != "scratch"
+    if judged_by_the_trace and report["verdict"] == "disagree":
+        assert d["tensor"] == first_changed(report["failed_case"], d["step"], fault)
