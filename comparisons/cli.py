@@ -1,7 +1,10 @@
 """The command line: ``python -m comparisons COMMAND`` (or the ``backprop-oracle`` script).
 
-Exit status: 0 the engines agree (or, for ``train``, training finished), 1 they disagree,
-2 bad input or a bad configuration, with a one-line message that says what and where.
+Exit status: 0 the engines agree (or, for ``train``, training finished), 1 they disagree or
+an engine raised, 2 bad input (one line on stderr that says what, where and how to fix it;
+nothing written), 3 training diverged, 4 a bug in the oracle itself, 130 SIGINT, 143
+SIGTERM (the previous report intact), 141 stdout closed early. Each command that writes has
+its own default folder, ``reports/COMMAND``; what ``--out`` may be: report/atomic_folder.py.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ import argparse
 import os
 import sys
 import traceback
+import unicodedata
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -22,21 +26,21 @@ from comparisons.modes.drift import run_drift
 from comparisons.modes.gradcheck import run_gradcheck
 from comparisons.modes.lockstep import run_lockstep
 from comparisons.modes.train import train_scratch
-from comparisons.progress import Progress
-from comparisons.report.atomic_folder import write_report_folder
+from comparisons.progress import Progress, Terminated, end_line, sigterm_raises
+from comparisons.report.atomic_folder import OutFolderError, prepare_out_folder, write_report_folder
 from comparisons.report.html import render_html
 from comparisons.report.markdown import render_markdown
 from comparisons.report.text import headline_details, verdict_line
 from comparisons.run.coverage import CASES
 from comparisons.run.engines import REFERENCES
 from comparisons.run.inputs import build_inputs
-from comparisons.run.spec import ENGINES, SpecError, load_spec
+from comparisons.run.spec import ENGINES, SpecError, load_spec, shown
 from data import DataError
 from scratch.config import ScratchInputError
 from scratch.training import NonFiniteLossError
 
 EXIT_AGREE, EXIT_DISAGREE, EXIT_BAD_INPUT, EXIT_DIVERGED, EXIT_INTERNAL = 0, 1, 2, 3, 4
-EXIT_INTERRUPTED, EXIT_BROKEN_PIPE = 130, 141
+EXIT_INTERRUPTED, EXIT_TERMINATED, EXIT_BROKEN_PIPE = 130, 143, 141
 # Each verdict's exit status: an engine that raised (error) is a failure of the engine under
 # test, like a disagreement; a bug in the oracle itself is EXIT_INTERNAL.
 EXIT_STATUS = {
@@ -45,7 +49,18 @@ EXIT_STATUS = {
     "error": EXIT_DISAGREE,
     "diverged": EXIT_DIVERGED,
 }
-DEFAULT_OUT = Path("reports/latest")
+REPORTS = Path("reports")  # each command that writes has its own folder: reports/run, …
+GRADCHECK_STEPS = 3  # gradcheck's default --steps (or all the run has, when fewer)
+BAD_INPUT = (SpecError, DataError, ScratchInputError, NonFiniteLossError, OutFolderError)
+
+
+class UsageError(Exception):
+    """A command line argparse cannot parse: reported in one line, exit 2."""
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # argparse's own prints the usage too: two lines or more
+        raise UsageError(f"{message}; see {self.prog} --help")
 
 
 def _spec_options(parser: argparse.ArgumentParser) -> None:
@@ -75,34 +90,44 @@ def _oracle_options(parser: argparse.ArgumentParser) -> None:
         metavar="LIST",
         help=f"comma-separated engines to run, scratch first (default: {','.join(ENGINES)})",
     )
+
+
+def _out_option(parser: argparse.ArgumentParser, command: str) -> None:
     parser.add_argument(
         "--out",
         metavar="DIR",
         type=Path,
-        default=DEFAULT_OUT,
-        help=f"the report folder, replaced as a whole when the run ends (default: {DEFAULT_OUT})",
+        default=REPORTS / command,
+        help="the report folder: a missing or empty folder, or one this tool wrote; replaced "
+        f"as a whole when the command ends (default: {REPORTS / command})",
     )
 
 
-def _load(args: argparse.Namespace):
+def _load(args: argparse.Namespace, **overrides: object):
     assignments = list(args.assignments)
     if args.dtype:
         assignments.append(f"dtype={args.dtype}")
-    if getattr(args, "engines", None):
-        names = [e.strip() for e in args.engines.split(",") if e.strip()]
-        assignments.append("engines=[" + ", ".join(f'"{n}"' for n in names) + "]")
-    return build_inputs(load_spec(args.config, assignments))
+    if getattr(args, "engines", None) is not None:
+        names = tuple(e.strip() for e in args.engines.split(",") if e.strip())
+        if not names:
+            raise SpecError(
+                f"--engines: no engine in {shown(args.engines)}; give a comma-separated list, "
+                f"e.g. {','.join(ENGINES)}"
+            )
+        overrides.setdefault("engines", names)
+    return build_inputs(load_spec(args.config, assignments, overrides))
 
 
 def _progress(args: argparse.Namespace, inputs, label: str, total: int | None = None):
     return Progress(total or len(inputs.schedule), label, enabled=not args.quiet)
 
 
-def _write_and_report(args: argparse.Namespace, report: dict) -> int:
-    out = write_report_folder(
-        report, args.out, {"report.md": render_markdown, "report.html": render_html}
-    )
-    for line in headline(report):
+def _write_and_report(
+    args: argparse.Namespace, report: dict, lines: list[str] | None = None
+) -> int:
+    renderers = {"report.md": render_markdown, "report.html": render_html}
+    out = write_report_folder(report, args.out, renderers)
+    for line in headline(report) if lines is None else lines:
         print(line)
     if not args.quiet:
         print(f"report: {out / 'report.json'}, {out / 'report.md'}, {out / 'report.html'}")
@@ -131,7 +156,13 @@ def cmd_gradcheck(args: argparse.Namespace) -> int:
     inputs = _load(args)
     if inputs.spec.dtype != "float64":
         raise SpecError("dtype: gradcheck needs float64 (finite differences in float32 are noise)")
-    steps = min(args.steps, len(inputs.schedule))
+    total = len(inputs.schedule)
+    if args.steps is not None and not 1 <= args.steps <= total:
+        raise SpecError(
+            f"--steps: this run has {total} step{'s' * (total > 1)}, so --steps must be 1 to "
+            f"{total}; got {args.steps} (more epochs or a smaller batch_size make more steps)"
+        )
+    steps = args.steps or min(GRADCHECK_STEPS, total)
     report = run_gradcheck(inputs, steps, on_step=_progress(args, inputs, "gradcheck", steps))
     return _write_and_report(args, report)
 
@@ -140,17 +171,10 @@ def cmd_check(args: argparse.Namespace) -> int:
     references = _references(args.engines, "--engines")
     progress = Progress(len(CASES), "check", enabled=not args.quiet)
     report = run_check(references, on_case=progress)
-    out = write_report_folder(
-        report, args.out, {"report.md": render_markdown, "report.html": render_html}
+    cases = [f"  {c['verdict'].upper():<9} {c['name']} ({c['dtype']})" for c in report["cases"]]
+    return _write_and_report(
+        args, report, [verdict_line(report), *cases, *headline_details(report)]
     )
-    print(verdict_line(report))
-    for case in report["cases"]:
-        print(f"  {case['verdict'].upper():<9} {case['name']} ({case['dtype']})")
-    for line in headline_details(report):
-        print(line)
-    if not args.quiet:
-        print(f"report: {out / 'report.json'}, {out / 'report.md'}, {out / 'report.html'}")
-    return EXIT_STATUS[report["verdict"]]
 
 
 def _check_options(parser: argparse.ArgumentParser) -> None:
@@ -159,13 +183,6 @@ def _check_options(parser: argparse.ArgumentParser) -> None:
         default="torch,jax",
         metavar="LIST",
         help="the references to check scratch against (default: torch,jax; torch alone is faster)",
-    )
-    parser.add_argument(
-        "--out",
-        metavar="DIR",
-        type=Path,
-        default=Path("reports/check"),
-        help="the report folder (default: reports/check)",
     )
     parser.add_argument("--quiet", action="store_true", help="print only the verdict lines")
 
@@ -176,7 +193,7 @@ def _references(text: str, option: str) -> tuple[str, ...]:
     unknown = sorted(set(engines) - set(REFERENCES))
     if unknown or not engines:
         raise SpecError(
-            f"{option}: a comma-separated list of {', '.join(REFERENCES)}; got {text!r}"
+            f"{option}: a comma-separated list of {', '.join(REFERENCES)}; got {shown(text)}"
         )
     return engines
 
@@ -214,18 +231,11 @@ def _faults_options(parser: argparse.ArgumentParser) -> None:
         metavar="LIST",
         help="the references to run each fault against (default: torch,jax)",
     )
-    parser.add_argument(
-        "--out",
-        metavar="DIR",
-        type=Path,
-        default=Path("reports/faults"),
-        help="where faults.json and faults.md go (default: reports/faults)",
-    )
     parser.add_argument("--quiet", action="store_true", help="print only the summary")
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    inputs = _load(args)
+    inputs = _load(args, engines=("scratch",))  # so the memory estimate counts scratch alone
     spec, splits = inputs.spec, list(inputs.splits)
     if not args.quiet:
         print(
@@ -308,41 +318,77 @@ COMMANDS: dict[str, tuple[Callable, Callable, str, str]] = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="python -m comparisons",
         description="Backprop from scratch in NumPy, verified batch by batch against PyTorch "
-        "and JAX. Exit status: 0 agree, 1 disagree, 2 bad input.",
+        "and JAX. Exit status: 0 agree, 1 disagree or error, 2 bad input, 3 diverged, "
+        "4 internal error, 130/143 interrupted (SIGINT/SIGTERM).",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (handler, options, summary, description) in COMMANDS.items():
         command = sub.add_parser(name, help=summary, description=description)
         options(command)
+        if name in ("run", "drift", "gradcheck", "check", "faults"):
+            _out_option(command, name)
         if name == "gradcheck":
             command.add_argument(
-                "--steps", type=int, default=3, help="how many steps to check (default 3)"
+                "--steps",
+                type=int,
+                help=f"how many steps to check, from the first (default: {GRADCHECK_STEPS}, "
+                "or all the run has when fewer)",
             )
         command.set_defaults(handler=handler)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        return args.handler(args)
-    except (SpecError, DataError, ScratchInputError, NonFiniteLossError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except KeyboardInterrupt:
-        print("interrupted: no report was written", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    except BrokenPipeError:  # `… | head`: the reader left; the report is already written
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return EXIT_BROKEN_PIPE
-    except Exception:  # a bug in the oracle, not in the engine under test: say so, loudly
-        traceback.print_exc()
-        print(
-            "internal error: the oracle itself failed (not the engines it compares); please "
-            "report the traceback above",
-            file=sys.stderr,
-        )
-        return EXIT_INTERNAL
+    with sigterm_raises():
+        args = None
+        try:
+            args = build_parser().parse_args(argv)
+            if getattr(args, "out", None) is not None:
+                prepare_out_folder(args.out)  # before any work: a bad --out costs nothing
+            return args.handler(args)
+        except (*BAD_INPUT, UsageError) as err:
+            return _say(f"error: {err}", EXIT_BAD_INPUT)
+        except (KeyboardInterrupt, Terminated) as err:
+            return _interrupted(err, getattr(args, "out", None))
+        except BrokenPipeError:  # `… | head`: the reader left; the report is already written
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return EXIT_BROKEN_PIPE
+        except Exception:  # a bug in the oracle, not in the engine under test: say so, loudly
+            end_line()
+            traceback.print_exc()
+            print(
+                "internal error: the oracle itself failed (not the engines it compares); please "
+                "report the traceback above",
+                file=sys.stderr,
+            )
+            return EXIT_INTERNAL
+
+
+def _interrupted(err: BaseException, out: Path | None) -> int:
+    terminated = isinstance(err, Terminated)
+    name, code = ("SIGTERM", EXIT_TERMINATED) if terminated else ("SIGINT", EXIT_INTERRUPTED)
+    written = getattr(err, "report_written", None)
+    if written is not None:
+        return _say(f"interrupted ({name}) after the report was written to {written}", code)
+    kept = f"; {out} is as it was" if out is not None else ""
+    return _say(f"interrupted ({name}): no report was written{kept}", code)
+
+
+def _say(message: str, code: int) -> int:
+    """Print ``message`` on stderr as one line; return ``code``."""
+    end_line()
+    print(one_line(message), file=sys.stderr)
+    return code
+
+
+def one_line(text: str, limit: int = 1000) -> str:
+    """A message as one printable line: its lines joined (a data error's "Fix:" line too),
+    control characters escaped, and cut in the middle beyond ``limit`` characters."""
+    text = "; ".join(part.strip() for part in text.replace("\nFix: ", "; fix: ").splitlines())
+    text = "".join(repr(c)[1:-1] if unicodedata.category(c) in ("Cc", "Cs") else c for c in text)
+    if len(text) > limit:
+        text = f"{text[: limit * 2 // 3]} … {text[-(limit // 3) :]}"
+    return text

@@ -149,13 +149,21 @@ def _cached_files(folder: Path) -> dict[str, Path]:
     return download_occupancy(folder)
 
 
+# The UCI files are under 1 MB each: a file past this is none of them, and is not read whole.
+_MAX_FILE_BYTES = 8 << 20
+
+
 def _verified_bytes(path: Path, fix: str) -> bytes:
     """The file's bytes, read once, after checking their sha256: parse these, never a reread."""
     try:
-        data = path.read_bytes()
+        with open(path, "rb") as f:
+            data = f.read(_MAX_FILE_BYTES + 1)
     except OSError as err:
         what = f"cannot read the file ({err.strerror or err})"
         raise DataError(what, path=path, fix=fix) from err
+    if len(data) > _MAX_FILE_BYTES:
+        what = f"larger than {_MAX_FILE_BYTES} bytes, so not the UCI original (each is under 1 MB)"
+        raise DataError(what, path=path, fix=fix)
     expected = MEMBER_SHA256[path.name]
     actual = hashlib.sha256(data).hexdigest()
     if actual != expected:

@@ -34,7 +34,7 @@ from comparisons.bench.settings import (
 from comparisons.bench.steps import time_size
 from comparisons.bench.targets import judge, target_lines
 from comparisons.bench.threads import fixed_threads
-from comparisons.report.atomic_folder import write_report_folder
+from comparisons.report.atomic_folder import prepare_out_folder, write_report_folder
 from comparisons.report.environment import fingerprint
 from comparisons.run.spec import SpecError
 
@@ -48,7 +48,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="DIR",
         type=Path,
         default=DEFAULT_OUT,
-        help=f"where bench.json, bench.md and bench.svg go (default: {DEFAULT_OUT})",
+        help="where bench.json, bench.md and bench.svg go: a missing or empty folder, or one "
+        f"this tool wrote (default: {DEFAULT_OUT})",
     )
     parser.add_argument(
         "--quick",
@@ -115,6 +116,7 @@ def _oracle_options(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Measure, write ``bench.json``, ``bench.md`` and ``bench.svg``, print the targets."""
     plan = _plan(args)
+    prepare_out_folder(args.out)  # before measuring: a bad --out costs nothing
     say = (lambda _: None) if args.quiet else (lambda text: print(text, file=sys.stderr))
     report = measure(plan, args.threads, args.quick, say)
     report["targets"] = judge(report)

@@ -1,46 +1,238 @@
-"""Writing a report folder atomically: all of it, or nothing new.
+"""Writing a report folder: the complete old report or the complete new one, never neither,
+never a mix, whatever the signal and whenever it lands.
 
-The files are written into a fresh temporary folder beside the target, then swapped in with
-renames on the same file system. A crash or Ctrl-C before the swap leaves the previous
-report (if any) untouched and removes the partial folder; no reader ever sees a folder that
-mixes two runs or holds half a file.
+``--out`` may be a missing folder, an empty one, or one this tool wrote, recognised by the
+marker file ``MARKER`` that lists the files it wrote there (``check_out_folder``). Anything
+else is refused before any work starts, with an ``OutFolderError`` that says what to do.
+
+The swap (``write_report_folder``):
+
+1. The files are written into a staging folder beside the target, ``.NAME.partial-PID-HEX``,
+   made by ``os.mkdir`` with the default mode (the umask applies and is never changed) and
+   locked (``flock``) by its writer while it lives. The marker is written last.
+2. Under a lock on the parent folder (which serializes the swaps into it: concurrent runs on
+   one ``--out`` queue up and the last to swap wins), staging and target are exchanged in
+   one atomic step, ``renameat2(RENAME_EXCHANGE)`` (Linux); the staging name then holds the
+   old report, which is removed. At no instant is ``--out`` missing or mixed.
+3. Where that exchange is missing (another OS, a file system without it), two renames:
+   ``out`` to ``.NAME.old-PID-HEX``, then staging to ``out``. A kill between them leaves
+   ``--out`` missing and the old report beside it; the next run first puts it back
+   (``prepare_out_folder``, and again before its swap).
+
+SIGINT and SIGTERM arriving during step 2 are held until the swap is done, then delivered.
+A kill nothing can catch (SIGKILL, a power cut) leaves staging or old folders that no live
+writer holds locked; the next write beside them removes them. Tests inject a kill at each
+step through ``_kill_point``.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import errno
+import functools
 import json
 import math
 import os
+import re
+import secrets
 import shutil
-import tempfile
-from collections.abc import Callable, Mapping
+import signal
+import stat
+import sys
+import threading
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+try:
+    import fcntl
+except ImportError:  # Windows: no locks; the staging names still keep writers apart
+    fcntl = None  # type: ignore[assignment]
+
 Renderer = Callable[[dict], str]
+
+MARKER = ".backprop-oracle-report"  # in every folder this tool writes: the files it wrote
+LITTER = frozenset({".DS_Store", "Thumbs.db", "desktop.ini"})  # a file browser's, not a user's
+SPECIAL = (Path("/proc"), Path("/sys"), Path("/dev"))
+# Staging and old folders: ours (PID-HEX), and those of earlier versions (tempfile's names).
+_STAGED = re.compile(r"(partial|old)-(?:\d+-[0-9a-f]{8}|[a-z0-9_]{8})")
+_HELD_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+_kill_point: Callable[[str], None] | None = None  # tests: called at each step of a write
+
+
+class OutFolderError(ValueError):
+    """``--out`` cannot hold the report: what is wrong with it and what to do instead."""
+
+
+def check_out_folder(out: str | os.PathLike[str]) -> Path:
+    """The real path of ``--out`` if it may hold a report; else OutFolderError. Writes
+    nothing."""
+    shown = _shown(out)
+    try:
+        real = Path(os.path.realpath(out))
+        cwd = Path(os.path.realpath(os.getcwd()))
+    except (OSError, ValueError) as err:
+        raise OutFolderError(f"--out {shown}: not a usable path ({_why(out, err)})") from None
+    if real == cwd or real in cwd.parents:
+        raise OutFolderError(
+            f"--out {shown}: the current folder (or one above it) cannot be the report "
+            "folder, which is replaced as a whole; name a folder of its own, e.g. reports/run"
+        )
+    _check_place(real, shown)
+    try:
+        info = os.stat(real)
+    except FileNotFoundError:
+        _check_creatable(real, shown)
+        return real
+    except (OSError, ValueError) as err:
+        raise OutFolderError(f"--out {shown}: cannot be used ({_why(out, err)})") from None
+    if not stat.S_ISDIR(info.st_mode):
+        raise OutFolderError(f"--out {shown}: a file, not a folder; choose a folder name")
+    if os.path.ismount(real):
+        raise OutFolderError(f"--out {shown}: a mount point; name a folder inside it")
+    foreign = _foreign(real, shown)
+    if foreign:
+        more = f" and {len(foreign) - 3} more" if len(foreign) > 3 else ""
+        names = ", ".join(_shown(n, 40) for n in foreign[:3]) + more
+        raise OutFolderError(
+            f"--out {shown} holds files this tool did not write ({names}); choose another "
+            "folder or empty it"
+        )
+    if not (os.access(real.parent, os.W_OK | os.X_OK) and os.access(real, os.W_OK | os.X_OK)):
+        raise OutFolderError(f"--out {shown}: no permission to replace it; choose another folder")
+    return real
+
+
+def prepare_out_folder(out: str | os.PathLike[str]) -> Path:
+    """``check_out_folder``, then, if a killed run left ``--out`` missing and its old report
+    beside it, put that report back. Call it before any work starts."""
+    real = check_out_folder(out)
+    if real.parent.is_dir():
+        with _locked(real.parent):
+            _recover(real)
+    return real
 
 
 def write_report_folder(
     report: dict, out: Path, renderers: Mapping[str, Renderer], json_name: str = "report.json"
 ) -> Path:
     """Write ``json_name`` and one file per renderer (``name -> render(report)``) into
-    ``out``, replacing whatever report was there. Returns ``out``."""
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if out.exists() and not out.is_dir():
-        raise FileExistsError(f"--out {out} is a file, not a folder")
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
-    staging.chmod(0o777 & ~_umask())  # mkdtemp makes it private; a report folder is not
+    ``out``, replacing the report that was there (see the module's docstring). Returns
+    ``out``. An exception raised after the swap (a held signal) carries ``report_written``."""
+    real = check_out_folder(out)
     try:
-        text = json.dumps(json_safe(report), indent=2, ensure_ascii=False, allow_nan=False)
-        _write(staging / json_name, text + "\n")
-        for name, render in renderers.items():
-            _write(staging / name, render(report))
-        _swap_in(staging, out)
-    except BaseException:  # KeyboardInterrupt too: never leave the partial folder behind
+        real.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise OutFolderError(f"--out {_shown(out)}: cannot be created ({err.strerror})") from None
+    with _locked(real.parent):
+        _recover(real)
+        _remove_stale(real)
+        staging, fd = _new_staging(real)
+    swapped = False
+    try:
+        _step("staging")
+        names = _write_files(staging, report, renderers, json_name)
+        _step("written")
+        _write(staging / MARKER, json.dumps({"written_by": "backprop-oracle", "files": names}))
+        _step("marked")
+        with _signals_held(), _locked(real.parent):
+            _step("locked")
+            check_out_folder(out)  # files may have been put there during the run
+            _swap_in(staging, real)
+            swapped = True
+    except BaseException as err:  # KeyboardInterrupt too: never leave the partial folder
         shutil.rmtree(staging, ignore_errors=True)
+        if swapped:
+            err.report_written = Path(out)  # type: ignore[attr-defined]
         raise
-    return out
+    finally:
+        os.close(fd)
+    return Path(out)
+
+
+# --- the checks ---------------------------------------------------------------------------
+
+
+def _shown(value: object, limit: int = 200) -> str:
+    text = os.fsdecode(value) if isinstance(value, str | bytes | os.PathLike) else str(value)
+    return text if len(text) <= limit else f"{text[: limit - 1]}…"
+
+
+def _check_place(real: Path, shown: str) -> None:
+    special = next((s for s in SPECIAL if real == s or s in real.parents), None)
+    if special is not None:
+        raise OutFolderError(
+            f"--out {shown}: under {special}, a file system of the kernel; choose a folder on disk"
+        )
+    if len(os.fsencode(real.name)) > 200:  # leaves room for the staging folder's suffix
+        raise OutFolderError(f"--out {shown}: a folder name over 200 bytes; choose a shorter one")
+
+
+def _check_creatable(real: Path, shown: str) -> None:
+    """A missing ``--out``: its nearest existing ancestor must be a folder we can write in."""
+    ancestor = real.parent
+    while not os.path.lexists(ancestor) and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        problem = f"{_shown(ancestor)} is a file, not a folder"
+    elif not os.access(ancestor, os.W_OK | os.X_OK):
+        problem = f"no permission to write in {_shown(ancestor)}"
+    else:
+        return
+    raise OutFolderError(f"--out {shown}: cannot be created, {problem}")
+
+
+def _why(out: str | os.PathLike[str], err: Exception) -> str:
+    """Why ``os.stat`` failed, in words: the file in the path, or the system's reason."""
+    if isinstance(err, NotADirectoryError):
+        ancestor = Path(os.path.abspath(out)).parent
+        while ancestor != ancestor.parent and not ancestor.is_file():
+            ancestor = ancestor.parent
+        return f"{_shown(ancestor)} is a file, not a folder"
+    if isinstance(err, OSError) and err.strerror:
+        return err.strerror.lower()
+    return "it holds a NUL byte" if "null" in str(err) else str(err)
+
+
+def _foreign(real: Path, shown: str) -> list[str]:
+    """The entries of ``real`` this tool did not write (by its marker), sorted."""
+    try:
+        names = sorted(set(os.listdir(real)) - LITTER)
+    except OSError as err:
+        raise OutFolderError(f"--out {shown}: cannot read it ({err.strerror})") from None
+    written = _marked_files(real / MARKER) if names else set()
+    return [n for n in names if n not in written]
+
+
+def _marked_files(marker: Path) -> set[str]:
+    """The files a marker lists, and the marker itself; nothing if it is not a marker."""
+    try:
+        info = os.lstat(marker)  # never open a FIFO or a device put there in its place
+        ok = stat.S_ISREG(info.st_mode) and info.st_size < 65536
+        files = json.loads(marker.read_text(encoding="utf-8"))["files"] if ok else None
+    except (OSError, ValueError, KeyError, TypeError):
+        files = None
+    valid = isinstance(files, list) and all(isinstance(f, str) for f in files)
+    return {*files, MARKER} if valid else set()
+
+
+# --- the swap -----------------------------------------------------------------------------
+
+
+def _step(name: str) -> None:
+    if _kill_point is not None:
+        _kill_point(name)
+
+
+def _write_files(
+    staging: Path, report: dict, renderers: Mapping[str, Renderer], json_name: str
+) -> list[str]:
+    text = json.dumps(json_safe(report), indent=2, ensure_ascii=False, allow_nan=False)
+    _write(staging / json_name, text + "\n")
+    for name, render in renderers.items():
+        _write(staging / name, render(report))
+    return [json_name, *renderers]
 
 
 def _write(path: Path, text: str) -> None:
@@ -50,27 +242,151 @@ def _write(path: Path, text: str) -> None:
         os.fsync(f.fileno())
 
 
-def _swap_in(staging: Path, out: Path) -> None:
-    """Replace ``out`` by ``staging``: the old folder is moved aside first, then removed."""
-    old = None
-    if out.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-        os.rmdir(old)
-        os.replace(out, old)
+def _staged(real: Path, kind: str) -> Path:
+    return real.parent / f".{real.name}.{kind}-{os.getpid()}-{secrets.token_hex(4)}"
+
+
+def _new_staging(real: Path) -> tuple[Path, int]:
+    """A new staging folder (default mode: the umask applies) and a descriptor holding its
+    lock. Called under the parent's lock, so no cleanup sees it before it is locked."""
+    staging = _staged(real, "partial")
+    os.mkdir(staging)
+    fd = os.open(staging, os.O_RDONLY)
+    _flock(fd, blocking=False)
+    return staging, fd
+
+
+def _swap_in(staging: Path, real: Path) -> None:
+    """Put ``staging`` at ``real``; the old report, if any, is removed."""
+    if not os.path.lexists(real):
+        os.rename(staging, real)
+        _step("renamed")
+        return
     try:
-        os.replace(staging, out)
+        _exchange(staging, real)
+    except _NoExchange:
+        _swap_by_renames(staging, real)
+        return
+    _step("exchanged")
+    shutil.rmtree(staging, ignore_errors=True)  # the old report, now under the staging name
+    _step("removed")
+
+
+def _swap_by_renames(staging: Path, real: Path) -> None:
+    old = _staged(real, "old")
+    os.rename(real, old)
+    try:
+        _step("moved-aside")
+        os.rename(staging, real)
     except BaseException:
-        if old is not None:
-            os.replace(old, out)  # put the previous report back
+        os.rename(old, real)  # put the previous report back
         raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+    _step("moved-in")
+    shutil.rmtree(old, ignore_errors=True)
+    _step("removed")
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+class _NoExchange(Exception):
+    """renameat2(RENAME_EXCHANGE) is not available here: swap with two renames."""
+
+
+@functools.cache
+def _renameat2() -> Callable[..., int] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        function = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):  # a C library older than glibc 2.28
+        return None
+    int_, path = ctypes.c_int, ctypes.c_char_p
+    function.argtypes = [int_, path, int_, path, ctypes.c_uint]
+    function.restype = ctypes.c_int
+    return function
+
+
+def _exchange(a: Path, b: Path) -> None:
+    """Swap the names ``a`` and ``b`` in one atomic step."""
+    function = _renameat2()
+    if function is None:
+        raise _NoExchange
+    at_fdcwd, rename_exchange = -100, 2  # from <fcntl.h> and <linux/fs.h>
+    if function(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return
+    code = ctypes.get_errno()
+    if code in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP, errno.EOPNOTSUPP):
+        raise _NoExchange
+    raise OSError(code, os.strerror(code), os.fspath(b))
+
+
+def _leftovers(real: Path) -> Iterator[tuple[str, Path]]:
+    """(kind, path) of each staging or old folder of ``real`` in its parent."""
+    prefix = f".{real.name}."
+    with os.scandir(real.parent) as entries:
+        for entry in entries:
+            rest = entry.name[len(prefix) :] if entry.name.startswith(prefix) else ""
+            match = _STAGED.fullmatch(rest)
+            if match and entry.is_dir(follow_symlinks=False):
+                yield match[1], Path(entry.path)
+
+
+def _recover(real: Path) -> None:
+    """If ``real`` is missing but a killed swap left the old report beside it, put it back."""
+    if os.path.lexists(real):
+        return
+    olds = [path for kind, path in _leftovers(real) if kind == "old"]
+    if olds:
+        os.rename(max(olds, key=lambda p: p.stat().st_ctime), real)
+
+
+def _remove_stale(real: Path) -> None:
+    """Remove the staging and old folders of ``real`` that no live writer holds."""
+    for _, path in _leftovers(real):
+        with _locked(path, blocking=False) as free:
+            if free:  # no live writer holds it
+                shutil.rmtree(path, ignore_errors=True)
+
+
+def _flock(fd: int, blocking: bool = True) -> bool:
+    """Take the exclusive lock on ``fd``; whether it was taken."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+    except (OSError, AttributeError):  # held elsewhere, unsupported, or no fcntl (Windows)
+        return False
+    return True
+
+
+@contextlib.contextmanager
+def _locked(folder: Path, blocking: bool = True) -> Iterator[bool]:
+    """Hold the lock on ``folder``; yields whether it was taken (where locks are missing: no)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        yield False
+        return
+    try:
+        yield _flock(fd, blocking)
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """SIGINT and SIGTERM wait until the block is done, then are delivered to the handlers
+    that were in place (only the main thread can change handlers; elsewhere, no change)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pending: list[int] = []
+    previous = {
+        s: signal.signal(s, lambda signum, _: pending.append(signum)) for s in _HELD_SIGNALS
+    }
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, signal.SIG_DFL if handler is None else handler)
+        if pending:
+            signal.raise_signal(pending[0])
 
 
 def json_safe(value: Any) -> Any:

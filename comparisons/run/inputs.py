@@ -6,16 +6,28 @@ same initial parameters and the same mini-batches.
 
 from __future__ import annotations
 
+import itertools
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from comparisons.run.spec import RunSpec
-from data import BatchSchedule, dataset_info, load_occupancy, make_schedule, make_synthetic
+from comparisons.run.spec import RunSpec, SpecError
+from data import (
+    EXPECTED_ROWS,
+    FEATURES,
+    BatchSchedule,
+    dataset_info,
+    load_occupancy,
+    make_schedule,
+    make_synthetic,
+)
 from data.standardize import standardize_splits
 from scratch.config import MLP, Optimizer
 from scratch.initializers import init_params
+from scratch.trace_schema import OPTIMIZER_STATE
 
 Arrays = tuple[np.ndarray, np.ndarray]
 
@@ -73,6 +85,7 @@ def _targets(spec: RunSpec, Y: np.ndarray) -> np.ndarray:
 
 
 def build_inputs(spec: RunSpec, data_dir: str | None = None) -> RunInputs:
+    check_memory(spec)
     splits, info = load_splits(spec, data_dir)
     X, Y = splits["train"]
     mlp = spec.mlp(n_features=X.shape[1], n_outputs=Y.shape[1])
@@ -88,3 +101,116 @@ def build_inputs(spec: RunSpec, data_dir: str | None = None) -> RunInputs:
         params0=init_params(mlp, spec.seed, spec.init, spec.dtype, spec.init_gain),
         schedule=schedule,
     )
+
+
+# --- will it fit? -------------------------------------------------------------------------
+
+# How many copies of the parameters each engine makes the run hold at once: its own, the
+# gradients, the update, the new parameters in its trace, and the oracle's loaded copies.
+COPIES_PER_ENGINE = 6
+ACTIVATION_COPIES = 3  # Z, A and dZ (or a temporary), per layer and row
+DATA_COPIES = 4  # raw, standardized, cast to the dtype, and the engines' copies
+STEP_BYTES = 4096  # per step: its schedule entry and the report's per-step records
+# The key to change when each part is what does not fit, and how.
+ADVICE = {
+    "parameters": ("hidden", "use fewer or narrower hidden layers"),
+    "activations": ("hidden", "use narrower hidden layers or a smaller batch_size"),
+    "data": ("synthetic_rows", "use fewer synthetic_rows or synthetic_features"),
+    "schedule": ("epochs", "use fewer epochs or a larger batch_size"),
+}
+
+
+def memory_needed(spec: RunSpec) -> dict[str, int]:
+    """Bytes a run of ``spec`` holds at its peak, roughly, by part (an upper estimate)."""
+    if spec.dataset == "occupancy":
+        features, rows = len(FEATURES), list(EXPECTED_ROWS.values())
+    else:
+        features, rows = spec.synthetic_features, [spec.synthetic_rows] * 2
+    itemsize, engines = np.dtype(spec.dtype).itemsize, len(spec.engines)
+    sizes = (features, *spec.hidden, spec.n_outputs)
+    n_params = sum((n_in + 1) * n_out for n_in, n_out in itertools.pairwise(sizes))
+    copies = 1 + len(OPTIMIZER_STATE[spec.optimizer.name]) + COPIES_PER_ENGINE * engines
+    batch = min(spec.batch_size, rows[0])
+    steps = spec.epochs * -(-rows[0] // spec.batch_size)
+    return {
+        "parameters": n_params * itemsize * copies,
+        # every engine's batch at once (lockstep), or one engine's metrics on the largest split
+        "activations": max(batch * engines, max(rows)) * sum(sizes) * itemsize * ACTIVATION_COPIES,
+        "data": sum(rows) * (features + spec.n_outputs) * 8 * DATA_COPIES,
+        "schedule": spec.epochs * rows[0] * 8 + steps * STEP_BYTES,
+    }
+
+
+def check_memory(spec: RunSpec, available: int | None = None) -> None:
+    """Refuse, before allocating anything, a run that would not fit in the memory there is."""
+    parts = memory_needed(spec)
+    needed = sum(parts.values())
+    available = available_memory() if available is None else available
+    if available is None or needed <= available:
+        return
+    part = max(parts, key=parts.__getitem__)
+    rows_dominate = spec.synthetic_rows >= spec.batch_size * len(spec.engines)
+    if spec.dataset == "synthetic" and part == "activations" and rows_dominate:
+        part = "data"  # the metrics' pass over a split of synthetic_rows rows
+    key, advice = ADVICE[part]
+    detail = ", ".join(f"{part} {_size(n)}" for part, n in parts.items())
+    raise SpecError(
+        f"{key}: this run needs about {_size(needed)} of memory ({detail}), and "
+        f"{_size(available)} is available; {advice}"
+    )
+
+
+def available_memory() -> int | None:
+    """Bytes this process can still allocate: the least of the system's available memory
+    (MemAvailable), the cgroup's limit less its usage, and the address-space limit; None
+    where none of them can be read."""
+    found = [_meminfo_available(), _cgroup_room(), _address_space_limit()]
+    known = [n for n in found if n is not None]
+    return min(known) if known else None
+
+
+def _meminfo_available() -> int | None:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def _cgroup_room() -> int | None:
+    root = Path("/sys/fs/cgroup")
+    try:
+        limit = (root / "memory.max").read_text().strip()
+        if limit == "max":
+            return None
+        return int(limit) - int((root / "memory.current").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _address_space_limit() -> int | None:
+    try:
+        import resource
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    except (ImportError, OSError, ValueError):
+        return None
+    return None if soft == resource.RLIM_INFINITY else soft
+
+
+def _size(n: int) -> str:
+    for unit, scale in (
+        ("EiB", 2**60),
+        ("PiB", 2**50),
+        ("TiB", 2**40),
+        ("GiB", 2**30),
+        ("MiB", 2**20),
+    ):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{max(n, 1) / 2**10:.0f} KiB" if n >= 2**10 else f"{n} B"

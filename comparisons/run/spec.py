@@ -11,8 +11,11 @@ what is allowed.
 from __future__ import annotations
 
 import dataclasses
+import os
+import stat
 import tomllib
 import typing
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +28,14 @@ from scratch.trace_schema import OPTIMIZER_STATE
 DATASETS = ("occupancy", "synthetic")
 DTYPES = ("float64", "float32")
 ENGINES = ("scratch", "torch", "jax")
+# Bounds on what comes in, so that no input can hang the tool or exhaust its memory before
+# it is checked: a config file is a few hundred bytes (1 MiB is plenty), a --set value a few
+# dozen characters; a bad value is echoed in at most SHOWN characters.
+CONFIG_LIMIT = 1 << 20
+SET_LIMIT = 10_000
+SHOWN = 200
+INT_LIMIT = 2**63 - 1  # NumPy's int64: larger integers overflow in the schedule and the data
+MAX_INIT_GAIN = 1e6  # beyond it every unit saturates; at ~1e308 the initializer overflows
 
 
 class SpecError(ValueError):
@@ -67,19 +78,18 @@ class RunSpec:
         _check_choice("loss", self.loss, tuple(LOSSES))
         _check_choice("init", self.init, tuple(INITIALIZERS))
         _check_choice("dtype", self.dtype, DTYPES)
-        for name in ("synthetic_rows", "synthetic_features", "batch_size", "epochs"):
-            if getattr(self, name) < 1:
-                raise SpecError(f"{name}: must be >= 1; got {getattr(self, name)}")
-        if self.synthetic_classes < 2:
-            raise SpecError(f"synthetic_classes: must be >= 2; got {self.synthetic_classes}")
-        if not self.init_gain > 0:
-            raise SpecError(f"init_gain: must be > 0; got {self.init_gain}")
-        if self.seed < 0:
-            raise SpecError(f"seed: must be >= 0; got {self.seed}")
+        for name, least in LEAST.items():
+            if getattr(self, name) < least:
+                raise SpecError(f"{name}: must be >= {least}; got {getattr(self, name)}")
+        if not 0 < self.init_gain <= MAX_INIT_GAIN:  # NaN fails both comparisons
+            raise SpecError(
+                f"init_gain: must be a finite number > 0 and <= {MAX_INIT_GAIN:g}; "
+                f"got {self.init_gain}"
+            )
         if any(n < 1 for n in self.hidden):
-            raise SpecError(f"hidden: every width must be >= 1; got {list(self.hidden)}")
+            raise SpecError(f"hidden: every width must be >= 1; got {shown(list(self.hidden))}")
         if not self.engines or len(set(self.engines)) != len(self.engines):
-            raise SpecError(f"engines: must list distinct engines; got {list(self.engines)}")
+            raise SpecError(f"engines: must list distinct engines; got {shown(list(self.engines))}")
         for engine in self.engines:
             _check_choice("engines", engine, ENGINES)
         if "scratch" not in self.engines:
@@ -117,7 +127,7 @@ class RunSpec:
         """A copy with some flat keys changed; every key and value is checked."""
         unknown = sorted(set(changes) - set(HINTS))
         if unknown:
-            raise SpecError(f"{unknown[0]}: unknown key; known keys: {', '.join(HINTS)}")
+            raise SpecError(f"{key_name(unknown[0])}: unknown key; known keys: {', '.join(HINTS)}")
         changes = {k: _coerce(k, v) for k, v in changes.items()}
         for key, value in changes.items():
             _check_type(key, value, HINTS[key])
@@ -131,6 +141,16 @@ class RunSpec:
                 raise SpecError(f"optimizer: {err}") from None
         return dataclasses.replace(self, **changes)
 
+
+# The least value of each integer key (synthetic data needs two features: the spiral's plane).
+LEAST = {
+    "synthetic_rows": 1,
+    "synthetic_features": 2,
+    "synthetic_classes": 2,
+    "batch_size": 1,
+    "epochs": 1,
+    "seed": 0,
+}
 
 # The optimizer's flat keys and the Optimizer fields that hold them.
 OPTIMIZER_KEYS = {
@@ -153,9 +173,25 @@ def _flat_hints() -> dict[str, object]:
 HINTS = _flat_hints()  # every flat key, in the order the spec lists them
 
 
+def shown(value: object, limit: int = SHOWN) -> str:
+    """``repr(value)``, cut to about ``limit`` characters: how a bad value is echoed."""
+    try:
+        text = repr(value)
+    except ValueError:  # an integer too long to print (Python's 4300-digit limit)
+        return "a value holding an integer of over 4300 digits"
+    if len(text) <= limit:
+        return text
+    return f"{text[: limit - 1]}… ({len(text)} characters)"
+
+
+def key_name(key: str) -> str:
+    """A key as written in messages: bare when it looks like one, else quoted and cut."""
+    return key if key.isidentifier() and len(key) <= 60 else shown(key, 60)
+
+
 def _check_choice(key: str, value: str, choices: tuple[str, ...]) -> None:
     if value not in choices:
-        raise SpecError(f"{key}: unknown value {value!r}; choose one of {', '.join(choices)}")
+        raise SpecError(f"{key}: unknown value {shown(value)}; choose one of {', '.join(choices)}")
 
 
 def _type_name(hint: object) -> str:
@@ -171,7 +207,10 @@ def _check_type(key: str, value: object, hint: object) -> None:
     else:
         ok = _is(value, hint)
     if not ok:
-        raise SpecError(f"{key}: expected {_type_name(hint)}; got {value!r}")
+        raise SpecError(f"{key}: expected {_type_name(hint)}; got {shown(value)}")
+    items = value if isinstance(value, tuple) else (value,)
+    if any(_is(v, int) and abs(v) > INT_LIMIT for v in items):
+        raise SpecError(f"{key}: too large; integers here must lie within ±{INT_LIMIT}")
 
 
 def _is(value: object, kind: object) -> bool:
@@ -189,7 +228,10 @@ def _coerce(key: str, value: object) -> object:
     if isinstance(value, list):
         return tuple(value)
     if hint is float and _is(value, float):
-        return float(value)  # type: ignore[arg-type]
+        try:
+            return float(value)  # type: ignore[arg-type]
+        except OverflowError:  # an integer beyond any float
+            raise SpecError(f"{key}: {shown(value)} is too large for a number") from None
     return value
 
 
@@ -197,36 +239,141 @@ def parse_assignment(text: str) -> tuple[str, object]:
     """``key=value`` from the command line; the value is read as a TOML value.
 
     ``lr=0.1``, ``hidden=[16, 8]``, ``shuffle=false``; a bare word is taken as a string,
-    so ``activation=tanh`` needs no quotes.
+    so ``activation=tanh`` needs no quotes. A control character (a newline would end the
+    TOML value and silently drop what follows it) or a value over SET_LIMIT characters is
+    refused.
     """
     key, sep, raw = text.partition("=")
     key = key.strip()
     if not sep or not key:
-        raise SpecError(f"--set {text!r}: expected key=value, e.g. --set lr=0.1")
+        raise SpecError(f"--set {shown(text)}: expected key=value, e.g. --set lr=0.1")
+    bad = next((c for c in text if unicodedata.category(c) in ("Cc", "Cs", "Zl", "Zp")), None)
+    if bad is not None:
+        raise SpecError(
+            f"--set {shown(text)}: holds the control character {bad!r}; write the value on "
+            "one line, without control characters"
+        )
+    if len(text) > SET_LIMIT:
+        raise SpecError(
+            f"--set {shown(text)}: too long; a --set may hold at most {SET_LIMIT} characters"
+        )
     if key not in HINTS:
-        raise SpecError(f"{key}: unknown key; known keys: {', '.join(HINTS)}")
+        raise SpecError(f"{key_name(key)}: unknown key; known keys: {', '.join(HINTS)}")
     try:
         value = tomllib.loads(f"v = {raw.strip()}")["v"]
-    except tomllib.TOMLDecodeError:
+    except (ValueError, RecursionError):  # not TOML (or a number beyond Python's limits)
         value = raw.strip()
     return key, value
 
 
-def load_spec(path: str | Path | None = None, assignments: list[str] = ()) -> RunSpec:
-    """The default spec, overridden by a TOML file (flat keys), then by ``key=value`` strings."""
-    changes: dict[str, object] = {}
-    if path is not None:
-        path = Path(path)
+def load_spec(
+    path: str | Path | None = None,
+    assignments: list[str] = (),
+    overrides: dict[str, object] | None = None,
+) -> RunSpec:
+    """The default spec, overridden by a TOML file (flat keys), then by ``key=value`` strings,
+    then by ``overrides`` (already parsed values, e.g. from ``--engines``)."""
+    config, where = _config_keys(Path(path)) if path is not None else ({}, {})
+    later = dict(parse_assignment(a) for a in assignments) | dict(overrides or {})
+    try:
+        return RunSpec().replace(**(config | later))
+    except SpecError as err:
+        # "key: …", or "optimizer: key must be …": the file's value is wrong, say where it is
+        key = next((w for w in str(err).replace(":", " ").split()[:2] if w in config), None)
+        if key is not None and key not in later:
+            raise SpecError(f"{where[key]}: {err}") from None
+        raise
+
+
+def _config_keys(path: Path) -> tuple[dict[str, object], dict[str, str]]:
+    """A config file's keys, each known and of the right type (a bad one names its line),
+    and the file and line of each."""
+    text = read_config(path)
+    try:
+        changes = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise SpecError(f"{shown_path(path)}: not valid TOML: {err}") from None
+    except (ValueError, RecursionError) as err:  # e.g. an integer of 5000 digits, or [[[[…
+        what = "nested too deeply" if isinstance(err, RecursionError) else "a number too long"
+        raise SpecError(f"{shown_path(path)}: not a usable TOML file: {what}") from None
+    lines = {}
+    for key, value in changes.items():
+        lines[key] = where = f"{shown_path(path)}, line {_line_of(text, key)}"
+        if isinstance(value, dict):
+            raise SpecError(f"{where}: {key_name(key)}: tables are not used; write keys at the top")
+        if key not in HINTS:
+            raise SpecError(
+                f"{where}: {key_name(key)}: unknown key; known keys: {', '.join(HINTS)}"
+            )
         try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as err:
-            raise SpecError(f"{path}: cannot read the config file ({err.strerror})") from None
-        try:
-            changes.update(tomllib.loads(text))
-        except tomllib.TOMLDecodeError as err:
-            raise SpecError(f"{path}: not valid TOML: {err}") from None
-        nested = [k for k, v in changes.items() if isinstance(v, dict)]
-        if nested:
-            raise SpecError(f"{path}: {nested[0]}: tables are not used; write keys at the top")
-    changes.update(parse_assignment(a) for a in assignments)
-    return RunSpec().replace(**changes)
+            _check_type(key, _coerce(key, value), HINTS[key])
+        except SpecError as err:
+            raise SpecError(f"{where}: {err}") from None
+    return changes, lines
+
+
+def read_config(path: Path) -> str:
+    """The text of a config file: a regular file of at most CONFIG_LIMIT bytes of UTF-8.
+
+    The file is checked with ``stat`` before it is opened (a FIFO would block, ``/dev/zero``
+    never ends), and at most CONFIG_LIMIT + 1 bytes are read, whatever it turns out to be.
+    """
+    name = shown_path(path)
+    try:
+        info = os.stat(path)
+        _check_regular(name, info)
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        with os.fdopen(fd, "rb") as f:
+            _check_regular(name, os.fstat(f.fileno()))  # the file it names may have changed
+            data = f.read(CONFIG_LIMIT + 1)
+    except OSError as err:
+        raise SpecError(f"{name}: cannot read the config file ({err.strerror or err})") from None
+    except SpecError:
+        raise
+    except ValueError:  # a NUL byte in the path
+        raise SpecError(f"{name}: not a usable file name") from None
+    if len(data) > CONFIG_LIMIT:
+        raise SpecError(f"{name}: larger than {CONFIG_LIMIT} bytes; a config file is a few keys")
+    return _decode(name, data)
+
+
+def _check_regular(name: str, info: os.stat_result) -> None:
+    if stat.S_ISDIR(info.st_mode):
+        raise SpecError(f"{name}: a folder, not a config file; give a TOML file (configs/*.toml)")
+    if not stat.S_ISREG(info.st_mode):
+        raise SpecError(f"{name}: not a regular file (a device, pipe or socket); give a TOML file")
+    if info.st_size > CONFIG_LIMIT:
+        raise SpecError(
+            f"{name}: {info.st_size} bytes, larger than {CONFIG_LIMIT}; a config file is a few keys"
+        )
+
+
+def _decode(name: str, data: bytes) -> str:
+    """UTF-8 text (a UTF-8 byte-order mark is dropped); anything else says how to fix it."""
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise SpecError(f"{name}: UTF-16 text; save the file as UTF-8")
+    if b"\x00" in data:
+        raise SpecError(f"{name}: a binary file (it holds NUL bytes), not a TOML text file")
+    try:
+        return data.decode("utf-8").removeprefix("\ufeff")
+    except UnicodeDecodeError as err:
+        line = data[: err.start].count(b"\n") + 1
+        raise SpecError(
+            f"{name}, line {line}: not UTF-8 text (byte 0x{data[err.start]:02x}); "
+            "save the file as UTF-8"
+        ) from None
+
+
+def _line_of(text: str, key: str) -> int:
+    """The 1-based line where ``key`` is assigned (1 if it cannot be found)."""
+    for number, line in enumerate(text.splitlines(), start=1):
+        name = line.split("=", 1)[0].strip().strip("\"'")
+        if "=" in line and name == key:
+            return number
+    return 1
+
+
+def shown_path(path: str | os.PathLike[str]) -> str:
+    """A path as written in messages: as given, cut to SHOWN characters."""
+    text = os.fspath(path)
+    return text if len(text) <= SHOWN else f"{text[: SHOWN - 1]}…"

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -43,7 +47,8 @@ def load(out):
 def test_run_writes_the_three_files_with_the_contract_fields(tmp_path, capsys):
     code, out = run(tmp_path, *SCRATCH_ONLY)
     assert code == 0
-    assert sorted(p.name for p in out.iterdir()) == ["report.html", "report.json", "report.md"]
+    names = sorted(p.name for p in out.iterdir())
+    assert names == [atomic_folder.MARKER, "report.html", "report.json", "report.md"]
     report = load(out)
     assert CONTRACT_FIELDS <= set(report)
     assert report["schema_version"] == 1 and report["verdict"] == "agree"
@@ -105,13 +110,38 @@ def test_a_bad_config_file_exits_2(tmp_path, capsys):
 
 
 def test_out_over_an_old_report_replaces_it_whole(tmp_path):
-    out = tmp_path / "out"
-    out.mkdir()
-    (out / "stale.txt").write_text("from an older run", encoding="utf-8")
-    code, _ = run(tmp_path, *SCRATCH_ONLY)
-    assert code == 0
-    assert not (out / "stale.txt").exists()
+    code, out = run(tmp_path, *SCRATCH_ONLY, "--set", "seed=1")
+    assert code == 0 and load(out)["spec"]["seed"] == 1
+    code, _ = run(tmp_path, *SCRATCH_ONLY, "--set", "seed=2")
+    assert code == 0 and load(out)["spec"]["seed"] == 2
     assert [p.name for p in tmp_path.iterdir()] == ["out"]  # no partial or old folders left
+
+
+def test_out_holding_a_file_this_tool_did_not_write_is_refused_before_the_run(tmp_path, capsys):
+    code, out = run(tmp_path, *SCRATCH_ONLY)
+    (out / "notes.txt").write_text("mine", encoding="utf-8")
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    code, _ = run(tmp_path, *SCRATCH_ONLY)
+    assert code == 2
+    assert capsys.readouterr().err == (
+        f"error: --out {out} holds files this tool did not write (notes.txt); choose another "
+        "folder or empty it\n"
+    )
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+@pytest.mark.parametrize("command", ["run", "drift", "gradcheck", "check", "faults", "bench"])
+def test_each_command_writes_to_its_own_default_folder(command):
+    args = cli.build_parser().parse_args([command])
+    assert args.out == Path("reports") / command
+
+
+def test_gradcheck_checks_the_steps_the_run_has_by_default_and_refuses_more(tmp_path, capsys):
+    out = tmp_path / "g"
+    assert cli.main(["gradcheck", *SMALL, "--out", str(out), "--quiet"]) == 0  # a 1-step run
+    assert len(load(out)["per_step"]) == 1
+    assert cli.main(["gradcheck", *SMALL, "--out", str(out), "--steps", "2"]) == 2
+    assert capsys.readouterr().err.startswith("error: --steps: this run has 1 step, so --steps")
 
 
 @pytest.mark.parametrize("error", [RuntimeError("renderer crashed"), KeyboardInterrupt()])
@@ -127,6 +157,32 @@ def test_a_crash_while_writing_leaves_the_old_report_and_no_partial_folder(
     monkeypatch.setattr("comparisons.report.markdown.render_markdown", crash)
     with pytest.raises(type(error)):
         atomic_folder.write_report_folder({"verdict": "agree"}, out, {"report.md": crash})
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]
+
+
+@pytest.mark.parametrize(("signal_name", "code"), [("SIGINT", 130), ("SIGTERM", 143)])
+def test_a_signal_during_the_run_writes_nothing_and_exits_130_or_143(
+    tmp_path, monkeypatch, capsys, signal_name, code
+):
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("signal handlers can only be set in the main thread")
+    _, out = run(tmp_path, *SCRATCH_ONLY)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    capsys.readouterr()
+
+    def stop(*args, **kwargs):
+        os.kill(os.getpid(), getattr(signal, signal_name))
+        raise AssertionError("the signal should have stopped the run")
+
+    monkeypatch.setattr("comparisons.modes.lockstep.lockstep", stop)
+    assert run(tmp_path, *SCRATCH_ONLY)[0] == code
+    assert capsys.readouterr().err == (
+        f"interrupted ({signal_name}): no report was written; {out} is as it was\n"
+    )
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
     assert [p.name for p in tmp_path.iterdir()] == ["out"]
 
@@ -185,3 +241,36 @@ def test_the_main_job_on_occupancy(occupancy_dir, tmp_path, monkeypatch):
     for engine in ("scratch", "torch", "jax"):
         assert report["metrics"][engine]["test"]["accuracy"] >= 0.975
         assert report["metrics"][engine]["test2"]["accuracy"] >= 0.985
+
+
+def test_a_message_after_a_progress_bar_starts_on_its_own_line():
+    import io
+
+    from comparisons.progress import Progress, end_line
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    stream = Terminal()
+    Progress(10, "lockstep", stream=stream)(3)
+    end_line(stream)
+    end_line(stream)  # once only
+    assert stream.getvalue() == "\rlockstep [############------------------] 4/10 steps\n"
+
+
+def test_a_network_too_big_for_the_memory_fails_fast_without_allocating_it(tmp_path):
+    """Under a 2 GiB address-space limit, the [20000, 20000] network (about 30 GiB) is
+    refused by the estimate: it never gets to allocate, so it cannot fail any other way."""
+    limited = (  # the limit is set in the child itself: a preexec_fn would fork a JAX process
+        "import resource, runpy, sys; resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30));"
+        "sys.argv = ['comparisons', 'train', '--set', 'hidden=[20000,20000]'];"
+        "runpy.run_module('comparisons', run_name='__main__')"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(cli.__file__).parents[1])}
+    done = subprocess.run(
+        [sys.executable, "-c", limited], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith("error: hidden: this run needs about 29.")
+    assert "2.0 GiB is available" in done.stderr and done.stderr.count("\n") == 1
