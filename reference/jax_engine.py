@@ -1,6 +1,8 @@
 """The JAX reference behind the engine contract (``reference/__init__.py``): scratch's state in,
-the trace out. The model and its step are in ``jax_mlp.py``; here are the plumbing around
-them: one compiled step per configuration, and the optimizer state translated to optax's.
+the trace out. The model and its step are in ``jax_mlp.py``; here is the plumbing around
+them: one compiled call per configuration that takes scratch's optimizer state as it is,
+builds optax's state from it, steps, and hands every float tensor of the trace back as one
+vector (one transfer, one conversion).
 
 JAX takes scratch's layout as it is (``Z = A @ W + b``), so nothing is transposed.
 """
@@ -8,9 +10,10 @@ JAX takes scratch's layout as it is (``Z = A @ W + b``), so nothing is transpose
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+import math
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 
@@ -26,12 +29,13 @@ from reference.jax_mlp import (
 )
 from scratch.config import MLP, Optimizer
 from scratch.trace_schema import (
+    COUNTED,
     OPTIMIZER_STATE,
     STATE,
-    dtype_of,
     param_names,
     parameter_shapes,
     parse,
+    shape_of,
     state_names,
     trace_names,
 )
@@ -40,34 +44,46 @@ DTYPES = ("float32", "float64")
 DEVICES = ("cpu", "gpu")
 
 
-def write_state(opt: Optimizer, names: list[str], opt_state, state: dict, put: Callable):
-    """scratch's optimizer state -> ``opt_state`` (a fresh ``tx.init``) with its leaves replaced.
-
-    ``state["t"]`` = t is ScaleByAdamState.count (optax counts finished steps as scratch
-    does, and bias-corrects with count + 1); sgd and momentum keep no step counter.
-    """
+def write_state(opt: Optimizer, names: list[str], opt_state, state: dict, t):
+    """scratch's optimizer state -> ``opt_state`` (a fresh ``tx.init``) with its leaves replaced:
+    ``momentum_{p}`` is TraceState.trace[p], ``adam_m_{p}`` and ``adam_v_{p}`` are
+    ScaleByAdamState.mu[p] and .nu[p], and t is ScaleByAdamState.count (optax counts finished
+    steps as scratch does, and bias-corrects with count + 1). The fields are found by name
+    wherever they sit in optax's chain, and a field that is not there fails loudly."""
     fields: dict = {}
     for p in names:
         for s in OPTIMIZER_STATE[opt.name]:
-            fields.setdefault(STATE_FIELDS[s], {})[p] = put(state[STATE[s].prefix + p])
-    if opt.name in ("adam", "adamw"):
-        fields["count"] = put(state["t"], np.int32)
+            fields.setdefault(STATE_FIELDS[s], {})[p] = state[STATE[s].prefix + p]
+    if COUNTED[opt.name]:
+        fields["count"] = jnp.asarray(t, jnp.int32)
     return optax.tree.set(opt_state, **fields) if fields else opt_state
 
 
 @functools.lru_cache(maxsize=16)  # each holds compiled code; a few cover a test's reuse
 def compiled(mlp: MLP, optimizer: Optimizer):
-    """(optax transform, jitted step, jitted forward) for one network and optimizer.
+    """(jitted engine step, jitted forward) for one network and optimizer.
 
-    Shared by every engine of the same configuration, so that a process compiles each step
-    once per configuration, dtype and batch shape (the last, partial batch of an epoch is a
-    second shape), not once per engine: a test matrix makes hundreds of engines.
+    The step: (params, scratch's state {name: array}, t, X, Y) -> (new params, new state,
+    new t, every float tensor of the trace as one vector, in the trace's order). Shared by
+    every engine of the same configuration, so that a process compiles it once per
+    configuration, dtype and batch shape (the last, partial batch of an epoch is a second
+    shape), not once per engine: a test matrix makes hundreds of engines.
     """
-    weights_only = {p: parse(p).decays for p in param_names(mlp.n_layers)}  # never b_l
+    names = param_names(mlp.n_layers)
+    weights_only = {p: parse(p).decays for p in names}  # decay never touches b_l
     tx = make_optimizer(optimizer, weights_only)
-    train_step = jax.jit(make_train_step(mlp, optimizer, tx))
+    train_step = make_train_step(mlp, optimizer, tx)
+    floats = [n for n in trace_names(mlp.n_layers, optimizer.name) if n != "t"]
+    kept = [n for p in names for n in state_names(optimizer.name, p)]
+
+    def engine_step(params: Params, state: dict, t, X, Y):
+        opt_state = write_state(optimizer, names, tx.init(params), state, t)
+        new_params, _, trace = train_step(params, opt_state, X, Y)
+        flat = jnp.concatenate([jnp.reshape(trace[n], -1) for n in floats])
+        return new_params, {n: trace[n] for n in kept}, trace.get("t", t + 1), flat
+
     predict = jax.jit(lambda params, X: forward(mlp, params, X)[1][-1])
-    return tx, train_step, predict
+    return jax.jit(engine_step), predict
 
 
 class JaxEngine:
@@ -106,13 +122,16 @@ class JaxEngine:
         self.dtype = np.dtype(dtype)
         self._names = param_names(mlp.n_layers)
         self._trace_names = trace_names(mlp.n_layers, optimizer.name)
-        self._tx, self._train_step, self._forward = compiled(mlp, optimizer)
+        self._floats = [n for n in self._trace_names if n != "t"]
+        self._kept = [n for p in self._names for n in state_names(optimizer.name, p)]
+        self._step, self._forward = compiled(mlp, optimizer)
         # Arrays from NumPy go straight into the jitted functions on the default device (jit
         # moves them in C++, for a tenth of device_put's cost); elsewhere through device_put.
         self._direct = self._device == jax.devices()[0]
-        self._fresh_state: tuple = ((), None)  # (parameter shapes, tx.init of such parameters)
+        self._shapes: dict[int, list[tuple[int, ...]]] = {}  # trace shapes per batch size
         self._params: Params | None = None
-        self._opt_state = None
+        self._state: dict = {}
+        self._t = None
 
     def set_state(self, params: dict[str, np.ndarray], opt_state: dict) -> None:
         """Load canonical parameters and scratch's optimizer state
@@ -122,47 +141,56 @@ class JaxEngine:
         for p, shape in parameter_shapes(self.mlp.sizes).items():
             if np.shape(params[p]) != shape:
                 raise ValueError(f"{p} has shape {np.shape(params[p])}, expected {shape}")
-        needed = [n for p in self._names for n in state_names(self.optimizer.name, p)]
-        missing = [n for n in ["t", *needed] if n not in opt_state]
+        missing = [n for n in ["t", *self._kept] if n not in opt_state]
         if missing:
             raise ValueError(f"optimizer state lacks {missing}")
         self._params = {p: self._put(params[p]) for p in self._names}
-        self._opt_state = write_state(
-            self.optimizer, self._names, self._initial_state(), opt_state, self._put
-        )
-
-    def _initial_state(self):
-        """``tx.init(params)``, made once per parameter shapes: it depends on nothing else
-        (zeros and a zero count), and every leaf scratch keeps is replaced by ``write_state``;
-        JAX arrays are immutable, so the one fresh state can be shared by every load."""
-        shapes = tuple(self._params[p].shape for p in self._names)
-        if self._fresh_state[0] != shapes:
-            self._fresh_state = (shapes, self._tx.init(self._params))
-        return self._fresh_state[1]
+        self._state = {n: self._put(opt_state[n]) for n in self._kept}
+        self._t = self._put(opt_state["t"], np.int64 if self.dtype == np.float64 else np.int32)
 
     def step(self, X: np.ndarray, Y: np.ndarray) -> dict[str, np.ndarray]:
         """One training step on X (B, n_0), Y (B, n_L): forward, autodiff, optax update.
 
-        Returns scratch's trace (same keys, same order) as NumPy arrays in the engine's dtype;
-        the engine keeps the new parameters and optimizer state.
+        Returns scratch's trace (same keys, same order) as NumPy arrays in the engine's dtype
+        (views of one array); the engine keeps the new parameters and optimizer state.
         """
         self._check_ready()
-        self._params, self._opt_state, trace = self._train_step(
-            self._params, self._opt_state, self._put(X), self._put(Y)
-        )
-        return {name: self._to_numpy(name, trace[name]) for name in self._trace_names}
+        X, Y = self._put(X), self._put(Y)
+        args = (self._params, self._state, self._t, X, Y)
+        self._params, self._state, self._t, flat = self._step(*args)
+        flat = np.asarray(flat)
+        if flat.dtype != self.dtype:
+            raise RuntimeError(
+                f"the trace came back as {flat.dtype}, not {self.dtype}"
+                + (" (was jax_enable_x64 turned off?)" if self.dtype == np.float64 else "")
+            )
+        out, start = {}, 0
+        for name, shape in zip(self._floats, self._trace_shapes(args), strict=True):
+            size = math.prod(shape)
+            out[name] = flat[start : start + size].reshape(shape)
+            start += size
+        if "t" in self._trace_names:
+            out["t"] = np.asarray(int(self._t), dtype=np.int64)
+        return {name: out[name] for name in self._trace_names}
+
+    def _trace_shapes(self, args) -> list[tuple[int, ...]]:
+        """Each float trace tensor's shape for this batch, as the trace schema states it."""
+        batch = args[3].shape[0]
+        if batch not in self._shapes:
+            self._shapes[batch] = [shape_of(n, self.mlp.sizes, batch) for n in self._floats]
+        return self._shapes[batch]
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """A_L (n, n_L): the network's output on X (n, n_0) with the current parameters."""
         self._check_ready()
-        return self._to_numpy(f"A{self.mlp.n_layers}", self._forward(self._params, self._put(X)))
+        return self._checked(np.asarray(self._forward(self._params, self._put(X))))
 
     def params(self) -> dict[str, np.ndarray]:
         """The current parameters W1, b1, …, WL, bL, canonical layout, engine dtype."""
         self._check_ready()
-        return {p: self._to_numpy(p, self._params[p]) for p in self._names}
+        return {p: self._checked(np.array(self._params[p])) for p in self._names}
 
-    def _put(self, array: np.ndarray, dtype: np.dtype | None = None) -> jax.Array | np.ndarray:
+    def _put(self, array: np.ndarray, dtype=None) -> jax.Array | np.ndarray:
         """NumPy -> an input of the jitted functions on the engine's device, in the engine's
         dtype unless told: on the default device a private, read-only NumPy copy (jit moves
         it to the device; no one can change it in place meanwhile), elsewhere a device_put."""
@@ -172,19 +200,10 @@ class JaxEngine:
         copy.flags.writeable = False
         return copy
 
-    def _to_numpy(self, name: str, array: jax.Array) -> np.ndarray:
-        """A JAX result -> NumPy in the dtype the schema gives ``name``: the engine's float
-        dtype (anything else is a bug, not a cast) or, for the step count, int64 (optax
-        counts in int32; the cast is exact)."""
-        out = np.asarray(array)
-        wanted = np.dtype(dtype_of(name, self.dtype.name))
-        if wanted.kind == "i":
-            return out.astype(wanted)
-        if out.dtype != wanted:
-            raise RuntimeError(
-                f"{name} came back as {out.dtype}, not {wanted}"
-                + (" (was jax_enable_x64 turned off?)" if wanted == np.float64 else "")
-            )
+    def _checked(self, out: np.ndarray) -> np.ndarray:
+        """A float result in the engine's dtype; anything else is a bug, not a cast."""
+        if out.dtype != self.dtype:
+            raise RuntimeError(f"came back as {out.dtype}, not {self.dtype}")
         return out
 
     def _check_ready(self) -> None:

@@ -26,7 +26,6 @@ from scratch.trace_schema import (
     COUNTED,
     OPTIMIZER_STATE,
     STATE,
-    dtype_of,
     is_weight_shaped,
     state_names,
     trace_names,
@@ -56,6 +55,34 @@ def to_canonical(name: str, tensor: torch.Tensor, dtype: np.dtype) -> np.ndarray
     if is_weight_shaped(name):
         tensor = tensor.T
     return np.array(tensor.numpy(), dtype=dtype, order="C")
+
+
+def load_into(tensor: torch.Tensor, name: str, array: np.ndarray) -> None:
+    """The canonical array ``name`` copied into ``tensor`` in place (transposed if
+    weight-shaped): one copy, nothing allocated on the CPU."""
+    value = np.asarray(array)
+    if is_weight_shaped(name):
+        value = value.T
+    if tuple(value.shape) != tuple(tensor.shape):
+        shape = tuple(reversed(tensor.shape)) if is_weight_shaped(name) else tuple(tensor.shape)
+        raise ValueError(f"{name} has shape {np.shape(array)}, expected {shape}")
+    if tensor.device.type == "cpu":
+        tensor.detach().numpy()[...] = value
+    else:
+        tensor.copy_(torch.as_tensor(np.ascontiguousarray(value), dtype=tensor.dtype))
+
+
+def to_canonical_all(names: list[str], tensors: list[torch.Tensor]) -> list[np.ndarray]:
+    """``to_canonical`` for many tensors of one dtype at once: one concatenation on torch's
+    side, one array on NumPy's, and each tensor a view of it in scratch's layout."""
+    pairs = zip(names, tensors, strict=True)
+    parts = [t.detach().T if is_weight_shaped(n) else t.detach() for n, t in pairs]
+    flat = torch.cat([p.reshape(-1) for p in parts]).to("cpu").numpy()
+    out, start = [], 0
+    for p in parts:
+        out.append(flat[start : start + p.numel()].reshape(tuple(p.shape)))
+        start += p.numel()
+    return out
 
 
 def _device(device: str) -> torch.device:
@@ -104,7 +131,9 @@ class TorchEngine:
 
     def set_state(self, params: dict[str, np.ndarray], opt_state: dict) -> None:
         """Copy canonical ``params`` into the Linear layers, and scratch's ``opt_state``
-        into the optimizer through ``load_state_dict``, replacing whatever was there.
+        into the optimizer, replacing whatever was there: through ``load_state_dict`` the
+        first time, then into the same tensors in place (the state stays resident, as in a
+        training loop; nothing is rebuilt).
 
         ``momentum_{p}`` becomes torch's ``momentum_buffer``; ``adam_m_{p}`` and ``adam_v_{p}``
         become ``exp_avg`` and ``exp_avg_sq``, and ``opt_state["t"]`` Adam's ``step``. At
@@ -118,15 +147,29 @@ class TorchEngine:
             raise ValueError(f"optimizer state lacks {sorted(wanted - set(opt_state))}")
         with torch.no_grad():
             for p, tensor in self._params.items():
-                value = self._tensor(p, params[p])
-                if value.shape != tensor.shape:
-                    raise ValueError(
-                        f"{p} has shape {np.shape(params[p])}, expected "
-                        f"{tuple(to_canonical(p, tensor, self.dtype).shape)}"
-                    )
-                tensor.copy_(value)
-        self.optimizer.load_state_dict(self._state_dict(opt_state))
+                load_into(tensor, p, params[p])
+            if not self._kept and not COUNTED[self.opt.name]:
+                pass  # plain SGD keeps no state
+            elif self._resident():
+                self._load_state_in_place(opt_state)
+            else:
+                self.optimizer.load_state_dict(self._state_dict(opt_state))
         self._loaded = True
+
+    def _resident(self) -> bool:
+        """Whether torch.optim already holds a state of scratch's shape for every parameter."""
+        keys = {STATE_KEYS[s] for s in self._kept}
+        return bool(keys) and all(
+            keys <= set(self.optimizer.state.get(t, {})) for t in self._params.values()
+        )
+
+    def _load_state_in_place(self, opt_state: dict) -> None:
+        for p, tensor in self._params.items():
+            state = self.optimizer.state[tensor]
+            for s, name in zip(self._kept, state_names(self.opt.name, p), strict=True):
+                load_into(state[STATE_KEYS[s]], name, opt_state[name])
+            if COUNTED[self.opt.name]:
+                state["step"].fill_(float(opt_state["t"]))
 
     def _state_dict(self, opt_state: dict) -> dict:
         """scratch's optimizer state as a ``torch.optim`` state dict (state keyed by each
@@ -141,23 +184,25 @@ class TorchEngine:
             if not names:
                 continue
             entry = {STATE_KEYS[s]: self._tensor(n, opt_state[n]) for s, n in names.items()}
-            if self.opt.name in ("adam", "adamw"):
+            if COUNTED[self.opt.name]:
                 # A 0-d CPU tensor of torch's default dtype, as Adam makes its own count.
                 entry["step"] = torch.tensor(float(opt_state["t"]))
             state[position[id(tensor)]] = entry
         return {"state": state, "param_groups": self.optimizer.state_dict()["param_groups"]}
 
     def step(self, X: np.ndarray, Y: np.ndarray) -> dict[str, np.ndarray]:
-        """One training step on ``X: (B, n_0)``, ``Y: (B, n_L)``; returns scratch's trace."""
+        """One training step on ``X: (B, n_0)``, ``Y: (B, n_L)``; returns scratch's trace,
+        every float tensor converted in one copy (the step count apart: it is an integer)."""
         self._require_state()
         trace = train_step(
             self.model, self.loss_fn, self.optimizer, self._tensor("X", X), self._tensor("Y", Y)
         )
         trace.update(self._read_state())
-        return {
-            name: to_canonical(name, trace[name], np.dtype(dtype_of(name, self.dtype.name)))
-            for name in self._trace_names
-        }
+        floats = [n for n in self._trace_names if n != "t"]
+        out = dict(zip(floats, to_canonical_all(floats, [trace[n] for n in floats]), strict=True))
+        if "t" in self._trace_names:
+            out["t"] = np.asarray(int(trace["t"].item()), dtype=np.int64)
+        return {name: out[name] for name in self._trace_names}
 
     def _read_state(self) -> dict[str, torch.Tensor]:
         """torch.optim's state after the step under the trace's names: ``momentum_buffer``

@@ -8,6 +8,7 @@ what is wrong, instead of a NumPy error three calls deep.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -61,7 +62,7 @@ class MLP:
         if self.loss == "softmax_cross_entropy" and self.sizes[-1] < 2:
             raise ScratchInputError("softmax_cross_entropy needs at least 2 outputs (n_L >= 2)")
 
-    @property
+    @functools.cached_property
     def n_layers(self) -> int:
         return len(self.sizes) - 1
 

@@ -21,6 +21,7 @@ weights' gradient before the rule sees it: g ← g + λ·W. The recorded loss an
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import numpy as np
@@ -86,18 +87,26 @@ def update(opt: Optimizer, params: Params, grads: Params, state: dict) -> tuple[
     """
     t = state["t"] + 1
     rule = RULES[opt.name]
-    kept = OPTIMIZER_STATE[opt.name]
     new_params: Params = {}
     new_state: dict = {"t": t}
-    for p, theta in params.items():
-        g = grads[p]
-        decays = parse(p).decays
+    for p, decays, names in _layout(opt.name, tuple(params)):
+        theta, g = params[p], grads[p]
         if opt.l2 and decays:
             g = g + opt.l2 * theta  # L2 regularization: ∂/∂W of (λ/2)·‖W‖²
         if opt.weight_decay and decays:
             theta = theta - opt.lr * opt.weight_decay * theta  # decoupled decay (adamw)
-        names = dict(zip(kept, state_names(opt.name, p), strict=True))  # adam_m -> adam_m_W1
         theta, after = rule(theta, g, {s: state[n] for s, n in names.items()}, opt, t)
         new_params[p] = theta
         new_state.update({n: after[s] for s, n in names.items()})
     return new_params, new_state
+
+
+@functools.lru_cache(maxsize=64)
+def _layout(optimizer: str, params: tuple[str, ...]) -> list[tuple[str, bool, dict]]:
+    """Per parameter: its name, whether weight decay touches it, and its state's names
+    (``{"adam_m": "adam_m_W1", …}``): looked up once, not at every step."""
+    kept = OPTIMIZER_STATE[optimizer]
+    return [
+        (p, parse(p).decays, dict(zip(kept, state_names(optimizer, p), strict=True)))
+        for p in params
+    ]

@@ -215,6 +215,7 @@ def parameter_shapes(sizes: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
     return {f"{p.letter}{l}": shapes[p.letter](l) for l in range(1, len(sizes)) for p in PARAMETERS}
 
 
+@functools.lru_cache(maxsize=1024)
 def state_names(optimizer: str, param: str) -> tuple[str, ...]:
     """The optimizer-state tensors kept for ``param``: ``("adam_m_W1", "adam_v_W1")``."""
     return tuple(STATE[s].prefix + param for s in OPTIMIZER_STATE[optimizer])
@@ -306,6 +307,18 @@ def dtype_of(name: str, run_dtype: str) -> str:
     tensor but the integer ones (the step count ``t``)."""
     family = parse(name).family
     return run_dtype if family.dtype == "run" else family.dtype
+
+
+def shape_of(name: str, sizes: tuple[int, ...], batch: int) -> tuple[int, ...]:
+    """The shape of trace tensor ``name`` in a network of widths ``sizes = (n_0, …, n_L)`` on a
+    batch of ``batch`` rows, read from its family's (or its parameter's) shape template."""
+    tensor = parse(name)
+    template = tensor.family.shape or _PARAMETER[tensor.parameter[0]].shape
+    l = tensor.layer or 0
+    values = {"B": batch, "n_l": sizes[l], "n_{l-1}": sizes[l - 1] if l else 0}
+    values.update({"n_0": sizes[0], "n_L": sizes[-1]})
+    inner = template.strip("()").replace(" ", "")
+    return tuple(values[part] for part in inner.split(",") if part)
 
 
 def kind_of(name: str) -> str:

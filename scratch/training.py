@@ -36,10 +36,21 @@ class NonFiniteLossError(ArithmeticError):
 
 
 def train_step(
-    mlp: MLP, opt: Optimizer, params: Params, state: dict, X: np.ndarray, Y: np.ndarray
+    mlp: MLP,
+    opt: Optimizer,
+    params: Params,
+    state: dict,
+    X: np.ndarray,
+    Y: np.ndarray,
+    check: bool = True,
 ) -> tuple[dict[str, np.ndarray], Params, dict]:
-    """Forward, backward and update on one batch: (trace, new parameters, new state)."""
-    check_inputs(mlp, params, X, Y)
+    """Forward, backward and update on one batch: (trace, new parameters, new state).
+
+    ``check``: the inputs are checked first (``config.check_inputs``); a loop that checked
+    its data once passes False.
+    """
+    if check:
+        check_inputs(mlp, params, X, Y)
     trace = forward_backward(mlp, params, X, Y)
     grads = {p: trace[f"d{p}"] for p in params}
     new_params, new_state = optimizers.update(opt, params, grads, state)
@@ -47,9 +58,7 @@ def train_step(
         trace[f"Δ{p}"] = new_params[p] - params[p]
     if COUNTED[opt.name]:
         trace["t"] = np.asarray(new_state["t"], dtype=np.int64)
-    for p in params:
-        for name in state_names(opt.name, p):
-            trace[name] = new_state[name]
+    trace.update({name: new_state[name] for p in params for name in state_names(opt.name, p)})
     trace.update(new_params)
     return trace, new_params, new_state
 
@@ -83,9 +92,11 @@ def train(
     Yields each step's trace; the trace's new parameters are the next step's start. Stops
     with ``NonFiniteLossError`` naming the step where the loss stops being finite.
     """
+    check_inputs(mlp, params, X, Y)  # once, on the whole data set
     state = optimizers.init_state(opt, params)
     for step, rows in enumerate(batches):
-        trace, params, state = train_step(mlp, opt, params, state, *minibatch(X, Y, rows))
+        batch = minibatch(X, Y, rows)
+        trace, params, state = train_step(mlp, opt, params, state, *batch, check=False)
         if not np.isfinite(trace["loss"]):
             raise NonFiniteLossError(step, float(trace["loss"]))
         yield trace

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import os
 import sys
 import time
@@ -25,14 +26,15 @@ from comparisons.bench.settings import (
     ORACLE_ROWS,
     ORACLE_STEPS,
     ORACLE_WIDTHS,
+    PEAK_N,
     QUICK_ORACLE_STEPS,
     QUICK_ORACLE_WIDTHS,
     QUICK_SIZES,
     SIZES,
     Size,
 )
-from comparisons.bench.steps import time_size
-from comparisons.bench.targets import judge, target_lines
+from comparisons.bench.steps import peak, time_size
+from comparisons.bench.targets import compare, judge, target_lines
 from comparisons.bench.threads import fixed_threads
 from comparisons.report.atomic_folder import prepare_out_folder, write_report_folder
 from comparisons.report.environment import fingerprint
@@ -64,6 +66,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     _step_options(parser)
     _oracle_options(parser)
+    parser.add_argument(
+        "--compare",
+        metavar="BENCH_JSON",
+        type=Path,
+        help="an earlier run's bench.json: each target's figure is shown beside its own there",
+    )
     parser.add_argument("--quiet", action="store_true", help="print only the targets")
 
 
@@ -116,10 +124,14 @@ def _oracle_options(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Measure, write ``bench.json``, ``bench.md`` and ``bench.svg``, print the targets."""
     plan = _plan(args)
+    previous = _previous(args.compare) if args.compare else None
     prepare_out_folder(args.out)  # before measuring: a bad --out costs nothing
     say = (lambda _: None) if args.quiet else (lambda text: print(text, file=sys.stderr))
     report = measure(plan, args.threads, args.quick, say)
     report["targets"] = judge(report)
+    if previous is not None:
+        compare(report["targets"], previous)
+        report["compared_with"] = {"path": str(args.compare), "created": previous.get("created")}
     renderers = {"bench.md": render_markdown}
     if load("matplotlib", missing_ok=True) is not None:  # the reports extra; without it, no plot
         renderers["bench.svg"] = render_svg
@@ -136,7 +148,7 @@ def measure(plan: Plan, threads: int, quick: bool, say) -> dict:
     """Every figure of the plan, with the thread pools fixed: the report, less its targets."""
     with fixed_threads(threads, plan.engines) as thread_info:
         report = {
-            "schema_version": 1,
+            "schema_version": 2,
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "machine": _machine(plan.engines),
             "threads": thread_info,
@@ -146,14 +158,19 @@ def measure(plan: Plan, threads: int, quick: bool, say) -> dict:
                 "optimizer": vars(OPTIMIZER),
                 "quick": quick,
             },
+            "peak": {},
             "steps": [],
             "oracle": [],
             "main_job": None,
         }
+        for dtype in plan.dtypes:
+            say(f"the machine's peak: a {PEAK_N}×{PEAK_N} matmul, {dtype}")
+            report["peak"][dtype] = peak(dtype)
         for size in plan.sizes:
             for dtype in plan.dtypes:
                 say(f"step time: {size.name} ({size.label}), {dtype}")
-                report["steps"].append(time_size(size, dtype, plan.engines))
+                peak_gflops = report["peak"][dtype]["gflops"]
+                report["steps"].append(time_size(size, dtype, plan.engines, peak_gflops))
         for hidden, steps in plan.oracle:
             say(f"oracle cost: hidden {hidden}, {steps} steps")
             report["oracle"].append(oracle_cost(hidden, steps, plan.references))
@@ -241,6 +258,19 @@ def _oracle_runs(args: argparse.Namespace) -> list[tuple[tuple[int, ...], int]]:
         else list(QUICK_ORACLE_WIDTHS if args.quick else ORACLE_WIDTHS)
     )
     return [(widths[0], n) for n in steps] + [(w, steps[0]) for w in widths[1:]] if steps else []
+
+
+def _previous(path: Path) -> dict:
+    """An earlier bench.json, read before anything is measured; SpecError if it is not one."""
+    try:
+        previous = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as err:
+        raise SpecError(f"--compare: cannot read {path}: {err.strerror or err}") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise SpecError(f"--compare: {path} is not JSON ({err})") from None
+    if not isinstance(previous, dict) or not isinstance(previous.get("targets"), list):
+        raise SpecError(f"--compare: {path} is not a bench.json (it has no list of targets)")
+    return previous
 
 
 def _size(text: str) -> Size:

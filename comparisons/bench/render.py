@@ -107,28 +107,49 @@ def _verdict(targets: list[dict]) -> Verdict:
 def _machine(report: dict) -> tuple[Paragraph, ...]:
     m, t = report["machine"], report["threads"]
     versions = ", ".join(f"{k} {v}" for k, v in m.items() if k not in ("cpu", "cpu_count", "os"))
-    return (
+    paragraphs = [
         Paragraph(f"{m['cpu']}, {m['cpu_count']} CPUs ({t['usable_cpus']} usable); {versions}"),
         Paragraph(
             f"Threads: {t['requested']} requested; torch intra-op "
             f"{t.get('torch_intra_op', '–')}; {t.get('xla', 'XLA: not used')}; thread pools: "
             f"{_pools(t['threadpools'])}."
         ),
-    )
+    ]
+    peaks = report.get("peak") or {}
+    if peaks:
+        figures = "; ".join(
+            f"{dtype} {p['gflops']:.3g} GFLOP/s ({p['n']}×{p['n']} @ {p['n']}×{p['n']} in "
+            f"{_fmt_ms(p['median_s'])} ms)"
+            for dtype, p in peaks.items()
+        )
+        paragraphs.append(Paragraph(f"The machine's peak, one large matmul in NumPy: {figures}."))
+    return tuple(paragraphs)
 
 
 def _targets_table(targets: list[dict]) -> Table:
     """One row per target; a missed one fails (bold in Markdown)."""
-    rows = [
-        row(
-            cell(_met(t["met"]), fail=t["met"] is False),
-            t["target"],
-            cell(t["figure"], fail=t["met"] is False),
-            fail=t["met"] is False,
+    compared = any("previous" in t for t in targets)
+    rows = []
+    for t in targets:
+        before = [_before(t.get("previous"))] if compared else []
+        rows.append(
+            row(
+                cell(_met(t["met"]), fail=t["met"] is False),
+                t["target"],
+                cell(t["figure"], fail=t["met"] is False),
+                *before,
+                fail=t["met"] is False,
+            )
         )
-        for t in targets
-    ]
-    return table(["result", "target", "figure"], rows)
+    return table(["result", "target", "figure", *(["before"] if compared else [])], rows)
+
+
+def _before(previous: dict | None) -> str:
+    """The same target's figure in the compared bench.json, and which way it moved."""
+    if not previous:
+        return "–"
+    way = {True: "better", False: "worse", None: "same"}[previous["better"]]
+    return f"{previous['figure']} (now ×{previous['change']:.2f}, {way})"
 
 
 def _step_table(report: dict, engines: list[str]) -> tuple[Paragraph, Table]:
@@ -156,22 +177,28 @@ def _step_table(report: dict, engines: list[str]) -> tuple[Paragraph, Table]:
 def _bound_table(report: dict, engines: list[str]) -> tuple[Paragraph, Table]:
     intro = Paragraph(
         "GFLOP/s of each engine's step, counting only its matrix products, against the same "
-        "products timed alone in NumPy (the bound)."
+        "products timed alone in NumPy (the bound); in brackets, the share of the machine's "
+        "peak (one large matmul of the same dtype)."
     )
     rows = []
     for r in report["steps"]:
         bound, scratch = r["matmul_bound"], median(r, "scratch")
-        gflops = [
-            f"{r['engines'][e]['gflops']:.3g}" if "gflops" in r["engines"].get(e, {}) else "–"
-            for e in engines
-        ]
+        gflops = [_gflops(r["engines"].get(e, {})) for e in engines]
         ratio = f"{scratch / bound['median_s']:.2f}×" if scratch else "–"
-        figures = [f"{r['matmul_flops'] / 1e9:.3g}", _ms(bound), f"{bound['gflops']:.3g}"]
+        figures = [f"{r['matmul_flops'] / 1e9:.3g}", _ms(bound), _gflops(bound)]
         rows.append(
             row(r["label"], r["dtype"], *(cell(c, True) for c in [*figures, *gflops, ratio]))
         )
     names = ["GFLOP / step", "bare matmuls (ms)", "bound GFLOP/s", *engines, "scratch / bound"]
     return intro, table(["size", "dtype", *((c, True) for c in names)], rows)
+
+
+def _gflops(timing: dict) -> str:
+    """GFLOP/s, and the share of the machine's peak where it was measured."""
+    if "gflops" not in timing:
+        return "–"
+    share = f" ({timing['peak_fraction']:.0%})" if "peak_fraction" in timing else ""
+    return f"{timing['gflops']:.3g}{share}"
 
 
 def _oracle_table(report: dict) -> tuple[Paragraph, Table]:

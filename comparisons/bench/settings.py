@@ -46,6 +46,10 @@ SIZES = {
 }
 QUICK_SIZES = ("default", "deep-8x64", "wide-256")
 
+# The machine's peak: a square product this large runs at the BLAS kernel's own speed
+# (~2 GFLOP, a tenth of a second or so a product on one core of a current CPU).
+PEAK_N = 1024
+
 # The oracle's cost: synthetic rows in batches of 50, 20 steps an epoch, so that every batch
 # has one shape (one JAX compilation) and a run of n steps is n / 20 epochs.
 ORACLE_ROWS, ORACLE_BATCH = 1000, 50
@@ -57,4 +61,4 @@ QUICK_ORACLE_WIDTHS = ((8, 4), (64, 64))
 TARGET_TORCH_RATIO = 2.0  # torch eager's step / scratch's, at the default size
 TARGET_BOUND_RATIO = 1.2  # scratch's step / the bare matmul time, at the wide sizes
 TARGET_ORACLE_RATIO = 1.5  # lockstep / the engines' bare time
-TARGET_MAIN_JOB_S = 20.0  # `tox -e report`'s run
+TARGET_MAIN_JOB_S = 6.0  # `python -m comparisons run` on Occupancy, imports included

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 import numpy as np
 
 from comparisons.bench.optional import load
-from comparisons.bench.settings import ACTIVATION, LOSS, OPTIMIZER, Size
+from comparisons.bench.settings import ACTIVATION, LOSS, OPTIMIZER, PEAK_N, Size
 from scratch.config import MLP, Optimizer
 from scratch.initializers import init_params
 from scratch.optimizers import init_state
@@ -165,8 +165,18 @@ def matmul_flops(products: list[tuple]) -> int:
     return sum(2 * a.shape[0] * a.shape[1] * b.shape[1] for a, b in products)
 
 
-def time_size(size: Size, dtype: str, engines: list[str]) -> dict:
-    """Every engine's bare step at one size and dtype, and the bare matmuls, timed in turn."""
+def peak(dtype: str, n: int = PEAK_N, repeats: int = 5) -> dict:
+    """The machine's peak for ``dtype``: one large square product ``(n×n) @ (n×n)``, where the
+    BLAS spends nearly all its time in its inner kernel, on the threads the bench fixed."""
+    rng = np.random.default_rng(0)
+    a, b = (rng.standard_normal((n, n)).astype(dtype) for _ in range(2))
+    (t,) = timed({"peak": lambda: a @ b}, warmup=1, repeats=repeats).values()
+    return {"n": n, "flops": 2 * n**3, **t, "gflops": 2 * n**3 / t["median_s"] / 1e9}
+
+
+def time_size(size: Size, dtype: str, engines: list[str], peak_gflops: float | None = None) -> dict:
+    """Every engine's bare step at one size and dtype, and the bare matmuls, timed in turn;
+    with ``peak_gflops``, each one's GFLOP/s as a fraction of the machine's peak too."""
     rng = np.random.default_rng(0)
     mlp = MLP(size.sizes, ACTIVATION, "identity", LOSS)
     params = init_params(mlp, seed=0, dtype=dtype)
@@ -186,6 +196,8 @@ def time_size(size: Size, dtype: str, engines: list[str]) -> dict:
     times = timed(steps, warmup=max(2, size.repeats // 10), repeats=size.repeats)
     for name, t in times.items():
         t["gflops"] = flops / t["median_s"] / 1e9
+        if peak_gflops:
+            t["peak_fraction"] = t["gflops"] / peak_gflops
         if name in results:
             results[name].update(t)
     return {

@@ -1,7 +1,12 @@
-"""The issue's targets, judged from the bench's figures: met, missed, or not measured."""
+"""The issue's targets, judged from the bench's figures: met, missed, or not measured.
+
+Each target carries a stable ``id``, its ``value`` (the ratio or seconds it is judged by) and
+its ``threshold``, so that a later bench.json can be read against this one (``--compare``).
+"""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 from comparisons.bench.settings import (
@@ -28,29 +33,34 @@ def judge(report: dict) -> list[dict]:
             scratch = median(row, "scratch")
             out.append(
                 _target(
+                    f"bound/{row['size']}/{row['dtype']}",
                     f"{row['size']}, {row['dtype']}: scratch within {TARGET_BOUND_RATIO:g}× of "
                     "the bare-matmul bound",
                     scratch / row["matmul_bound"]["median_s"] if scratch else None,
-                    lambda r: r <= TARGET_BOUND_RATIO,
+                    ("<=", TARGET_BOUND_RATIO),
                     "scratch / bare matmuls = {:.2f}×",
                 )
             )
     for row in report["oracle"]:
+        network = "-".join(map(str, row["sizes"]))
         out.append(
             _target(
-                f"lockstep overhead, {'-'.join(map(str, row['sizes']))}, {row['steps']} steps: "
-                f"under {TARGET_ORACLE_RATIO:g}× the engines' own time",
+                f"oracle/{network}/{row['steps']}",
+                f"lockstep overhead, {network}, {row['steps']} steps: "
+                f"at most {TARGET_ORACLE_RATIO:g}× the engines' own time",
                 row["ratio"],
-                lambda r: r < TARGET_ORACLE_RATIO,
+                ("<=", TARGET_ORACLE_RATIO),
                 "lockstep / bare engines = {:.2f}×",
             )
         )
     job = report["main_job"]
     out.append(
         _target(
-            f"the main job (tox -e report's run) under {TARGET_MAIN_JOB_S:g} s",
+            "main-job",
+            f"python -m comparisons run on Occupancy, imports included, within "
+            f"{TARGET_MAIN_JOB_S:g} s",
             job["wall_s"] if job and job["exit_status"] in (0, 1) else None,
-            lambda s: s < TARGET_MAIN_JOB_S,
+            ("<=", TARGET_MAIN_JOB_S),
             "{:.1f} s",
         )
     )
@@ -62,31 +72,69 @@ def _against_the_frameworks(row: dict) -> list[dict]:
     scratch, torch, jax = (median(row, e) for e in ("scratch", "torch", "jax"))
     return [
         _target(
+            f"torch-eager/{row['dtype']}",
             f"default size, {row['dtype']}: scratch ≥ {TARGET_TORCH_RATIO:g}× faster than "
             "PyTorch eager",
             torch / scratch if torch and scratch else None,
-            lambda r: r >= TARGET_TORCH_RATIO,
+            (">=", TARGET_TORCH_RATIO),
             "torch eager / scratch = {:.2f}×",
         ),
         _target(
+            f"jax-jit/{row['dtype']}",
             f"default size, {row['dtype']}: scratch no slower than JAX jit",
             jax / scratch if jax and scratch else None,
-            lambda r: r >= 1.0,
+            (">=", 1.0),
             "jax jit / scratch = {:.2f}×",
         ),
     ]
 
 
-def _target(name: str, value: float | None, ok: Callable[[float], bool], fmt: str) -> dict:
+COMPARE: dict[str, Callable[[float, float], bool]] = {
+    "<=": lambda value, limit: value <= limit,
+    ">=": lambda value, limit: value >= limit,
+}
+
+
+def _target(
+    id: str, name: str, value: float | None, threshold: tuple[str, float], fmt: str
+) -> dict:
+    op, limit = threshold
     return {
+        "id": id,
         "target": name,
         "value": value,
-        "met": None if value is None else bool(ok(value)),
+        "threshold": {"op": op, "value": limit},
+        "met": None if value is None else bool(COMPARE[op](value, limit)),
         "figure": "not measured" if value is None else fmt.format(value),
     }
 
 
+def compare(targets: list[dict], previous: dict) -> None:
+    """Give each target the value of the same target (by id) in ``previous`` bench.json's,
+    and its change: ``better`` is True where the value moved towards the threshold's side."""
+    before = {t.get("id"): t for t in previous.get("targets", []) if t.get("id")}
+    for target in targets:
+        old = before.get(target["id"])
+        if not old or old.get("value") is None or target["value"] is None:
+            continue
+        change = target["value"] / old["value"] if old["value"] else math.inf
+        better = change < 1 if target["threshold"]["op"] == "<=" else change > 1
+        target["previous"] = {
+            "value": old["value"],
+            "figure": old["figure"],
+            "met": old["met"],
+            "change": change,
+            "better": better if change != 1 else None,
+        }
+
+
 def target_lines(report: dict) -> list[str]:
-    """One line per target, as the command prints them."""
+    """One line per target, as the command prints them (with the previous figure, if any)."""
     marks = {True: "MET   ", False: "MISSED", None: "  –   "}
-    return [f"{marks[t['met']]} {t['target']}: {t['figure']}" for t in report["targets"]]
+    lines = []
+    for t in report["targets"]:
+        line = f"{marks[t['met']]} {t['target']}: {t['figure']}"
+        if "previous" in t:
+            line += f" (before: {t['previous']['figure']}, ×{t['previous']['change']:.2f})"
+        lines.append(line)
+    return lines

@@ -42,7 +42,7 @@ class Comparison:
 
     @property
     def kind(self) -> str:
-        return _kind(self.tensor)
+        return kind_or_unknown(self.tensor)
 
     @property
     def layer(self) -> int | None:
@@ -174,7 +174,7 @@ def _tolerance(dtype: np.dtype, tensor: str) -> Tolerance:
 
 
 @functools.lru_cache(maxsize=4096)
-def _kind(tensor: str) -> str:
+def kind_or_unknown(tensor: str) -> str:
     try:
         return kind_of(tensor)
     except KeyError:  # a name that only a broken engine would produce
@@ -231,3 +231,92 @@ def compare_traces(
     if extra:
         out.append(mismatch(extra[0], engine, f"in {engine}'s trace but not in scratch's"))
     return out
+
+
+@dataclass
+class TraceComparison:
+    """A whole trace against a reference's, in a few NumPy passes: per tensor (in scratch's
+    order) the worst ratio to its allowance, the max |a - b| and that relative to the
+    tensor's scale; a full ``Comparison`` only for the tensors that fail."""
+
+    names: list[str]
+    ratio: np.ndarray
+    max_abs: np.ndarray
+    max_rel: np.ndarray
+    failed: list[Comparison]
+
+
+class FlatTrace:
+    """Scratch's trace and its allowances laid out once per step as flat vectors, for
+    ``compare_trace_flat`` against each reference in turn."""
+
+    def __init__(self, scratch: dict[str, np.ndarray], allowed: Mapping[str, np.ndarray]):
+        self.scratch, self.allowed = scratch, allowed
+        self.names = list(scratch)
+        self.flat = [n for n in self.names if n in allowed]
+        arrays = {n: np.asarray(scratch[n]) for n in self.flat}
+        self.shapes = {n: a.shape for n, a in arrays.items()}
+        self.dtypes = {n: a.dtype for n, a in arrays.items()}
+        sizes = [max(a.size, 1) for a in arrays.values()]
+        self.starts = np.cumsum([0, *sizes[:-1]]).astype(int)
+        self.a = _flat(scratch, self.flat)
+        self.limit = np.maximum(_flat(allowed, self.flat, sizes), _TINY)
+
+
+def compare_trace_flat(
+    ours: FlatTrace, reference: dict[str, np.ndarray], engine: str
+) -> TraceComparison:
+    """``compare_traces`` for the common case, fast: the tensors whose names, shapes and
+    dtypes match are compared together as one flat vector, with each tensor's summary
+    reduced over its segment; any tensor that fails (or has no allowance, or is not finite)
+    is compared again on its own, by ``compare``, for the full story."""
+    names, scratch = ours.names, ours.scratch
+    ratio, max_abs, max_rel = np.zeros(len(names)), np.zeros(len(names)), np.zeros(len(names))
+    theirs = {n: np.asarray(reference[n]) for n in ours.flat if n in reference}
+    matching = len(theirs) == len(ours.flat) and all(
+        t.shape == ours.shapes[n] and t.dtype == ours.dtypes[n] for n, t in theirs.items()
+    )
+    slow = [n for n in names if n not in ours.allowed]
+    if matching and ours.flat:
+        b = _flat(theirs, ours.flat)
+        with np.errstate(invalid="ignore"):  # inf - inf: the slow path below explains it
+            diff = np.abs(ours.a - b)
+            seg_ratio = np.maximum.reduceat(diff / ours.limit, ours.starts)
+            seg_abs = np.maximum.reduceat(diff, ours.starts)
+            seg_scale = np.maximum.reduceat(np.abs(b), ours.starts)
+        at = [names.index(n) for n in ours.flat]
+        ratio[at], max_abs[at] = seg_ratio, seg_abs
+        scaled = seg_abs / np.where(seg_scale > 0, seg_scale, 1.0)
+        max_rel[at] = np.where(seg_scale > 0, scaled, np.where(seg_abs > 0, np.inf, 0.0))
+        bad = ~(seg_ratio <= 1.0)  # NaN (a non-finite value) fails too
+        slow += [n for n, b_ in zip(ours.flat, bad, strict=True) if b_]
+    elif ours.flat:
+        slow += ours.flat  # a name, shape or dtype differs: each tensor on its own
+    failed = []
+    for n in sorted(set(slow), key=names.index):
+        if n in reference:
+            c = compare(n, scratch[n], reference[n], engine, ours.allowed.get(n))
+        else:
+            c = mismatch(n, engine, f"missing from {engine}'s trace")
+        i = names.index(n)
+        ratio[i], max_abs[i], max_rel[i] = c.ratio, c.max_abs, c.max_rel
+        if not c.ok:
+            failed.append(c)
+    extra = sorted(set(reference) - set(scratch))
+    if extra:
+        failed.append(mismatch(extra[0], engine, f"in {engine}'s trace but not in scratch's"))
+    return TraceComparison(names, ratio, max_abs, max_rel, failed)
+
+
+def _flat(arrays: Mapping[str, np.ndarray], names: list[str], sizes=None) -> np.ndarray:
+    """The arrays one after the other as one float64 vector (an empty one as one zero); with
+    ``sizes``, each broadcast to its size first (a scalar allowance for a whole tensor)."""
+    if not names:
+        return np.zeros(0)
+    parts = [np.asarray(arrays[n], np.float64).reshape(-1) for n in names]
+    if sizes is not None:
+        parts = [
+            np.broadcast_to(p, (s,)) if p.size == 1 else p
+            for p, s in zip(parts, sizes, strict=True)
+        ]
+    return np.concatenate([p if p.size else np.zeros(1) for p in parts])

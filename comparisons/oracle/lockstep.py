@@ -28,7 +28,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 import scratch.training
-from comparisons.oracle.compare import Comparison, compare, compare_traces, mismatch
+from comparisons.oracle.batching import scratch_batching
+from comparisons.oracle.compare import (
+    Comparison,
+    FlatTrace,
+    compare_trace_flat,
+    kind_or_unknown,
+    mismatch,
+)
 from comparisons.oracle.divergence import (
     Diverged,
     Divergence,
@@ -38,28 +45,11 @@ from comparisons.oracle.divergence import (
 )
 from comparisons.oracle.roundoff import Step as RoundoffStep
 from comparisons.oracle.roundoff import allowances
+from comparisons.oracle.worst import WorstTable
 from comparisons.run.engines import Engine, ScratchEngine, initial_state
 from comparisons.run.inputs import RunInputs
 from data.schedule import Step
 from scratch.trace_schema import batch_names, describe, trace_names
-
-
-@dataclass
-class WorstSeen:
-    """The largest error seen for one (engine, tensor) pair over the whole run."""
-
-    max_abs: float = 0.0
-    max_rel: float = 0.0
-    ratio: float = 0.0
-    step: int = -1
-    ok: bool = True
-
-    def update(self, c: Comparison, step: int) -> None:
-        if c.ratio > self.ratio or self.step < 0:
-            self.ratio, self.step = c.ratio, step
-        self.max_abs = max(self.max_abs, c.max_abs)
-        self.max_rel = max(self.max_rel, c.max_rel)
-        self.ok = self.ok and c.ok
 
 
 @dataclass
@@ -71,7 +61,7 @@ class LockstepResult:
     divergent_steps: int = 0
     diverged: Diverged | None = None
     failure: EngineFailure | None = None
-    per_tensor: dict[str, dict[str, WorstSeen]] = field(default_factory=dict)  # engine -> tensor
+    per_tensor: dict[str, WorstTable] = field(default_factory=dict)  # per reference
     per_step: list[dict] = field(default_factory=list)
     first_step_traces: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
     final_params: dict[str, np.ndarray] = field(default_factory=dict)
@@ -106,7 +96,7 @@ def lockstep(
     scratch_engine = ScratchEngine(inputs.mlp, inputs.optimizer, inputs.spec.dtype)
     scratch_engine.set_state(inputs.params0, initial_state(inputs.optimizer, inputs.params0))
     result = LockstepResult(engines=["scratch", *references])
-    result.per_tensor = {name: {} for name in references}
+    result.per_tensor = {name: WorstTable() for name in references}
     runner = _Runner(inputs, scratch_engine, references, result)
     for step in inputs.schedule.steps if steps is None else steps:
         runner.run(step)
@@ -130,6 +120,8 @@ class _Runner:
             result,
         )
         self.expected = [*batch_names(), *trace_names(inputs.mlp.n_layers, inputs.optimizer.name)]
+        self._kind_positions: dict[tuple[str, ...], dict[str, np.ndarray]] = {}
+        self._batches: tuple[int, list[np.ndarray]] = (-1, [])
 
     def run(self, step: Step) -> None:
         inputs, result = self.inputs, self.result
@@ -139,7 +131,7 @@ class _Runner:
         views = {k: _read_only(v) for k, v in pristine.items()}
         given = {k: views[k] for k in params}, {k: views[k] for k in state}
         Xb, Yb = _read_only(X[step.rows]), _read_only(Y[step.rows])
-        checks, batch = scratch_batching(inputs, step, X, Y)
+        checks, batch = scratch_batching(inputs, step, X, Y, self._epoch_batches(step.epoch))
         trace, failure = self._step_scratch(step, batch)
         failures = [(-1, c) for c in _in_place(params, state, pristine, step)]  # compare once
         self.writer = self._find_writer(step, given, batch) if failures else ""
@@ -150,13 +142,14 @@ class _Runner:
                 failure = failure or raised
         allowed = _allowances(inputs, *given, Xb, Yb, trace, failure)
         summary = {"step": step.index, "epoch": step.epoch, "loss": {}, "worst_rel": {}}
+        ours = FlatTrace(trace, allowed)  # once per step, for every reference
         for name, t in traces.items():
             summary["loss"][name] = float(t["loss"]) if "loss" in t else float("nan")
             if name == "scratch":
                 continue
             theirs = {k: t[k] for k in trace if k in t} if failure else t  # a partial trace
-            compared = [*checks, *compare_traces(trace, theirs, name, allowed)] if t else checks
-            failures += self._record(name, compared, summary, step)
+            compared = compare_trace_flat(ours, theirs, name) if t else None
+            failures += self._record(name, checks, compared, summary, step)
         if not self.refs:
             failures += [(i, c) for i, c in enumerate(checks) if not c.ok]
         if step.index == 0:
@@ -165,6 +158,17 @@ class _Runner:
         if failure is not None:
             result.failure = failure
         self._judge(step, failures, trace, *given, Xb, Yb, traces, allowed)
+
+    def _epoch_batches(self, epoch: int) -> list[np.ndarray]:
+        """Scratch's batching of one epoch, made once per epoch (the function is looked up on
+        the module when it is called, so that a fault patched into scratch shows here)."""
+        if self._batches[0] != epoch:
+            schedule = self.inputs.schedule
+            made = scratch.training.epoch_batches(
+                schedule.orders[epoch], schedule.batch_size, schedule.drop_last
+            )
+            self._batches = (epoch, made)
+        return self._batches[1]
 
     def _step_scratch(self, step, batch) -> tuple[dict, EngineFailure | None]:
         if batch is None:
@@ -202,16 +206,28 @@ class _Runner:
             failure, _ = engine_failure(name, package, step, error)
             return {}, failure
 
-    def _record(self, name, compared, summary, step) -> list[tuple[int, Comparison]]:
-        worst_by_kind: dict[str, float] = {}
-        failures = []
-        for c in compared:
-            self.result.per_tensor[name].setdefault(c.tensor, WorstSeen()).update(c, step.index)
-            worst_by_kind[c.kind] = max(worst_by_kind.get(c.kind, 0.0), c.max_rel)
-            if not c.ok:
-                failures.append((_position(self.expected, c.tensor), c))
-        summary["worst_rel"][name] = worst_by_kind
-        return failures
+    def _record(self, name, checks, compared, summary, step) -> list[tuple[int, Comparison]]:
+        """The step's comparisons against one reference into the run's worst errors and the
+        step's summary (the worst relative error per kind); the failures, by position."""
+        names = [c.tensor for c in checks] + (compared.names if compared else [])
+        ratio = np.array([c.ratio for c in checks] + ([*compared.ratio] if compared else []))
+        max_abs = np.array([c.max_abs for c in checks] + ([*compared.max_abs] if compared else []))
+        max_rel = np.array([c.max_rel for c in checks] + ([*compared.max_rel] if compared else []))
+        self.result.per_tensor[name].update(tuple(names), ratio, max_abs, max_rel, step.index)
+        summary["worst_rel"][name] = {
+            kind: float(max_rel[at].max()) for kind, at in self._kinds(tuple(names)).items()
+        }
+        failed = [c for c in checks if not c.ok] + (compared.failed if compared else [])
+        return [(_position(self.expected, c.tensor), c) for c in failed]
+
+    def _kinds(self, names: tuple[str, ...]) -> dict[str, np.ndarray]:
+        """Each kind's positions among ``names``, in order of first appearance (cached)."""
+        if names not in self._kind_positions:
+            kinds: dict[str, list[int]] = {}
+            for i, n in enumerate(names):
+                kinds.setdefault(kind_or_unknown(n), []).append(i)
+            self._kind_positions[names] = {k: np.array(v) for k, v in kinds.items()}
+        return self._kind_positions[names]
 
     def _judge(self, step, failures, trace, params, state, Xb, Yb, traces, allowed) -> None:
         """The step's finding, in dataflow order: the first failing tensor decides."""
@@ -309,34 +325,3 @@ def _first_nonfinite(trace: dict, order: list[str]):
                 index = tuple(map(int, np.unravel_index(bad[0], value.shape))) if value.ndim else ()
                 return name, index, float(value.reshape(-1)[bad[0]])
     return None
-
-
-def scratch_batching(
-    inputs: RunInputs, step: Step, X: np.ndarray, Y: np.ndarray
-) -> tuple[list[Comparison], tuple[np.ndarray, np.ndarray] | None]:
-    """Scratch's own batching of this step against the schedule's: the exact checks "rows",
-    "X" and "Y" (and, at an epoch's first step, the number of batches both ways), and the
-    batch scratch trains on (None when scratch has no such batch)."""
-    schedule = inputs.schedule
-    # Looked up on the module at each call, so that a fault patched into scratch shows here.
-    batches = scratch.training.epoch_batches(
-        schedule.orders[step.epoch], schedule.batch_size, schedule.drop_last
-    )
-    count = mismatch(
-        "rows",
-        "schedule",
-        f"scratch made {len(batches)} batches in epoch {step.epoch}; the schedule has "
-        f"{schedule.steps_per_epoch} (this is batch {step.batch})",
-    )
-    if step.batch >= len(batches):
-        return [count], None
-    rows = batches[step.batch]
-    Xs, Ys = scratch.training.minibatch(X, Y, rows)
-    checks = [
-        compare("rows", np.asarray(rows), step.rows, "schedule"),
-        compare("X", Xs, X[step.rows], "schedule"),
-        compare("Y", Ys, Y[step.rows], "schedule"),
-    ]
-    if step.batch == 0 and len(batches) != schedule.steps_per_epoch:
-        checks.insert(0, count)
-    return checks, (Xs, Ys) if checks[0].ok else None

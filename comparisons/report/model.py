@@ -77,9 +77,9 @@ def lockstep_report(
                 "worst_step": w.step,
                 "ok": w.ok,
             }
-            for tensor, w in tensors.items()
+            for tensor, w in table.items().items()
         }
-        for engine, tensors in result.per_tensor.items()
+        for engine, table in result.per_tensor.items()
     }
     report["per_step"] = result.per_step
     report["metrics"] = metrics if result.verdict in ("agree", "disagree") else None

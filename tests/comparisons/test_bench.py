@@ -35,6 +35,10 @@ def test_scratch_alone_writes_the_figures_the_table_and_the_plot(tmp_path):
     assert row["engines"]["scratch"]["min_s"] <= row["engines"]["scratch"]["median_s"]
     assert row["matmul_flops"] == 2 * 8 * (5 * 4 + 4 * 1) * 2 + 2 * 8 * 4 * 1
     assert report["threads"]["requested"] == 1 and report["oracle"] == []
+    peak = report["peak"]["float64"]
+    assert peak["flops"] == 2 * peak["n"] ** 3 and peak["gflops"] > 0
+    scratch = row["engines"]["scratch"]
+    assert scratch["peak_fraction"] == pytest.approx(scratch["gflops"] / peak["gflops"])
     markdown = (tmp_path / "bench" / "bench.md").read_text()
     assert "## Time per training step" in markdown and "| 5-4-1 @ 8 | float64 |" in markdown
     assert [t["met"] for t in report["targets"]] == [None]  # no main job: not measured
@@ -129,8 +133,39 @@ def test_the_targets_are_judged_from_the_figures():
         "wide-1024, float64: scratch / bare matmuls = 1.10×": True,
         "wide-1024, float32: scratch / bare matmuls = 1.30×": False,
         "lockstep overhead, 5-8-4-1, 100 steps: lockstep / bare engines = 1.40×": True,
-        "the main job (tox -e report's run) under 20 s: 25.0 s": False,
+        "python -m comparisons run on Occupancy, imports included, within 6 s: 25.0 s": False,
     }
+
+
+def test_a_later_run_is_read_against_an_earlier_one_target_by_target():
+    earlier = {
+        "steps": [step_row("default", "float64", False, scratch=1.0, jax=0.5)],
+        "oracle": [{"sizes": [5, 8, 4, 1], "steps": 100, "ratio": 4.0}],
+        "main_job": None,
+    }
+    later = {**earlier, "oracle": [{"sizes": [5, 8, 4, 1], "steps": 100, "ratio": 2.0}]}
+    later["steps"] = [step_row("default", "float64", False, scratch=1.0, jax=0.4)]
+    previous = {"targets": targets.judge(earlier)}
+    now = targets.judge(later)
+    targets.compare(now, previous)
+    by_id = {t["id"]: t for t in now}
+    assert by_id["oracle/5-8-4-1/100"]["previous"]["change"] == pytest.approx(0.5)
+    assert by_id["oracle/5-8-4-1/100"]["previous"]["better"] is True  # lower is better here
+    assert by_id["jax-jit/float64"]["previous"]["better"] is False  # higher is better here
+    assert "previous" not in by_id["main-job"]  # not measured either time
+    lines = targets.target_lines({"targets": now})
+    assert any("(before: lockstep / bare engines = 4.00×, ×0.50)" in line for line in lines)
+    assert "| before |" in render.render_markdown(bench_report(now))
+
+
+def test_compare_needs_a_bench_json(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text("[1, 2]")
+    with pytest.raises(SpecError, match=r"not a bench\.json"):
+        bench.run(bench_args(tmp_path, "--compare", str(bad)))
+    with pytest.raises(SpecError, match="cannot read"):
+        bench.run(bench_args(tmp_path, "--compare", str(tmp_path / "missing.json")))
+    assert not (tmp_path / "bench").exists()
 
 
 def bench_report(targets, **extra):

@@ -22,6 +22,8 @@ FIVE = [
 ]
 
 
+# Slow: the quick tier runs `check` on every fault of the catalogue (test_check.py).
+@pytest.mark.slow
 @pytest.mark.parametrize("reference", REFERENCES)
 @pytest.mark.parametrize("fault", FIVE, ids=[f.name for f in FIVE])
 def test_the_oracle_names_the_first_divergent_tensor(fault, reference):

@@ -27,6 +27,9 @@ def test_the_catalogue_covers_at_least_twenty_faults_with_unique_names():
     assert len(FAULTS_BY_NAME) == len(FAULTS)
 
 
+# Slow: every fault against both references, arbitration included. The quick tier runs
+# `check` on every fault instead (tests/comparisons/test_check.py): caught, and localized.
+@pytest.mark.slow
 @pytest.mark.torch
 @pytest.mark.jax
 @pytest.mark.parametrize("fault", REAL_FAULTS, ids=[f.name for f in REAL_FAULTS])

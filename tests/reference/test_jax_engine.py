@@ -66,7 +66,7 @@ def step_compilations():
 
     def listen(event: str, duration: float, **kwargs) -> None:
         if event == "/jax/core/compile/backend_compile_duration":
-            if kwargs.get("fun_name") == "jit(train_step)":
+            if kwargs.get("fun_name") == "jit(engine_step)":
                 seen.append(duration)
 
     jax.monitoring.register_event_duration_secs_listener(listen)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib
 import re
 
+import numpy as np
 import pytest
 
 from scratch import MLP, Optimizer, ScratchInputError, init_params
@@ -21,6 +22,7 @@ from scratch.trace_schema import (
     kind_of,
     layer_of,
     parse,
+    shape_of,
     trace_names,
 )
 from scratch.training import train_step
@@ -206,3 +208,14 @@ def test_train_step_produces_exactly_the_trace_names_in_order(rng, optimizer, si
 def test_every_tensor_is_reported_in_the_runs_dtype_but_the_integer_step_count():
     assert dtype_of("t", "float32") == "int64"
     assert {dtype_of(n, "float32") for n in trace_names(3, "adam") if n != "t"} == {"float32"}
+
+
+@pytest.mark.parametrize("optimizer", OPTIMIZERS)
+def test_every_tensors_stated_shape_is_the_shape_scratch_computes(optimizer):
+    mlp, opt = MLP((4, 3, 2, 2), "tanh", "identity", "mse"), Optimizer(optimizer)
+    params = init_params(mlp, seed=0)
+    X, Y = np.ones((5, 4)), np.ones((5, 2))
+    trace = train_step(mlp, opt, params, init_state(opt, params), X, Y)[0]
+    assert {n: np.shape(v) for n, v in trace.items()} == {
+        n: shape_of(n, mlp.sizes, 5) for n in trace
+    }
