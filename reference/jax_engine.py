@@ -128,7 +128,8 @@ class JaxEngine:
         # Arrays from NumPy go straight into the jitted functions on the default device (jit
         # moves them in C++, for a tenth of device_put's cost); elsewhere through device_put.
         self._direct = self._device == jax.devices()[0]
-        self._shapes: dict[int, list[tuple[int, ...]]] = {}  # trace shapes per batch size
+        self._shapes = parameter_shapes(mlp.sizes)
+        self._layouts: dict[int, list] = {}  # the flat trace's layout per batch size
         self._params: Params | None = None
         self._state: dict = {}
         self._t = None
@@ -136,17 +137,20 @@ class JaxEngine:
     def set_state(self, params: dict[str, np.ndarray], opt_state: dict) -> None:
         """Load canonical parameters and scratch's optimizer state
         (``{"t": t, "momentum_W1": …}`` or ``{"t": t, "adam_m_W1": …, "adam_v_W1": …}``)."""
-        if sorted(params) != sorted(self._names):
+        self._check_state(params, opt_state)
+        self._params = {p: self._put(params[p]) for p in self._names}
+        self._state = {n: self._put(opt_state[n]) for n in self._kept}
+        self._t = self._put(opt_state["t"], self._count_dtype)
+
+    def _check_state(self, params: dict[str, np.ndarray], opt_state: dict) -> None:
+        if params.keys() != self._shapes.keys():
             raise ValueError(f"parameters must be {self._names}; got {sorted(params)}")
-        for p, shape in parameter_shapes(self.mlp.sizes).items():
+        for p, shape in self._shapes.items():
             if np.shape(params[p]) != shape:
                 raise ValueError(f"{p} has shape {np.shape(params[p])}, expected {shape}")
         missing = [n for n in ["t", *self._kept] if n not in opt_state]
         if missing:
             raise ValueError(f"optimizer state lacks {missing}")
-        self._params = {p: self._put(params[p]) for p in self._names}
-        self._state = {n: self._put(opt_state[n]) for n in self._kept}
-        self._t = self._put(opt_state["t"], np.int64 if self.dtype == np.float64 else np.int32)
 
     def step(self, X: np.ndarray, Y: np.ndarray) -> dict[str, np.ndarray]:
         """One training step on X (B, n_0), Y (B, n_L): forward, autodiff, optax update.
@@ -158,27 +162,30 @@ class JaxEngine:
         X, Y = self._put(X), self._put(Y)
         args = (self._params, self._state, self._t, X, Y)
         self._params, self._state, self._t, flat = self._step(*args)
-        flat = np.asarray(flat)
-        if flat.dtype != self.dtype:
-            raise RuntimeError(
-                f"the trace came back as {flat.dtype}, not {self.dtype}"
-                + (" (was jax_enable_x64 turned off?)" if self.dtype == np.float64 else "")
-            )
-        out, start = {}, 0
-        for name, shape in zip(self._floats, self._trace_shapes(args), strict=True):
-            size = math.prod(shape)
-            out[name] = flat[start : start + size].reshape(shape)
-            start += size
+        flat = self._checked(np.asarray(flat))
+        return self._unflatten(flat, X.shape[0], self._t)
+
+    def _unflatten(self, flat: np.ndarray, batch: int, t) -> dict[str, np.ndarray]:
+        """One step's flat float trace as scratch's trace: views of ``flat``, and t."""
+        out = {
+            name: flat[start:stop].reshape(shape)
+            for name, start, stop, shape in self._layout(batch)
+        }
         if "t" in self._trace_names:
-            out["t"] = np.asarray(int(self._t), dtype=np.int64)
+            out["t"] = np.asarray(int(t), dtype=np.int64)
         return {name: out[name] for name in self._trace_names}
 
-    def _trace_shapes(self, args) -> list[tuple[int, ...]]:
-        """Each float trace tensor's shape for this batch, as the trace schema states it."""
-        batch = args[3].shape[0]
-        if batch not in self._shapes:
-            self._shapes[batch] = [shape_of(n, self.mlp.sizes, batch) for n in self._floats]
-        return self._shapes[batch]
+    def _layout(self, batch: int) -> list[tuple[str, int, int, tuple[int, ...]]]:
+        """Where each float trace tensor sits in the flat trace of a batch of ``batch`` rows,
+        and its shape, as the trace schema states it: (name, start, stop, shape)."""
+        if batch not in self._layouts:
+            layout, start = [], 0
+            for name in self._floats:
+                shape = shape_of(name, self.mlp.sizes, batch)
+                layout.append((name, start, start + math.prod(shape), shape))
+                start += math.prod(shape)
+            self._layouts[batch] = layout
+        return self._layouts[batch]
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """A_L (n, n_L): the network's output on X (n, n_0) with the current parameters."""
@@ -203,8 +210,15 @@ class JaxEngine:
     def _checked(self, out: np.ndarray) -> np.ndarray:
         """A float result in the engine's dtype; anything else is a bug, not a cast."""
         if out.dtype != self.dtype:
-            raise RuntimeError(f"came back as {out.dtype}, not {self.dtype}")
+            raise RuntimeError(
+                f"came back as {out.dtype}, not {self.dtype}"
+                + (" (was jax_enable_x64 turned off?)" if self.dtype == np.float64 else "")
+            )
         return out
+
+    @property
+    def _count_dtype(self):
+        return np.int64 if self.dtype == np.float64 else np.int32
 
     def _check_ready(self) -> None:
         if self._params is None:

@@ -74,14 +74,15 @@ def load_into(tensor: torch.Tensor, name: str, array: np.ndarray) -> None:
 
 def to_canonical_all(names: list[str], tensors: list[torch.Tensor]) -> list[np.ndarray]:
     """``to_canonical`` for many tensors of one dtype at once: one concatenation on torch's
-    side, one array on NumPy's, and each tensor a view of it in scratch's layout."""
-    pairs = zip(names, tensors, strict=True)
-    parts = [t.detach().T if is_weight_shaped(n) else t.detach() for n, t in pairs]
-    flat = torch.cat([p.reshape(-1) for p in parts]).to("cpu").numpy()
+    side (in torch's layout), one fresh array on NumPy's, and each tensor a view of it in
+    scratch's layout (a weight-shaped one is the transposed view of torch's)."""
+    with torch.no_grad():
+        flat = torch.cat([t.reshape(-1) for t in tensors]).to("cpu").numpy()
     out, start = [], 0
-    for p in parts:
-        out.append(flat[start : start + p.numel()].reshape(tuple(p.shape)))
-        start += p.numel()
+    for name, t in zip(names, tensors, strict=True):
+        view = flat[start : start + t.numel()].reshape(tuple(t.shape))
+        out.append(view.T if is_weight_shaped(name) else view)
+        start += t.numel()
     return out
 
 
@@ -194,9 +195,8 @@ class TorchEngine:
         """One training step on ``X: (B, n_0)``, ``Y: (B, n_L)``; returns scratch's trace,
         every float tensor converted in one copy (the step count apart: it is an integer)."""
         self._require_state()
-        trace = train_step(
-            self.model, self.loss_fn, self.optimizer, self._tensor("X", X), self._tensor("Y", Y)
-        )
+        X, Y = self._tensor("X", X), self._tensor("Y", Y)
+        trace = train_step(self.model, self.loss_fn, self.optimizer, X, Y, self._params)
         trace.update(self._read_state())
         floats = [n for n in self._trace_names if n != "t"]
         out = dict(zip(floats, to_canonical_all(floats, [trace[n] for n in floats]), strict=True))

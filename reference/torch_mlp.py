@@ -121,10 +121,12 @@ def train_step(
     optimizer: torch.optim.Optimizer,
     X: torch.Tensor,
     Y: torch.Tensor,
+    params: dict[str, nn.Parameter] | None = None,
 ) -> dict[str, torch.Tensor]:
     """One training step on ``X: (B, n_0)``, ``Y: (B, n_L)``, and the tensors of its trace
     under the trace's names, in dataflow order (PyTorch's layout). The optimizer's state after
     the step is in ``optimizer.state``, under torch.optim's own names (see ``STATE_KEYS``).
+    ``params`` is ``named_parameters(model)``, for a caller that keeps it.
 
     forward   Z_l = Linear_l(A_{l-1}),  A_l = activation_l(Z_l)       (B, n_l)
     loss      the loss module on (A_L, Y), mean over the batch        ()
@@ -132,7 +134,8 @@ def train_step(
               dW_l, db_l from the parameters' ``.grad``
     update    ``optimizer.step()``; Δθ = new - old, and the new θ
     """
-    params = named_parameters(model)
+    params = params if params is not None else named_parameters(model)
+    layers = list(model)  # Linear_1, activation_1, …, Linear_L, activation_L
     L = len(params) // 2
     before = {p: t.detach().clone() for p, t in params.items()}
     optimizer.zero_grad(set_to_none=True)  # no gradient left from a previous step
@@ -140,9 +143,9 @@ def train_step(
     trace: dict[str, torch.Tensor] = {}
     A = X  # (B, n_0)
     for l in range(1, L + 1):
-        Z = model[2 * l - 2](A)  # (B, n_l)
+        Z = layers[2 * l - 2](A)  # (B, n_l)
         Z.retain_grad()  # keep ∂loss/∂Z_l, the error term, which autograd would free
-        A = model[2 * l - 1](Z)  # (B, n_l)
+        A = layers[2 * l - 1](Z)  # (B, n_l)
         trace[f"Z{l}"], trace[f"A{l}"] = Z, A
     loss = trace["loss"] = loss_fn(A, Y)
 

@@ -309,6 +309,7 @@ def dtype_of(name: str, run_dtype: str) -> str:
     return run_dtype if family.dtype == "run" else family.dtype
 
 
+@functools.lru_cache(maxsize=4096)
 def shape_of(name: str, sizes: tuple[int, ...], batch: int) -> tuple[int, ...]:
     """The shape of trace tensor ``name`` in a network of widths ``sizes = (n_0, …, n_L)`` on a
     batch of ``batch`` rows, read from its family's (or its parameter's) shape template."""

@@ -22,7 +22,7 @@ def train_scratch(inputs: RunInputs) -> Iterator[EpochSummary]:
     """Run the whole schedule with the scratch engine, one summary per epoch."""
     X, Y = inputs.train
     steps = inputs.schedule.steps
-    traces = train(inputs.mlp, inputs.optimizer, inputs.params0, X, Y, (s.rows for s in steps))
+    traces = train(inputs.mlp, inputs.optimizer, inputs.start(), X, Y, (s.rows for s in steps))
     losses: list[float] = []
     for step, trace in zip(steps, traces, strict=True):
         losses.append(float(trace["loss"]))

@@ -22,7 +22,7 @@ import numpy as np
 from comparisons.oracle.tolerances import Tolerance, tolerance
 from scratch.trace_schema import kind_of, layer_of
 
-_TINY = np.finfo(np.float64).tiny  # the allowance's floor, so that an exact zero still divides
+TINY = np.finfo(np.float64).tiny  # the allowance's floor, so that an exact zero still divides
 
 
 @dataclass(frozen=True)
@@ -91,7 +91,7 @@ def compare(
     abs_b = np.abs(np.where(finite_b, b64, 0.0))
     scale = float(abs_b.max(initial=0.0))
     limit = _allowance(allowed, tol, tensor, b.dtype, abs_b, scale, a64.shape)
-    ratio = diff / np.maximum(limit, _TINY)
+    ratio = diff / np.maximum(limit, TINY)
     if not both_finite:
         return _nonfinite(tensor, engine, a, a64, b64, finite_a, finite_b, ratio, limit, scale)
     flat = int(ratio.argmax()) if ratio.size else 0
@@ -260,7 +260,7 @@ class FlatTrace:
         sizes = [max(a.size, 1) for a in arrays.values()]
         self.starts = np.cumsum([0, *sizes[:-1]]).astype(int)
         self.a = _flat(scratch, self.flat)
-        self.limit = np.maximum(_flat(allowed, self.flat, sizes), _TINY)
+        self.limit = np.maximum(_flat(allowed, self.flat, sizes), TINY)
 
 
 def compare_trace_flat(

@@ -52,7 +52,7 @@ def drift(
     steps = inputs.schedule.steps
     # Looked up on the module, so that a fault patched into scratch's loop shows here.
     ours = scratch.training.train(
-        inputs.mlp, inputs.optimizer, inputs.params0, X, Y, (s.rows for s in steps)
+        inputs.mlp, inputs.optimizer, inputs.start(), X, Y, (s.rows for s in steps)
     )
     result = DriftResult(engines=["scratch", *references])
     params = dict(inputs.params0)

@@ -32,7 +32,7 @@ def gradcheck(
     between the checks."""
     X, Y = inputs.train
     engine = ScratchEngine(inputs.mlp, inputs.optimizer, inputs.spec.dtype)
-    engine.set_state(inputs.params0, initial_state(inputs.optimizer, inputs.params0))
+    engine.set_state(inputs.start(), initial_state(inputs.optimizer, inputs.params0))
     per_step = []
     for step in inputs.schedule.steps[:n_steps]:
         params = engine.params()

@@ -15,6 +15,11 @@ unchanged after its step (an in-place write is a divergence in itself), the refe
 read-only views. Nothing is loaded into a reference that is not compared: the step count is
 a trace tensor, and scratch's batching (how many batches, which rows) is checked exactly.
 
+The steps go in chunks, for speed: scratch takes a few steps of one batch shape (each trace
+kept as it was when taken), the references replay them from scratch's states, and the
+chunk's allowances and comparisons are computed as arrays with a row per step; then each
+step is judged in order. Nothing a run reports depends on the chunks (a test proves it).
+
 The run keeps per-step summaries only, never every tensor of every step, so memory does not
 grow with the tensors' size times the number of steps. The first step's traces are kept
 whole, for the report's equation walkthrough.
@@ -22,7 +27,8 @@ whole, for the report's equation walkthrough.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import math
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -30,8 +36,10 @@ import numpy as np
 import scratch.training
 from comparisons.oracle.batching import scratch_batching
 from comparisons.oracle.compare import (
+    TINY,
     Comparison,
     FlatTrace,
+    TraceComparison,
     compare_trace_flat,
     kind_or_unknown,
     mismatch,
@@ -44,12 +52,12 @@ from comparisons.oracle.divergence import (
     engine_failure,
 )
 from comparisons.oracle.roundoff import Step as RoundoffStep
-from comparisons.oracle.roundoff import allowances
+from comparisons.oracle.roundoff import Steps, stacked_allowances
 from comparisons.oracle.worst import WorstTable
 from comparisons.run.engines import Engine, ScratchEngine, initial_state
 from comparisons.run.inputs import RunInputs
 from data.schedule import Step
-from scratch.trace_schema import batch_names, describe, trace_names
+from scratch.trace_schema import batch_names, describe, shape_of, trace_names
 
 
 @dataclass
@@ -79,6 +87,14 @@ class LockstepResult:
         return self.verdict == "agree"
 
 
+# Scratch runs ahead by up to CHUNK_STEPS steps of one batch shape; the references then replay
+# them, and the chunk is judged in a few array passes over matrices with a row per step. A
+# chunk's matrix is kept within about CHUNK_BYTES, so that those passes run in the CPU's cache
+# (measured: a 5-64-64-1 run takes 3.0 ms a step in chunks of 8, 3.7 ms in chunks of 32).
+CHUNK_STEPS = 32
+CHUNK_BYTES = 2 * 2**20
+
+
 def lockstep(
     inputs: RunInputs,
     references: Mapping[str, Engine],
@@ -86,31 +102,75 @@ def lockstep(
     stop_at_first: bool = False,
     steps: list[Step] | None = None,
     on_step: Callable[[int], None] | None = None,
+    chunk: int | None = None,
 ) -> LockstepResult:
     """Step scratch and every reference through the schedule, comparing each step's trace.
 
     ``stop_at_first`` ends the run at the first divergent step (the quick answer a person
     changing scratch wants); otherwise the run goes on and counts the divergent steps. A
     diverged run and an engine's exception always end it.
+
+    The work goes in chunks of up to ``chunk`` steps (default: ``chunk_steps``): scratch
+    takes them, every reference replays them from scratch's states, the chunk's allowances
+    and comparisons are computed together, as arrays with a row per step, and then each
+    step is judged in order, exactly as if it had been taken alone: a run that stops at
+    step k reports k steps and what scratch had after step k.
     """
     scratch_engine = ScratchEngine(inputs.mlp, inputs.optimizer, inputs.spec.dtype)
-    scratch_engine.set_state(inputs.params0, initial_state(inputs.optimizer, inputs.params0))
+    scratch_engine.set_state(inputs.start(), initial_state(inputs.optimizer, inputs.params0))
     result = LockstepResult(engines=["scratch", *references])
     result.per_tensor = {name: WorstTable() for name in references}
     runner = _Runner(inputs, scratch_engine, references, result)
-    for step in inputs.schedule.steps if steps is None else steps:
-        runner.run(step)
-        result.steps_run += 1
-        if on_step is not None:
-            on_step(step.index)
-        if result.verdict in ("error", "diverged") or (stop_at_first and not result.agree):
+    size = chunk or chunk_steps(inputs)
+    for group in _chunks(inputs.schedule.steps if steps is None else steps, size):
+        if runner.run(group, stop_at_first, on_step):
             break
-    result.final_params = scratch_engine.params()
+    result.final_params = runner.final_params or scratch_engine.params()
     return result
 
 
+def chunk_steps(inputs: RunInputs) -> int:
+    """How many steps a chunk takes: CHUNK_STEPS, fewer where a step's trace is large."""
+    batch = len(inputs.schedule.steps[0].rows) if inputs.schedule.steps else 1
+    names = trace_names(inputs.mlp.n_layers, inputs.optimizer.name)
+    elements = sum(math.prod(shape_of(n, inputs.mlp.sizes, batch)) for n in names)
+    return max(1, min(CHUNK_STEPS, CHUNK_BYTES // (8 * elements)))
+
+
+def _chunks(steps: list[Step], size: int) -> Iterator[list[Step]]:
+    """Consecutive steps of one batch shape, at most ``size`` at a time."""
+    group: list[Step] = []
+    for step in steps:
+        if group and (len(group) == size or len(step.rows) != len(group[0].rows)):
+            yield group
+            group = []
+        group.append(step)
+    if group:
+        yield group
+
+
+@dataclass(eq=False)  # compared by identity
+class _Taken:
+    """One step as scratch took it, and then what the references and the judging added."""
+
+    step: Step
+    params: dict  # scratch's parameters before the step: read-only views of copies,
+    state: dict  # as every reference is loaded with them; and its optimizer state
+    X: np.ndarray  # the schedule's batch, read-only
+    Y: np.ndarray
+    checks: list[Comparison]  # scratch's batching against the schedule's
+    trace: dict  # scratch's trace (partial, or empty, if scratch raised)
+    failure: EngineFailure | None  # the first engine that raised at this step
+    in_place: list[tuple[int, Comparison]]  # scratch's writes into its inputs
+    writer: str  # the scratch function that wrote into its input, when one did
+    traces: dict = field(default_factory=dict)  # every reference's that ran at this step
+    allowed: dict = field(default_factory=dict)  # the roundoff allowances of scratch's trace
+    compared: dict = field(default_factory=dict)  # per reference, where judged with the chunk
+    after: dict | None = None  # scratch's parameters after the step, where it ran ahead
+
+
 class _Runner:
-    """One lockstep step at a time; the findings go into ``result``."""
+    """One chunk of lockstep steps at a time; the findings go into ``result``."""
 
     def __init__(self, inputs, scratch_engine, references, result):
         self.inputs, self.scratch, self.refs, self.result = (
@@ -120,44 +180,57 @@ class _Runner:
             result,
         )
         self.expected = [*batch_names(), *trace_names(inputs.mlp.n_layers, inputs.optimizer.name)]
+        self.trace_names = self.expected[len(batch_names()) :]
         self._kind_positions: dict[tuple[str, ...], dict[str, np.ndarray]] = {}
         self._batches: tuple[int, list[np.ndarray]] = (-1, [])
+        self.final_params: dict | None = None  # scratch's, where the run stopped mid-chunk
 
-    def run(self, step: Step) -> None:
-        inputs, result = self.inputs, self.result
-        X, Y = inputs.train
-        params, state = self.scratch.state()
-        pristine = {k: np.copy(v) for k, v in {**params, **state}.items()}  # copy once
-        views = {k: _read_only(v) for k, v in pristine.items()}
-        given = {k: views[k] for k in params}, {k: views[k] for k in state}
-        Xb, Yb = _read_only(X[step.rows]), _read_only(Y[step.rows])
-        checks, batch = scratch_batching(inputs, step, X, Y, self._epoch_batches(step.epoch))
-        trace, failure = self._step_scratch(step, batch)
-        failures = [(-1, c) for c in _in_place(params, state, pristine, step)]  # compare once
-        self.writer = self._find_writer(step, given, batch) if failures else ""
-        traces = {"scratch": trace}
-        for name, engine in self.refs.items():  # run even after scratch raised: its partial
-            if failure is None or failure.engine == "scratch":  # trace is compared
-                traces[name], raised = self._step_reference(name, engine, step, given, Xb, Yb)
-                failure = failure or raised
-        allowed = _allowances(inputs, *given, Xb, Yb, trace, failure)
-        summary = {"step": step.index, "epoch": step.epoch, "loss": {}, "worst_rel": {}}
-        ours = FlatTrace(trace, allowed)  # once per step, for every reference
-        for name, t in traces.items():
-            summary["loss"][name] = float(t["loss"]) if "loss" in t else float("nan")
-            if name == "scratch":
-                continue
-            theirs = {k: t[k] for k in trace if k in t} if failure else t  # a partial trace
-            compared = compare_trace_flat(ours, theirs, name) if t else None
-            failures += self._record(name, checks, compared, summary, step)
-        if not self.refs:
-            failures += [(i, c) for i, c in enumerate(checks) if not c.ok]
-        if step.index == 0:
-            result.first_step_traces = dict(traces)
-        result.per_step.append(summary)
-        if failure is not None:
-            result.failure = failure
-        self._judge(step, failures, trace, *given, Xb, Yb, traces, allowed)
+    def run(self, steps: list[Step], stop_at_first: bool, on_step) -> bool:
+        """Take, replay and judge one chunk; True when the run must stop."""
+        result = self.result
+        taken = self._take(steps)
+        self._replay(taken)
+        self._allow(taken)
+        self._compare_together(taken)
+        for t in taken:
+            self._finish(t)
+            result.steps_run += 1
+            if on_step is not None:
+                on_step(t.step.index)
+            if result.verdict in ("error", "diverged") or (stop_at_first and not result.agree):
+                if t.after is not None:  # scratch ran ahead: its parameters after this step
+                    self.final_params = {k: np.array(v) for k, v in t.after.items()}
+                return True
+        return False
+
+    # --- scratch takes the chunk --------------------------------------------------------
+
+    def _take(self, steps: list[Step]) -> list[_Taken]:
+        """Scratch's steps, each from its own state, with the copies its references get;
+        the chunk ends early where scratch raises."""
+        X, Y = self.inputs.train
+        taken = []
+        for step in steps:
+            params, state = self.scratch.state()
+            pristine = {k: np.copy(v) for k, v in {**params, **state}.items()}  # copy once
+            views = {k: _read_only(v) for k, v in pristine.items()}
+            given = {k: views[k] for k in params}, {k: views[k] for k in state}
+            if taken:
+                before = taken[-1]
+                before.after = given[0]  # what scratch had after it, should the run stop there
+                # Its trace, as it was then: the step scratch is about to take could write
+                # into arrays the last one returned (its new parameters, a buffer it reuses).
+                before.trace = {n: np.array(v) for n, v in before.trace.items()}
+            Xb, Yb = _read_only(X[step.rows]), _read_only(Y[step.rows])
+            batches = self._epoch_batches(step.epoch)
+            checks, batch = scratch_batching(self.inputs, step, X, Y, batches)
+            trace, failure = self._step_scratch(step, batch)
+            in_place = [(-1, c) for c in _in_place(params, state, pristine, step)]
+            writer = self._find_writer(step, given, batch) if in_place else ""
+            taken.append(_Taken(step, *given, Xb, Yb, checks, trace, failure, in_place, writer))
+            if failure is not None:
+                break
+        return taken
 
     def _epoch_batches(self, epoch: int) -> list[np.ndarray]:
         """Scratch's batching of one epoch, made once per epoch (the function is looked up on
@@ -196,15 +269,126 @@ class _Runner:
             return f"{file}:{function} (line {line})"
         return ""
 
-    def _step_reference(self, name, engine, step, given, Xb, Yb):
-        try:
-            engine.set_state(*given)
-            with np.errstate(all="ignore"):
-                return engine.step(Xb, Yb), None
-        except Exception as error:
-            package = getattr(engine, "package", type(engine).__module__.split(".")[0])
-            failure, _ = engine_failure(name, package, step, error)
-            return {}, failure
+    # --- the references replay it --------------------------------------------------------
+
+    def _replay(self, taken: list[_Taken]) -> None:
+        """Every reference from scratch's state before each step, on the same batch. A
+        reference runs a step unless one before it raised there (a partial trace of scratch's
+        is compared too); where one raises, the chunk ends at that step."""
+        for name, engine in self.refs.items():
+            todo = [t for t in taken if t.failure is None or t.failure.engine == "scratch"]
+            traces, failure = self._replay_one(name, engine, todo)
+            for t, trace in zip(todo, traces, strict=False):
+                t.traces[name] = trace
+            if failure is not None:
+                at = taken.index(todo[len(traces) - 1])
+                taken[at].failure = taken[at].failure or failure
+                del taken[at + 1 :]
+
+    def _replay_one(self, name: str, engine, todo: list[_Taken]):
+        """One reference's traces of the steps ``todo``, each from scratch's state before
+        it, and its failure where it raises (the last trace is then that step's, empty)."""
+        traces = []
+        for t in todo:
+            try:
+                engine.set_state(t.params, t.state)
+                with np.errstate(all="ignore"):
+                    traces.append(engine.step(t.X, t.Y))
+            except Exception as error:
+                package = getattr(engine, "package", type(engine).__module__.split(".")[0])
+                failure, _ = engine_failure(name, package, t.step, error)
+                return [*traces, {}], failure
+        return traces, None
+
+    # --- the chunk's allowances and comparisons, together --------------------------------
+
+    def _allow(self, taken: list[_Taken]) -> None:
+        """The roundoff allowances of every complete trace of scratch's (none for a partial
+        one: its comparisons fall back to the tolerance table), stacked where the traces
+        share their shapes."""
+        whole = [t for t in taken if t.failure is None and t.trace]
+        groups: dict[tuple, list[_Taken]] = {}
+        for t in whole:
+            key = (t.X.shape, *((n, np.shape(v)) for n, v in t.trace.items()))
+            groups.setdefault(key, []).append(t)
+        for group in groups.values():
+            if len(group) > 1:
+                stacked = _stacked_allowances(self.inputs, group)
+                if stacked is not None:
+                    for i, t in enumerate(group):
+                        t.allowed = {n: a[i] for n, a in stacked.items()}
+                    continue
+            for t in group:
+                t.allowed = _stacked_allowances(self.inputs, [t]) or {}
+                t.allowed = {n: a[0] for n, a in t.allowed.items()}
+
+    def _compare_together(self, taken: list[_Taken]) -> None:
+        """Each reference's traces of the chunk's regular steps (every check passed, every
+        tensor present, shaped and typed as scratch's) against scratch's, as one matrix:
+        where a step's every tensor is within its allowance, its comparison is done. Any
+        other step is compared on its own when judged, with the full story of what failed."""
+        regular = [
+            t
+            for t in taken
+            if t.failure is None
+            and not t.in_place
+            and all(c.ok for c in t.checks)
+            and list(t.trace) == self.trace_names
+            and t.allowed.keys() == t.trace.keys()
+        ]
+        if len(regular) < 2:
+            return
+        names, like = self.trace_names, regular[0].trace
+        if any(np.size(like[n]) == 0 for n in names):
+            return
+        try:  # every step's tensors and allowances shaped as the first step's tensors
+            ours = _matrix([t.trace for t in regular], names, like, exact=False)
+            allowed = _matrix([t.allowed for t in regular], names, like, exact=False)
+            limit = np.maximum(allowed, TINY)
+        except (ValueError, TypeError):  # shapes differ: each step on its own
+            return
+        starts = np.cumsum([0] + [np.size(like[n]) for n in names[:-1]])
+        for name in self.refs:
+            theirs = [t.traces.get(name) for t in regular]
+            if any(tr is None or list(tr) != names for tr in theirs):
+                continue
+            try:
+                b = _matrix(theirs, names, like)
+            except (ValueError, TypeError):  # a shape or dtype differs: judged step by step
+                continue
+            for t, c in zip(regular, _segments(ours, b, limit, starts, names), strict=True):
+                if c is not None:
+                    t.compared[name] = c
+
+    # --- each step judged, in order --------------------------------------------------------
+
+    def _finish(self, t: _Taken) -> None:
+        """The step's comparisons recorded, and its finding."""
+        result = self.result
+        summary = {"step": t.step.index, "epoch": t.step.epoch, "loss": {}, "worst_rel": {}}
+        traces = {"scratch": t.trace, **t.traces}
+        failures = list(t.in_place)
+        ours = None
+        for name, trace in traces.items():
+            summary["loss"][name] = float(trace["loss"]) if "loss" in trace else float("nan")
+            if name == "scratch":
+                continue
+            compared = t.compared.get(name)
+            if compared is None and trace:
+                if ours is None:
+                    ours = FlatTrace(t.trace, t.allowed)  # once per step, for every reference
+                theirs = {k: trace[k] for k in t.trace if k in trace} if t.failure else trace
+                compared = compare_trace_flat(ours, theirs, name)
+            failures += self._record(name, t.checks, compared, summary, t.step)
+        if not self.refs:
+            failures += [(i, c) for i, c in enumerate(t.checks) if not c.ok]
+        if t.step.index == 0:
+            result.first_step_traces = dict(traces)
+        result.per_step.append(summary)
+        if t.failure is not None:
+            result.failure = t.failure
+        self.writer = t.writer
+        self._judge(t.step, failures, t.trace, t.params, t.state, t.X, t.Y, traces, t.allowed)
 
     def _record(self, name, checks, compared, summary, step) -> list[tuple[int, Comparison]]:
         """The step's comparisons against one reference into the run's worst errors and the
@@ -305,14 +489,53 @@ def _in_place(params: dict, state: dict, pristine: dict, step: Step) -> list[Com
     ]
 
 
-def _allowances(inputs, params, state, Xb, Yb, trace, failure) -> dict:
-    """The roundoff allowance of every tensor of scratch's trace (none for a partial trace:
-    the comparison then falls back to the tolerance table)."""
-    if failure is not None or not trace:
-        return {}
-    step = RoundoffStep(inputs.mlp, inputs.optimizer, params, state, Xb, Yb)
-    with np.errstate(all="ignore"):  # huge or non-finite operands give huge allowances
-        return allowances(step, trace, inputs.spec.dtype)
+def _stacked_allowances(inputs: RunInputs, group: list[_Taken]) -> dict | None:
+    """The allowances of the steps of ``group`` (traces of one shape), stacked; None where
+    they cannot be computed (scratch's trace is shaped unlike any correct one: every
+    comparison of such a step falls back to the table, and its shapes fail anyway)."""
+    try:
+        steps = Steps.stack(
+            [RoundoffStep(inputs.mlp, inputs.optimizer, t.params, t.state, t.X, t.Y) for t in group]
+        )
+        traces = {n: np.stack([t.trace[n] for t in group]) for n in group[0].trace}
+        with np.errstate(all="ignore"):  # huge or non-finite operands give huge allowances
+            return stacked_allowances(steps, traces, inputs.spec.dtype)
+    except (ValueError, TypeError, KeyError, IndexError):
+        return None
+
+
+def _matrix(traces: list[dict], names: list[str], like: dict, exact: bool = True) -> np.ndarray:
+    """Traces as a float64 matrix, a row per step and each tensor's elements one after the
+    other. Every tensor must have the shape of ``like``'s (ValueError otherwise) and, if
+    ``exact``, its dtype too (TypeError otherwise)."""
+    blocks = []
+    for n in names:
+        if exact:
+            stacked = np.stack([t[n] for t in traces], dtype=like[n].dtype, casting="no")
+        else:
+            stacked = np.stack([t[n] for t in traces])
+        if stacked.shape[1:] != np.shape(like[n]):
+            raise ValueError(f"{n}: shape {stacked.shape[1:]}, not {np.shape(like[n])}")
+        blocks.append(stacked.reshape(len(traces), -1))
+    return np.concatenate(blocks, axis=1, dtype=np.float64)
+
+
+def _segments(a, b, limit, starts, names) -> list[TraceComparison | None]:
+    """Each row's comparison, a tensor per segment of the columns: the worst ratio to the
+    allowance, the max |a - b| and that over the tensor's scale; None for a row where a
+    tensor fails (or is not finite), which is compared again on its own."""
+    with np.errstate(invalid="ignore", divide="ignore"):  # inf - inf: judged on its own
+        diff = np.abs(a - b)
+        ratio = np.maximum.reduceat(diff / limit, starts, axis=1)
+        max_abs = np.maximum.reduceat(diff, starts, axis=1)
+        scale = np.maximum.reduceat(np.abs(b), starts, axis=1)
+        scaled = max_abs / np.where(scale > 0, scale, 1.0)
+    max_rel = np.where(scale > 0, scaled, np.where(max_abs > 0, np.inf, 0.0))
+    ok = (ratio <= 1.0).all(axis=1)  # a NaN fails
+    return [
+        TraceComparison(names, ratio[i], max_abs[i], max_rel[i], []) if ok[i] else None
+        for i in range(len(ok))
+    ]
 
 
 def _first_nonfinite(trace: dict, order: list[str]):

@@ -26,7 +26,7 @@ import numpy as np
 
 from comparisons.oracle.tolerances import ROUNDOFF, Roundoff
 from scratch.config import MLP, Optimizer
-from scratch.trace_schema import COUNTED, parse, state_names
+from scratch.trace_schema import COUNTED, parse, shape_of, state_names
 
 Arrays = dict[str, np.ndarray]
 
@@ -47,6 +47,36 @@ class Step:
     state: dict
     X: np.ndarray
     Y: np.ndarray
+
+
+@dataclass
+class Steps:
+    """K steps of one batch shape, stacked: every array has the steps as its first axis
+    (``params["W1"]`` is (K, n_0, n_1), ``X`` is (K, B, n_0), ``t`` the counts before each
+    step, (K,)). The allowances of K steps are computed in one pass over them."""
+
+    mlp: MLP
+    optimizer: Optimizer
+    params: Arrays
+    state: Arrays  # the optimizer's buffers, without t
+    t: np.ndarray
+    X: np.ndarray
+    Y: np.ndarray
+
+    @classmethod
+    def stack(cls, steps: list[Step]) -> Steps:
+        """Stack steps of one batch shape; ValueError where their shapes differ."""
+        first = steps[0]
+        buffers = [n for n in first.state if n != "t"]
+        return cls(
+            first.mlp,
+            first.optimizer,
+            {p: np.stack([s.params[p] for s in steps]) for p in first.params},
+            {n: np.stack([s.state[n] for s in steps]) for n in buffers},
+            np.array([int(s.state.get("t", 0)) for s in steps]),
+            np.stack([s.X for s in steps]),
+            np.stack([s.Y for s in steps]),
+        )
 
 
 def _slope(act: str, Z: np.ndarray, A: np.ndarray) -> np.ndarray | float:
@@ -81,24 +111,36 @@ def _stable_sigmoid(Z: np.ndarray) -> np.ndarray:
 
 
 def _softmax(Z: np.ndarray) -> np.ndarray:
-    E = np.exp(Z - Z.max(axis=1, keepdims=True))
-    return E / E.sum(axis=1, keepdims=True)
+    E = np.exp(Z - Z.max(axis=-1, keepdims=True))
+    return E / E.sum(axis=-1, keepdims=True)
 
 
 def allowances(step: Step, trace: Arrays, dtype: str) -> Arrays:
     """The allowed |scratch - reference| of every tensor of scratch's ``trace``, elementwise."""
+    stacked = {k: np.asarray(v)[np.newaxis] for k, v in trace.items()}
+    return {k: v[0] for k, v in stacked_allowances(Steps.stack([step]), stacked, dtype).items()}
+
+
+def stacked_allowances(steps: Steps, traces: Arrays, dtype: str) -> Arrays:
+    """``allowances`` of K steps at once: ``traces`` are scratch's traces stacked as the
+    steps are, and so are the allowances returned.
+
+    Inside, every array is a stack of matrices: a tensor of shape (K, B, n) stays so, a
+    vector (a bias, its gradient: (K, n)) becomes a row (K, 1, n), a number (the loss)
+    (K, 1, 1), so that every product and sum below broadcasts within each step and never
+    across steps. ``_T`` transposes each step's matrix, ``_rows`` sums over its rows."""
     r = ROUNDOFF[dtype]
     u = r.unit
-    mlp, L = step.mlp, step.mlp.n_layers
-    f64 = {k: np.asarray(v, np.float64) for k, v in trace.items()}
-    W = {k: np.asarray(v, np.float64) for k, v in step.params.items()}
-    X = np.asarray(step.X, np.float64)
+    mlp, L = steps.mlp, steps.mlp.n_layers
+    f64 = {k: _matrices(v) for k, v in traces.items()}
+    W = {k: _matrices(v) for k, v in steps.params.items()}
+    X = np.asarray(steps.X, np.float64)
     E: Arrays = {}
 
     # forward: Z_l = A_{l-1} @ W_l + b_l;  A_l = g(Z_l)
     A_prev, E_prev = X, np.zeros_like(X)
     for l in range(1, L + 1):
-        n = A_prev.shape[1] + 1
+        n = A_prev.shape[-1] + 1
         absW = np.abs(W[f"W{l}"])
         E[f"Z{l}"] = (gamma(n, u) * np.abs(A_prev) + E_prev) @ absW + gamma(n, u) * np.abs(
             W[f"b{l}"]
@@ -110,22 +152,22 @@ def allowances(step: Step, trace: Arrays, dtype: str) -> Arrays:
         A_prev, E_prev = A, E[f"A{l}"]
 
     # the loss and the top layer's error term, per loss head
-    E["loss"], E[f"dZ{L}"] = _head(step, f64, E, r)
+    E["loss"], E[f"dZ{L}"] = _head(steps, f64, E, r)
 
     # backward, from the top down
-    B = X.shape[0]
+    B = X.shape[-2]
     for l in range(L, 0, -1):
         dZ, E_dZ = f64[f"dZ{l}"], E[f"dZ{l}"]
         A_prev = X if l == 1 else f64[f"A{l - 1}"]
         E_Aprev = np.zeros_like(X) if l == 1 else E[f"A{l - 1}"]
-        E[f"dW{l}"] = (gamma(B, u) * np.abs(A_prev) + E_Aprev).T @ np.abs(dZ) + np.abs(
-            A_prev
-        ).T @ E_dZ
-        E[f"db{l}"] = gamma(B, u) * np.abs(dZ).sum(axis=0) + E_dZ.sum(axis=0)
+        E[f"dW{l}"] = (
+            _T(gamma(B, u) * np.abs(A_prev) + E_Aprev) @ np.abs(dZ) + _T(np.abs(A_prev)) @ E_dZ
+        )
+        E[f"db{l}"] = gamma(B, u) * _rows(np.abs(dZ)) + _rows(E_dZ)
         if l > 1:
             absW = np.abs(W[f"W{l}"])
-            P = dZ @ W[f"W{l}"].T  # (B, n_{l-1}), before the slope
-            E_P = (gamma(dZ.shape[1], u) * np.abs(dZ) + E_dZ) @ absW.T
+            P = dZ @ _T(W[f"W{l}"])  # (K, B, n_{l-1}), before the slope
+            E_P = (gamma(dZ.shape[-1], u) * np.abs(dZ) + E_dZ) @ _T(absW)
             act = mlp.activation_of(l - 1)
             Zp, Ap = f64[f"Z{l - 1}"], f64[f"A{l - 1}"]
             slope = _slope(act, Zp, Ap)
@@ -135,38 +177,62 @@ def allowances(step: Step, trace: Arrays, dtype: str) -> Arrays:
                 + r.library_ulps * u * np.abs(P * slope)
             )
 
-    E.update(_update(step, f64, W, E, r))
+    E.update(_update(steps, f64, W, E, r))
     # Below the smallest normal number a value's error is absolute, not relative (and an
     # engine may flush such a value to zero): every allowance is at least that.
     tiny = float(np.finfo(dtype).tiny)
-    return {name: r.safety * (np.asarray(E[name]) + tiny) for name in trace if name in E}
+    K = X.shape[0]
+    out = {}
+    for name in traces:
+        if name in E:  # in the shape the schema gives the tensor, whatever scratch's is
+            e = E[name] if E[name].shape[0] == K else np.broadcast_to(E[name], (K, 1, 1))
+            out[name] = (r.safety * (e + tiny)).reshape((K, *shape_of(name, mlp.sizes, B)))
+    return out
 
 
-def _head(step: Step, f64: Arrays, E: Arrays, r: Roundoff) -> tuple[float, np.ndarray]:
+def _matrices(array: np.ndarray) -> np.ndarray:
+    """A stacked tensor in float64 as a stack of matrices: (K,) -> (K, 1, 1), (K, n) ->
+    (K, 1, n), (K, r, c) as it is."""
+    a = np.asarray(array, np.float64)
+    return a.reshape(a.shape[:1] + (1,) * (3 - a.ndim) + a.shape[1:])
+
+
+def _T(a: np.ndarray) -> np.ndarray:
+    """Each step's matrix transposed."""
+    return np.swapaxes(a, -1, -2)
+
+
+def _rows(a: np.ndarray) -> np.ndarray:
+    """Each step's sum over its rows, kept as a row: (K, B, n) -> (K, 1, n)."""
+    return a.sum(axis=-2, keepdims=True)
+
+
+def _total(a: np.ndarray) -> np.ndarray:
+    """Each step's sum over every element, kept as (K, 1, 1)."""
+    return a.sum(axis=(-2, -1), keepdims=True)
+
+
+def _head(steps: Steps, f64: Arrays, E: Arrays, r: Roundoff) -> tuple[np.ndarray, np.ndarray]:
     """The loss's error and the top error term's, for the run's loss and output activation.
 
     Every loss here is a mean of non-negative terms, so the terms' magnitude is the loss
     itself; the logit losses add the rounding of their log-sum-exp, of the logits' size."""
     u, lib = r.unit, r.library_ulps * r.unit
-    mlp, L = step.mlp, step.mlp.n_layers
-    Y = np.asarray(step.Y, np.float64)
+    mlp, L = steps.mlp, steps.mlp.n_layers
+    Y = _matrices(steps.Y)
     Z, A, E_Z, E_A = f64[f"Z{L}"], f64[f"A{L}"], E[f"Z{L}"], E[f"A{L}"]
-    loss, dZ = float(f64["loss"]), f64[f"dZ{L}"]
-    N = A.size
-    B = A.shape[0]
-    own_loss = (gamma(N, u) + lib) * abs(loss)
+    loss, dZ = f64["loss"], f64[f"dZ{L}"]
+    B, N = A.shape[-2], A.shape[-2] * A.shape[-1]  # rows, and elements of one step's A_L
+    own_loss = (gamma(N, u) + lib) * np.abs(loss)
     if mlp.loss == "bce_logits":  # dZ = (σ(Z) - Y) / N
         P = _stable_sigmoid(Z)
-        E_loss = float(np.sum(np.abs(P - Y) / N * E_Z)) + own_loss + lib * float(np.mean(np.abs(Z)))
+        E_loss = _total(np.abs(P - Y) / N * E_Z) + own_loss + lib * _total(np.abs(Z)) / N
         E_dZ = (P * (1.0 - P) * E_Z + lib * (P + np.abs(Y))) / N
     elif mlp.loss == "softmax_cross_entropy":  # dZ = (softmax(Z) - Y) / B
         P = _softmax(Z)
-        E_loss = (
-            float(np.sum(np.abs(P - Y) / B * E_Z))
-            + own_loss
-            + lib * float(np.mean(np.max(np.abs(Z), axis=1)) + np.log(Z.shape[1]))
-        )
-        E_dZ = (2.0 * P * E_Z.max(axis=1, keepdims=True) + lib * (P + np.abs(Y))) / B
+        largest = np.max(np.abs(Z), axis=-1, keepdims=True).mean(axis=-2, keepdims=True)
+        E_loss = _total(np.abs(P - Y) / B * E_Z) + own_loss + lib * (largest + np.log(Z.shape[-1]))
+        E_dZ = (2.0 * P * E_Z.max(axis=-1, keepdims=True) + lib * (P + np.abs(Y))) / B
     else:  # mse (any output) or bce (sigmoid output): dZ = ∂loss/∂A * g'(Z)
         act = mlp.activation_of(L)
         slope = _slope(act, Z, A)
@@ -183,7 +249,7 @@ def _head(step: Step, f64: Arrays, E: Arrays, r: Roundoff) -> tuple[float, np.nd
                     np.abs(dA) * (E_A + u) / np.maximum(np.minimum(A, 1.0 - A), u),
                     np.abs(dA) * lib,
                 )
-        E_loss = float(np.sum(np.abs(dA) * E_A)) + own_loss
+        E_loss = _total(np.abs(dA) * E_A) + own_loss
         E_dZ = (
             E_dA * slope
             + np.abs(dA) * _slope_error(act, Z, A, E_Z, E_A, u)
@@ -193,12 +259,12 @@ def _head(step: Step, f64: Arrays, E: Arrays, r: Roundoff) -> tuple[float, np.nd
     return E_loss, E_dZ
 
 
-def _update(step: Step, f64: Arrays, W: Arrays, E: Arrays, r: Roundoff) -> Arrays:
+def _update(steps: Steps, f64: Arrays, W: Arrays, E: Arrays, r: Roundoff) -> Arrays:
     """Errors of each parameter's update, optimizer state and new value, from its gradient's."""
     u, lib = r.unit, r.library_ulps * r.unit
-    opt = step.optimizer
+    opt = steps.optimizer
     out: Arrays = {}
-    t = int(step.state.get("t", 0)) + 1
+    t = (np.asarray(steps.t) + 1).reshape(-1, 1, 1)  # each step's count, as the rule uses it
     for p, theta in W.items():
         g, E_g = f64[f"d{p}"], E[f"d{p}"]
         decays = parse(p).decays
@@ -207,7 +273,7 @@ def _update(step: Step, f64: Arrays, W: Arrays, E: Arrays, r: Roundoff) -> Array
             g = g + opt.l2 * theta
         E_theta = u * np.abs(theta) if (opt.weight_decay and decays) else 0.0
         names = dict(zip(("first", "second"), state_names(opt.name, p), strict=False))
-        old = {k: np.asarray(step.state[n], np.float64) for k, n in names.items()}
+        old = {k: _matrices(steps.state[n]) for k, n in names.items()}
         if opt.name == "sgd":
             E_step = E_g
             step_size = np.abs(g)
@@ -239,5 +305,5 @@ def _update(step: Step, f64: Arrays, W: Arrays, E: Arrays, r: Roundoff) -> Array
         out[f"Δ{p}"] = E_update + u * (np.abs(new) + np.abs(f64[f"Δ{p}"]))
         out[p] = E_update + u * np.abs(new)
     if COUNTED[opt.name]:
-        out["t"] = np.zeros(())
+        out["t"] = np.zeros((1, 1, 1))  # an exact count
     return out

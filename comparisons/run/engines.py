@@ -83,13 +83,21 @@ def initial_state(optimizer: Optimizer, params: Params) -> dict:
 
 
 def make_engine(name: str, mlp: MLP, optimizer: Optimizer, dtype: str, device: str = "cpu"):
-    """An engine by name; a reference's framework is imported only when it is asked for."""
+    """An engine by name; a reference's framework is imported only when it is asked for.
+
+    PyTorch gets one intra-op thread on the CPU: the oracle's tensors are far too small for
+    threads to pay, and on a small or busy machine its OpenMP pool spins while it waits, so a
+    0.3 ms step takes milliseconds. One thread also keeps the numbers independent of the
+    core count (the traces are bitwise the same).
+    """
     if name == "scratch":
         return ScratchEngine(mlp, optimizer, dtype)
     if name not in REFERENCES:
         raise ValueError(f"unknown engine {name!r}; choose scratch, {', '.join(REFERENCES)}")
     if name == "jax":
         persistent_jax_cache()
+    if name == "torch" and device == "cpu":
+        importlib.import_module("torch").set_num_threads(1)
     module, _, cls = REFERENCES[name].partition(":")
     engine = getattr(importlib.import_module(module), cls)(mlp, optimizer, dtype, device)
     engine.name = name
@@ -108,15 +116,7 @@ def persistent_jax_cache() -> None:
 
 
 def make_references(inputs: RunInputs, device: str = "cpu") -> dict:
-    """One engine per reference the spec names (scratch is driven by the runners).
-
-    PyTorch gets one intra-op thread on the CPU: the oracle's tensors are far too small for
-    threads to pay, and on a small or busy machine its OpenMP pool spins while it waits, so a
-    0.3 ms step takes milliseconds. One thread also keeps the numbers independent of the
-    core count (the traces are bitwise the same).
-    """
-    if "torch" in inputs.spec.engines and device == "cpu":
-        importlib.import_module("torch").set_num_threads(1)
+    """One engine per reference the spec names (scratch is driven by the runners)."""
     return {
         name: make_engine(name, inputs.mlp, inputs.optimizer, inputs.spec.dtype, device)
         for name in inputs.spec.engines

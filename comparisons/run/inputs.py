@@ -34,6 +34,10 @@ Arrays = tuple[np.ndarray, np.ndarray]
 
 @dataclass(frozen=True)
 class RunInputs:
+    """Everything a run is made of. The arrays are read-only: a run hands each engine its
+    own copies (``start``), so that an engine that writes into its inputs cannot change
+    what another engine, or a later phase of the run, starts from."""
+
     spec: RunSpec
     splits: dict[str, Arrays]  # "train" first, then the evaluation splits; (X, Y) in spec.dtype
     dataset: dict[str, Any]  # JSON-ready: name, files and digests, row counts
@@ -45,6 +49,10 @@ class RunInputs:
     @property
     def train(self) -> Arrays:
         return self.splits["train"]
+
+    def start(self) -> dict[str, np.ndarray]:
+        """Fresh, writable copies of the first parameters, for an engine to own."""
+        return {p: np.array(v) for p, v in self.params0.items()}
 
 
 def load_splits(spec: RunSpec, data_dir: str | None = None) -> tuple[dict[str, Arrays], dict]:
@@ -92,13 +100,16 @@ def build_inputs(spec: RunSpec, data_dir: str | None = None) -> RunInputs:
     schedule = make_schedule(
         len(X), spec.batch_size, spec.epochs, spec.seed, spec.shuffle, spec.drop_last
     )
+    params0 = init_params(mlp, spec.seed, spec.init, spec.dtype, spec.init_gain)
+    for array in [*params0.values(), *(a for split in splits.values() for a in split)]:
+        array.flags.writeable = False
     return RunInputs(
         spec=spec,
         splits=splits,
         dataset=info,
         mlp=mlp,
         optimizer=spec.optimizer,
-        params0=init_params(mlp, spec.seed, spec.init, spec.dtype, spec.init_gain),
+        params0=params0,
         schedule=schedule,
     )
 

@@ -1,0 +1,134 @@
+"""The lockstep takes its steps in chunks (scratch runs ahead, the references replay, the
+chunk's allowances and comparisons are computed as arrays); a chunk must change nothing that a
+run reports: the same verdict, steps, divergence, worst errors, per-step summaries and final
+parameters as one step at a time, for a sound scratch, for every fault of the catalogue, for
+a reference that raises mid-chunk, stopping at the first divergence or not."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+
+from comparisons.faults.catalogue import FAULTS
+from comparisons.oracle import lockstep as lockstep_module
+from comparisons.oracle.lockstep import LockstepResult, chunk_steps, lockstep
+from comparisons.run.engines import make_engine
+from comparisons.run.inputs import build_inputs
+from comparisons.run.spec import RunSpec
+
+# 41 rows in batches of 4: ten steps of one shape, then one of a single row, per epoch.
+LONGER = {"synthetic_rows": 41, "batch_size": 4}
+CHUNKS = [1, 3, None]  # one at a time, ragged chunks, the default
+
+
+def spec_for(changes: dict) -> RunSpec:
+    return RunSpec().replace(**{**changes, **LONGER, "engines": ("scratch", "torch")})
+
+
+def everything(result: LockstepResult) -> str:
+    """All a run reports, as text (NaN and inf included), to compare two runs exactly."""
+
+    def plain(value):
+        if isinstance(value, np.ndarray):
+            return value.tolist()
+        if dataclasses.is_dataclass(value):
+            return dataclasses.asdict(value)
+        return str(value)
+
+    findings = {
+        "verdict": result.verdict,
+        "steps_run": result.steps_run,
+        "divergent_steps": result.divergent_steps,
+        "first_divergence": result.first_divergence and result.first_divergence.as_dict(),
+        "diverged": result.diverged and result.diverged.as_dict(),
+        "failure": result.failure and result.failure.as_dict(),
+        "per_step": result.per_step,
+        "per_tensor": {n: table.items() for n, table in result.per_tensor.items()},
+        "final_params": result.final_params,
+        "first_step": {n: sorted(t) for n, t in result.first_step_traces.items()},
+    }
+    return json.dumps(findings, default=plain, sort_keys=True)
+
+
+def runs(spec: RunSpec, stop_at_first: bool, references=None) -> list[str]:
+    inputs = build_inputs(spec)
+    out = []
+    for chunk in CHUNKS:
+        refs = references() if references else {"torch": make_torch(inputs)}
+        out.append(everything(lockstep(inputs, refs, stop_at_first=stop_at_first, chunk=chunk)))
+    return out
+
+
+def make_torch(inputs):
+    return make_engine("torch", inputs.mlp, inputs.optimizer, inputs.spec.dtype)
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("stop_at_first", [True, False], ids=["stop-at-first", "whole-run"])
+def test_a_sound_run_reports_the_same_whatever_the_chunks(stop_at_first):
+    spec = spec_for({"dataset": "synthetic", "optimizer": "adam", "lr": 0.01, "epochs": 2})
+    one, ragged, default = runs(spec, stop_at_first)
+    assert '"verdict": "agree"' in one and one == ragged == default
+
+
+FAULT_PARAMS = [
+    pytest.param(f, id=f.name, marks=[] if i % 4 == 0 else [pytest.mark.slow])
+    for i, f in enumerate(FAULTS)
+    if not f.equivalent
+]
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("fault", FAULT_PARAMS)
+@pytest.mark.parametrize("stop_at_first", [True, False], ids=["stop-at-first", "whole-run"])
+def test_a_fault_reports_the_same_whatever_the_chunks(fault, stop_at_first):
+    with fault.patch():
+        one, ragged, default = runs(spec_for(fault.run_spec()), stop_at_first)
+    assert '"verdict": "agree"' not in one, "the fault must show under this spec"
+    assert one == ragged == default
+
+
+class RaisesAtStep:
+    """A reference that raises at its ``at``-th step and is PyTorch's otherwise."""
+
+    def __init__(self, engine, at: int):
+        self.engine, self.at, self.steps, self.name = engine, at, 0, "torch"
+
+    def set_state(self, params, opt_state):
+        self.engine.set_state(params, opt_state)
+
+    def step(self, X, Y):
+        self.steps += 1
+        if self.steps == self.at + 1:
+            raise RuntimeError("a reference that fails mid-run")
+        return self.engine.step(X, Y)
+
+    def predict(self, X):
+        return self.engine.predict(X)
+
+    def params(self):
+        return self.engine.params()
+
+
+@pytest.mark.torch
+def test_a_reference_that_raises_mid_chunk_ends_the_run_at_that_step():
+    spec = spec_for({"dataset": "synthetic", "epochs": 2})
+    inputs = build_inputs(spec)
+    results = runs(spec, False, lambda: {"torch": RaisesAtStep(make_torch(inputs), at=5)})
+    assert results[0] == results[1] == results[2]
+    finding = json.loads(results[0])
+    assert finding["verdict"] == "error" and finding["failure"]["step"] == 5
+    assert finding["steps_run"] == 6
+
+
+def test_a_chunk_holds_fewer_steps_when_a_steps_traces_are_large():
+    def chunk(hidden, batch):
+        spec = RunSpec().replace(dataset="synthetic", hidden=hidden, batch_size=batch)
+        return chunk_steps(build_inputs(spec))
+
+    assert chunk((8, 4), 50) == lockstep_module.CHUNK_STEPS
+    assert 1 < chunk((64, 64), 50) < lockstep_module.CHUNK_STEPS
+    assert chunk((1024, 1024), 1000) == 1
