@@ -181,7 +181,7 @@ class _Runner:
         )
         self.expected = [*batch_names(), *trace_names(inputs.mlp.n_layers, inputs.optimizer.name)]
         self.trace_names = self.expected[len(batch_names()) :]
-        self._kind_positions: dict[tuple[str, ...], dict[str, np.ndarray]] = {}
+        self._kind_positions: dict[tuple[str, ...], tuple] = {}
         self._batches: tuple[int, list[np.ndarray]] = (-1, [])
         self.final_params: dict | None = None  # scratch's, where the run stopped mid-chunk
 
@@ -393,24 +393,29 @@ class _Runner:
     def _record(self, name, checks, compared, summary, step) -> list[tuple[int, Comparison]]:
         """The step's comparisons against one reference into the run's worst errors and the
         step's summary (the worst relative error per kind); the failures, by position."""
-        names = [c.tensor for c in checks] + (compared.names if compared else [])
-        ratio = np.array([c.ratio for c in checks] + ([*compared.ratio] if compared else []))
-        max_abs = np.array([c.max_abs for c in checks] + ([*compared.max_abs] if compared else []))
-        max_rel = np.array([c.max_rel for c in checks] + ([*compared.max_rel] if compared else []))
-        self.result.per_tensor[name].update(tuple(names), ratio, max_abs, max_rel, step.index)
-        summary["worst_rel"][name] = {
-            kind: float(max_rel[at].max()) for kind, at in self._kinds(tuple(names)).items()
-        }
+        names = tuple(c.tensor for c in checks) + tuple(compared.names if compared else ())
+        columns = [np.array([[c.ratio, c.max_abs, c.max_rel] for c in checks]).reshape(-1, 3)]
+        if compared:
+            columns.append(np.stack([compared.ratio, compared.max_abs, compared.max_rel], 1))
+        ratio, max_abs, max_rel = np.concatenate(columns).T
+        self.result.per_tensor[name].update(names, ratio, max_abs, max_rel, step.index)
+        kinds, order, starts = self._kinds(names)
+        worst = np.maximum.reduceat(max_rel[order], starts) if len(order) else []
+        summary["worst_rel"][name] = dict(zip(kinds, map(float, worst), strict=True))
         failed = [c for c in checks if not c.ok] + (compared.failed if compared else [])
         return [(_position(self.expected, c.tensor), c) for c in failed]
 
-    def _kinds(self, names: tuple[str, ...]) -> dict[str, np.ndarray]:
-        """Each kind's positions among ``names``, in order of first appearance (cached)."""
+    def _kinds(self, names: tuple[str, ...]) -> tuple[list[str], np.ndarray, np.ndarray]:
+        """The kinds among ``names`` in order of first appearance, the positions of the names
+        grouped by kind, and where each kind's group starts (cached per tuple of names)."""
         if names not in self._kind_positions:
             kinds: dict[str, list[int]] = {}
             for i, n in enumerate(names):
                 kinds.setdefault(kind_or_unknown(n), []).append(i)
-            self._kind_positions[names] = {k: np.array(v) for k, v in kinds.items()}
+            order = [i for positions in kinds.values() for i in positions]
+            sizes = [len(p) for p in kinds.values()]
+            starts = np.cumsum([0, *sizes[:-1]])
+            self._kind_positions[names] = (list(kinds), np.array(order, dtype=int), starts)
         return self._kind_positions[names]
 
     def _judge(self, step, failures, trace, params, state, Xb, Yb, traces, allowed) -> None:
@@ -478,15 +483,21 @@ def _read_only(array: np.ndarray) -> np.ndarray:
 def _in_place(params: dict, state: dict, pristine: dict, step: Step) -> list[Comparison]:
     """Scratch's inputs after its step against the copies taken before it: any change is an
     in-place write, reported before any tensor comparison."""
-    changed = [
-        k
-        for k, v in {**params, **state}.items()
-        if not np.array_equal(np.asarray(v), pristine[k], equal_nan=True)
-    ]
+    changed = [k for k, v in {**params, **state}.items() if not _same_bits(v, pristine[k])]
     return [
         mismatch(k, "scratch", f"scratch modified {k} in place during step {step.index}")
         for k in changed
     ]
+
+
+def _same_bits(value, copy: np.ndarray) -> bool:
+    """Whether ``value`` still holds exactly the bits of ``copy`` (a NaN included)."""
+    value = np.asarray(value)
+    if value.shape != copy.shape or value.dtype != copy.dtype:
+        return False
+    if value.flags.c_contiguous and value.ndim:
+        return bool(np.array_equal(value.view(np.uint8), copy.view(np.uint8)))
+    return bool(np.array_equal(value, copy, equal_nan=True))
 
 
 def _stacked_allowances(inputs: RunInputs, group: list[_Taken]) -> dict | None:

@@ -40,15 +40,44 @@ KIND_COLORS = {
 EXTRA_COLORS = ("#17becf", "#bcbd22", "#ff7f0e")
 
 
-def figure(height: float) -> Figure:
-    fig = Figure(figsize=(WIDTH, height), dpi=DPI, layout="constrained")
+# Margins in inches, fixed: a layout engine (constrained or tight) measures every text
+# first, which took half of the report's plotting time. Room on the right for a legend.
+MARGINS = {"left": 1.1, "right": 0.2, "bottom": 0.5, "top": 0.35, "between": 0.65}
+LEGEND_ROOM = 1.35
+
+
+def figure(height: float, legend: bool = False) -> Figure:
+    """A figure ``height`` inches tall with the report's margins; ``legend``: room on the
+    right for a figure legend (``outside_legend``)."""
+    fig = Figure(figsize=(WIDTH, height), dpi=DPI)
     FigureCanvasAgg(fig)
+    m = MARGINS
+    right = m["right"] + (LEGEND_ROOM if legend else 0.0)
+    fig.subplots_adjust(
+        left=m["left"] / WIDTH,
+        right=1 - right / WIDTH,
+        bottom=m["bottom"] / height,
+        top=1 - m["top"] / height,
+        hspace=m["between"] / max(height - m["top"] - m["bottom"], 0.1),
+        wspace=0.15,
+    )
     return fig
+
+
+def outside_legend(fig: Figure, *args, **kwargs) -> None:
+    """The figure's legend in the room ``figure(legend=True)`` keeps on the right."""
+    top = 1 - MARGINS["top"] / fig.get_figheight()
+    fig.legend(
+        *args, loc="upper left", bbox_to_anchor=(fig.subplotpars.right + 0.01, top), **kwargs
+    )
 
 
 def png(fig: Figure) -> bytes:
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=DPI, metadata={"Software": None})
+    # zlib level 3, not Pillow's 6: a quarter of the plotting time, files 2% larger
+    fig.savefig(
+        buf, format="png", dpi=DPI, metadata={"Software": None}, pil_kwargs={"compress_level": 3}
+    )
     return buf.getvalue()
 
 

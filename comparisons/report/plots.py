@@ -66,7 +66,7 @@ def worst_rel_plot(report: dict) -> bytes | None:
     window = look.window(len(report["per_step"]))
     x = look.steps(report)[::window]
     line = look.line_style(len(x))
-    fig = look.figure(1.0 + 2.4 * len(refs))
+    fig = look.figure(1.0 + 2.4 * len(refs), legend=True)
     axes = fig.subplots(len(refs), 1, sharex=True, squeeze=False)[:, 0]
     for ax, ref in zip(axes, refs, strict=True):
         rows = [s["worst_rel"].get(ref, {}) for s in report["per_step"]]
@@ -91,7 +91,7 @@ def worst_rel_plot(report: dict) -> bytes | None:
         ax.grid(True, axis="y", alpha=0.25)
     axes[-1].set_xlabel("step" if window == 1 else f"step (each point: worst of {window} steps)")
     handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="outside right upper", fontsize=8, title="kind")
+    look.outside_legend(fig, handles, labels, fontsize=8, title="kind")
     return look.png(fig)
 
 
@@ -224,7 +224,7 @@ def accuracy_plot(report: dict) -> bytes | None:
     spread = max(hi_value - lo_value, 1.0)
     bottom = max(0.0, math.floor(lo_value - 0.6 * spread))
 
-    fig = look.figure(3.2)
+    fig = look.figure(3.2, legend=True)
     ax = fig.add_subplot()
     width = 0.8 / len(engines)
     centers = np.arange(len(splits), dtype=float)
@@ -246,7 +246,7 @@ def accuracy_plot(report: dict) -> bytes | None:
     ax.set_ylabel("accuracy (%)")
     ax.set_title(f"final accuracy per split (y axis starts at {bottom:g}%)", fontsize=10)
     ax.grid(True, axis="y", alpha=0.25)
-    fig.legend(fontsize=8, loc="outside right upper")
+    look.outside_legend(fig, fontsize=8)
     return look.png(fig)
 
 
@@ -257,10 +257,10 @@ def gradcheck_plot(report: dict) -> bytes | None:
     tensors = list(dict.fromkeys(t for s in report["per_step"] for t in s["max_rel"]))
     if not tensors:
         return None
-    fig = look.figure(3.2)
+    n = len(report["per_step"])
+    fig = look.figure(3.2, legend=n > 6)
     ax = fig.add_subplot()
     x = np.arange(len(tensors), dtype=float)
-    n = len(report["per_step"])
     marks = []
     for i, s in enumerate(report["per_step"]):
         y, bad = look.log_series(s["max_rel"].get(t) for t in tensors)
@@ -277,7 +277,7 @@ def gradcheck_plot(report: dict) -> bytes | None:
     ax.set_title("backprop against central differences", fontsize=10)
     ax.grid(True, axis="y", alpha=0.25)
     if n > 6:
-        fig.legend(fontsize=8, loc="outside right upper")
+        look.outside_legend(fig, fontsize=8)
     else:
         ax.legend(fontsize=8, loc="best")
     return look.png(fig)
