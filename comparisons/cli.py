@@ -30,6 +30,7 @@ from comparisons.progress import Progress, Terminated, end_line, sigterm_raises
 from comparisons.report.atomic_folder import OutFolderError, prepare_out_folder, write_report_folder
 from comparisons.report.html import render_html
 from comparisons.report.markdown import render_markdown
+from comparisons.report.tables import csv_renderers
 from comparisons.report.text import headline_details, verdict_line
 from comparisons.run.coverage import CASES
 from comparisons.run.engines import REFERENCES
@@ -126,11 +127,12 @@ def _write_and_report(
     args: argparse.Namespace, report: dict, lines: list[str] | None = None
 ) -> int:
     renderers = {"report.md": render_markdown, "report.html": render_html}
+    renderers.update(csv_renderers(report))
     out = write_report_folder(report, args.out, renderers)
     for line in headline(report) if lines is None else lines:
         print(line)
     if not args.quiet:
-        print(f"report: {out / 'report.json'}, {out / 'report.md'}, {out / 'report.html'}")
+        print("report: " + ", ".join(str(out / name) for name in ["report.json", *renderers]))
     return EXIT_STATUS[report["verdict"]]
 
 

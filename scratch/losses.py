@@ -83,7 +83,9 @@ def softmax_cross_entropy(A: np.ndarray, Y: np.ndarray) -> tuple[np.ndarray, np.
     B = A.shape[0]
     shifted = A - A.max(axis=1, keepdims=True)  # (B, K)
     log_P = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))  # (B, K)
-    loss = -np.sum(Y * log_P) / B
+    # the mean over the batch of each example's -Σ_k Y log P: a mean keeps the dtype in
+    # NumPy 1.x too, where a float32 sum divided by the int B would become float64
+    loss = np.mean(-np.sum(Y * log_P, axis=1))
     return loss, (softmax(A) - Y) / B
 
 

@@ -24,7 +24,16 @@ ALLOWED_THIRD_PARTY = {
     "scratch": {"numpy"},
     "data": {"numpy", "pandas", "pooch"},
     "reference": {"numpy", "torch", "jax", "jaxlib", "optax"},
-    "comparisons": {"numpy", "pandas", "torch", "jax", "optax", "matplotlib", "threadpoolctl"},
+    "comparisons": {
+        "numpy",
+        "pandas",
+        "torch",
+        "jax",
+        "optax",
+        "matplotlib",
+        "threadpoolctl",
+        "jsonschema",
+    },
 }
 # Which of this project's packages each may import.
 ALLOWED_PROJECT = {

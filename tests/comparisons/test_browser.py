@@ -7,8 +7,9 @@ DOM for ``--dump-dom``; one on the page itself, for a screenshot and a NetLog of
 request. Any name lookup fails (``--host-resolver-rules``), so nothing leaves the machine even
 if the page asked for it; the NetLog still records the request, and the test fails on it.
 
-Skipped where Chromium is not installed, unless BACKPROP_ORACLE_REQUIRE names "browser" (CI),
-where its absence fails the test. Debian: ``apt-get install -y chromium``.
+Skipped, with the reason, where Chromium is not installed; required under CI (CI=true) or
+where BACKPROP_ORACLE_REQUIRE names "browser": there its absence fails the test. Debian:
+``apt-get install -y chromium``.
 """
 
 from __future__ import annotations
@@ -87,6 +88,8 @@ def chromium() -> str:
     if path is None:
         if "browser" in os.environ.get("BACKPROP_ORACLE_REQUIRE", "").split(","):
             pytest.fail("chromium is not installed, but BACKPROP_ORACLE_REQUIRE names browser")
+        if os.environ.get("CI", "").lower() in {"true", "1"}:
+            pytest.fail("chromium is not installed, and CI must run the browser test")
         pytest.skip("needs headless Chromium (Debian: apt-get install -y chromium)")
     return path
 

@@ -44,11 +44,18 @@ def load(out):
     return json.loads((out / "report.json").read_text(encoding="utf-8"))
 
 
-def test_run_writes_the_three_files_with_the_contract_fields(tmp_path, capsys):
+def test_run_writes_the_report_files_with_the_contract_fields(tmp_path, capsys):
     code, out = run(tmp_path, *SCRATCH_ONLY)
     assert code == 0
     names = sorted(p.name for p in out.iterdir())
-    assert names == [atomic_folder.MARKER, "report.html", "report.json", "report.md"]
+    assert names == [
+        atomic_folder.MARKER,
+        "metrics.csv",
+        "report.html",
+        "report.json",
+        "report.md",
+        "steps.csv",
+    ]
     report = load(out)
     assert CONTRACT_FIELDS <= set(report)
     assert report["schema_version"] == 1 and report["verdict"] == "agree"

@@ -3,6 +3,7 @@ framework, and no plotting stack or pandas until a report or the Occupancy files
 
 from __future__ import annotations
 
+import importlib.util
 import subprocess
 import sys
 
@@ -25,5 +26,6 @@ def test_a_scratch_only_synthetic_run_imports_no_framework_and_no_pandas(tmp_pat
         f"main(['gradcheck', '--set', 'dataset=synthetic', '--set', 'epochs=1', "
         f"'--engines', 'scratch', '--out', {str(tmp_path / 'g')!r}, '--quiet'])"
     )
-    # the HTML report draws its plots with matplotlib: that one is expected
-    assert imported_after(run) == ["matplotlib"]
+    # the HTML report draws its plots with matplotlib, where it is installed
+    plotting = ["matplotlib"] if importlib.util.find_spec("matplotlib") else []
+    assert imported_after(run) == plotting

@@ -1,0 +1,71 @@
+"""steps.csv and metrics.csv beside report.json: every per-step figure and every final
+metric, as pandas (or a spreadsheet) reads them back."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pandas as pd
+import pytest
+
+from comparisons import cli
+from comparisons.report.tables import metrics_csv, steps_csv
+from comparisons.report.text import number
+
+SMALL = ["--set", "dataset=synthetic", "--set", "synthetic_rows=40", "--set", "epochs=2"]
+
+
+def run(tmp_path, command: str, *args: str) -> tuple[dict, object]:
+    out = tmp_path / command
+    cli.main([command, *SMALL, "--engines", "scratch", "--out", str(out), "--quiet", *args])
+    return json.loads((out / "report.json").read_text(encoding="utf-8")), out
+
+
+@pytest.mark.parametrize("command", ["run", "drift", "gradcheck"])
+def test_every_per_step_figure_is_a_column_of_steps_csv(tmp_path, command):
+    report, out = run(tmp_path, command)
+    table = pd.read_csv(out / "steps.csv")
+    assert len(table) == len(report["per_step"]) > 0
+    for row, step in zip(table.to_dict("records"), report["per_step"], strict=True):
+        for key, value in step.items():
+            if isinstance(value, dict):  # nested figures: one column per leaf
+                for inner, figure in value.items():
+                    if not isinstance(figure, dict):
+                        assert row[f"{key}.{inner}"] == pytest.approx(number(figure), abs=0)
+            else:
+                assert row[key] == pytest.approx(number(value), abs=0)
+
+
+def test_the_final_metrics_are_metrics_csv(tmp_path):
+    report, out = run(tmp_path, "run")
+    table = pd.read_csv(out / "metrics.csv")
+    assert list(table.columns[:2]) == ["engine", "split"]
+    assert len(table) == sum(len(splits) for splits in report["metrics"].values())
+    for row in table.to_dict("records"):
+        expected = report["metrics"][row["engine"]][row["split"]]
+        assert row["accuracy"] == expected["accuracy"]
+
+
+def test_non_finite_figures_read_back_as_floats(tmp_path):
+    # as report.json writes them (strings), and as a run holds them (floats)
+    per_step = [
+        {"step": 0, "epoch": 0, "loss": {"scratch": "NaN", "torch": float("inf")}},
+        {"step": 1, "epoch": 0, "loss": {"scratch": "-Infinity", "torch": 0.5}},
+    ]
+    (tmp_path / "steps.csv").write_text(steps_csv({"per_step": per_step}), encoding="utf-8")
+    table = pd.read_csv(tmp_path / "steps.csv")
+    assert math.isnan(table["loss.scratch"][0]) and table["loss.torch"][0] == math.inf
+    assert table["loss.scratch"][1] == -math.inf and table["loss.torch"][1] == 0.5
+
+
+def test_a_diverged_run_has_steps_but_no_metrics_csv(tmp_path):
+    report, out = run(tmp_path, "run", "--set", "lr=inf")
+    assert report["verdict"] == "diverged"
+    assert (out / "steps.csv").exists() and not (out / "metrics.csv").exists()
+
+
+def test_the_tables_of_a_report_read_back_from_json_are_the_same(tmp_path):
+    report, out = run(tmp_path, "run")
+    assert steps_csv(report) == (out / "steps.csv").read_text(encoding="utf-8")
+    assert metrics_csv(report) == (out / "metrics.csv").read_text(encoding="utf-8")
