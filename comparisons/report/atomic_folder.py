@@ -225,10 +225,21 @@ def _step(name: str) -> None:
         _kill_point(name)
 
 
+# Set (the test suite sets it for itself and every process it starts), every report is
+# checked against its JSON Schema (comparisons/schemas/) before it is written.
+VALIDATE_ENV = "BACKPROP_ORACLE_VALIDATE"
+
+
 def _write_files(
     staging: Path, report: dict, renderers: Mapping[str, Renderer], json_name: str
 ) -> list[str]:
-    text = json.dumps(json_safe(report), indent=2, ensure_ascii=False, allow_nan=False)
+    document = json_safe(report)
+    if os.environ.get(VALIDATE_ENV) and "schema_version" in report:
+        from comparisons.report.schema import SCHEMAS, validate  # needs jsonschema
+
+        if json_name in SCHEMAS:
+            validate(json.loads(json.dumps(document)), json_name)
+    text = json.dumps(document, indent=2, ensure_ascii=False, allow_nan=False)
     _write(staging / json_name, text + "\n")
     for name, render in renderers.items():
         _write(staging / name, render(report))

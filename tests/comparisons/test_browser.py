@@ -82,16 +82,36 @@ def chromium_path() -> str | None:
     return "/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None
 
 
+def without_chromium(environ) -> tuple[str, str]:
+    """What a missing Chromium means: ("fail", why) where the browser test is required (CI,
+    or BACKPROP_ORACLE_REQUIRE naming browser), else ("skip", why)."""
+    if "browser" in environ.get("BACKPROP_ORACLE_REQUIRE", "").split(","):
+        return "fail", "chromium is not installed, but BACKPROP_ORACLE_REQUIRE names browser"
+    if environ.get("CI", "").lower() in {"true", "1"}:
+        return "fail", "chromium is not installed, and CI must run the browser test"
+    return "skip", "needs headless Chromium (Debian: apt-get install -y chromium)"
+
+
 @pytest.fixture(scope="module")
 def chromium() -> str:
     path = chromium_path()
     if path is None:
-        if "browser" in os.environ.get("BACKPROP_ORACLE_REQUIRE", "").split(","):
-            pytest.fail("chromium is not installed, but BACKPROP_ORACLE_REQUIRE names browser")
-        if os.environ.get("CI", "").lower() in {"true", "1"}:
-            pytest.fail("chromium is not installed, and CI must run the browser test")
-        pytest.skip("needs headless Chromium (Debian: apt-get install -y chromium)")
+        outcome, why = without_chromium(os.environ)
+        (pytest.fail if outcome == "fail" else pytest.skip)(why)
     return path
+
+
+@pytest.mark.parametrize(
+    ("environ", "outcome"),
+    [
+        ({}, "skip"),  # plain tox on a machine without Chromium passes
+        ({"BACKPROP_ORACLE_REQUIRE": "torch,jax,reports"}, "skip"),
+        ({"CI": "true"}, "fail"),
+        ({"BACKPROP_ORACLE_REQUIRE": "browser"}, "fail"),
+    ],
+)
+def test_a_missing_chromium_is_a_skip_except_where_the_browser_test_is_required(environ, outcome):
+    assert without_chromium(environ)[0] == outcome
 
 
 def run_chromium(chromium: str, tmp: Path, *args: str) -> str:
