@@ -224,6 +224,7 @@ def report() -> dict:
     return run_lockstep(build_inputs(spec))
 
 
+@pytest.mark.slow  # a real browser, end to end: the slow tier (required under CI)
 def test_the_report_loads_offline_and_draws_every_plot(chromium, report, tmp_path):
     text = render_html(report)
     assert text.count("<img ") >= 2
@@ -232,6 +233,7 @@ def test_the_report_loads_offline_and_draws_every_plot(chromium, report, tmp_pat
     assert problems(chromium, tmp_path, page) == []
 
 
+@pytest.mark.slow  # a real browser, end to end: the slow tier (required under CI)
 def test_the_browser_check_catches_a_request_and_a_broken_image(chromium, report, tmp_path):
     """Not vacuous: an outside image is seen in the NetLog, a corrupt PNG on the screenshot."""
     text = render_html(report)

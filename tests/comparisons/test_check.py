@@ -73,6 +73,24 @@ def test_the_cases_cover_every_batch_shape_dtype_and_depth(condition):
     assert covered(condition)
 
 
+@pytest.fixture(scope="module")
+def check_against_torch() -> dict:
+    """check against PyTorch alone, once per test module and worker."""
+    return run_check(("torch",))
+
+
+@pytest.mark.torch
+def test_check_against_torch_agrees_on_sound_scratch_in_every_case(check_against_torch):
+    cases = check_against_torch["cases"]
+    assert [c["name"] for c in cases[:-1]] == [c.name for c in CASES]
+    failed = [c for c in cases if c["verdict"] != "agree"]
+    assert not failed, failed
+    assert check_against_torch["verdict"] == "agree"
+    float64 = [c for c in cases[:-1] if c["dtype"] == "float64"]
+    assert float64 and all(c["gradcheck"] == "agree" for c in float64)
+
+
+@pytest.mark.slow  # the command end to end, both references: the quick tier has torch's above
 @pytest.mark.torch
 @pytest.mark.jax
 def test_check_agrees_on_sound_scratch_and_says_so_case_by_case(tmp_path, capsys):
@@ -115,9 +133,9 @@ def first_changed(case_name: str, step: int, fault) -> str:
 
 
 @pytest.fixture(scope="module")
-def sound_scratch():
-    """check against PyTorch, once per test module and worker: a sound scratch to break."""
-    skip_unless_sound(run_check(("torch",))["verdict"] == "agree")
+def sound_scratch(check_against_torch):
+    """A sound scratch to break."""
+    skip_unless_sound(check_against_torch["verdict"] == "agree")
 
 
 @pytest.mark.torch
