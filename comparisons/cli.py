@@ -180,13 +180,17 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def _check_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--engines",
-        default="torch,jax",
-        metavar="LIST",
-        help="the references to check scratch against (default: torch,jax; torch alone is faster)",
+    _references_options(
+        parser,
+        "the references to check scratch against (default: torch,jax; torch alone is faster)",
+        "print only the verdict lines",
     )
-    parser.add_argument("--quiet", action="store_true", help="print only the verdict lines")
+
+
+def _references_options(parser: argparse.ArgumentParser, engines: str, quiet: str) -> None:
+    """``--engines`` (references only) and ``--quiet``, as check and faults take them."""
+    parser.add_argument("--engines", default="torch,jax", metavar="LIST", help=engines)
+    parser.add_argument("--quiet", action="store_true", help=quiet)
 
 
 def _references(text: str, option: str) -> tuple[str, ...]:
@@ -227,13 +231,11 @@ def cmd_faults(args: argparse.Namespace) -> int:
 
 
 def _faults_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--engines",
-        default="torch,jax",
-        metavar="LIST",
-        help="the references to run each fault against (default: torch,jax)",
+    _references_options(
+        parser,
+        "the references to run each fault against (default: torch,jax)",
+        "print only the summary",
     )
-    parser.add_argument("--quiet", action="store_true", help="print only the summary")
 
 
 def cmd_train(args: argparse.Namespace) -> int:

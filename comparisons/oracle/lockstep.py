@@ -35,15 +35,8 @@ import numpy as np
 
 import scratch.training
 from comparisons.oracle.batching import scratch_batching
-from comparisons.oracle.compare import (
-    TINY,
-    Comparison,
-    FlatTrace,
-    TraceComparison,
-    compare_trace_flat,
-    kind_or_unknown,
-    mismatch,
-)
+from comparisons.oracle.chunk_compare import compare_rows
+from comparisons.oracle.compare import Comparison, FlatTrace, compare_trace_flat, kind_or_unknown
 from comparisons.oracle.divergence import (
     Diverged,
     Divergence,
@@ -51,6 +44,7 @@ from comparisons.oracle.divergence import (
     EngineFailure,
     engine_failure,
 )
+from comparisons.oracle.isolation import IN_PLACE, in_place_writes, read_only
 from comparisons.oracle.roundoff import Step as RoundoffStep
 from comparisons.oracle.roundoff import Steps, stacked_allowances
 from comparisons.oracle.worst import WorstTable
@@ -213,7 +207,7 @@ class _Runner:
         for step in steps:
             params, state = self.scratch.state()
             pristine = {k: np.copy(v) for k, v in {**params, **state}.items()}  # copy once
-            views = {k: _read_only(v) for k, v in pristine.items()}
+            views = {k: read_only(v) for k, v in pristine.items()}
             given = {k: views[k] for k in params}, {k: views[k] for k in state}
             if taken:
                 before = taken[-1]
@@ -221,11 +215,11 @@ class _Runner:
                 # Its trace, as it was then: the step scratch is about to take could write
                 # into arrays the last one returned (its new parameters, a buffer it reuses).
                 before.trace = {n: np.array(v) for n, v in before.trace.items()}
-            Xb, Yb = _read_only(X[step.rows]), _read_only(Y[step.rows])
+            Xb, Yb = read_only(X[step.rows]), read_only(Y[step.rows])
             batches = self._epoch_batches(step.epoch)
             checks, batch = scratch_batching(self.inputs, step, X, Y, batches)
             trace, failure = self._step_scratch(step, batch)
-            in_place = [(-1, c) for c in _in_place(params, state, pristine, step)]
+            in_place = [(-1, c) for c in in_place_writes(params, state, pristine, step)]
             writer = self._find_writer(step, given, batch) if in_place else ""
             taken.append(_Taken(step, *given, Xb, Yb, checks, trace, failure, in_place, writer))
             if failure is not None:
@@ -338,25 +332,10 @@ class _Runner:
         ]
         if len(regular) < 2:
             return
-        names, like = self.trace_names, regular[0].trace
-        if any(np.size(like[n]) == 0 for n in names):
-            return
-        try:  # every step's tensors and allowances shaped as the first step's tensors
-            ours = _matrix([t.trace for t in regular], names, like, exact=False)
-            allowed = _matrix([t.allowed for t in regular], names, like, exact=False)
-            limit = np.maximum(allowed, TINY)
-        except (ValueError, TypeError):  # shapes differ: each step on its own
-            return
-        starts = np.cumsum([0] + [np.size(like[n]) for n in names[:-1]])
-        for name in self.refs:
-            theirs = [t.traces.get(name) for t in regular]
-            if any(tr is None or list(tr) != names for tr in theirs):
-                continue
-            try:
-                b = _matrix(theirs, names, like)
-            except (ValueError, TypeError):  # a shape or dtype differs: judged step by step
-                continue
-            for t, c in zip(regular, _segments(ours, b, limit, starts, names), strict=True):
+        theirs = {name: [t.traces.get(name) for t in regular] for name in self.refs}
+        ours, allowed = [t.trace for t in regular], [t.allowed for t in regular]
+        for name, rows in compare_rows(ours, allowed, theirs, self.trace_names).items():
+            for t, c in zip(regular, rows, strict=True):
                 if c is not None:
                     t.compared[name] = c
 
@@ -463,41 +442,12 @@ def _position(expected: list[str], tensor: str) -> int:
     return expected.index(tensor) if tensor in expected else len(expected)
 
 
-IN_PLACE = "scratch/training.py:train_step and what it calls (an in-place write to an input)"
-
-
 def _look_at(inputs: RunInputs, tensor: str) -> str:
     """Where a reader should look when ``tensor`` is the first to disagree."""
     try:
         return describe(tensor, inputs.mlp, inputs.optimizer).producer
     except KeyError:
         return ""
-
-
-def _read_only(array: np.ndarray) -> np.ndarray:
-    view = np.asarray(array).view()
-    view.flags.writeable = False
-    return view
-
-
-def _in_place(params: dict, state: dict, pristine: dict, step: Step) -> list[Comparison]:
-    """Scratch's inputs after its step against the copies taken before it: any change is an
-    in-place write, reported before any tensor comparison."""
-    changed = [k for k, v in {**params, **state}.items() if not _same_bits(v, pristine[k])]
-    return [
-        mismatch(k, "scratch", f"scratch modified {k} in place during step {step.index}")
-        for k in changed
-    ]
-
-
-def _same_bits(value, copy: np.ndarray) -> bool:
-    """Whether ``value`` still holds exactly the bits of ``copy`` (a NaN included)."""
-    value = np.asarray(value)
-    if value.shape != copy.shape or value.dtype != copy.dtype:
-        return False
-    if value.flags.c_contiguous and value.ndim:
-        return bool(np.array_equal(value.view(np.uint8), copy.view(np.uint8)))
-    return bool(np.array_equal(value, copy, equal_nan=True))
 
 
 def _stacked_allowances(inputs: RunInputs, group: list[_Taken]) -> dict | None:
@@ -513,40 +463,6 @@ def _stacked_allowances(inputs: RunInputs, group: list[_Taken]) -> dict | None:
             return stacked_allowances(steps, traces, inputs.spec.dtype)
     except (ValueError, TypeError, KeyError, IndexError):
         return None
-
-
-def _matrix(traces: list[dict], names: list[str], like: dict, exact: bool = True) -> np.ndarray:
-    """Traces as a float64 matrix, a row per step and each tensor's elements one after the
-    other. Every tensor must have the shape of ``like``'s (ValueError otherwise) and, if
-    ``exact``, its dtype too (TypeError otherwise)."""
-    blocks = []
-    for n in names:
-        if exact:
-            stacked = np.stack([t[n] for t in traces], dtype=like[n].dtype, casting="no")
-        else:
-            stacked = np.stack([t[n] for t in traces])
-        if stacked.shape[1:] != np.shape(like[n]):
-            raise ValueError(f"{n}: shape {stacked.shape[1:]}, not {np.shape(like[n])}")
-        blocks.append(stacked.reshape(len(traces), -1))
-    return np.concatenate(blocks, axis=1, dtype=np.float64)
-
-
-def _segments(a, b, limit, starts, names) -> list[TraceComparison | None]:
-    """Each row's comparison, a tensor per segment of the columns: the worst ratio to the
-    allowance, the max |a - b| and that over the tensor's scale; None for a row where a
-    tensor fails (or is not finite), which is compared again on its own."""
-    with np.errstate(invalid="ignore", divide="ignore"):  # inf - inf: judged on its own
-        diff = np.abs(a - b)
-        ratio = np.maximum.reduceat(diff / limit, starts, axis=1)
-        max_abs = np.maximum.reduceat(diff, starts, axis=1)
-        scale = np.maximum.reduceat(np.abs(b), starts, axis=1)
-        scaled = max_abs / np.where(scale > 0, scale, 1.0)
-    max_rel = np.where(scale > 0, scaled, np.where(max_abs > 0, np.inf, 0.0))
-    ok = (ratio <= 1.0).all(axis=1)  # a NaN fails
-    return [
-        TraceComparison(names, ratio[i], max_abs[i], max_rel[i], []) if ok[i] else None
-        for i in range(len(ok))
-    ]
 
 
 def _first_nonfinite(trace: dict, order: list[str]):
