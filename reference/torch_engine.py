@@ -125,6 +125,7 @@ class TorchEngine:
         self._params = named_parameters(self.model)
         self._kept = OPTIMIZER_STATE[optimizer.name]
         self._trace_names = trace_names(mlp.n_layers, optimizer.name)
+        self._floats = [n for n in self._trace_names if n != "t"]  # converted in one copy
         self._loaded = False
 
     def _tensor(self, name: str, array: np.ndarray) -> torch.Tensor:
@@ -198,7 +199,7 @@ class TorchEngine:
         X, Y = self._tensor("X", X), self._tensor("Y", Y)
         trace = train_step(self.model, self.loss_fn, self.optimizer, X, Y, self._params)
         trace.update(self._read_state())
-        floats = [n for n in self._trace_names if n != "t"]
+        floats = self._floats
         out = dict(zip(floats, to_canonical_all(floats, [trace[n] for n in floats]), strict=True))
         if "t" in self._trace_names:
             out["t"] = np.asarray(int(trace["t"].item()), dtype=np.int64)

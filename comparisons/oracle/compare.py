@@ -104,7 +104,7 @@ def compare(
         max_abs=max_abs,
         max_rel=max_abs / scale if scale > 0 else (0.0 if max_abs == 0 else np.inf),
         ratio=worst,
-        index=_index(flat, a.shape),
+        index=flat_index(flat, a.shape),
         scratch_value=float(a64[flat]) if a.size else 0.0,
         reference_value=float(b64[flat]) if b.size else 0.0,
         allowed=float(limit[flat]) if limit.size else 0.0,
@@ -134,7 +134,7 @@ def _nonfinite(tensor, engine, a, a64, b64, finite_a, finite_b, ratio, limit, sc
         flat = int(differing[0]) if differing.size else int(np.argmax(ratio))
         verdict = "differs"
         problem = (
-            f"scratch has {a64[flat]:.17g} at {list(_index(flat, a.shape))} where {engine} "
+            f"scratch has {a64[flat]:.17g} at {list(flat_index(flat, a.shape))} where {engine} "
             f"has {b64[flat]:.17g}"
             if differing.size
             else "non-finite in the same places, but the finite values differ"
@@ -145,7 +145,7 @@ def _nonfinite(tensor, engine, a, a64, b64, finite_a, finite_b, ratio, limit, sc
         count = int((~finite_a).sum())
         problem = (
             f"non-finite in both: {count} of {a64.size} values (first at "
-            f"{list(_index(flat, a.shape))}: scratch {a64[flat]}, {engine} {b64[flat]})"
+            f"{list(flat_index(flat, a.shape))}: scratch {a64[flat]}, {engine} {b64[flat]})"
         )
     return Comparison(
         tensor=tensor,
@@ -154,7 +154,7 @@ def _nonfinite(tensor, engine, a, a64, b64, finite_a, finite_b, ratio, limit, sc
         max_abs=np.inf,
         max_rel=np.inf,
         ratio=np.inf,
-        index=_index(flat, a.shape),
+        index=flat_index(flat, a.shape),
         scratch_value=float(a64[flat]),
         reference_value=float(b64[flat]),
         allowed=float(limit[flat]) if limit.size else 0.0,
@@ -163,7 +163,8 @@ def _nonfinite(tensor, engine, a, a64, b64, finite_a, finite_b, ratio, limit, sc
     )
 
 
-def _index(flat: int, shape: tuple[int, ...]) -> tuple[int, ...]:
+def flat_index(flat: int, shape: tuple[int, ...]) -> tuple[int, ...]:
+    """The element at position ``flat`` of a C-order array of ``shape``, as an index tuple."""
     return tuple(map(int, np.unravel_index(flat, shape))) if shape else ()
 
 

@@ -147,6 +147,11 @@ class EngineFailure:
 MESSAGE_CHARS = 200
 
 
+def package_of(engine) -> str:
+    """The package an engine's code lives in: where an exception's frame is looked for."""
+    return getattr(engine, "package", type(engine).__module__.split(".")[0])
+
+
 def engine_failure(
     engine: str, package: str, step, error: BaseException
 ) -> tuple[EngineFailure, dict[str, np.ndarray]]:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 import scratch.training
-from comparisons.oracle.divergence import EngineFailure, engine_failure
+from comparisons.oracle.divergence import EngineFailure, engine_failure, package_of
 from comparisons.oracle.tolerances import DRIFT
 from comparisons.run.engines import Engine, initial_state
 from comparisons.run.inputs import RunInputs
@@ -66,7 +66,7 @@ def drift(
                 for engine, reference in references.items():
                     traces[engine] = reference.step(X[step.rows], Y[step.rows])
         except Exception as error:  # an engine's bug is a verdict, not a crash
-            package = "scratch" if engine == "scratch" else _package(references[engine])
+            package = "scratch" if engine == "scratch" else package_of(references[engine])
             result.failure, _ = engine_failure(engine, package, step, error)
             break
         losses = {"scratch": math.nan if nonfinite else float(trace["loss"])}
@@ -87,10 +87,6 @@ def drift(
             break
     result.final_params = {"scratch": params, **{n: e.params() for n, e in references.items()}}
     return result
-
-
-def _package(engine: Engine) -> str:
-    return getattr(engine, "package", type(engine).__module__.split(".")[0])
 
 
 def _next(loop, index: int) -> tuple[dict, bool]:

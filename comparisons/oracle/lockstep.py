@@ -36,13 +36,20 @@ import numpy as np
 import scratch.training
 from comparisons.oracle.batching import scratch_batching
 from comparisons.oracle.chunk_compare import compare_rows
-from comparisons.oracle.compare import Comparison, FlatTrace, compare_trace_flat, kind_or_unknown
+from comparisons.oracle.compare import (
+    Comparison,
+    FlatTrace,
+    compare_trace_flat,
+    flat_index,
+    kind_or_unknown,
+)
 from comparisons.oracle.divergence import (
     Diverged,
     Divergence,
     DivergentStep,
     EngineFailure,
     engine_failure,
+    package_of,
 )
 from comparisons.oracle.isolation import IN_PLACE, in_place_writes, read_only
 from comparisons.oracle.roundoff import Step as RoundoffStep
@@ -289,8 +296,7 @@ class _Runner:
                 with np.errstate(all="ignore"):
                     traces.append(engine.step(t.X, t.Y))
             except Exception as error:
-                package = getattr(engine, "package", type(engine).__module__.split(".")[0])
-                failure, _ = engine_failure(name, package, t.step, error)
+                failure, _ = engine_failure(name, package_of(engine), t.step, error)
                 return [*traces, {}], failure
         return traces, None
 
@@ -472,6 +478,5 @@ def _first_nonfinite(trace: dict, order: list[str]):
             value = np.asarray(trace[name], np.float64)
             bad = np.flatnonzero(~np.isfinite(value.reshape(-1)))
             if bad.size:
-                index = tuple(map(int, np.unravel_index(bad[0], value.shape))) if value.ndim else ()
-                return name, index, float(value.reshape(-1)[bad[0]])
+                return name, flat_index(bad[0], value.shape), float(value.reshape(-1)[bad[0]])
     return None
