@@ -32,10 +32,12 @@ from comparisons.report.html import render_html
 from comparisons.report.markdown import render_markdown
 from comparisons.report.tables import csv_renderers
 from comparisons.report.text import headline_details, verdict_line
+from comparisons.run.contract import ContractError
 from comparisons.run.coverage import CASES
 from comparisons.run.engines import REFERENCES
 from comparisons.run.inputs import build_inputs
 from comparisons.run.spec import ENGINES, SpecError, load_spec, shown
+from comparisons.run.under_test import ENTRY_POINTS, load_under_test
 from data import DataError
 from scratch.config import ScratchInputError
 from scratch.training import NonFiniteLossError
@@ -52,7 +54,14 @@ EXIT_STATUS = {
 }
 REPORTS = Path("reports")  # each command that writes has its own folder: reports/run, …
 GRADCHECK_STEPS = 3  # gradcheck's default --steps (or all the run has, when fewer)
-BAD_INPUT = (SpecError, DataError, ScratchInputError, NonFiniteLossError, OutFolderError)
+BAD_INPUT = (
+    SpecError,
+    DataError,
+    ScratchInputError,
+    NonFiniteLossError,
+    OutFolderError,
+    ContractError,
+)
 
 
 class UsageError(Exception):
@@ -90,6 +99,18 @@ def _oracle_options(parser: argparse.ArgumentParser) -> None:
         "--engines",
         metavar="LIST",
         help=f"comma-separated engines to run, scratch first (default: {','.join(ENGINES)})",
+    )
+    _engine_option(parser)
+
+
+def _engine_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--engine",
+        metavar="MODULE:FACTORY",
+        help="the engine under test in scratch's place: any implementation of the engine "
+        "contract (comparisons/run/contract.py), as module:factory (imported from the current "
+        f"folder or installed) or a name registered in the entry-point group {ENTRY_POINTS} "
+        "(default: scratch)",
     )
 
 
@@ -143,18 +164,23 @@ def headline(report: dict) -> list[str]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    under_test = load_under_test(args.engine)
     inputs = _load(args)
-    report = run_lockstep(inputs, on_step=_progress(args, inputs, "lockstep"))
+    progress = _progress(args, inputs, "lockstep")
+    report = run_lockstep(inputs, on_step=progress, under_test=under_test)
     return _write_and_report(args, report)
 
 
 def cmd_drift(args: argparse.Namespace) -> int:
+    under_test = load_under_test(args.engine)
     inputs = _load(args)
-    report = run_drift(inputs, on_step=_progress(args, inputs, "drift"))
+    progress = _progress(args, inputs, "drift")
+    report = run_drift(inputs, on_step=progress, under_test=under_test)
     return _write_and_report(args, report)
 
 
 def cmd_gradcheck(args: argparse.Namespace) -> int:
+    under_test = load_under_test(args.engine)
     inputs = _load(args)
     if inputs.spec.dtype != "float64":
         raise SpecError("dtype: gradcheck needs float64 (finite differences in float32 are noise)")
@@ -165,14 +191,16 @@ def cmd_gradcheck(args: argparse.Namespace) -> int:
             f"{total}; got {args.steps} (more epochs or a smaller batch_size make more steps)"
         )
     steps = args.steps or min(GRADCHECK_STEPS, total)
-    report = run_gradcheck(inputs, steps, on_step=_progress(args, inputs, "gradcheck", steps))
+    progress = _progress(args, inputs, "gradcheck", steps)
+    report = run_gradcheck(inputs, steps, on_step=progress, under_test=under_test)
     return _write_and_report(args, report)
 
 
 def cmd_check(args: argparse.Namespace) -> int:
     references = _references(args.engines, "--engines")
+    under_test = load_under_test(args.engine)
     progress = Progress(len(CASES), "check", enabled=not args.quiet)
-    report = run_check(references, on_case=progress)
+    report = run_check(references, on_case=progress, under_test=under_test)
     cases = [f"  {c['verdict'].upper():<9} {c['name']} ({c['dtype']})" for c in report["cases"]]
     return _write_and_report(
         args, report, [verdict_line(report), *cases, *headline_details(report)]
@@ -185,6 +213,7 @@ def _check_options(parser: argparse.ArgumentParser) -> None:
         "the references to check scratch against (default: torch,jax; torch alone is faster)",
         "print only the verdict lines",
     )
+    _engine_option(parser)
 
 
 def _references_options(parser: argparse.ArgumentParser, engines: str, quiet: str) -> None:

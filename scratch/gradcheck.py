@@ -34,7 +34,7 @@ def loss_from_layer(mlp: MLP, params: Params, Z: np.ndarray, layer: int, Y: np.n
     return float(loss_and_output_grad(mlp, A, Y)[0])
 
 
-def _central_difference(f, x: np.ndarray, h: float) -> np.ndarray:
+def central_difference(f, x: np.ndarray, h: float) -> np.ndarray:
     """(f(x + h e_j) - f(x - h e_j)) / 2h for every entry j of x (x is restored after)."""
     grad = np.zeros_like(x)
     for j in np.ndindex(x.shape):
@@ -59,11 +59,11 @@ def numerical_gradients(
     numeric: dict[str, np.ndarray] = {}
     for l in range(mlp.n_layers, 0, -1):
         Z = fwd[f"Z{l}"].copy()
-        numeric[f"dZ{l}"] = _central_difference(
+        numeric[f"dZ{l}"] = central_difference(
             lambda Z=Z, l=l: loss_from_layer(mlp, work, Z, l, Y), Z, h
         )
         for p in (f"W{l}", f"b{l}"):
-            numeric[f"d{p}"] = _central_difference(
+            numeric[f"d{p}"] = central_difference(
                 lambda: loss_from_layer(mlp, work, X, 0, Y), work[p], h
             )
     return numeric

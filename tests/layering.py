@@ -33,6 +33,7 @@ ALLOWED_THIRD_PARTY = {
         "matplotlib",
         "threadpoolctl",
         "jsonschema",
+        "pytest",
     },
 }
 # Which of this project's packages each may import.
@@ -52,6 +53,7 @@ ROOMS = {
     "comparisons.bench": 4,
     "comparisons.progress": 4,
     "comparisons.cli": 5,
+    "comparisons.pytest_plugin": 5,
     "comparisons.__main__": 6,
     "comparisons": 6,  # the package's own __init__
 }

@@ -17,6 +17,7 @@ from comparisons.report.model import SCHEMA_VERSION
 from comparisons.run.coverage import CASES, DRIFT_CASE, GRADCHECK_STEPS, Case
 from comparisons.run.engines import make_references
 from comparisons.run.inputs import build_inputs
+from comparisons.run.under_test import SCRATCH, UnderTest
 
 # A failure of the engine under test outranks a diverged case, which outranks agreement.
 SEVERITY = {"agree": 0, "diverged": 1, "disagree": 2, "error": 3}
@@ -26,15 +27,16 @@ def run_check(
     references: tuple[str, ...],
     on_case: Callable[[int], None] | None = None,
     cases: tuple[Case, ...] = CASES,
+    under_test: UnderTest = SCRATCH,
 ) -> dict:
     """Every case; the report's verdict is the worst case's."""
     started = time.perf_counter()
     results = []
     for i, case in enumerate(cases):
-        results.append(run_case(case, references))
+        results.append(run_case(case, references, under_test))
         if on_case is not None:
             on_case(i)
-    results.append(_drift_case(references))
+    results.append(_drift_case(references, under_test))
     report = {
         "schema_version": SCHEMA_VERSION,
         "mode": "check",
@@ -44,6 +46,9 @@ def run_check(
         "tolerances": table_as_dict(),
         "environment": fingerprint(["scratch", *references]),
         "timings": {"total_s": time.perf_counter() - started},
+        "under_test": under_test.describe(),
+        # the optional tensors the engine left out in any case, in order of first appearance
+        "not_provided": list(dict.fromkeys(n for r in results for n in r.get("not_provided", []))),
     }
     failed = next((r for r in results if r["verdict"] != "agree"), None)
     report["failed_case"] = failed["name"] if failed else None
@@ -52,10 +57,10 @@ def run_check(
     return report
 
 
-def run_case(case: Case, references: tuple[str, ...]) -> dict:
+def run_case(case: Case, references: tuple[str, ...], under_test: UnderTest = SCRATCH) -> dict:
     """One case in lockstep (stopping at its first divergence), then finite differences."""
     inputs = build_inputs(case.spec(references))
-    result = lockstep(inputs, make_references(inputs), stop_at_first=True)
+    result = lockstep(inputs, make_references(inputs), stop_at_first=True, under_test=under_test)
     entry = {
         "name": case.name,
         "spec": {k: list(v) if isinstance(v, tuple) else v for k, v in case.changes.items()},
@@ -68,11 +73,12 @@ def run_case(case: Case, references: tuple[str, ...]) -> dict:
         "error": result.failure.as_dict() if result.failure else None,
         "arbitration": None,
         "gradcheck": None,
+        "not_provided": result.not_provided,
     }
     if result.first_divergence is not None and result.divergent_step is not None:
         entry["arbitration"] = arbitrate(inputs, result.first_divergence, result.divergent_step)
     if result.agree and inputs.spec.dtype == "float64":
-        fd = run_gradcheck(inputs, GRADCHECK_STEPS)
+        fd = run_gradcheck(inputs, GRADCHECK_STEPS, under_test=under_test)
         entry["gradcheck"] = fd["verdict"]
         if fd["verdict"] != "agree":
             entry["verdict"] = "disagree" if fd["verdict"] == "disagree" else fd["verdict"]
@@ -81,9 +87,9 @@ def run_case(case: Case, references: tuple[str, ...]) -> dict:
     return entry
 
 
-def _drift_case(references: tuple[str, ...]) -> dict:
+def _drift_case(references: tuple[str, ...], under_test: UnderTest) -> dict:
     inputs = build_inputs(DRIFT_CASE.spec(references))
-    report = run_drift(inputs)
+    report = run_drift(inputs, under_test=under_test)
     return {
         "name": DRIFT_CASE.name,
         "spec": dict(DRIFT_CASE.changes),

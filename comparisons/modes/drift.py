@@ -9,22 +9,31 @@ from comparisons.oracle.drift import drift, drift_verdict
 from comparisons.oracle.metrics import evaluate
 from comparisons.report.environment import fingerprint
 from comparisons.report.model import drift_report
-from comparisons.run.engines import ScratchEngine, make_references
+from comparisons.run.engines import initial_state, make_references
 from comparisons.run.inputs import RunInputs
+from comparisons.run.under_test import SCRATCH, UnderTest
 
 OnStep = Callable[[int], None]
 
 
-def run_drift(inputs: RunInputs, on_step: OnStep | None = None, device: str = "cpu") -> dict:
+def run_drift(
+    inputs: RunInputs,
+    on_step: OnStep | None = None,
+    device: str = "cpu",
+    under_test: UnderTest = SCRATCH,
+) -> dict:
     started = time.perf_counter()
     refs = make_references(inputs, device)
-    result = drift(inputs, refs, on_step=on_step)
+    result = drift(inputs, refs, on_step=on_step, under_test=under_test)
     metrics, verdict = None, None
     if result.diverged is None and result.first_divergence is None and result.failure is None:
-        scratch = ScratchEngine(inputs.mlp, inputs.optimizer, inputs.spec.dtype)
-        scratch.set_state(result.final_params["scratch"], {})
-        metrics = evaluate(inputs, {"scratch": scratch, **refs})
+        final = under_test.make(inputs.mlp, inputs.optimizer, inputs.spec.dtype)
+        params = result.final_params["scratch"]
+        final.set_state(params, initial_state(inputs.optimizer, params))
+        metrics = evaluate(inputs, {"scratch": final, **refs})
         verdict = drift_verdict(metrics, inputs.spec.dtype)
     timings = {"total_s": time.perf_counter() - started}
     env = fingerprint(inputs.spec.engines, device)
-    return drift_report(inputs, result, metrics, verdict, env, timings)
+    report = drift_report(inputs, result, metrics, verdict, env, timings)
+    report["under_test"] = under_test.describe()
+    return report

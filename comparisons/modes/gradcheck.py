@@ -10,14 +10,20 @@ from comparisons.oracle.tolerances import FINITE_DIFFERENCES
 from comparisons.report.environment import fingerprint
 from comparisons.report.model import base_report
 from comparisons.run.inputs import RunInputs
+from comparisons.run.under_test import SCRATCH, UnderTest
 
 OnStep = Callable[[int], None]
 
 
-def run_gradcheck(inputs: RunInputs, n_steps: int, on_step: OnStep | None = None) -> dict:
+def run_gradcheck(
+    inputs: RunInputs,
+    n_steps: int,
+    on_step: OnStep | None = None,
+    under_test: UnderTest = SCRATCH,
+) -> dict:
     """Backprop against central differences at the first ``n_steps`` steps of the run."""
     started = time.perf_counter()
-    per_step, first, diverged = gradcheck(inputs, n_steps, on_step)
+    per_step, first, diverged = gradcheck(inputs, n_steps, on_step, under_test)
     timings = {"total_s": time.perf_counter() - started}
     report = base_report("gradcheck", inputs, fingerprint(["scratch"]), timings)
     report["verdict"] = "diverged" if diverged else ("disagree" if first else "agree")
@@ -26,4 +32,5 @@ def run_gradcheck(inputs: RunInputs, n_steps: int, on_step: OnStep | None = None
     report["first_divergence"] = first.as_dict() if first else None
     report["finite_difference_tolerance"] = vars(FINITE_DIFFERENCES)
     report["per_step"] = per_step
+    report["under_test"] = under_test.describe()
     return report

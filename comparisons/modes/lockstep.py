@@ -11,26 +11,33 @@ from comparisons.oracle.metrics import evaluate
 from comparisons.report.environment import fingerprint
 from comparisons.report.model import lockstep_report
 from comparisons.report.walkthrough import walkthrough
-from comparisons.run.engines import ScratchEngine, make_references
+from comparisons.run.engines import initial_state, make_references
 from comparisons.run.inputs import RunInputs
+from comparisons.run.under_test import SCRATCH, UnderTest
 
 OnStep = Callable[[int], None]
 
 
-def run_lockstep(inputs: RunInputs, on_step: OnStep | None = None, device: str = "cpu") -> dict:
+def run_lockstep(
+    inputs: RunInputs,
+    on_step: OnStep | None = None,
+    device: str = "cpu",
+    under_test: UnderTest = SCRATCH,
+) -> dict:
     started = time.perf_counter()
     refs = make_references(inputs, device)
-    result = lockstep(inputs, refs, on_step=on_step)
+    result = lockstep(inputs, refs, on_step=on_step, under_test=under_test)
     run_s = time.perf_counter() - started
     metrics = None
     if result.verdict in ("agree", "disagree"):  # a diverged or stopped run has none
-        scratch = ScratchEngine(inputs.mlp, inputs.optimizer, inputs.spec.dtype)
-        scratch.set_state(result.final_params, {})
-        metrics = evaluate(inputs, {"scratch": scratch, **refs})
+        final = under_test.make(inputs.mlp, inputs.optimizer, inputs.spec.dtype)
+        final.set_state(result.final_params, initial_state(inputs.optimizer, result.final_params))
+        metrics = evaluate(inputs, {"scratch": final, **refs})
     steps = walkthrough(result.first_step_traces, inputs.mlp, inputs.optimizer)
     timings = {"run_s": run_s, "total_s": time.perf_counter() - started}
     env = fingerprint(inputs.spec.engines, device)
     report = lockstep_report(inputs, result, metrics, steps, env, timings)
+    report["under_test"] = under_test.describe()
     if result.first_divergence is not None:
         report["arbitration"] = arbitrate(inputs, result.first_divergence, result.divergent_step)
     return report

@@ -22,6 +22,7 @@ from comparisons.oracle.divergence import EngineFailure, engine_failure, package
 from comparisons.oracle.tolerances import DRIFT
 from comparisons.run.engines import Engine, initial_state
 from comparisons.run.inputs import RunInputs
+from comparisons.run.under_test import SCRATCH, UnderTest
 from scratch.training import NonFiniteLossError
 
 
@@ -40,6 +41,7 @@ def drift(
     references: Mapping[str, Engine],
     *,
     on_step: Callable[[int], None] | None = None,
+    under_test: UnderTest = SCRATCH,
 ) -> DriftResult:
     """Train every engine freely from the same start; record each step's loss per engine and
     each reference's parameter drift, max over parameters of ‖θ_ref - θ_scratch‖∞ / ‖θ_scratch‖∞,
@@ -50,10 +52,13 @@ def drift(
     for engine in references.values():
         engine.set_state(inputs.params0, state0)
     steps = inputs.schedule.steps
-    # Looked up on the module, so that a fault patched into scratch's loop shows here.
-    ours = scratch.training.train(
-        inputs.mlp, inputs.optimizer, inputs.start(), X, Y, (s.rows for s in steps)
-    )
+    if under_test.is_scratch:
+        # Looked up on the module, so that a fault patched into scratch's loop shows here.
+        ours = scratch.training.train(
+            inputs.mlp, inputs.optimizer, inputs.start(), X, Y, (s.rows for s in steps)
+        )
+    else:
+        ours = _free_loop(under_test, inputs, state0)
     result = DriftResult(engines=["scratch", *references])
     params = dict(inputs.params0)
     loss_scale = None
@@ -66,7 +71,7 @@ def drift(
                 for engine, reference in references.items():
                     traces[engine] = reference.step(X[step.rows], Y[step.rows])
         except Exception as error:  # an engine's bug is a verdict, not a crash
-            package = "scratch" if engine == "scratch" else package_of(references[engine])
+            package = under_test.package if engine == "scratch" else package_of(references[engine])
             result.failure, _ = engine_failure(engine, package, step, error)
             break
         losses = {"scratch": math.nan if nonfinite else float(trace["loss"])}
@@ -87,6 +92,19 @@ def drift(
             break
     result.final_params = {"scratch": params, **{n: e.params() for n, e in references.items()}}
     return result
+
+
+def _free_loop(under_test: UnderTest, inputs: RunInputs, state0: dict):
+    """An engine of the contract stepped through the schedule without reloading, as scratch's
+    own loop is: its traces, stopping as that loop does where the loss turns non-finite."""
+    X, Y = inputs.train
+    engine = under_test.make(inputs.mlp, inputs.optimizer, inputs.spec.dtype)
+    engine.set_state(inputs.start(), state0)
+    for step in inputs.schedule.steps:
+        trace = engine.step(X[step.rows], Y[step.rows])
+        if not np.isfinite(trace["loss"]):
+            raise NonFiniteLossError(step.index, float(trace["loss"]))
+        yield trace
 
 
 def _next(loop, index: int) -> tuple[dict, bool]:

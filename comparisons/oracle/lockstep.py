@@ -42,6 +42,7 @@ from comparisons.oracle.compare import (
     compare_trace_flat,
     flat_index,
     kind_or_unknown,
+    mismatch,
 )
 from comparisons.oracle.divergence import (
     Diverged,
@@ -55,8 +56,10 @@ from comparisons.oracle.isolation import IN_PLACE, in_place_writes, read_only
 from comparisons.oracle.roundoff import Step as RoundoffStep
 from comparisons.oracle.roundoff import Steps, stacked_allowances
 from comparisons.oracle.worst import WorstTable
-from comparisons.run.engines import Engine, ScratchEngine, initial_state
+from comparisons.run.contract import ContractError, required_names
+from comparisons.run.engines import Engine, initial_state
 from comparisons.run.inputs import RunInputs
+from comparisons.run.under_test import SCRATCH, UnderTest
 from data.schedule import Step
 from scratch.trace_schema import batch_names, describe, shape_of, trace_names
 
@@ -74,6 +77,9 @@ class LockstepResult:
     per_step: list[dict] = field(default_factory=list)
     first_step_traces: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
     final_params: dict[str, np.ndarray] = field(default_factory=dict)
+    # optional tensors the engine under test left out of its trace: never compared, so
+    # never counted as agreement (the report lists them)
+    not_provided: list[str] = field(default_factory=list)
 
     @property
     def verdict(self) -> str:
@@ -104,6 +110,7 @@ def lockstep(
     steps: list[Step] | None = None,
     on_step: Callable[[int], None] | None = None,
     chunk: int | None = None,
+    under_test: UnderTest = SCRATCH,
 ) -> LockstepResult:
     """Step scratch and every reference through the schedule, comparing each step's trace.
 
@@ -116,18 +123,26 @@ def lockstep(
     and comparisons are computed together, as arrays with a row per step, and then each
     step is judged in order, exactly as if it had been taken alone: a run that stops at
     step k reports k steps and what scratch had after step k.
+
+    ``under_test``: the engine in scratch's place (the results still call its slot
+    "scratch"); any implementation of ``run/contract.py``.
     """
-    scratch_engine = ScratchEngine(inputs.mlp, inputs.optimizer, inputs.spec.dtype)
-    scratch_engine.set_state(inputs.start(), initial_state(inputs.optimizer, inputs.params0))
+    engine = under_test.make(inputs.mlp, inputs.optimizer, inputs.spec.dtype)
+    engine.set_state(inputs.start(), initial_state(inputs.optimizer, inputs.params0))
     result = LockstepResult(engines=["scratch", *references])
     result.per_tensor = {name: WorstTable() for name in references}
-    runner = _Runner(inputs, scratch_engine, references, result)
+    runner = _Runner(inputs, under_test, engine, references, result)
     size = chunk or chunk_steps(inputs)
     for group in _chunks(inputs.schedule.steps if steps is None else steps, size):
         if runner.run(group, stop_at_first, on_step):
             break
-    result.final_params = runner.final_params or scratch_engine.params()
+    result.final_params = runner.final_params or _copies(engine.state()[0])
+    result.not_provided = [n for n in runner.trace_names if n in runner.not_provided]
     return result
+
+
+def _copies(params: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    return {k: np.array(v) for k, v in params.items()}
 
 
 def chunk_steps(inputs: RunInputs) -> int:
@@ -168,20 +183,27 @@ class _Taken:
     allowed: dict = field(default_factory=dict)  # the roundoff allowances of scratch's trace
     compared: dict = field(default_factory=dict)  # per reference, where judged with the chunk
     after: dict | None = None  # scratch's parameters after the step, where it ran ahead
+    missing: list = field(default_factory=list)  # required tensors its trace left out
 
 
 class _Runner:
     """One chunk of lockstep steps at a time; the findings go into ``result``."""
 
-    def __init__(self, inputs, scratch_engine, references, result):
-        self.inputs, self.scratch, self.refs, self.result = (
+    def __init__(self, inputs, under_test, engine, references, result):
+        self.inputs, self.under_test, self.scratch, self.refs, self.result = (
             inputs,
-            scratch_engine,
+            under_test,
+            engine,
             references,
             result,
         )
         self.expected = [*batch_names(), *trace_names(inputs.mlp.n_layers, inputs.optimizer.name)]
         self.trace_names = self.expected[len(batch_names()) :]
+        # every tensor is required of a complete engine (scratch); of others, the contract's
+        complete = getattr(engine, "complete", False)
+        n_layers, optimizer = inputs.mlp.n_layers, inputs.optimizer.name
+        self.required = set(self.trace_names if complete else required_names(n_layers, optimizer))
+        self.not_provided: set[str] = set()
         self._kind_positions: dict[tuple[str, ...], tuple] = {}
         self._batches: tuple[int, list[np.ndarray]] = (-1, [])
         self.final_params: dict | None = None  # scratch's, where the run stopped mid-chunk
@@ -223,12 +245,19 @@ class _Runner:
                 # into arrays the last one returned (its new parameters, a buffer it reuses).
                 before.trace = {n: np.array(v) for n, v in before.trace.items()}
             Xb, Yb = read_only(X[step.rows]), read_only(Y[step.rows])
-            batches = self._epoch_batches(step.epoch)
-            checks, batch = scratch_batching(self.inputs, step, X, Y, batches)
+            if self.under_test.is_scratch:  # scratch's own batching function, checked too
+                batches = self._epoch_batches(step.epoch)
+                checks, batch = scratch_batching(self.inputs, step, X, Y, batches)
+            else:  # an engine of the contract is given the schedule's batch (a copy)
+                checks, batch = [], (X[step.rows], Y[step.rows])
             trace, failure = self._step_scratch(step, batch)
             in_place = [(-1, c) for c in in_place_writes(params, state, pristine, step)]
             writer = self._find_writer(step, given, batch) if in_place else ""
             taken.append(_Taken(step, *given, Xb, Yb, checks, trace, failure, in_place, writer))
+            if failure is None:
+                absent = [n for n in self.trace_names if n not in trace]
+                taken[-1].missing = [n for n in absent if n in self.required]
+                self.not_provided.update(n for n in absent if n not in self.required)
             if failure is not None:
                 break
         return taken
@@ -249,22 +278,32 @@ class _Runner:
             return {}, None
         try:
             with np.errstate(all="ignore"):  # a NaN or inf is judged, not warned about
-                return self.scratch.step(*batch), None
+                trace = self.scratch.step(*batch)
         except Exception as error:  # a bug in scratch is a verdict, not a crash
-            failure, partial = engine_failure("scratch", "scratch", step, error)
+            failure, partial = engine_failure("scratch", self.under_test.package, step, error)
             failure.computed = [n for n in self.expected if n in partial]
             return {n: partial[n] for n in failure.computed}, failure
+        if not isinstance(trace, Mapping):
+            raise ContractError(
+                f"--engine {self.under_test.name}: step() returned a {type(trace).__name__}, "
+                "not a dict of arrays named by the trace schema"
+            )
+        # in the schema's (dataflow) order; names outside it last, to be found out
+        known = [n for n in self.trace_names if n in trace]
+        return {n: trace[n] for n in (*known, *(n for n in trace if n not in known))}, None
 
     def _find_writer(self, step, given, batch) -> str:
         """Which function of scratch writes into its input: the same step again, on
         read-only inputs, so that the write itself raises and its frame names it."""
-        engine = ScratchEngine(self.inputs.mlp, self.inputs.optimizer, self.inputs.spec.dtype)
+        engine = self.under_test.make(
+            self.inputs.mlp, self.inputs.optimizer, self.inputs.spec.dtype
+        )
         engine.set_state(*given)
         try:
             with np.errstate(all="ignore"):
                 engine.step(*batch)
         except ValueError as error:  # "assignment destination is read-only"
-            where = engine_failure("scratch", "scratch", step, error)[0].where
+            where = engine_failure("scratch", self.under_test.package, step, error)[0].where
             file_line, _, function = where.partition(" in ")
             file, _, line = file_line.rpartition(":")
             return f"{file}:{function} (line {line})"
@@ -307,20 +346,36 @@ class _Runner:
         one: its comparisons fall back to the tolerance table), stacked where the traces
         share their shapes."""
         whole = [t for t in taken if t.failure is None and t.trace]
-        groups: dict[tuple, list[_Taken]] = {}
+        groups: dict[tuple, list[tuple[_Taken, dict]]] = {}
         for t in whole:
-            key = (t.X.shape, *((n, np.shape(v)) for n, v in t.trace.items()))
-            groups.setdefault(key, []).append(t)
+            operands = self._operands(t)
+            key = (t.X.shape, *((n, np.shape(v)) for n, v in operands.items()))
+            groups.setdefault(key, []).append((t, operands))
         for group in groups.values():
             if len(group) > 1:
                 stacked = _stacked_allowances(self.inputs, group)
                 if stacked is not None:
-                    for i, t in enumerate(group):
-                        t.allowed = {n: a[i] for n, a in stacked.items()}
+                    for i, (t, _) in enumerate(group):
+                        t.allowed = {n: a[i] for n, a in stacked.items() if n in t.trace}
                     continue
-            for t in group:
-                t.allowed = _stacked_allowances(self.inputs, [t]) or {}
-                t.allowed = {n: a[0] for n, a in t.allowed.items()}
+            for t, operands in group:
+                allowed = _stacked_allowances(self.inputs, [(t, operands)]) or {}
+                t.allowed = {n: a[0] for n, a in allowed.items() if n in t.trace}
+
+    def _operands(self, t: _Taken) -> dict:
+        """The values the allowances are computed from: scratch's trace, where a tensor the
+        engine under test did not provide is taken from the first reference that has it
+        (its roundoff is the same to first order; the tensor itself is not compared)."""
+        if all(n in t.trace for n in self.trace_names):
+            return t.trace
+        filled = {}
+        for n in self.trace_names:
+            source = (
+                t.trace if n in t.trace else next((tr for tr in t.traces.values() if n in tr), None)
+            )
+            if source is not None:
+                filled[n] = source[n]
+        return filled
 
     def _compare_together(self, taken: list[_Taken]) -> None:
         """Each reference's traces of the chunk's regular steps (every check passed, every
@@ -362,9 +417,13 @@ class _Runner:
             if compared is None and trace:
                 if ours is None:
                     ours = FlatTrace(t.trace, t.allowed)  # once per step, for every reference
-                theirs = {k: trace[k] for k in t.trace if k in trace} if t.failure else trace
+                partial = t.failure or len(t.trace) < len(self.trace_names)
+                theirs = {k: trace[k] for k in t.trace if k in trace} if partial else trace
                 compared = compare_trace_flat(ours, theirs, name)
             failures += self._record(name, t.checks, compared, summary, t.step)
+            failures += [
+                (_position(self.expected, n), mismatch(n, name, NOT_PROVIDED)) for n in t.missing
+            ]
         if not self.refs:
             failures += [(i, c) for i, c in enumerate(t.checks) if not c.ok]
         if t.step.index == 0:
@@ -435,7 +494,7 @@ class _Runner:
         result.divergent_steps += 1
         if result.first_divergence is None:
             c = next(c for c in first if c.nonfinite != "both")
-            look_at = _look_at(self.inputs, c.tensor)
+            look_at = _look_at(self.inputs, c.tensor, self.under_test)
             if position < 0:
                 look_at = f"{self.writer}: writes into its input" if self.writer else IN_PLACE
             result.first_divergence = Divergence(
@@ -444,27 +503,37 @@ class _Runner:
             result.divergent_step = DivergentStep(params, state, Xb, Yb, traces, allowed)
 
 
+NOT_PROVIDED = "not provided by the engine under test, and the contract requires it"
+
+
 def _position(expected: list[str], tensor: str) -> int:
     return expected.index(tensor) if tensor in expected else len(expected)
 
 
-def _look_at(inputs: RunInputs, tensor: str) -> str:
-    """Where a reader should look when ``tensor`` is the first to disagree."""
+def _look_at(inputs: RunInputs, tensor: str, under_test: UnderTest = SCRATCH) -> str:
+    """Where a reader should look when ``tensor`` is the first to disagree: scratch's
+    function, or, in another engine, the code that computes the tensor's equation."""
     try:
-        return describe(tensor, inputs.mlp, inputs.optimizer).producer
+        described = describe(tensor, inputs.mlp, inputs.optimizer)
     except KeyError:
         return ""
+    if under_test.is_scratch:
+        return described.producer
+    return f"{under_test.name}: where it computes {described.equation}"
 
 
-def _stacked_allowances(inputs: RunInputs, group: list[_Taken]) -> dict | None:
+def _stacked_allowances(inputs: RunInputs, group: list[tuple[_Taken, dict]]) -> dict | None:
     """The allowances of the steps of ``group`` (traces of one shape), stacked; None where
     they cannot be computed (scratch's trace is shaped unlike any correct one: every
     comparison of such a step falls back to the table, and its shapes fail anyway)."""
     try:
         steps = Steps.stack(
-            [RoundoffStep(inputs.mlp, inputs.optimizer, t.params, t.state, t.X, t.Y) for t in group]
+            [
+                RoundoffStep(inputs.mlp, inputs.optimizer, t.params, t.state, t.X, t.Y)
+                for t, _ in group
+            ]
         )
-        traces = {n: np.stack([t.trace[n] for t in group]) for n in group[0].trace}
+        traces = {n: np.stack([operands[n] for _, operands in group]) for n in group[0][1]}
         with np.errstate(all="ignore"):  # huge or non-finite operands give huge allowances
             return stacked_allowances(steps, traces, inputs.spec.dtype)
     except (ValueError, TypeError, KeyError, IndexError):

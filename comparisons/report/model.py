@@ -66,6 +66,7 @@ def lockstep_report(
     report["error"] = result.failure.as_dict() if result.failure else None
     report["steps_run"] = result.steps_run
     report["divergent_steps"] = result.divergent_steps
+    report["not_provided"] = result.not_provided
     report["per_tensor"] = {
         engine: {
             tensor: {

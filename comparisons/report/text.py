@@ -39,6 +39,11 @@ def _exact(x: Any) -> str:
     return repr(x) if isinstance(x, float) else str(x)
 
 
+def under_test(report: dict) -> str:
+    """The name of the engine in scratch's slot: scratch, or the ``--engine`` it was given."""
+    return (report.get("under_test") or {}).get("name", "scratch")
+
+
 def verdict_line(report: dict) -> str:
     """The first line of every output: the verdict in capitals, and in a few words why."""
     mode, verdict = report["mode"], report["verdict"]
@@ -74,10 +79,12 @@ def _check_line(report: dict) -> str:
     failing = [c for c in cases if c["verdict"] != "agree"]
     if not failing:
         fd = sum(1 for c in cases if c.get("gradcheck") == "agree")
+        ours = under_test(report)
+        loop = "scratch's training loop" if ours == "scratch" else "its own steps"
         return (
-            f"AGREE: every path of scratch agrees with {', '.join(report['engines'][1:])} "
+            f"AGREE: every path of {ours} agrees with {', '.join(report['engines'][1:])} "
             f"({len(cases) - 1} cases in lockstep, finite differences on {fd}, and a drift run "
-            f"of scratch's training loop)"
+            f"of {loop})"
         )
     return (
         f"{report['verdict'].upper()}: {len(failing)} of {len(cases)} cases fail; the first is "
@@ -112,7 +119,8 @@ def first_divergence_lines(report: dict) -> list[str]:
         lines.append(f"  {d['problem']}")
     else:
         lines.append(
-            f"  worst element {d['tensor']}{index}: scratch={_exact(d['scratch_value'])} "
+            f"  worst element {d['tensor']}{index}: {under_test(report)}="
+            f"{_exact(d['scratch_value'])} "
             f"{d['engine']}={_exact(d['reference_value'])} |diff|={fmt(d['max_abs'])} "
             f"allowed={fmt(d['allowed'])}"
         )
@@ -127,7 +135,18 @@ def first_divergence_lines(report: dict) -> list[str]:
 def headline_details(report: dict) -> list[str]:
     """The lines under the verdict: what an engine computed before it raised, where the
     engines first disagreed, who is wrong, and where in scratch to look."""
-    lines = [f"in case {report['failed_case']}:"] if report.get("failed_case") else []
+    lines = []
+    origin = report.get("under_test") or {}
+    if under_test(report) != "scratch":
+        found = ", ".join(f"{k} {origin[k]}" for k in ("file", "version") if origin.get(k))
+        lines.append(f"engine under test: {origin['name']}" + (f" ({found})" if found else ""))
+    if report.get("not_provided"):
+        lines.append(
+            "not provided by the engine under test, so not compared: "
+            + ", ".join(report["not_provided"])
+        )
+    if report.get("failed_case"):
+        lines.append(f"in case {report['failed_case']}:")
     error = report.get("error")
     if error:
         computed = error.get("computed") or []

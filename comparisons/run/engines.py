@@ -46,6 +46,7 @@ class ScratchEngine:
     """The NumPy model under test, behind the same interface as the references."""
 
     name = "scratch"
+    complete = True  # every tensor of the trace schema is required of it (contract.py)
 
     def __init__(self, mlp: MLP, optimizer: Optimizer, dtype: str = "float64"):
         self.mlp, self.optimizer, self.dtype = mlp, optimizer, dtype

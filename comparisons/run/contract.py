@@ -1,0 +1,92 @@
+"""The engine contract: what an implementation of backprop offers to be verified by the oracle.
+
+Any implementation — this repository's ``scratch``, a course's layer-object MLP, a CuPy or an
+autograd-free model — is verified through four methods and a factory, nothing else. The
+oracle steps it through a run's mini-batches and, before each step, loads every reference
+(PyTorch, JAX) with the state the engine under test reports; then it compares every tensor of
+the step's trace. ``examples/layered_mlp.py`` implements it with nothing from this project.
+
+The factory
+    ``factory(mlp, optimizer, dtype) -> engine``, named on the command line as
+    ``--engine module:factory`` (or, for an installed package, by the name it registers in
+    the entry-point group ``backprop_oracle.engines``). It reads only these attributes:
+
+    ``mlp.sizes``              layer widths ``(n_0, n_1, …, n_L)``
+    ``mlp.n_layers``           L, the layers with weights
+    ``mlp.activation_of(l)``   layer l's activation (l = 1..L): sigmoid, tanh, relu,
+                               leaky_relu (slope 0.01), identity
+    ``mlp.loss``               mse, bce, bce_logits, softmax_cross_entropy
+    ``optimizer.name``         sgd, momentum, nesterov, adam, adamw
+    ``optimizer.lr, momentum, beta1, beta2, eps, l2, weight_decay``   floats
+    ``dtype``                  "float64" or "float32": the dtype of every float it returns
+
+The engine
+    ``set_state(params, opt_state)``
+        Start from these parameters and optimizer state (copy them: they may be read-only).
+        ``params``: ``{"W1": (n_0, n_1), "b1": (n_1,), …}``, a row of X is one example.
+        ``opt_state``: ``{"t": steps taken}`` and, per parameter p, ``momentum_<p>``
+        (momentum, nesterov) or ``adam_m_<p>`` and ``adam_v_<p>`` (adam, adamw).
+    ``state() -> (params, opt_state)``
+        What its next step starts from, in the same layout.
+    ``step(X, Y) -> trace``
+        One training step on the batch ``X: (B, n_0)``, ``Y: (B, n_L)``; it keeps the new
+        state. The trace is a dict of arrays named by the trace schema
+        (``scratch/trace_schema.py``; ``python -m comparisons`` reports list every name, its
+        shape and meaning). Which names are required is below.
+    ``predict(X) -> A_L``
+        The network's output ``(n, n_L)`` with the current parameters.
+
+Required and optional tensors
+    Required: the loss, every gradient (``dWl``, ``dbl``, of the data loss alone) and every
+    new parameter (``Wl``, ``bl``). Optional: forward values (``Zl``, ``Al``), error terms
+    (``dZl``), updates (``ΔWl``), the step count ``t`` and the optimizer state. A missing
+    optional tensor is reported as *not provided*, never as agreement; a missing required one
+    is a disagreement. An engine that sets ``complete = True`` promises every tensor (scratch
+    does), and then any missing tensor is a disagreement.
+
+Names outside the schema are a disagreement too (a misspelt ``dw1`` must not pass unseen).
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from scratch.trace_schema import kind_of, trace_names
+
+METHODS = ("set_state", "state", "step", "predict")
+REQUIRED_KINDS = ("loss", "gradient", "parameter")  # the new parameters are "parameter"
+
+
+@runtime_checkable
+class EngineUnderTest(Protocol):
+    """An implementation of backprop the oracle can verify (see the module's text)."""
+
+    def set_state(self, params: dict[str, np.ndarray], opt_state: dict) -> None: ...
+
+    def state(self) -> tuple[dict[str, np.ndarray], dict]: ...
+
+    def step(self, X: np.ndarray, Y: np.ndarray) -> dict[str, np.ndarray]: ...
+
+    def predict(self, X: np.ndarray) -> np.ndarray: ...
+
+
+class ContractError(ValueError):
+    """An engine under test that cannot be loaded or does not keep the contract: bad input,
+    reported in one line (exit 2), not a verdict about its numbers."""
+
+
+def required_names(n_layers: int, optimizer: str) -> list[str]:
+    """The trace tensors every engine under test must provide, in dataflow order."""
+    return [n for n in trace_names(n_layers, optimizer) if kind_of(n) in REQUIRED_KINDS]
+
+
+def check_engine(engine: object, where: str) -> None:
+    """Raise ``ContractError`` unless ``engine`` has every method of the contract."""
+    missing = [m for m in METHODS if not callable(getattr(engine, m, None))]
+    if missing:
+        raise ContractError(
+            f"{where} made a {type(engine).__name__}, which lacks {', '.join(missing)}: an "
+            f"engine under test needs {', '.join(METHODS)} (see comparisons/run/contract.py)"
+        )

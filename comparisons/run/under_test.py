@@ -1,0 +1,153 @@
+"""The engine under test: scratch by default, or any implementation of the engine contract
+(``contract.py``) named ``module:factory`` or registered by an installed package.
+
+Scratch is also the engine this repository verifies most deeply: besides the contract, the
+oracle checks its batching function, runs its own training loop in drift and its error terms
+against finite differences (what only scratch exposes). A plugged engine is verified through
+the contract alone: lockstep against the references, its gradients against finite
+differences of its own loss, and its free-running trajectory.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from comparisons.run.contract import ContractError, EngineUnderTest, check_engine
+from comparisons.run.engines import ScratchEngine
+from scratch.config import MLP, Optimizer
+
+ENTRY_POINTS = "backprop_oracle.engines"
+SCRATCH_NAME = "scratch"
+
+Factory = Callable[[MLP, Optimizer, str], EngineUnderTest]
+
+
+@dataclass(frozen=True)
+class UnderTest:
+    """Which engine a run verifies, how to make one, and where it came from."""
+
+    name: str  # "scratch", or "module:factory" as given
+    factory: Factory
+    package: str  # the top-level package its code lives in: where a failing frame is looked for
+    origin: dict = field(default_factory=dict)  # module, file, version: for the report
+
+    @property
+    def is_scratch(self) -> bool:
+        return self.name == SCRATCH_NAME
+
+    def make(self, mlp: MLP, optimizer: Optimizer, dtype: str) -> EngineUnderTest:
+        """A new engine; ``ContractError`` where the factory fails or its engine lacks a
+        method of the contract."""
+        try:
+            engine = self.factory(mlp, optimizer, dtype)
+        except Exception as error:
+            raise ContractError(
+                f"--engine {self.name}: the factory raised {type(error).__name__}: {error}"
+            ) from error
+        check_engine(engine, f"--engine {self.name}")
+        return engine
+
+    def describe(self) -> dict:
+        return {"name": self.name, **self.origin}
+
+
+SCRATCH = UnderTest(
+    SCRATCH_NAME,
+    ScratchEngine,
+    "scratch",
+    {"module": "scratch", "file": str(Path(sys.modules["scratch"].__file__).parent)},
+)
+
+
+def load_under_test(text: str | None) -> UnderTest:
+    """The engine ``--engine`` names: ``module:factory``, an entry point's name, or scratch."""
+    if text is None or text.strip() == SCRATCH_NAME:
+        return SCRATCH
+    text = text.strip()
+    if ":" in text:
+        module_name, _, attribute = text.partition(":")
+        module = _import(module_name, text)
+    else:
+        module_name, attribute, module = _entry_point(text)
+    factory = module
+    for part in attribute.split("."):
+        factory = getattr(factory, part, None)
+        if factory is None:
+            raise ContractError(
+                f"--engine {text}: module {module_name!r} has no {attribute!r}; give "
+                "module:factory, where factory(mlp, optimizer, dtype) returns the engine"
+            )
+    return _made_by(text, factory, module, attribute)
+
+
+def under_test_of(engine: str | Factory | None) -> UnderTest:
+    """The engine under test from a ``module:factory`` string or the factory itself."""
+    if engine is None or isinstance(engine, str):
+        return load_under_test(engine)
+    if engine is ScratchEngine:
+        return SCRATCH
+    module = sys.modules.get(getattr(engine, "__module__", None) or "")
+    attribute = str(getattr(engine, "__qualname__", engine))
+    return _made_by(f"{getattr(module, '__name__', '?')}:{attribute}", engine, module, attribute)
+
+
+def _made_by(name: str, factory, module, attribute: str) -> UnderTest:
+    if not callable(factory):
+        raise ContractError(
+            f"--engine {name}: {attribute!r} is a {type(factory).__name__}, not a callable "
+            "factory(mlp, optimizer, dtype)"
+        )
+    module_name = getattr(module, "__name__", "")
+    package = module_name.split(".")[0]
+    origin = {
+        "module": module_name,
+        "factory": attribute,
+        "file": getattr(module, "__file__", None),
+        "version": _version(package, module) if package else None,
+    }
+    return UnderTest(name, factory, package, origin)
+
+
+def _import(module_name: str, text: str):
+    if not module_name or not all(p.isidentifier() for p in module_name.split(".")):
+        raise ContractError(f"--engine {text}: {module_name!r} is not a module name")
+    if "" not in sys.path and str(Path.cwd()) not in sys.path:
+        sys.path.insert(0, str(Path.cwd()))  # as `python -m` does: the user's own folder
+    try:
+        return importlib.import_module(module_name)
+    except ImportError as error:
+        raise ContractError(
+            f"--engine {text}: cannot import {module_name!r} ({error}); run from the folder "
+            "that holds it, or install it"
+        ) from error
+    except Exception as error:  # the module itself raised while importing
+        raise ContractError(
+            f"--engine {text}: importing {module_name!r} raised {type(error).__name__}: {error}"
+        ) from error
+
+
+def _entry_point(name: str):
+    found = {ep.name: ep for ep in importlib.metadata.entry_points(group=ENTRY_POINTS)}
+    if name not in found:
+        known = ", ".join(sorted(found)) or "none installed"
+        raise ContractError(
+            f"--engine {name}: no engine of that name (registered in {ENTRY_POINTS}: {known}); "
+            "give module:factory, or scratch"
+        )
+    module_name, _, attribute = found[name].value.partition(":")
+    return module_name, attribute, _import(module_name, name)
+
+
+def _version(package: str, module) -> str | None:
+    version = getattr(module, "__version__", None)
+    if version is None:
+        try:
+            version = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            return None
+    return str(version)
