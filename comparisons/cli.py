@@ -25,6 +25,7 @@ from comparisons.modes.check import run_check
 from comparisons.modes.drift import run_drift
 from comparisons.modes.gradcheck import run_gradcheck
 from comparisons.modes.lockstep import run_lockstep
+from comparisons.modes.record import record
 from comparisons.modes.train import train_scratch
 from comparisons.progress import Progress, Terminated, end_line, sigterm_raises
 from comparisons.report.atomic_folder import OutFolderError, prepare_out_folder, write_report_folder
@@ -36,6 +37,7 @@ from comparisons.run.contract import ContractError
 from comparisons.run.coverage import CASES
 from comparisons.run.engines import REFERENCES
 from comparisons.run.inputs import build_inputs
+from comparisons.run.recorded import BUNDLED, MANIFEST, load_recorded
 from comparisons.run.spec import ENGINES, SpecError, load_spec, shown
 from comparisons.run.under_test import ENTRY_POINTS, load_under_test
 from data import DataError
@@ -199,8 +201,9 @@ def cmd_gradcheck(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     references = _references(args.engines, "--engines")
     under_test = load_under_test(args.engine)
+    recorded = load_recorded(args.recorded) if args.recorded is not None else None
     progress = Progress(len(CASES), "check", enabled=not args.quiet)
-    report = run_check(references, on_case=progress, under_test=under_test)
+    report = run_check(references, on_case=progress, under_test=under_test, recorded=recorded)
     cases = [f"  {c['verdict'].upper():<9} {c['name']} ({c['dtype']})" for c in report["cases"]]
     return _write_and_report(
         args, report, [verdict_line(report), *cases, *headline_details(report)]
@@ -214,6 +217,38 @@ def _check_options(parser: argparse.ArgumentParser) -> None:
         "print only the verdict lines",
     )
     _engine_option(parser)
+    parser.add_argument(
+        "--recorded",
+        metavar="DIR",
+        type=Path,
+        nargs="?",
+        const=BUNDLED,
+        help="check against the references' traces recorded in DIR by the record command "
+        "instead of running them: no framework needed (without DIR: the set that comes with "
+        "the package, comparisons/recorded)",
+    )
+
+
+def cmd_record(args: argparse.Namespace) -> int:
+    references = _references(args.engines, "--engines")
+    progress = Progress(len(CASES), "record", enabled=not args.quiet)
+    manifest, files = record(references, on_case=progress)
+    renderers = {name: (lambda _, data=data: data) for name, data in files.items()}
+    out = write_report_folder(manifest, args.out, renderers, json_name=MANIFEST)
+    size = sum(len(data) for data in files.values())
+    print(
+        f"recorded {len(files)} cases of check's covering set against {', '.join(references)} "
+        f"into {out} ({size / 1e6:.2f} MB)"
+    )
+    return EXIT_AGREE
+
+
+def _record_options(parser: argparse.ArgumentParser) -> None:
+    _references_options(
+        parser,
+        "the references to record (default: torch,jax)",
+        "print only the summary line",
+    )
 
 
 def _references_options(parser: argparse.ArgumentParser, engines: str, quiet: str) -> None:
@@ -322,6 +357,17 @@ COMMANDS: dict[str, tuple[Callable, Callable, str, str]] = {
         "first failure where it diverged, who is wrong and where in scratch to look. Writes "
         "report.json, report.md and report.html into --out.",
     ),
+    "record": (
+        cmd_record,
+        _record_options,
+        "record the references' traces of check's covering set, for check --recorded",
+        "Step sound scratch through every case of check's covering set; before each step load "
+        "every reference with scratch's state and record the state and each reference's trace "
+        "(compressed .npz, no pickle, with a manifest of specs, schedules, environment and a "
+        "sha256 per array). check --recorded DIR then verifies an engine against them with "
+        "neither PyTorch nor JAX installed. Writes into --out (the set that comes with the "
+        "package: comparisons/recorded).",
+    ),
     "faults": (
         cmd_faults,
         _faults_options,
@@ -361,7 +407,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, (handler, options, summary, description) in COMMANDS.items():
         command = sub.add_parser(name, help=summary, description=description)
         options(command)
-        if name in ("run", "drift", "gradcheck", "check", "faults"):
+        if name in ("run", "drift", "gradcheck", "check", "faults", "record"):
             _out_option(command, name)
         if name == "gradcheck":
             command.add_argument(

@@ -1,9 +1,14 @@
 """Check mode: what to run after changing scratch. Every case of the covering set in lockstep
 (``run/coverage.py``), finite differences on each float64 case, and a short drift run of
-scratch's own training loop; one line per case, and for the first failure where to look."""
+scratch's own training loop; one line per case, and for the first failure where to look.
+
+Against a recorded set (``run/recorded.py``) the references are replayed from files, so no
+framework is needed; the drift run, which needs references that train freely, is left out
+(the report says so)."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 
@@ -16,7 +21,8 @@ from comparisons.report.environment import fingerprint
 from comparisons.report.model import SCHEMA_VERSION
 from comparisons.run.coverage import CASES, DRIFT_CASE, GRADCHECK_STEPS, Case
 from comparisons.run.engines import make_references
-from comparisons.run.inputs import build_inputs
+from comparisons.run.inputs import RunInputs, build_inputs
+from comparisons.run.recorded import Recorded, ReplayEngine
 from comparisons.run.under_test import SCRATCH, UnderTest
 
 # A failure of the engine under test outranks a diverged case, which outranks agreement.
@@ -28,15 +34,20 @@ def run_check(
     on_case: Callable[[int], None] | None = None,
     cases: tuple[Case, ...] = CASES,
     under_test: UnderTest = SCRATCH,
+    recorded: Recorded | None = None,
 ) -> dict:
-    """Every case; the report's verdict is the worst case's."""
+    """Every case; the report's verdict is the worst case's. With ``recorded``, against its
+    references' recorded traces (``references`` is then theirs)."""
     started = time.perf_counter()
+    if recorded is not None:
+        references = recorded.references
     results = []
     for i, case in enumerate(cases):
-        results.append(run_case(case, references, under_test))
+        results.append(run_case(case, references, under_test, recorded))
         if on_case is not None:
             on_case(i)
-    results.append(_drift_case(references, under_test))
+    if recorded is None:
+        results.append(_drift_case(references, under_test))
     report = {
         "schema_version": SCHEMA_VERSION,
         "mode": "check",
@@ -44,9 +55,10 @@ def run_check(
         "cases": results,
         "verdict": max((r["verdict"] for r in results), key=SEVERITY.__getitem__),
         "tolerances": table_as_dict(),
-        "environment": fingerprint(["scratch", *references]),
+        "environment": fingerprint(["scratch", *(() if recorded else references)]),
         "timings": {"total_s": time.perf_counter() - started},
         "under_test": under_test.describe(),
+        "recorded": recorded.describe() if recorded is not None else None,
         # the optional tensors the engine left out in any case, in order of first appearance
         "not_provided": list(dict.fromkeys(n for r in results for n in r.get("not_provided", []))),
     }
@@ -57,10 +69,16 @@ def run_check(
     return report
 
 
-def run_case(case: Case, references: tuple[str, ...], under_test: UnderTest = SCRATCH) -> dict:
+def run_case(
+    case: Case,
+    references: tuple[str, ...],
+    under_test: UnderTest = SCRATCH,
+    recorded: Recorded | None = None,
+) -> dict:
     """One case in lockstep (stopping at its first divergence), then finite differences."""
     inputs = build_inputs(case.spec(references))
-    result = lockstep(inputs, make_references(inputs), stop_at_first=True, under_test=under_test)
+    refs, reload = _references(case, inputs, recorded)
+    result = lockstep(inputs, refs, stop_at_first=True, under_test=under_test, reload=reload)
     entry = {
         "name": case.name,
         "spec": {k: list(v) if isinstance(v, tuple) else v for k, v in case.changes.items()},
@@ -76,7 +94,9 @@ def run_case(case: Case, references: tuple[str, ...], under_test: UnderTest = SC
         "not_provided": result.not_provided,
     }
     if result.first_divergence is not None and result.divergent_step is not None:
-        entry["arbitration"] = arbitrate(inputs, result.first_divergence, result.divergent_step)
+        entry["arbitration"] = arbitrate(
+            inputs, result.first_divergence, result.divergent_step, under_test.name
+        )
     if result.agree and inputs.spec.dtype == "float64":
         fd = run_gradcheck(inputs, GRADCHECK_STEPS, under_test=under_test)
         entry["gradcheck"] = fd["verdict"]
@@ -85,6 +105,16 @@ def run_case(case: Case, references: tuple[str, ...], under_test: UnderTest = SC
             entry["first_divergence"] = fd["first_divergence"]
             entry["diverged"] = fd.get("diverged")
     return entry
+
+
+def _references(case: Case, inputs: RunInputs, recorded: Recorded | None):
+    """The case's references, live or replayed; and, replayed, the recorded state each step
+    starts from (the engine under test is loaded with it, as the references were)."""
+    if recorded is None:
+        return make_references(inputs), None
+    spec = json.loads(json.dumps(inputs.spec.to_dict()))
+    taken = recorded.case(case.name, spec, inputs.schedule.sha256)
+    return {name: ReplayEngine(taken, name) for name in recorded.references}, taken.state
 
 
 def _drift_case(references: tuple[str, ...], under_test: UnderTest) -> dict:

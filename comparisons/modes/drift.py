@@ -6,10 +6,10 @@ import time
 from collections.abc import Callable
 
 from comparisons.oracle.drift import drift, drift_verdict
-from comparisons.oracle.metrics import evaluate
+from comparisons.oracle.metrics import evaluate_all
 from comparisons.report.environment import fingerprint
 from comparisons.report.model import drift_report
-from comparisons.run.engines import initial_state, make_references
+from comparisons.run.engines import make_references
 from comparisons.run.inputs import RunInputs
 from comparisons.run.under_test import SCRATCH, UnderTest
 
@@ -27,11 +27,10 @@ def run_drift(
     result = drift(inputs, refs, on_step=on_step, under_test=under_test)
     metrics, verdict = None, None
     if result.diverged is None and result.first_divergence is None and result.failure is None:
-        final = under_test.make(inputs.mlp, inputs.optimizer, inputs.spec.dtype)
         params = result.final_params["scratch"]
-        final.set_state(params, initial_state(inputs.optimizer, params))
-        metrics = evaluate(inputs, {"scratch": final, **refs})
-        verdict = drift_verdict(metrics, inputs.spec.dtype)
+        metrics, result.failure = evaluate_all(inputs, under_test, params, refs)
+        if metrics is not None:
+            verdict = drift_verdict(metrics, inputs.spec.dtype)
     timings = {"total_s": time.perf_counter() - started}
     env = fingerprint(inputs.spec.engines, device)
     report = drift_report(inputs, result, metrics, verdict, env, timings)

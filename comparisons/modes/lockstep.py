@@ -7,11 +7,11 @@ from collections.abc import Callable
 
 from comparisons.oracle.arbitration import arbitrate
 from comparisons.oracle.lockstep import lockstep
-from comparisons.oracle.metrics import evaluate
+from comparisons.oracle.metrics import evaluate_all
 from comparisons.report.environment import fingerprint
 from comparisons.report.model import lockstep_report
 from comparisons.report.walkthrough import walkthrough
-from comparisons.run.engines import initial_state, make_references
+from comparisons.run.engines import make_references
 from comparisons.run.inputs import RunInputs
 from comparisons.run.under_test import SCRATCH, UnderTest
 
@@ -30,14 +30,15 @@ def run_lockstep(
     run_s = time.perf_counter() - started
     metrics = None
     if result.verdict in ("agree", "disagree"):  # a diverged or stopped run has none
-        final = under_test.make(inputs.mlp, inputs.optimizer, inputs.spec.dtype)
-        final.set_state(result.final_params, initial_state(inputs.optimizer, result.final_params))
-        metrics = evaluate(inputs, {"scratch": final, **refs})
+        metrics, failure = evaluate_all(inputs, under_test, result.final_params, refs)
+        result.failure = result.failure or failure
     steps = walkthrough(result.first_step_traces, inputs.mlp, inputs.optimizer)
     timings = {"run_s": run_s, "total_s": time.perf_counter() - started}
     env = fingerprint(inputs.spec.engines, device)
     report = lockstep_report(inputs, result, metrics, steps, env, timings)
     report["under_test"] = under_test.describe()
     if result.first_divergence is not None:
-        report["arbitration"] = arbitrate(inputs, result.first_divergence, result.divergent_step)
+        report["arbitration"] = arbitrate(
+            inputs, result.first_divergence, result.divergent_step, under_test.name
+        )
     return report

@@ -21,12 +21,21 @@ from comparisons.run.inputs import RunInputs
 from scratch.gradcheck import numerical_gradients
 
 
-def arbitrate(inputs: RunInputs, divergence: Divergence, at: DivergentStep) -> dict:
+def arbitrate(
+    inputs: RunInputs, divergence: Divergence, at: DivergentStep, under_test: str = "scratch"
+) -> dict:
     """A verdict on who is wrong at the first divergence, with the evidence behind it.
 
     Returns {"wrong": "scratch" | "<reference>" | "undecided", "explanation": str,
-    "tensor": str, "agreements": {"a vs b": bool}}.
+    "tensor": str, "agreements": {"a vs b": bool}}: "scratch" is the slot of the engine under
+    test, which the explanation calls by its name, ``under_test``.
     """
+    found = _arbitrate(inputs, divergence, at)
+    found["explanation"] = found["explanation"].replace("scratch", under_test)
+    return found
+
+
+def _arbitrate(inputs: RunInputs, divergence: Divergence, at: DivergentStep) -> dict:
     tensor = divergence.comparison.tensor
     kind = divergence.comparison.kind
     if kind in ("batch", "input"):
@@ -94,7 +103,7 @@ def _decide(tensor: str, agree: dict, references: list[str], has_fd: bool) -> di
     if has_fd and with_scratch == [FD]:
         return _verdict(
             "undecided",
-            "scratch's backprop agrees with finite differences of its own loss, but not with "
+            "scratch's backprop agrees with finite differences of the loss, but not with "
             "the references: they compute a different loss or forward pass (a convention? "
             "see the README's conventions table)",
             tensor,

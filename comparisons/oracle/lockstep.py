@@ -111,6 +111,7 @@ def lockstep(
     on_step: Callable[[int], None] | None = None,
     chunk: int | None = None,
     under_test: UnderTest = SCRATCH,
+    reload: Callable[[int], tuple[dict, dict]] | None = None,
 ) -> LockstepResult:
     """Step scratch and every reference through the schedule, comparing each step's trace.
 
@@ -125,13 +126,15 @@ def lockstep(
     step k reports k steps and what scratch had after step k.
 
     ``under_test``: the engine in scratch's place (the results still call its slot
-    "scratch"); any implementation of ``run/contract.py``.
+    "scratch"); any implementation of ``run/contract.py``. ``reload``: the state to load it
+    with before each step, by step index (recorded references: ``run/recorded.py``), instead
+    of letting it go on from its own.
     """
     engine = under_test.make(inputs.mlp, inputs.optimizer, inputs.spec.dtype)
     engine.set_state(inputs.start(), initial_state(inputs.optimizer, inputs.params0))
     result = LockstepResult(engines=["scratch", *references])
     result.per_tensor = {name: WorstTable() for name in references}
-    runner = _Runner(inputs, under_test, engine, references, result)
+    runner = _Runner(inputs, under_test, engine, references, result, reload)
     size = chunk or chunk_steps(inputs)
     for group in _chunks(inputs.schedule.steps if steps is None else steps, size):
         if runner.run(group, stop_at_first, on_step):
@@ -189,7 +192,7 @@ class _Taken:
 class _Runner:
     """One chunk of lockstep steps at a time; the findings go into ``result``."""
 
-    def __init__(self, inputs, under_test, engine, references, result):
+    def __init__(self, inputs, under_test, engine, references, result, reload=None):
         self.inputs, self.under_test, self.scratch, self.refs, self.result = (
             inputs,
             under_test,
@@ -204,6 +207,7 @@ class _Runner:
         n_layers, optimizer = inputs.mlp.n_layers, inputs.optimizer.name
         self.required = set(self.trace_names if complete else required_names(n_layers, optimizer))
         self.not_provided: set[str] = set()
+        self.reload = reload  # step index -> the state the engine under test starts it from
         self._kind_positions: dict[tuple[str, ...], tuple] = {}
         self._batches: tuple[int, list[np.ndarray]] = (-1, [])
         self.final_params: dict | None = None  # scratch's, where the run stopped mid-chunk
@@ -234,6 +238,8 @@ class _Runner:
         X, Y = self.inputs.train
         taken = []
         for step in steps:
+            if self.reload is not None:
+                self.scratch.set_state(*self.reload(step.index))
             params, state = self.scratch.state()
             pristine = {k: np.copy(v) for k, v in {**params, **state}.items()}  # copy once
             views = {k: read_only(v) for k, v in pristine.items()}

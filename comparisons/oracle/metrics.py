@@ -8,10 +8,29 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from comparisons.run.engines import Engine
+from comparisons.oracle.divergence import EngineFailure, engine_failure
+from comparisons.run.engines import Engine, initial_state
 from comparisons.run.inputs import RunInputs
+from comparisons.run.under_test import UnderTest
 from scratch.network import loss_and_output_grad
 from scratch.training import accuracy_of
+
+
+def evaluate_all(
+    inputs: RunInputs, under_test: UnderTest, params: dict, references: Mapping[str, Engine]
+) -> tuple[dict | None, EngineFailure | None]:
+    """``evaluate`` for the engine under test, with ``params``, and every reference; where
+    the engine under test's ``predict`` raises, no metrics and the failure (a bug of the
+    engine's, a verdict like any other: never a crash of the oracle)."""
+    engine = under_test.make(inputs.mlp, inputs.optimizer, inputs.spec.dtype)
+    engine.set_state(params, initial_state(inputs.optimizer, params))
+    try:
+        ours = evaluate(inputs, {"scratch": engine})
+    except Exception as error:
+        failure, _ = engine_failure("scratch", under_test.package, inputs.schedule.steps[-1], error)
+        failure.message = f"predict, on the final parameters: {failure.message}"
+        return None, failure
+    return {**ours, **evaluate(inputs, references)}, None
 
 
 def evaluate(inputs: RunInputs, engines: Mapping[str, Engine]) -> dict[str, dict[str, dict]]:

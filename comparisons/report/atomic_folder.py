@@ -50,7 +50,7 @@ try:
 except ImportError:  # Windows: no locks; the staging names still keep writers apart
     fcntl = None  # type: ignore[assignment]
 
-Renderer = Callable[[dict], str]
+Renderer = Callable[[dict], str | bytes]  # the file's text, or its bytes
 
 MARKER = ".backprop-oracle-report"  # in every folder this tool writes: the files it wrote
 LITTER = frozenset({".DS_Store", "Thumbs.db", "desktop.ini"})  # a file browser's, not a user's
@@ -246,9 +246,9 @@ def _write_files(
     return [json_name, *renderers]
 
 
-def _write(path: Path, text: str) -> None:
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(text)
+def _write(path: Path, text: str | bytes) -> None:
+    with open(path, "wb") as f:
+        f.write(text if isinstance(text, bytes) else text.encode("utf-8"))
         f.flush()
         os.fsync(f.fileno())
 

@@ -80,9 +80,17 @@ def _check_line(report: dict) -> str:
     if not failing:
         fd = sum(1 for c in cases if c.get("gradcheck") == "agree")
         ours = under_test(report)
+        references = ", ".join(report["engines"][1:])
+        recorded = report.get("recorded")
+        if recorded:
+            return (
+                f"AGREE: every path of {ours} agrees with {references} as recorded on "
+                f"{recorded['created']} ({len(cases)} cases in lockstep, finite differences on "
+                f"{fd}; no drift run: it needs live references)"
+            )
         loop = "scratch's training loop" if ours == "scratch" else "its own steps"
         return (
-            f"AGREE: every path of {ours} agrees with {', '.join(report['engines'][1:])} "
+            f"AGREE: every path of {ours} agrees with {references} "
             f"({len(cases) - 1} cases in lockstep, finite differences on {fd}, and a drift run "
             f"of {loop})"
         )

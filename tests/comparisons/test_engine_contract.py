@@ -17,6 +17,7 @@ import types
 import pytest
 
 from comparisons.cli import main
+from comparisons.modes.lockstep import run_lockstep
 from comparisons.oracle.gradcheck import gradcheck
 from comparisons.oracle.lockstep import NOT_PROVIDED, lockstep
 from comparisons.run.contract import ContractError, required_names
@@ -152,6 +153,20 @@ def test_an_engine_that_raises_is_an_error_verdict_naming_its_own_frame(problem,
     assert result.verdict == "error"
     assert "boom in the engine" in result.failure.message
     assert __name__.split(".")[0] == "tests" and "test_engine_contract" in result.failure.where
+
+
+@pytest.mark.torch
+def test_a_predict_that_raises_is_an_error_verdict_not_a_crash(problem):
+    class NoPredict(Wrapped):
+        def predict(self, X):
+            raise NotImplementedError("predict is left for later")
+
+    report = run_lockstep(problem, under_test=under_test_of(lambda m, o, d: NoPredict(m, o, d)))
+    assert report["verdict"] == "error" and report["metrics"] is None
+    assert (
+        "predict, on the final parameters: predict is left for later" in report["error"]["message"]
+    )
+    assert "test_engine_contract.py" in report["error"]["where"]
 
 
 def test_gradcheck_through_the_contract_agrees_and_catches_a_wrong_gradient():

@@ -1,0 +1,202 @@
+"""Recorded reference traces: per-batch verification with neither PyTorch nor JAX installed.
+
+``python -m comparisons record`` steps sound scratch through every case of ``check``'s
+covering set and, before each step, loads every reference with scratch's state and records
+both: the state the step starts from and each reference's trace of the step. ``check
+--recorded DIR`` then loads the engine under test with each recorded state in turn (so that
+every step starts where the references started) and compares its trace with the recorded
+ones, with the same comparison and allowances as a live run.
+
+A recorded set is a folder::
+
+    manifest.json     format, when and with what it was recorded (the environment
+                      fingerprint), and per case: the spec, the schedule's sha256, the number
+                      of steps, the file, and a sha256 per array
+    <case>.npz        compressed NumPy arrays, no pickle: ``<step>/state/<name>`` and
+                      ``<step>/<reference>/<tensor>``
+
+Loading checks every array against its digest and every case's spec and schedule against the
+covering set as it is now: a set that was edited, or that no longer matches what ``check``
+runs, is refused (exit 2) with the command that records it again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from comparisons.run.spec import SpecError
+
+FORMAT = 1
+MANIFEST = "manifest.json"
+# The set of check's covering set that comes with the package (``record --out`` re-makes it).
+BUNDLED = Path(__file__).resolve().parents[1] / "recorded"
+RECORD_COMMAND = "python -m comparisons record --out {folder}"
+
+
+class RecordedError(SpecError):
+    """A recorded set that cannot be used: missing, edited, or stale (bad input, exit 2)."""
+
+
+def digest(array: np.ndarray) -> str:
+    """sha256 of an array's dtype, shape and bytes (C order)."""
+    a = np.ascontiguousarray(array)
+    h = hashlib.sha256(f"{a.dtype.str}{a.shape}".encode())
+    h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def state_key(step: int, part: str, name: str) -> str:
+    """``part``: "params" or "state" (the optimizer's)."""
+    return f"{step}/{part}/{name}"
+
+
+def trace_key(step: int, reference: str, tensor: str) -> str:
+    return f"{step}/{reference}/{tensor}"
+
+
+def npz_bytes(arrays: Mapping[str, np.ndarray]) -> bytes:
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    return buffer.getvalue()
+
+
+@dataclass
+class RecordedCase:
+    """One case of a recorded set: the state before each step and each reference's trace."""
+
+    name: str
+    spec: dict
+    schedule_sha256: str
+    steps: int
+    references: list[str]
+    arrays: dict[str, np.ndarray]
+
+    def state(self, step: int) -> tuple[dict, dict]:
+        """(parameters, optimizer state) before ``step``, as fresh arrays (``t`` an int)."""
+        params = {k: np.array(v) for k, v in self._part(f"{step}/params/").items()}
+        state = {k: np.array(v) for k, v in self._part(f"{step}/state/").items()}
+        state["t"] = int(state["t"])
+        return params, state
+
+    def trace(self, reference: str, step: int) -> dict[str, np.ndarray]:
+        return self._part(f"{step}/{reference}/")
+
+    def _part(self, prefix: str) -> dict[str, np.ndarray]:
+        return {k[len(prefix) :]: v for k, v in self.arrays.items() if k.startswith(prefix)}
+
+
+class ReplayEngine:
+    """A reference that replays its recorded traces, one step after another, in order."""
+
+    package = "comparisons"
+
+    def __init__(self, case: RecordedCase, reference: str):
+        self.case, self.name, self._next = case, reference, 0
+        self._params: dict = {}
+
+    def set_state(self, params: dict, opt_state: dict) -> None:
+        self._params = dict(params)
+
+    def step(self, X: np.ndarray, Y: np.ndarray) -> dict[str, np.ndarray]:
+        if self._next >= self.case.steps:
+            raise IndexError(f"{self.case.name}: {self.case.steps} steps were recorded")
+        trace = self.case.trace(self.name, self._next)
+        self._next += 1
+        self._params = {p: trace[p] for p in self._params if p in trace}
+        return trace
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        raise NotImplementedError("a recorded reference has traces only, no model to predict")
+
+    def params(self) -> dict:
+        return dict(self._params)
+
+
+@dataclass
+class Recorded:
+    folder: Path
+    manifest: dict
+    cases: dict[str, RecordedCase]
+
+    @property
+    def references(self) -> tuple[str, ...]:
+        return tuple(self.manifest["references"])
+
+    def case(self, name: str, spec: dict, schedule_sha256: str) -> RecordedCase:
+        """The recorded case ``name``, refused unless it was recorded from this very spec
+        and schedule (the covering set may have changed since)."""
+        again = RECORD_COMMAND.format(folder=self.folder)
+        if name not in self.cases:
+            raise RecordedError(f"--recorded {self.folder}: no case {name!r}; record it: {again}")
+        case = self.cases[name]
+        if case.spec != spec or case.schedule_sha256 != schedule_sha256:
+            what = "spec" if case.spec != spec else "batch schedule"
+            raise RecordedError(
+                f"--recorded {self.folder}: case {name!r} was recorded with another {what} "
+                f"than check runs now (stale); record it again: {again}"
+            )
+        return case
+
+    def describe(self) -> dict:
+        m = self.manifest
+        return {
+            "folder": str(self.folder),
+            "created": m["created"],
+            "environment": m["environment"],
+        }
+
+
+def load_recorded(folder: str | Path) -> Recorded:
+    """A recorded set, every array checked against its digest."""
+    folder = Path(folder)
+    again = RECORD_COMMAND.format(folder=folder)
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise RecordedError(
+            f"--recorded {folder}: no {MANIFEST} there; record a set: {again}"
+        ) from None
+    except (OSError, ValueError) as error:
+        raise RecordedError(f"--recorded {folder}: cannot read {MANIFEST} ({error})") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise RecordedError(
+            f"--recorded {folder}: {MANIFEST} is not a recorded set of format {FORMAT}; "
+            f"record it again: {again}"
+        )
+    cases = {}
+    for entry in manifest["cases"]:
+        path = folder / entry["file"]
+        try:
+            with np.load(path, allow_pickle=False) as npz:
+                arrays = {k: npz[k] for k in npz.files}
+        except (OSError, ValueError) as error:
+            raise RecordedError(f"--recorded {folder}: cannot read {path.name} ({error})") from None
+        wrong = sorted(
+            set(entry["digests"]) ^ set(arrays)
+            | {
+                k
+                for k in arrays
+                if k in entry["digests"] and digest(arrays[k]) != entry["digests"][k]
+            }
+        )
+        if wrong:
+            raise RecordedError(
+                f"--recorded {folder}: {path.name} does not match {MANIFEST} ({len(wrong)} "
+                f"arrays differ, first {wrong[0]!r}): edited or corrupt; record it again: {again}"
+            )
+        cases[entry["name"]] = RecordedCase(
+            entry["name"],
+            entry["spec"],
+            entry["schedule_sha256"],
+            entry["steps"],
+            list(manifest["references"]),
+            arrays,
+        )
+    return Recorded(folder, manifest, cases)

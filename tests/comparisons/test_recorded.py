@@ -1,0 +1,118 @@
+"""Recorded reference traces (comparisons/run/recorded.py): check without any framework.
+
+The bundled set must agree with sound scratch where no framework is installed (the tox env
+``scratch`` runs these unmarked tests), refuse a set that was edited or that no longer
+matches the covering set, equal what the live references compute now (re-recorded in the
+test), and catch every fault of the catalogue that the live references catch.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from comparisons.cli import main
+from comparisons.faults.catalogue import FAULTS
+from comparisons.modes.check import run_check
+from comparisons.modes.record import record
+from comparisons.oracle.compare import compare
+from comparisons.run.coverage import CASES
+from comparisons.run.recorded import BUNDLED, MANIFEST, load_recorded, npz_bytes
+
+
+@pytest.fixture(scope="module")
+def bundled():
+    return load_recorded(BUNDLED)
+
+
+def test_sound_scratch_agrees_with_the_bundled_set_without_a_framework(tmp_path, capsys):
+    assert main(["check", "--recorded", "--out", str(tmp_path / "r")]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("AGREE: every path of scratch agrees with torch, jax as recorded on")
+    assert "no drift run: it needs live references" in out
+    report = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert len(report["cases"]) == len(CASES) and report["recorded"]["folder"] == str(BUNDLED)
+
+
+def test_the_bundled_set_is_small_and_covers_every_case(bundled):
+    size = sum(p.stat().st_size for p in BUNDLED.iterdir())
+    assert size < 4e6  # a few MB at most: it lives in the repository
+    assert [c["name"] for c in bundled.manifest["cases"]] == [c.name for c in CASES]
+
+
+def _copy(tmp_path):
+    folder = tmp_path / "set"
+    shutil.copytree(BUNDLED, folder)
+    return folder
+
+
+def test_an_edited_array_is_refused(tmp_path, capsys):
+    folder = _copy(tmp_path)
+    entry = json.loads((folder / MANIFEST).read_text())["cases"][3]
+    with np.load(folder / entry["file"]) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    key = next(k for k in arrays if k.endswith("/torch/dW1"))
+    arrays[key] = arrays[key] * 1.5  # a "fix" to make a failing check pass
+    (folder / entry["file"]).write_bytes(npz_bytes(arrays))
+    assert main(["check", "--recorded", str(folder), "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert f"{entry['file']} does not match {MANIFEST}" in err and key in err
+
+
+def test_a_stale_set_is_refused_with_the_command_that_records_it(tmp_path, capsys):
+    folder = _copy(tmp_path)
+    manifest = json.loads((folder / MANIFEST).read_text())
+    manifest["cases"][0]["spec"]["lr"] = 0.3  # recorded before the covering set changed
+    (folder / MANIFEST).write_text(json.dumps(manifest))
+    assert main(["check", "--recorded", str(folder), "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert "recorded with another spec than check runs now (stale)" in err
+    assert f"python -m comparisons record --out {folder}" in err
+
+
+def test_a_folder_without_a_set_is_bad_input(tmp_path, capsys):
+    assert main(["check", "--recorded", str(tmp_path), "--out", str(tmp_path / "r")]) == 2
+    assert f"no {MANIFEST} there" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+@pytest.mark.torch
+@pytest.mark.jax
+def test_the_bundled_set_equals_the_live_references_recorded_again(bundled):
+    """So that it never goes stale silently: every array recorded now, from the same specs,
+    equals the bundled one within the oracle's tolerance table (bitwise under the pins)."""
+    manifest, files = record(bundled.references)
+    assert [c["spec"] for c in manifest["cases"]] == [c.spec for c in bundled.cases.values()]
+    for entry in manifest["cases"]:
+        case = bundled.cases[entry["name"]]
+        assert entry["schedule_sha256"] == case.schedule_sha256
+        with np.load(io.BytesIO(files[entry["file"]])) as npz:
+            now = {k: npz[k] for k in npz.files}
+        assert now.keys() == case.arrays.keys(), entry["name"]
+        for key, value in now.items():
+            tensor = key.rsplit("/", 1)[1]
+            c = compare(tensor, value, case.arrays[key], "bundled")
+            assert c.ok, f"{entry['name']} {key}: {c.describe()}"
+
+
+@pytest.mark.slow
+@pytest.mark.torch
+@pytest.mark.jax
+@pytest.mark.parametrize("fault", FAULTS, ids=lambda f: f.name)
+def test_recorded_traces_catch_what_the_live_references_catch(fault, bundled):
+    """Every fault of the catalogue, on check's covering set: the same verdict, the same
+    failing case and the same first divergence as the live references give."""
+    with np.errstate(all="ignore"), fault.patch():
+        recorded = run_check((), recorded=bundled)
+        live = run_check(bundled.references)
+    if live["verdict"] != "agree":
+        assert recorded["verdict"] != "agree"
+    assert (recorded["verdict"], recorded["failed_case"]) == (live["verdict"], live["failed_case"])
+    first = [(r["first_divergence"] or {}) for r in (recorded, live)]
+    assert [(d.get("step"), d.get("tensor")) for d in first] == 2 * [
+        (first[1].get("step"), first[1].get("tensor"))
+    ]
