@@ -7,6 +7,7 @@ pytest of its own (``pytester``), which sees this project only through the insta
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 
@@ -25,59 +26,47 @@ def test_the_fixture_saves_its_report_under_tmp_path(assert_lockstep, tmp_path):
     assert (tmp_path / "lockstep-report" / "report.html").is_file()
 
 
-OUTSIDE = '''
-from scratch.network import forward
-from scratch.training import train_step
+EXAMPLE = Path(__file__).parents[2] / "examples" / "layered_mlp.py"
+
+# A user's own test file: it knows the plugin's fixture and its own engine, nothing else.
+OUTSIDE = """
+from layered_mlp import make_engine
 
 
-class Mine:
-    """A user's engine: scratch's step, behind the contract, with {fault}."""
-
-    def __init__(self, mlp, optimizer, dtype):
-        self.mlp, self.opt = mlp, optimizer
-
-    def set_state(self, params, opt_state):
-        self.params, self.state_ = dict(params), dict(opt_state)
-
-    def state(self):
-        return self.params, self.state_
-
-    def step(self, X, Y):
-        trace, self.params, self.state_ = train_step(
-            self.mlp, self.opt, self.params, self.state_, X, Y
-        )
-        {edit}
-        return trace
-
-    def predict(self, X):
-        return forward(self.mlp, self.params, X)[f"A{{self.mlp.n_layers}}"]
+def test_my_backprop(assert_lockstep):
+    assert_lockstep(make_engine, {"optimizer": "adam", "lr": 0.01, "hidden": [4, 3]})
+"""
+SOUND = "self.db = dz.sum(axis=0)"
+BROKEN = "self.db = dz.mean(axis=0)"  # the bias gradient averaged instead of summed
 
 
-def test_mine(assert_lockstep):
-    assert_lockstep(Mine, {{"hidden": [4, 3]}})
-'''
+def _project(pytester, engine_source: str) -> None:
+    pytester.makepyfile(layered_mlp=engine_source, test_outside=OUTSIDE)
 
 
 @pytest.mark.slow
-def test_an_outside_test_passes_on_a_sound_engine(pytester):
-    pytester.makepyfile(test_outside=OUTSIDE.format(fault="no fault", edit="pass"))
+def test_an_outside_test_passes_on_the_example(pytester):
+    _project(pytester, EXAMPLE.read_text(encoding="utf-8"))
     result = pytester.runpytest_subprocess("-p", "no:randomly", "-p", "no:xdist")
     result.assert_outcomes(passed=1)
 
 
 @pytest.mark.slow
-def test_an_outside_test_fails_with_the_first_divergence_and_the_report(pytester):
-    edit = 'trace["db1"] = trace["db1"] * 1.001'
-    pytester.makepyfile(test_outside=OUTSIDE.format(fault="a wrong db1", edit=edit))
+def test_an_outside_test_fails_on_a_broken_copy_with_the_documented_message(pytester):
+    source = EXAMPLE.read_text(encoding="utf-8")
+    assert source.count(SOUND) == 1
+    _project(pytester, source.replace(SOUND, BROKEN))
     result = pytester.runpytest_subprocess("-p", "no:randomly", "-p", "no:xdist")
     result.assert_outcomes(failed=1)
     text = result.stdout.str()
     assert "DISAGREE:" in text
-    assert "engine under test: test_outside:Mine" in text
-    assert re.search(
-        r"first divergence: epoch 0, step 0 \(batch 0\): db1 \(gradient, layer 1\)", text
+    assert "engine under test: layered_mlp:make_engine" in text
+    first = r"first divergence: epoch 0, step 0 \(batch 0\): db3 \(gradient, layer 3\)"
+    assert re.search(first, text)
+    assert "upstream still agreed: Z1, A1, Z2, A2, Z3, A3, loss, dZ3, dW3" in text
+    assert "who is wrong: layered_mlp:make_engine is wrong: torch, jax and finite" in text
+    assert (
+        "look at: layered_mlp:make_engine: where it computes db3 = Σ over the batch of dZ3" in text
     )
-    assert "who is wrong: test_outside:Mine is wrong: torch, jax and finite differences" in text
-    assert "look at: test_outside:Mine: where it computes db1 = " in text
     report = re.search(r"report: (\S+report\.html)", text)
-    assert report is not None and pytester.path.joinpath(report.group(1)).is_file()
+    assert report is not None and Path(report.group(1)).is_file()
