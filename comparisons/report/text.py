@@ -47,7 +47,7 @@ def under_test(report: dict) -> str:
 def verdict_line(report: dict) -> str:
     """The first line of every output: the verdict in capitals, and in a few words why."""
     mode, verdict = report["mode"], report["verdict"]
-    engines = ", ".join(report["engines"])
+    engines = ", ".join(under_test(report) if e == "scratch" else e for e in report["engines"])
     if mode == "check":
         return _check_line(report)
     if verdict == "diverged":

@@ -36,6 +36,14 @@ def test_the_example_agrees_in_lockstep_and_leaves_out_only_the_updates(optimize
     assert result.not_provided == ["ΔW1", "Δb1", "ΔW2", "Δb2", "ΔW3", "Δb3"]
 
 
+@pytest.mark.torch
+def test_run_names_the_engine_under_test_in_its_verdict(tmp_path, capsys):
+    args = ["run", "--set", "dataset=synthetic", "--engines", "scratch,torch", "--engine", ENGINE]
+    assert main([*args, "--out", str(tmp_path / "r"), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"AGREE: {ENGINE}, torch agree on every tensor of all ")
+
+
 @pytest.mark.slow
 @pytest.mark.torch
 @pytest.mark.jax
