@@ -23,17 +23,6 @@ from pathlib import Path
 
 import pytest
 
-# The default run: the ``check`` command's base problem, 12 synthetic rows, two epochs.
-DEFAULT_SPEC = {
-    "dataset": "synthetic",
-    "synthetic_rows": 12,
-    "synthetic_features": 4,
-    "hidden": (4, 4),
-    "epochs": 2,
-    "batch_size": 5,
-}
-
-
 def assert_lockstep(
     engine: str | Callable,
     spec: Mapping | None = None,
@@ -43,17 +32,19 @@ def assert_lockstep(
 ) -> dict:
     """Fail unless ``engine`` agrees with every reference at every step of a run.
 
-    ``engine``: ``"module:factory"`` or the factory itself. ``spec``: run-spec keys over
-    ``DEFAULT_SPEC`` (the keys of ``python -m comparisons run --set``). ``report_dir``: where
+    ``engine``: ``"module:factory"`` or the factory itself. ``spec``: run-spec keys (those of
+    ``python -m comparisons run --set``) over ``check``'s base problem: 12 synthetic rows,
+    hidden layers 4 and 4, two epochs of batches of 5 (``BASE`` in ``run/coverage.py``). ``report_dir``: where
     the report is written (the fixture gives a folder under ``tmp_path``). Returns the report.
     """
     from comparisons.modes.lockstep import run_lockstep
+    from comparisons.run.coverage import BASE
     from comparisons.run.inputs import build_inputs
     from comparisons.run.spec import RunSpec
     from comparisons.run.under_test import under_test_of
 
     under_test = under_test_of(engine)
-    changes = {**DEFAULT_SPEC, **dict(spec or {})}
+    changes = {**BASE, **dict(spec or {})}
     changes = {k: tuple(v) if isinstance(v, list) else v for k, v in changes.items()}
     inputs = build_inputs(RunSpec().replace(**changes, engines=("scratch", *engines)))
     report = run_lockstep(inputs, under_test=under_test)
