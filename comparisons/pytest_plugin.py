@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+
 def assert_lockstep(
     engine: str | Callable,
     spec: Mapping | None = None,
@@ -34,8 +35,9 @@ def assert_lockstep(
 
     ``engine``: ``"module:factory"`` or the factory itself. ``spec``: run-spec keys (those of
     ``python -m comparisons run --set``) over ``check``'s base problem: 12 synthetic rows,
-    hidden layers 4 and 4, two epochs of batches of 5 (``BASE`` in ``run/coverage.py``). ``report_dir``: where
-    the report is written (the fixture gives a folder under ``tmp_path``). Returns the report.
+    hidden layers 4 and 4, two epochs of batches of 5 (``BASE`` in ``run/coverage.py``).
+    ``report_dir``: where the report is written (the fixture gives a folder under
+    ``tmp_path``). Returns the report.
     """
     from comparisons.modes.lockstep import run_lockstep
     from comparisons.run.coverage import BASE
