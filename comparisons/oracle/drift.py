@@ -20,6 +20,7 @@ import numpy as np
 import scratch.training
 from comparisons.oracle.divergence import EngineFailure, engine_failure, package_of
 from comparisons.oracle.tolerances import DRIFT
+from comparisons.run.contract import as_arrays
 from comparisons.run.engines import Engine, initial_state
 from comparisons.run.inputs import RunInputs
 from comparisons.run.under_test import SCRATCH, UnderTest
@@ -101,7 +102,7 @@ def _free_loop(under_test: UnderTest, inputs: RunInputs, state0: dict):
     engine = under_test.make(inputs.mlp, inputs.optimizer, inputs.spec.dtype)
     engine.set_state(inputs.start(), state0)
     for step in inputs.schedule.steps:
-        trace = engine.step(X[step.rows], Y[step.rows])
+        trace = as_arrays(engine.step(X[step.rows], Y[step.rows]), "step()")
         if not np.isfinite(trace["loss"]):
             raise NonFiniteLossError(step.index, float(trace["loss"]))
         yield trace

@@ -18,6 +18,7 @@ import numpy as np
 from comparisons.oracle.compare import compare, mismatch
 from comparisons.oracle.divergence import Diverged, Divergence
 from comparisons.oracle.tolerances import FINITE_DIFFERENCES, FINITE_DIFFERENCES_FLOOR
+from comparisons.run.contract import as_arrays
 from comparisons.run.engines import initial_state
 from comparisons.run.inputs import RunInputs
 from comparisons.run.under_test import SCRATCH, UnderTest
@@ -48,7 +49,7 @@ def gradcheck(
     per_step = []
     for step in inputs.schedule.steps[:n_steps]:
         params, state = engine.state()
-        params = {k: np.array(v) for k, v in params.items()}
+        params = {k: np.array(v) for k, v in as_arrays(params, "state()").items()}
         Xb, Yb = X[step.rows], Y[step.rows]
         rows = judged_rows(inputs.mlp, params, Xb)
         entry = {"step": step.index, "epoch": step.epoch, "rows": int(rows.sum()), "max_rel": {}}
@@ -62,7 +63,7 @@ def gradcheck(
                     numeric = numerical_gradients(inputs.mlp, params, Xb[rows], Yb[rows])
                 else:
                     probe.set_state(params, state)
-                    analytic = probe.step(Xb[rows], Yb[rows])
+                    analytic = as_arrays(probe.step(Xb[rows], Yb[rows]), "step()")
                     numeric = engine_gradients(probe, params, state, Xb[rows], Yb[rows])
             loss = float(analytic["loss"]) if "loss" in analytic else float("nan")
             results = [

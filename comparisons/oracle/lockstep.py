@@ -56,7 +56,7 @@ from comparisons.oracle.isolation import IN_PLACE, in_place_writes, read_only
 from comparisons.oracle.roundoff import Step as RoundoffStep
 from comparisons.oracle.roundoff import Steps, stacked_allowances
 from comparisons.oracle.worst import WorstTable
-from comparisons.run.contract import ContractError, required_names
+from comparisons.run.contract import ContractError, as_arrays, required_names
 from comparisons.run.engines import Engine, initial_state
 from comparisons.run.inputs import RunInputs
 from comparisons.run.under_test import SCRATCH, UnderTest
@@ -139,7 +139,8 @@ def lockstep(
     for group in _chunks(inputs.schedule.steps if steps is None else steps, size):
         if runner.run(group, stop_at_first, on_step):
             break
-    result.final_params = runner.final_params or _copies(engine.state()[0])
+    final = runner.final_params or _copies(as_arrays(engine.state()[0], "state()"))
+    result.final_params = final
     result.not_provided = [n for n in runner.trace_names if n in runner.not_provided]
     return result
 
@@ -243,6 +244,9 @@ class _Runner:
             if self.reload is not None:
                 self.scratch.set_state(*self.reload(step.index))
             params, state = self.scratch.state()
+            if not self.under_test.is_scratch:  # whatever arrays it keeps, as NumPy reads them
+                where = f"--engine {self.under_test.name}: state()"
+                params, state = as_arrays(params, where), as_arrays(state, where)
             pristine = {k: np.copy(v) for k, v in {**params, **state}.items()}  # copy once
             views = {k: read_only(v) for k, v in pristine.items()}
             given = {k: views[k] for k in params}, {k: views[k] for k in state}
@@ -296,6 +300,8 @@ class _Runner:
                 f"--engine {self.under_test.name}: step() returned a {type(trace).__name__}, "
                 "not a dict of arrays named by the trace schema"
             )
+        if not self.under_test.is_scratch:
+            trace = as_arrays(trace, f"--engine {self.under_test.name}: step()")
         # in the schema's (dataflow) order; names outside it last, to be found out
         known = [n for n in self.trace_names if n in trace]
         return {n: trace[n] for n in (*known, *(n for n in trace if n not in known))}, None

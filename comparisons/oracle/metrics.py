@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+import numpy as np
+
 from comparisons.oracle.divergence import EngineFailure, engine_failure
 from comparisons.run.engines import Engine, initial_state
 from comparisons.run.inputs import RunInputs
@@ -39,7 +41,7 @@ def evaluate(inputs: RunInputs, engines: Mapping[str, Engine]) -> dict[str, dict
     for name, engine in engines.items():
         out[name] = {}
         for split, (X, Y) in inputs.splits.items():
-            A_L = engine.predict(X)
+            A_L = np.asarray(engine.predict(X))
             out[name][split] = {
                 "loss": float(loss_and_output_grad(inputs.mlp, A_L, Y)[0]),
                 "accuracy": accuracy_of(inputs.mlp, A_L, Y),

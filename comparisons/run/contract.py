@@ -45,10 +45,13 @@ Required and optional tensors
     does), and then any missing tensor is a disagreement.
 
 Names outside the schema are a disagreement too (a misspelt ``dw1`` must not pass unseen).
+Arrays may be anything NumPy reads without help (NumPy, CPU PyTorch tensors, JAX arrays);
+arrays on a GPU must be copied to the host first.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -80,6 +83,21 @@ class ContractError(ValueError):
 def required_names(n_layers: int, optimizer: str) -> list[str]:
     """The trace tensors every engine under test must provide, in dataflow order."""
     return [n for n in trace_names(n_layers, optimizer) if kind_of(n) in REQUIRED_KINDS]
+
+
+def as_arrays(values: Mapping, where: str) -> dict:
+    """``values`` with every value as a NumPy array (a CPU torch tensor or a JAX array converts
+    without a copy); ``ContractError`` where NumPy cannot read one (a GPU array)."""
+    out = {}
+    for name, value in values.items():
+        try:
+            out[name] = np.asarray(value)
+        except Exception as error:
+            raise ContractError(
+                f"{where}: {name} is a {type(value).__name__} NumPy cannot read ({error}); "
+                "return NumPy arrays (CuPy: .get(); PyTorch: .cpu())"
+            ) from error
+    return out
 
 
 def check_engine(engine: object, where: str) -> None:

@@ -14,6 +14,7 @@ import json
 import sys
 import types
 
+import numpy as np
 import pytest
 
 from comparisons.cli import main
@@ -141,6 +142,39 @@ def test_a_trace_that_is_not_a_dict_is_bad_input(problem, torch_ref):
 
     with pytest.raises(ContractError, match="returned a list"):
         run(problem, torch_ref, lambda m, o, d: Listy(m, o, d))
+
+
+@pytest.mark.torch
+def test_torch_tensors_in_a_trace_and_a_state_are_read_as_arrays(problem, torch_ref):
+    import torch
+
+    class Tensors(Wrapped):
+        def state(self):
+            params, state = super().state()
+            return {k: torch.tensor(v) for k, v in params.items()}, state
+
+        def step(self, X, Y):
+            return {k: torch.tensor(np.asarray(v)) for k, v in super().step(X, Y).items()}
+
+    result = run(problem, torch_ref, lambda m, o, d: Tensors(m, o, d))
+    assert result.verdict == "agree", (result.failure, result.first_divergence)
+
+
+class DeviceArray:
+    """Like a GPU array: NumPy may not read it without an explicit copy."""
+
+    def __array__(self, dtype=None, copy=None):
+        raise TypeError("Implicit conversion to a NumPy array is not allowed")
+
+
+@pytest.mark.torch
+def test_an_array_numpy_cannot_read_is_bad_input_naming_it(problem, torch_ref):
+    class OnDevice(Wrapped):
+        def step(self, X, Y):
+            return {**super().step(X, Y), "dW1": DeviceArray()}
+
+    with pytest.raises(ContractError, match=r"step\(\): dW1 is a DeviceArray NumPy cannot read"):
+        run(problem, torch_ref, lambda m, o, d: OnDevice(m, o, d))
 
 
 @pytest.mark.torch
