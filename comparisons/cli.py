@@ -329,7 +329,8 @@ COMMANDS: dict[str, tuple[Callable, Callable, str, str]] = {
         "Step scratch, PyTorch and JAX through the same mini-batches. Before each step every "
         "reference is loaded with scratch's parameters and optimizer state; after it every "
         "tensor of the trace is compared in dataflow order. Writes report.json, report.md and "
-        "report.html into --out. Exit 0 when all agree, 1 when not, 2 on bad input.",
+        "report.html into --out. Exit 0 when all agree, 1 when not, 2 on bad input. --engine "
+        "puts another implementation of the engine contract in scratch's place.",
     ),
     "drift": (
         cmd_drift,
@@ -355,7 +356,9 @@ COMMANDS: dict[str, tuple[Callable, Callable, str, str]] = {
         "comparisons/run/coverage.py), finite differences on each float64 case, and a short "
         "drift run of scratch's own training loop. Prints one line per case, then for the "
         "first failure where it diverged, who is wrong and where in scratch to look. Writes "
-        "report.json, report.md and report.html into --out.",
+        "report.json, report.md and report.html into --out. --engine checks another "
+        "implementation of the engine contract in scratch's place; --recorded replays the "
+        "references from recorded traces, with no framework installed.",
     ),
     "record": (
         cmd_record,

@@ -136,13 +136,22 @@ class Recorded:
         if name not in self.cases:
             raise RecordedError(f"--recorded {self.folder}: no case {name!r}; record it: {again}")
         case = self.cases[name]
-        if case.spec != spec or case.schedule_sha256 != schedule_sha256:
-            what = "spec" if case.spec != spec else "batch schedule"
+        same_spec = _without_engines(case.spec) == _without_engines(spec)
+        if not same_spec or case.schedule_sha256 != schedule_sha256:
+            what = "spec" if not same_spec else "batch schedule"
             raise RecordedError(
                 f"--recorded {self.folder}: case {name!r} was recorded with another {what} "
                 f"than check runs now (stale); record it again: {again}"
             )
         return case
+
+    def check_references(self, references: tuple[str, ...]) -> None:
+        missing = [r for r in references if r not in self.references]
+        if missing:
+            raise RecordedError(
+                f"--recorded {self.folder}: {', '.join(missing)} was not recorded (the set has "
+                f"{', '.join(self.references)}); choose among those with --engines"
+            )
 
     def describe(self) -> dict:
         m = self.manifest
@@ -151,6 +160,11 @@ class Recorded:
             "created": m["created"],
             "environment": m["environment"],
         }
+
+
+def _without_engines(spec: dict) -> dict:
+    """A spec but for which engines ran: a case checks any of the recorded references."""
+    return {k: v for k, v in spec.items() if k != "engines"}
 
 
 def load_recorded(folder: str | Path) -> Recorded:

@@ -74,6 +74,17 @@ def test_a_stale_set_is_refused_with_the_command_that_records_it(tmp_path, capsy
     assert f"python -m comparisons record --out {folder}" in err
 
 
+def test_one_recorded_reference_alone_and_one_not_recorded(tmp_path, capsys):
+    assert main(["check", "--recorded", "--engines", "jax", "--out", str(tmp_path / "r")]) == 0
+    assert capsys.readouterr().out.startswith("AGREE: every path of scratch agrees with jax as")
+    folder = _copy(tmp_path)
+    manifest = json.loads((folder / MANIFEST).read_text())
+    manifest["references"] = ["torch"]
+    (folder / MANIFEST).write_text(json.dumps(manifest))
+    assert main(["check", "--recorded", str(folder), "--out", str(tmp_path / "s")]) == 2
+    assert "jax was not recorded (the set has torch)" in capsys.readouterr().err
+
+
 def test_a_folder_without_a_set_is_bad_input(tmp_path, capsys):
     assert main(["check", "--recorded", str(tmp_path), "--out", str(tmp_path / "r")]) == 2
     assert f"no {MANIFEST} there" in capsys.readouterr().err
@@ -107,7 +118,7 @@ def test_recorded_traces_catch_what_the_live_references_catch(fault, bundled):
     """Every fault of the catalogue, on check's covering set: the same verdict, the same
     failing case and the same first divergence as the live references give."""
     with np.errstate(all="ignore"), fault.patch():
-        recorded = run_check((), recorded=bundled)
+        recorded = run_check(bundled.references, recorded=bundled)
         live = run_check(bundled.references)
     if live["verdict"] != "agree":
         assert recorded["verdict"] != "agree"
