@@ -431,8 +431,8 @@ class _Runner:
             if compared is None and trace:
                 if ours is None:
                     ours = FlatTrace(t.trace, t.allowed)  # once per step, for every reference
-                partial = t.failure or len(t.trace) < len(self.trace_names)
-                theirs = {k: trace[k] for k in t.trace if k in trace} if partial else trace
+                # what scratch's trace lacks is its failure (partial) or ``t.missing``
+                theirs = {k: trace[k] for k in t.trace if k in trace}
                 compared = compare_trace_flat(ours, theirs, name)
             failures += self._record(name, t.checks, compared, summary, t.step)
             failures += [

@@ -128,6 +128,22 @@ def test_a_tensor_wrong_where_another_is_not_provided_is_still_found(problem, to
 
 
 @pytest.mark.torch
+def test_an_extra_name_does_not_turn_a_tensor_left_out_into_a_disagreement(problem, torch_ref):
+    """As many names as the schema, one of them foreign: the one left out is still only not
+    provided, and the foreign one is the disagreement."""
+
+    class Swapped(Wrapped):
+        def step(self, X, Y):
+            trace = super().step(X, Y)
+            trace["debug"] = trace.pop("Z1")
+            return trace
+
+    result = run(problem, torch_ref, lambda m, o, d: Swapped(m, o, d), stop_at_first=True)
+    assert result.not_provided == ["Z1"]
+    assert result.first_divergence.comparison.tensor == "debug"
+
+
+@pytest.mark.torch
 def test_a_name_outside_the_schema_is_a_disagreement(problem, torch_ref):
     result = run(problem, torch_ref, factory(rename={"dW1": "dw1"}), stop_at_first=True)
     assert result.verdict == "disagree"
