@@ -1,60 +1,76 @@
 """A multilayer perceptron with backprop, written the way many courses teach it: layer objects.
 
-Each layer is an object with ``forward(x)`` (which keeps what its backward pass needs) and
-``backward(grad)`` (which takes ∂loss/∂output and returns ∂loss/∂input); the loss and the
-optimizers are objects too. Nothing here comes from this project: the only inputs are two
-plain configuration objects, read through their attributes, and NumPy.
+A layer's ``forward(x)`` keeps what its backward pass needs and ``backward(grad)`` takes
+∂loss/∂(its output) and returns ∂loss/∂(its input); a loss's ``forward(A, Y)`` returns the
+batch's mean loss and ``backward()`` ∂loss/∂A; an optimizer keeps its own buffers and step
+count and updates the Dense layers' W and b.
 
-It is plugged into the oracle through the public engine contract
-(``comparisons/run/contract.py``) by the factory ``make_engine``::
+Nothing here comes from this project: it imports NumPy only and reads two plain configuration
+objects through their attributes. It is plugged into the oracle through the public engine
+contract by the factory ``make_engine``::
 
     python -m comparisons check --engine examples.layered_mlp:make_engine
 
-Shapes: a row is one example; B the batch size, n_in and n_out a layer's widths.
+Shapes: a row is one example. B the batch size; a Dense layer maps (B, n_in) to (B, n_out)
+with W (n_in, n_out) and b (n_out,). Layers are numbered l = 1..L; A_0 = X.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-LEAKY_SLOPE = 0.01
-LOG_FLOOR = -100.0  # binary cross-entropy clamps each log here (PyTorch's BCELoss does)
-BCE_GRAD_FLOOR = 1e-12  # and floors A(1 - A) in its gradient
+LEAKY_SLOPE = 0.01  # leaky_relu's slope below 0 (PyTorch's and JAX's default)
+LOG_FLOOR = -100.0  # binary cross-entropy clamps each log here, as PyTorch's BCELoss does
+BCE_GRAD_FLOOR = 1e-12  # ... and floors A(1 - A) in its gradient
+# Constants and hyperparameters are Python floats, which NumPy treats as "weak": a float32
+# array times a Python float stays float32, so a float32 run is float32 throughout.
 
 
-# --- layers ------------------------------------------------------------------------------
+# --- the affine layer ------------------------------------------------------------------------
 
 
 class Dense:
-    """z = x @ W + b, with W (n_in, n_out) and b (n_out,)."""
+    """Z = X @ W + b."""
 
-    def __init__(self, W: np.ndarray, b: np.ndarray):
-        self.W, self.b = W, b
-        self.x = self.dW = self.db = None
+    def __init__(self, n_in: int, n_out: int, dtype):
+        self.W = np.zeros((n_in, n_out), dtype=dtype)  # set_state fills W and b in
+        self.b = np.zeros(n_out, dtype=dtype)
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        self.x = x  # (B, n_in), kept for dW
-        return x @ self.W + self.b
+        self.x = x  # (B, n_in): the input, kept for dW
+        return x @ self.W + self.b  # (B, n_out)
 
     def backward(self, dz: np.ndarray) -> np.ndarray:
-        """dW = xᵀ dz, db = Σ_rows dz; returns dx = dz Wᵀ (with W as it was in forward)."""
+        """From dZ = ∂loss/∂Z (B, n_out):
+        dW = Xᵀ dZ (n_in, n_out);  db = Σ over the batch of dZ (n_out,);
+        returns dX = dZ Wᵀ (B, n_in), with W as it was in forward (before any update)."""
         self.dW = self.x.T @ dz
         self.db = dz.sum(axis=0)
         return dz @ self.W.T
 
 
+# --- activations: A = g(Z) forward; dZ = dA * g'(Z) backward, elementwise ------------------
+
+
 class Sigmoid:
+    """g(z) = 1 / (1 + e^-z);  g'(z) = g(z)(1 - g(z))."""
+
     def forward(self, z: np.ndarray) -> np.ndarray:
-        # 1 / (1 + e^-z) for z ≥ 0 and e^z / (1 + e^z) below: exp never sees a large argument
+        # 1 / (1 + e^-z) for z ≥ 0 and e^z / (1 + e^z) below: exp never sees a positive
+        # argument, so it cannot overflow
         e = np.exp(-np.abs(z))
         self.a = np.where(z >= 0, 1 / (1 + e), e / (1 + e)).astype(z.dtype)
         return self.a
 
     def backward(self, da: np.ndarray) -> np.ndarray:
-        return da * self.a * (1 - self.a)
+        # g'(z) first, then dA * g'(z): at saturation in float32, 1 - a is a few ulps, and the
+        # other association rounds differently enough for Adam (which divides g by √v) to see
+        return da * (self.a * (1 - self.a))
 
 
 class Tanh:
+    """g(z) = tanh z;  g'(z) = 1 - tanh² z."""
+
     def forward(self, z: np.ndarray) -> np.ndarray:
         self.a = np.tanh(z)
         return self.a
@@ -64,8 +80,10 @@ class Tanh:
 
 
 class ReLU:
+    """g(z) = max(z, 0);  g'(z) = 1 where z > 0, else 0 (0 at z = 0, as PyTorch takes it)."""
+
     def forward(self, z: np.ndarray) -> np.ndarray:
-        self.positive = z > 0  # the slope is 0 at z = 0
+        self.positive = z > 0
         return np.where(self.positive, z, 0).astype(z.dtype)
 
     def backward(self, da: np.ndarray) -> np.ndarray:
@@ -73,8 +91,10 @@ class ReLU:
 
 
 class LeakyReLU:
+    """g(z) = z where z > 0, else s·z;  g'(z) = 1 where z > 0, else s (s at z = 0)."""
+
     def forward(self, z: np.ndarray) -> np.ndarray:
-        self.positive = z > 0  # the slope is LEAKY_SLOPE at z = 0
+        self.positive = z > 0
         return np.where(self.positive, z, LEAKY_SLOPE * z).astype(z.dtype)
 
     def backward(self, da: np.ndarray) -> np.ndarray:
@@ -82,6 +102,8 @@ class LeakyReLU:
 
 
 class Identity:
+    """g(z) = z;  g'(z) = 1 (the output layer of a loss that works on logits)."""
+
     def forward(self, z: np.ndarray) -> np.ndarray:
         return z
 
@@ -98,24 +120,30 @@ ACTIVATIONS = {
 }
 
 
-# --- losses: forward(a, y) -> the batch's mean loss; backward() -> ∂loss/∂a -------------------
+# --- losses: forward(A, Y) -> the mean over the batch; backward() -> dA = ∂loss/∂A (B, K) ----
+# MSE and both binary cross-entropies average over all B·K entries; softmax cross-entropy
+# sums over the K classes of a row and averages over the B rows (PyTorch's "mean").
 
 
 class MSE:
+    """loss = Σ (A - Y)² / (B·K);  dA = 2 (A - Y) / (B·K)."""
+
     def forward(self, a, y):
         self.diff = a - y
-        return np.mean(self.diff**2)
+        return np.mean(self.diff * self.diff)
 
     def backward(self):
         return 2 * self.diff / self.diff.size
 
 
 class BCE:
-    """On probabilities a ∈ [0, 1]."""
+    """On probabilities A (a sigmoid output), each log clamped below at -100:
+    loss = -Σ [Y log A + (1 - Y) log(1 - A)] / (B·K);
+    dA = (A - Y) / max(A (1 - A), 1e-12) / (B·K)."""
 
     def forward(self, a, y):
         self.a, self.y = a, y
-        with np.errstate(divide="ignore"):
+        with np.errstate(divide="ignore"):  # log 0 = -inf, then clamped to the floor
             log_a = np.maximum(np.log(a), LOG_FLOOR)
             log_not_a = np.maximum(np.log1p(-a), LOG_FLOOR)
         return -np.mean(y * log_a + (1 - y) * log_not_a)
@@ -126,7 +154,8 @@ class BCE:
 
 
 class BCEWithLogits:
-    """On logits a: the sigmoid is part of the loss."""
+    """On logits A (the sigmoid is part of the loss), in the form that never overflows:
+    loss = Σ [max(A, 0) - A·Y + log(1 + e^-|A|)] / (B·K);  dA = (σ(A) - Y) / (B·K)."""
 
     def forward(self, a, y):
         self.a, self.y = a, y
@@ -137,12 +166,15 @@ class BCEWithLogits:
 
 
 class SoftmaxCrossEntropy:
-    """On logits a (B, K), one-hot y: mean over rows of -Σ_k y_k log softmax(a)_k."""
+    """On logits A (B, K), Y one-hot: loss = -(1/B) Σ_rows Σ_k Y_k log softmax(A)_k;
+    dA = (softmax(A) - Y) / B. Each row is shifted by its max first: exp cannot overflow."""
 
     def forward(self, a, y):
         shifted = a - a.max(axis=1, keepdims=True)
-        log_p = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
-        self.p, self.y = np.exp(log_p), y
+        e = np.exp(shifted)
+        total = e.sum(axis=1, keepdims=True)
+        self.p, self.y = e / total, y  # softmax(A)
+        log_p = shifted - np.log(total)  # log softmax(A)
         return np.mean(-np.sum(y * log_p, axis=1))
 
     def backward(self):
@@ -157,158 +189,187 @@ LOSSES = {
 }
 
 
-# --- optimizers: update(name, θ, g) -> new θ; each keeps its own buffers by name ------------
+# --- optimizers: each keeps its own buffers, per parameter name, and its step count t ------
 
 
 class SGD:
-    buffers = ()
+    """θ ← θ - lr·g.
+
+    Every optimizer takes L2 regularization the same way, on the weights only (never the
+    biases): g ← g + l2·W before its rule, the gradient of (l2/2)·‖W‖². The layers' dW keep
+    the data loss's gradient alone."""
+
+    slots: tuple[str, ...] = ()  # the buffers kept per parameter
 
     def __init__(self, config):
-        self.lr = config.lr
-        self.slots: dict = {}
-        self.t = 0
+        self.lr, self.l2 = float(config.lr), float(config.l2)
+        self.t = 0  # steps taken
+        self.buffers: dict[str, dict[str, np.ndarray]] = {}  # {"W1": {"momentum": v}, …}
 
-    def begin_step(self):
-        self.t += 1
+    def step(self, layers: list[Dense]) -> None:
+        """One update of every layer's W and b (new arrays: nothing is changed in place)."""
+        self.t += 1  # t = 1 at the first step
+        for l, layer in enumerate(layers, start=1):
+            g = layer.dW + self.l2 * layer.W if self.l2 else layer.dW
+            layer.W = self.rule(f"W{l}", self.decay(layer.W), g)
+            layer.b = self.rule(f"b{l}", layer.b, layer.db)
 
-    def update(self, name, theta, g):
+    def decay(self, W: np.ndarray) -> np.ndarray:
+        return W  # only AdamW shrinks the weights before its rule
+
+    def rule(self, p: str, theta: np.ndarray, g: np.ndarray) -> np.ndarray:
         return theta - self.lr * g
 
 
 class Momentum(SGD):
-    buffers = ("momentum",)
+    """v ← μ·v + g;  θ ← θ - lr·v   (PyTorch's form: lr multiplies the velocity)."""
+
+    slots = ("momentum",)
 
     def __init__(self, config):
         super().__init__(config)
-        self.mu = config.momentum
+        self.mu = float(config.momentum)
 
-    def velocity(self, name, g):
-        v = self.mu * self.slots[("momentum", name)] + g
-        self.slots[("momentum", name)] = v
+    def velocity(self, p: str, g: np.ndarray) -> np.ndarray:
+        v = self.mu * self.buffers[p]["momentum"] + g
+        self.buffers[p]["momentum"] = v
         return v
 
-    def update(self, name, theta, g):
-        return theta - self.lr * self.velocity(name, g)
+    def rule(self, p, theta, g):
+        return theta - self.lr * self.velocity(p, g)
 
 
 class Nesterov(Momentum):
-    def update(self, name, theta, g):
-        v = self.velocity(name, g)
-        return theta - self.lr * (g + self.mu * v)  # the look-ahead step
+    """v ← μ·v + g;  θ ← θ - lr·(g + μ·v)   (PyTorch's look-ahead form)."""
+
+    def rule(self, p, theta, g):
+        v = self.velocity(p, g)
+        return theta - self.lr * (g + self.mu * v)
 
 
 class Adam(SGD):
-    buffers = ("adam_m", "adam_v")
+    """m ← β1·m + (1-β1)·g;  v ← β2·v + (1-β2)·g²;
+    m̂ = m / (1 - β1^t);  v̂ = v / (1 - β2^t);  θ ← θ - lr·m̂ / (√v̂ + ε)."""
+
+    slots = ("adam_m", "adam_v")
 
     def __init__(self, config):
         super().__init__(config)
-        self.beta1, self.beta2, self.eps = config.beta1, config.beta2, config.eps
+        self.beta1, self.beta2 = float(config.beta1), float(config.beta2)
+        self.eps = float(config.eps)
 
-    def update(self, name, theta, g):
-        m = self.beta1 * self.slots[("adam_m", name)] + (1 - self.beta1) * g
-        v = self.beta2 * self.slots[("adam_v", name)] + (1 - self.beta2) * g * g
-        self.slots[("adam_m", name)], self.slots[("adam_v", name)] = m, v
-        m_hat = m / (1 - self.beta1**self.t)
+    def rule(self, p, theta, g):
+        state = self.buffers[p]
+        m = self.beta1 * state["adam_m"] + (1 - self.beta1) * g
+        v = self.beta2 * state["adam_v"] + (1 - self.beta2) * g * g
+        state["adam_m"], state["adam_v"] = m, v
+        m_hat = m / (1 - self.beta1**self.t)  # bias corrections: m and v start at 0
         v_hat = v / (1 - self.beta2**self.t)
         return theta - self.lr * m_hat / (np.sqrt(v_hat) + self.eps)
 
 
-OPTIMIZERS = {"sgd": SGD, "momentum": Momentum, "nesterov": Nesterov, "adam": Adam, "adamw": Adam}
+class AdamW(Adam):
+    """Decoupled weight decay λ, on the weights only: W ← W - lr·λ·W, then Adam's rule
+    (with the gradient untouched by λ, unlike L2)."""
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.weight_decay = float(config.weight_decay)
+
+    def decay(self, W):
+        return W - self.lr * self.weight_decay * W if self.weight_decay else W
+
+
+OPTIMIZERS = {"sgd": SGD, "momentum": Momentum, "nesterov": Nesterov, "adam": Adam, "adamw": AdamW}
+COUNTED = ("adam", "adamw")  # the optimizers whose rule reads t, so the trace reports it
 
 
 # --- the network, behind the engine contract ----------------------------------------------
 
 
 class LayeredMLP:
-    """Dense and activation layers in a list; ``step`` is forward, loss, backward, update."""
+    """[Dense, activation] pairs in a list; ``step`` is forward, loss, backward, update."""
 
     def __init__(self, mlp, optimizer, dtype):
-        self.n = mlp.n_layers
-        self.activation_names = [mlp.activation_of(l) for l in range(1, self.n + 1)]
+        self.dtype = np.dtype(dtype)
+        self.L = mlp.n_layers
+        n = mlp.sizes
+        self.layers = [  # layer l at index l - 1: (its Dense, its activation)
+            (Dense(n[l - 1], n[l], self.dtype), ACTIVATIONS[mlp.activation_of(l)]())
+            for l in range(1, self.L + 1)
+        ]
+        self.dense = [dense for dense, _ in self.layers]
         self.loss = LOSSES[mlp.loss]()
-        self.config, self.dtype = optimizer, np.dtype(dtype)
-        self.l2, self.decay = optimizer.l2, optimizer.weight_decay
-        self.opt = OPTIMIZERS[optimizer.name](optimizer)
-        self.counted = optimizer.name in ("adam", "adamw")
-        self.dense: list[Dense] = []
+        self.optimizer = OPTIMIZERS[optimizer.name](optimizer)
+        self.counted = optimizer.name in COUNTED
+        self.names = [f"{letter}{l}" for l in range(1, self.L + 1) for letter in "Wb"]
 
     # the contract ---------------------------------------------------------------------------
 
     def set_state(self, params, opt_state):
-        self.dense = [
-            Dense(np.array(params[f"W{l}"]), np.array(params[f"b{l}"]))
-            for l in range(1, self.n + 1)
-        ]
-        self.opt.t = int(opt_state["t"])
-        self.opt.slots = {
-            (kind, p): np.array(opt_state[f"{kind}_{p}"])
-            for kind in self.opt.buffers
-            for p in self._names()
+        """Start from copies of ``params`` and ``opt_state`` (the caller's arrays may be
+        read-only; they are never written to)."""
+        for l, layer in enumerate(self.dense, start=1):
+            layer.W = np.array(params[f"W{l}"], dtype=self.dtype)  # np.array copies
+            layer.b = np.array(params[f"b{l}"], dtype=self.dtype)
+        self.optimizer.t = int(opt_state["t"])
+        slots = self.optimizer.slots
+        self.optimizer.buffers = {
+            p: {s: np.array(opt_state[f"{s}_{p}"], dtype=self.dtype) for s in slots}
+            for p in self.names
         }
 
     def state(self):
-        params = {p: theta for p, (theta, _) in zip(self._names(), self._tensors(), strict=True)}
-        opt_state = {"t": self.opt.t}
-        opt_state.update({f"{kind}_{p}": v for (kind, p), v in self.opt.slots.items()})
+        """(params, opt_state) the next step starts from: copies, for the caller to keep."""
+        params = {}
+        for l, layer in enumerate(self.dense, start=1):
+            params[f"W{l}"], params[f"b{l}"] = layer.W.copy(), layer.b.copy()
+        opt_state = {"t": self.optimizer.t}
+        for p in self.names:  # per parameter, in the order W1, b1, W2, …
+            for s in self.optimizer.slots:
+                opt_state[f"{s}_{p}"] = self.optimizer.buffers[p][s].copy()
         return params, opt_state
 
     def step(self, X, Y):
+        """One training step on the batch; returns its trace."""
+        X, Y = np.asarray(X, dtype=self.dtype), np.asarray(Y, dtype=self.dtype)
         trace = {}
+
+        # forward: Z_l = A_{l-1} @ W_l + b_l,  A_l = g_l(Z_l)
         a = X
-        layers = zip(self.dense, self.activation_names, strict=True)
-        for l, (layer, name) in enumerate(layers, start=1):
-            activation = ACTIVATIONS[name]()
+        for l, (layer, activation) in enumerate(self.layers, start=1):
             z = layer.forward(a)
             a = activation.forward(z)
-            layer.activation = activation
             trace[f"Z{l}"], trace[f"A{l}"] = z, a
         trace["loss"] = np.asarray(self.loss.forward(a, Y), dtype=self.dtype)
 
-        grad = self.loss.backward()  # ∂loss/∂A_L
-        for l in range(self.n, 0, -1):
-            layer = self.dense[l - 1]
-            dz = layer.activation.backward(grad)
-            grad = layer.backward(dz)  # ∂loss/∂A_{l-1}, with W before the update
+        # backward: dA_L from the loss; then for l = L..1:  dZ_l = dA_l * g_l'(Z_l),
+        #   dW_l = A_{l-1}ᵀ dZ_l,  db_l = Σ_rows dZ_l,  dA_{l-1} = dZ_l W_lᵀ
+        grad = self.loss.backward()
+        for l in range(self.L, 0, -1):
+            layer, activation = self.layers[l - 1]
+            dz = activation.backward(grad)
+            grad = layer.backward(dz)
             trace[f"dZ{l}"], trace[f"dW{l}"], trace[f"db{l}"] = dz, layer.dW, layer.db
 
-        self._update()
-        # The update tensors ΔW, Δb are optional in the contract; this engine does not report
-        # them (the oracle lists them as "not provided" and never counts them as agreement).
+        # update: every W and b, by the optimizer's rule
+        self.optimizer.step(self.dense)
+
+        # The update tensors ΔW1, Δb1, … are optional in the contract and this engine leaves
+        # them out on purpose: the oracle reports them as "not provided" (never as agreement).
         params, opt_state = self.state()
         if self.counted:
-            trace["t"] = np.asarray(opt_state["t"], dtype=np.int64)
-        for p in self._names():
-            for kind in self.opt.buffers:
-                trace[f"{kind}_{p}"] = opt_state[f"{kind}_{p}"]
-        trace.update(params)
+            trace["t"] = np.asarray(opt_state["t"], dtype=np.int64)  # t after the step
+        trace.update({name: value for name, value in opt_state.items() if name != "t"})
+        trace.update(params)  # the new parameters
         return trace
 
     def predict(self, X):
-        a = X
-        for layer, name in zip(self.dense, self.activation_names, strict=True):
-            a = ACTIVATIONS[name]().forward(layer.forward(a))
+        """A_L, the network's output for X, with the current parameters."""
+        a = np.asarray(X, dtype=self.dtype)
+        for layer, activation in self.layers:
+            a = activation.forward(layer.forward(a))
         return a
-
-    # inside ---------------------------------------------------------------------------------
-
-    def _names(self):
-        return [f"{letter}{l}" for l in range(1, self.n + 1) for letter in "Wb"]
-
-    def _tensors(self):
-        """(θ, its gradient) for W1, b1, W2, …, in the order of ``_names``."""
-        for layer in self.dense:
-            yield layer.W, layer.dW
-            yield layer.b, layer.db
-
-    def _update(self):
-        """Every parameter once: L2 (weights only) joins the gradient, decoupled decay
-        (adamw, weights only) shrinks the weight first, then the optimizer's rule."""
-        self.opt.begin_step()
-        for layer, l in zip(self.dense, range(1, self.n + 1), strict=True):
-            g = layer.dW + self.l2 * layer.W if self.l2 else layer.dW
-            W = layer.W - self.config.lr * self.decay * layer.W if self.decay else layer.W
-            layer.W = self.opt.update(f"W{l}", W, g)
-            layer.b = self.opt.update(f"b{l}", layer.b, layer.db)
 
 
 def make_engine(mlp, optimizer, dtype):
