@@ -104,6 +104,7 @@ def run_case(
             entry["verdict"] = "disagree" if fd["verdict"] == "disagree" else fd["verdict"]
             entry["first_divergence"] = fd["first_divergence"]
             entry["diverged"] = fd.get("diverged")
+            entry["error"] = fd.get("error")
     return entry
 
 

@@ -23,10 +23,12 @@ def run_gradcheck(
 ) -> dict:
     """Backprop against central differences at the first ``n_steps`` steps of the run."""
     started = time.perf_counter()
-    per_step, first, diverged = gradcheck(inputs, n_steps, on_step, under_test)
+    per_step, first, diverged, failure = gradcheck(inputs, n_steps, on_step, under_test)
     timings = {"total_s": time.perf_counter() - started}
     report = base_report("gradcheck", inputs, fingerprint(["scratch"]), timings)
-    report["verdict"] = "diverged" if diverged else ("disagree" if first else "agree")
+    verdict = "diverged" if diverged else ("disagree" if first else "agree")
+    report["verdict"] = "error" if failure else verdict
+    report["error"] = failure.as_dict() if failure else None
     report["diverged"] = diverged.as_dict() if diverged else None
     report["engines"] = ["scratch", "finite differences"]
     report["first_divergence"] = first.as_dict() if first else None

@@ -45,8 +45,9 @@ def _arbitrate(inputs: RunInputs, divergence: Divergence, at: DivergentStep) -> 
             tensor,
             {},
         )
-    if divergence.comparison.engine == "scratch":  # found by the isolation check
-        return _verdict("scratch", f"scratch is wrong: {divergence.comparison.problem}", tensor, {})
+    problem = divergence.comparison.problem
+    if divergence.comparison.engine == "scratch" or problem:  # in place, kept, shape, missing
+        return _verdict("scratch", f"scratch is wrong: {problem}", tensor, {})
     values = {e: t[tensor] for e, t in at.traces.items() if tensor in t}
     loss = float(at.traces["scratch"].get("loss", np.nan))
     allowed = _judges_allowance(inputs, at, tensor)

@@ -123,11 +123,12 @@ class EngineFailure:
     message: str  # its message, first line, at most ~200 characters
     where: str  # "scratch/optimizers.py:97 in update"
     computed: list[str] = field(default_factory=list)
+    label: str = ""  # the engine's name where its slot's ("scratch") is not it
 
     def describe(self) -> str:
         return (
-            f"{self.engine} raised {self.error} at step {self.step} (epoch {self.epoch}, "
-            f"batch {self.batch}) in {self.where}: {self.message}"
+            f"{self.label or self.engine} raised {self.error} at step {self.step} "
+            f"(epoch {self.epoch}, batch {self.batch}) in {self.where}: {self.message}"
         )
 
     def as_dict(self) -> dict:

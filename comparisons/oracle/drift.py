@@ -20,7 +20,7 @@ import numpy as np
 import scratch.training
 from comparisons.oracle.divergence import EngineFailure, engine_failure, package_of
 from comparisons.oracle.tolerances import DRIFT
-from comparisons.run.contract import as_arrays
+from comparisons.run.contract import ContractError, as_arrays, load_state
 from comparisons.run.engines import Engine, initial_state
 from comparisons.run.inputs import RunInputs
 from comparisons.run.under_test import SCRATCH, UnderTest
@@ -58,8 +58,10 @@ def drift(
         ours = scratch.training.train(
             inputs.mlp, inputs.optimizer, inputs.start(), X, Y, (s.rows for s in steps)
         )
-    else:
-        ours = _free_loop(under_test, inputs, state0)
+    else:  # made here, not in the loop's generator: a broken factory is bad input
+        engine = under_test.make(inputs.mlp, inputs.optimizer, inputs.spec.dtype)
+        load_state(engine, inputs.start(), state0, f"--engine {under_test.name}")
+        ours = _free_loop(engine, under_test.name, inputs)
     result = DriftResult(engines=["scratch", *references])
     params = dict(inputs.params0)
     loss_scale = None
@@ -71,9 +73,24 @@ def drift(
                 traces = {}
                 for engine, reference in references.items():
                     traces[engine] = reference.step(X[step.rows], Y[step.rows])
+        except ContractError:
+            raise
+        except _Unusable as unusable:
+            result.first_divergence = {
+                "step": step.index,
+                "epoch": step.epoch,
+                "engine": "scratch",
+                "tensor": unusable.tensor,
+                "max_rel": math.inf,
+                "allowed": tol.rtol,
+                "problem": unusable.problem,
+            }
+            break
         except Exception as error:  # an engine's bug is a verdict, not a crash
             package = under_test.package if engine == "scratch" else package_of(references[engine])
             result.failure, _ = engine_failure(engine, package, step, error)
+            if engine == "scratch" and not under_test.is_scratch:
+                result.failure.label = under_test.name
             break
         losses = {"scratch": math.nan if nonfinite else float(trace["loss"])}
         losses.update({n: float(t["loss"]) for n, t in traces.items()})
@@ -95,14 +112,32 @@ def drift(
     return result
 
 
-def _free_loop(under_test: UnderTest, inputs: RunInputs, state0: dict):
+class _Unusable(Exception):
+    """A trace drift cannot follow (no loss or parameters): a disagreement at that step."""
+
+    def __init__(self, tensor: str, problem: str):
+        super().__init__(problem)
+        self.tensor, self.problem = tensor, problem
+
+
+def _free_loop(engine, name: str, inputs: RunInputs):
     """An engine of the contract stepped through the schedule without reloading, as scratch's
     own loop is: its traces, stopping as that loop does where the loss turns non-finite."""
     X, Y = inputs.train
-    engine = under_test.make(inputs.mlp, inputs.optimizer, inputs.spec.dtype)
-    engine.set_state(inputs.start(), state0)
+    where = f"--engine {name}: step()"
+    wanted = ["loss", *inputs.params0]
     for step in inputs.schedule.steps:
-        trace = as_arrays(engine.step(X[step.rows], Y[step.rows]), "step()")
+        trace = as_arrays(engine.step(X[step.rows], Y[step.rows]), where, copy=True)
+        missing = [n for n in wanted if n not in trace]
+        if missing:
+            raise _Unusable(missing[0], "not provided by the engine under test: drift follows it")
+        if trace["loss"].size != 1 or trace["loss"].dtype.kind != "f":
+            raise _Unusable(
+                "loss", f"shaped {trace['loss'].shape}, {trace['loss'].dtype}: not one number"
+            )
+        for p, value in inputs.params0.items():
+            if trace[p].shape != value.shape:
+                raise _Unusable(p, f"shaped {trace[p].shape}, not {value.shape}")
         if not np.isfinite(trace["loss"]):
             raise NonFiniteLossError(step.index, float(trace["loss"]))
         yield trace

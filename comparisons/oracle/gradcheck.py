@@ -16,9 +16,9 @@ from collections.abc import Callable
 import numpy as np
 
 from comparisons.oracle.compare import compare, mismatch
-from comparisons.oracle.divergence import Diverged, Divergence
+from comparisons.oracle.divergence import Diverged, Divergence, EngineFailure, engine_failure
 from comparisons.oracle.tolerances import FINITE_DIFFERENCES, FINITE_DIFFERENCES_FLOOR
-from comparisons.run.contract import as_arrays
+from comparisons.run.contract import ContractError, as_arrays, load_state, read_state
 from comparisons.run.engines import initial_state
 from comparisons.run.inputs import RunInputs
 from comparisons.run.under_test import SCRATCH, UnderTest
@@ -34,22 +34,48 @@ def gradcheck(
     n_steps: int,
     on_step: Callable[[int], None] | None = None,
     under_test: UnderTest = SCRATCH,
-) -> tuple[list[dict], Divergence | None, Diverged | None]:
+) -> tuple[list[dict], Divergence | None, Diverged | None, EngineFailure | None]:
     """Per checked step, each tensor's max error relative to its scale; the first divergence
-    in (step, dataflow order), or None; and, where backprop and finite differences turn
-    non-finite together, the diverged finding (no NaN is a max error of 0). Scratch trains on
-    between the checks."""
+    in (step, dataflow order), or None; where backprop and finite differences turn
+    non-finite together, the diverged finding (no NaN is a max error of 0); and where the
+    engine raised, its failure. The engine trains on between the checks."""
+    per_step: list[dict] = []
+    step = inputs.schedule.steps[0]
+    try:
+        return _gradcheck(inputs, n_steps, on_step, under_test, per_step)
+    except ContractError:
+        raise
+    except _Raised as raised:  # the engine's bug: a verdict, never a crash
+        failure, _ = engine_failure("scratch", under_test.package, raised.step, raised.error)
+        failure.label = under_test.name
+        return per_step, None, None, failure
+    except Exception as error:  # scratch's own, raised outside a step of the loop
+        failure, _ = engine_failure("scratch", under_test.package, step, error)
+        return per_step, None, None, failure
+
+
+class _Raised(Exception):
+    def __init__(self, step, error):
+        super().__init__(str(error))
+        self.step, self.error = step, error
+
+
+def _gradcheck(inputs, n_steps, on_step, under_test, per_step):
     X, Y = inputs.train
-    engine = under_test.make(inputs.mlp, inputs.optimizer, inputs.spec.dtype)
-    engine.set_state(inputs.start(), initial_state(inputs.optimizer, inputs.params0))
+    settings = inputs.mlp, inputs.optimizer, inputs.spec.dtype
+    where = f"--engine {under_test.name}"
+    engine = under_test.make(*settings)
+    load_state(engine, inputs.start(), initial_state(inputs.optimizer, inputs.params0), where)
     probe = None
     if not under_test.is_scratch:  # a second engine, whose losses are differentiated
-        probe = under_test.make(inputs.mlp, inputs.optimizer, inputs.spec.dtype)
+        probe = under_test.make(*settings)
     order = trace_names(inputs.mlp.n_layers, inputs.optimizer.name)
-    per_step = []
     for step in inputs.schedule.steps[:n_steps]:
-        params, state = engine.state()
-        params = {k: np.array(v) for k, v in as_arrays(params, "state()").items()}
+        if probe is None:
+            params, state = engine.state()
+        else:
+            params, state = read_state(engine, inputs.mlp, inputs.optimizer, where)
+        params = {k: np.array(v) for k, v in params.items()}
         Xb, Yb = X[step.rows], Y[step.rows]
         rows = judged_rows(inputs.mlp, params, Xb)
         entry = {"step": step.index, "epoch": step.epoch, "rows": int(rows.sum()), "max_rel": {}}
@@ -62,9 +88,19 @@ def gradcheck(
                     analytic = forward_backward(inputs.mlp, params, Xb[rows], Yb[rows])
                     numeric = numerical_gradients(inputs.mlp, params, Xb[rows], Yb[rows])
                 else:
-                    probe.set_state(params, state)
-                    analytic = as_arrays(probe.step(Xb[rows], Yb[rows]), "step()")
-                    numeric = engine_gradients(probe, params, state, Xb[rows], Yb[rows])
+                    load_state(probe, params, state, where)
+                    try:
+                        analytic = probe.step(Xb[rows], Yb[rows])
+                    except Exception as error:
+                        raise _Raised(step, error) from error
+                    # a copy: the probe steps again for every difference, and may reuse buffers
+                    analytic = as_arrays(analytic, f"{where}: step()", copy=True)
+                    try:
+                        numeric = engine_gradients(probe, params, state, Xb[rows], Yb[rows], where)
+                    except ContractError:
+                        raise
+                    except Exception as error:
+                        raise _Raised(step, error) from error
             loss = float(analytic["loss"]) if "loss" in analytic else float("nan")
             results = [
                 compare(name, analytic[name], numeric[name], FD, fd_allowed(numeric[name], loss))
@@ -88,22 +124,31 @@ def gradcheck(
                     c.index,
                     upstream,
                 )
-                return per_step, None, diverged
+                return per_step, None, diverged, None
             described = describe(c.tensor, inputs.mlp, inputs.optimizer)
             look_at = described.producer
             if probe is not None:
                 look_at = f"{under_test.name}: where it computes {described.equation}"
             first = Divergence(step.index, step.epoch, step.batch, c, upstream, look_at)
-            return per_step, first, None
+            return per_step, first, None, None
         with np.errstate(all="ignore"):
-            engine.step(Xb, Yb)
+            try:
+                engine.step(Xb, Yb)
+            except Exception as error:
+                raise _Raised(step, error) from error
         if on_step is not None:
             on_step(step.index)
-    return per_step, None, None
+    return per_step, None, None, None
 
 
 def engine_gradients(
-    engine, params: dict, state: dict, X: np.ndarray, Y: np.ndarray, h: float = 1e-6
+    engine,
+    params: dict,
+    state: dict,
+    X: np.ndarray,
+    Y: np.ndarray,
+    where: str = "the engine",
+    h: float = 1e-6,
 ) -> dict[str, np.ndarray]:
     """Central differences of the loss an engine's ``step`` reports, for every parameter:
     ``dW``, ``db`` under the trace's names. The engine is reloaded before every step, so the
@@ -111,8 +156,16 @@ def engine_gradients(
     work = {p: np.array(v, np.float64) for p, v in params.items()}
 
     def loss() -> float:
-        engine.set_state(work, state)
-        return float(engine.step(X, Y)["loss"])
+        load_state(engine, work, state, where)
+        trace = as_arrays(engine.step(X, Y), f"{where}: step()")
+        value = trace.get("loss")
+        if value is None or value.size != 1 or value.dtype.kind != "f":
+            given = "missing" if value is None else f"shaped {value.shape}, {value.dtype}"
+            raise ContractError(
+                f"{where}: step()'s loss is {given}, not one number: finite differences "
+                "differentiate it"
+            )
+        return float(value.reshape(-1)[0])
 
     return {f"d{p}": central_difference(loss, work[p], h) for p in work}
 

@@ -52,11 +52,17 @@ from comparisons.oracle.divergence import (
     engine_failure,
     package_of,
 )
-from comparisons.oracle.isolation import IN_PLACE, in_place_writes, read_only
+from comparisons.oracle.isolation import IN_PLACE, in_place_writes, read_only, same_bits
 from comparisons.oracle.roundoff import Step as RoundoffStep
 from comparisons.oracle.roundoff import Steps, stacked_allowances
 from comparisons.oracle.worst import WorstTable
-from comparisons.run.contract import ContractError, as_arrays, required_names
+from comparisons.run.contract import (
+    ContractError,
+    as_arrays,
+    load_state,
+    read_state,
+    required_names,
+)
 from comparisons.run.engines import Engine, initial_state
 from comparisons.run.inputs import RunInputs
 from comparisons.run.under_test import SCRATCH, UnderTest
@@ -131,7 +137,8 @@ def lockstep(
     of letting it go on from its own.
     """
     engine = under_test.make(inputs.mlp, inputs.optimizer, inputs.spec.dtype)
-    engine.set_state(inputs.start(), initial_state(inputs.optimizer, inputs.params0))
+    start = inputs.start(), initial_state(inputs.optimizer, inputs.params0)
+    load_state(engine, *start, f"--engine {under_test.name}")
     result = LockstepResult(engines=["scratch", *references])
     result.per_tensor = {name: WorstTable() for name in references}
     runner = _Runner(inputs, under_test, engine, references, result, reload)
@@ -188,6 +195,8 @@ class _Taken:
     compared: dict = field(default_factory=dict)  # per reference, where judged with the chunk
     after: dict | None = None  # scratch's parameters after the step, where it ran ahead
     missing: list = field(default_factory=list)  # required tensors its trace left out
+    foreign: list = field(default_factory=list)  # names outside the schema it gave
+    kept: list = field(default_factory=list)  # what it keeps unlike its trace (not scratch)
 
 
 class _Runner:
@@ -202,6 +211,7 @@ class _Runner:
             result,
         )
         self.trace_names = trace_names(inputs.mlp.n_layers, inputs.optimizer.name)
+        self.names = set(self.trace_names)
         # scratch's batching is checked before its trace; another engine is given its batch
         batch = batch_names() if under_test.is_scratch else []
         self.expected = [*batch, *self.trace_names]
@@ -242,11 +252,8 @@ class _Runner:
         taken = []
         for step in steps:
             if self.reload is not None:
-                self.scratch.set_state(*self.reload(step.index))
-            params, state = self.scratch.state()
-            if not self.under_test.is_scratch:  # whatever arrays it keeps, as NumPy reads them
-                where = f"--engine {self.under_test.name}: state()"
-                params, state = as_arrays(params, where), as_arrays(state, where)
+                self._load(*self.reload(step.index))
+            params, state = self._state()
             pristine = {k: np.copy(v) for k, v in {**params, **state}.items()}  # copy once
             views = {k: read_only(v) for k, v in pristine.items()}
             given = {k: views[k] for k in params}, {k: views[k] for k in state}
@@ -263,16 +270,59 @@ class _Runner:
             else:  # an engine of the contract is given the schedule's batch (a copy)
                 checks, batch = [], (X[step.rows], Y[step.rows])
             trace, failure = self._step_scratch(step, batch)
-            in_place = [(-1, c) for c in in_place_writes(params, state, pristine, step)]
+            # Scratch must not write into what it was given. Another engine's state() may be
+            # its own arrays, which it may update in place: what it keeps is checked instead.
+            in_place = []
+            if self.under_test.is_scratch:
+                in_place = [(-1, c) for c in in_place_writes(params, state, pristine, step)]
             writer = self._find_writer(step, given, batch) if in_place else ""
             taken.append(_Taken(step, *given, Xb, Yb, checks, trace, failure, in_place, writer))
             if failure is None:
+                t = taken[-1]
+                t.foreign = [n for n in trace if n not in self.names]
+                t.trace = {n: v for n, v in trace.items() if n in self.names}
                 absent = [n for n in self.trace_names if n not in trace]
-                taken[-1].missing = [n for n in absent if n in self.required]
+                t.missing = [n for n in absent if n in self.required]
                 self.not_provided.update(n for n in absent if n not in self.required)
+                if not self.under_test.is_scratch:
+                    t.kept = self._kept(step, t.trace, pristine)
             if failure is not None:
                 break
         return taken
+
+    def _load(self, params: dict, state: dict) -> None:
+        if self.under_test.is_scratch:
+            self.scratch.set_state(params, state)
+        else:
+            load_state(self.scratch, params, state, f"--engine {self.under_test.name}")
+
+    def _state(self) -> tuple[dict, dict]:
+        """What the engine under test starts its next step from (another engine's checked
+        against the contract, and read as NumPy reads it)."""
+        if self.under_test.is_scratch:
+            return self.scratch.state()
+        inputs = self.inputs
+        where = f"--engine {self.under_test.name}"
+        return read_state(self.scratch, inputs.mlp, inputs.optimizer, where)
+
+    def _kept(self, step: Step, trace: dict, before: dict) -> list[tuple[int, Comparison]]:
+        """What another engine keeps after its step against what its trace says it computed:
+        the next step starts from ``state()``, so a difference would go unseen otherwise (the
+        references are loaded with it). And the step count goes up by one."""
+        params, state = self._state()
+        found = []
+        for name, kept in {**params, **state}.items():
+            if name in trace and name != "t" and not same_bits(trace[name], kept):
+                problem = (
+                    f"the engine keeps a {name} other than its trace's after step "
+                    f"{step.index} (state() differs from what step() returned)"
+                )
+                found.append((_position(self.expected, name), mismatch(name, "scratch", problem)))
+        t0, t1 = int(before["t"]), int(state["t"])
+        if t1 != t0 + 1:
+            problem = f"state()'s step count t went from {t0} to {t1} in step {step.index}"
+            found.append((_position(self.expected, "t"), mismatch("t", "scratch", problem)))
+        return found
 
     def _epoch_batches(self, epoch: int) -> list[np.ndarray]:
         """Scratch's batching of one epoch, made once per epoch (the function is looked up on
@@ -294,14 +344,15 @@ class _Runner:
         except Exception as error:  # a bug in scratch is a verdict, not a crash
             failure, partial = engine_failure("scratch", self.under_test.package, step, error)
             failure.computed = [n for n in self.expected if n in partial]
+            failure.label = "" if self.under_test.is_scratch else self.under_test.name
             return {n: partial[n] for n in failure.computed}, failure
         if not isinstance(trace, Mapping):
             raise ContractError(
                 f"--engine {self.under_test.name}: step() returned a {type(trace).__name__}, "
                 "not a dict of arrays named by the trace schema"
             )
-        if not self.under_test.is_scratch:
-            trace = as_arrays(trace, f"--engine {self.under_test.name}: step()")
+        if not self.under_test.is_scratch:  # copies: it may reuse its buffers next step
+            trace = as_arrays(trace, f"--engine {self.under_test.name}: step()", copy=True)
         # in the schema's (dataflow) order; names outside it last, to be found out
         known = [n for n in self.trace_names if n in trace]
         return {n: trace[n] for n in (*known, *(n for n in trace if n not in known))}, None
@@ -401,6 +452,8 @@ class _Runner:
             for t in taken
             if t.failure is None
             and not t.in_place
+            and not t.kept
+            and not t.foreign
             and all(c.ok for c in t.checks)
             and list(t.trace) == self.trace_names
             and t.allowed.keys() == t.trace.keys()
@@ -424,7 +477,7 @@ class _Runner:
         failures = list(t.in_place)
         ours = None
         for name, trace in traces.items():
-            summary["loss"][name] = float(trace["loss"]) if "loss" in trace else float("nan")
+            summary["loss"][name] = _scalar(trace.get("loss"))
             if name == "scratch":
                 continue
             compared = t.compared.get(name)
@@ -438,6 +491,8 @@ class _Runner:
             failures += [
                 (_position(self.expected, n), mismatch(n, name, NOT_PROVIDED)) for n in t.missing
             ]
+            failures += [(len(self.expected), mismatch(n, name, FOREIGN)) for n in t.foreign]
+        failures += t.kept
         if not self.refs:
             failures += [(i, c) for i, c in enumerate(t.checks) if not c.ok]
         if t.step.index == 0:
@@ -491,7 +546,10 @@ class _Runner:
             return
         position = min(p for p, _ in failures)
         first = [c for p, c in failures if p == position]
-        upstream = self.expected[: max(position, 0)]
+        # what agreed before it: the batch, then the tensors the engine gave (none it left out)
+        upstream = [
+            n for n in self.expected[: max(position, 0)] if n in trace or n not in self.names
+        ]
         if all(c.nonfinite == "both" for c in first) and len(first) == len(self.refs):
             c = first[0]
             result.diverged = Diverged(
@@ -518,6 +576,17 @@ class _Runner:
 
 
 NOT_PROVIDED = "not provided by the engine under test, and the contract requires it"
+FOREIGN = "not a name of the trace schema (scratch/trace_schema.py): misspelt?"
+
+
+def _scalar(value) -> float:
+    """A loss as a number for the per-step summary: NaN where it is not one (a malformed
+    loss is judged by the comparison, not here)."""
+    try:
+        array = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        return float("nan")
+    return float(array.reshape(-1)[0]) if array.size == 1 else float("nan")
 
 
 def _position(expected: list[str], tensor: str) -> int:

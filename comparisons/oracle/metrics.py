@@ -11,6 +11,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from comparisons.oracle.divergence import EngineFailure, engine_failure
+from comparisons.run.contract import ContractError
 from comparisons.run.engines import Engine, initial_state
 from comparisons.run.inputs import RunInputs
 from comparisons.run.under_test import UnderTest
@@ -27,12 +28,15 @@ def evaluate_all(
     engine = under_test.make(inputs.mlp, inputs.optimizer, inputs.spec.dtype)
     engine.set_state(params, initial_state(inputs.optimizer, params))
     try:
-        ours = evaluate(inputs, {"scratch": engine})
+        ours = evaluate(inputs, {under_test.name: engine})[under_test.name]
+    except ContractError:
+        raise
     except Exception as error:
         failure, _ = engine_failure("scratch", under_test.package, inputs.schedule.steps[-1], error)
         failure.message = f"predict, on the final parameters: {failure.message}"
+        failure.label = "" if under_test.is_scratch else under_test.name
         return None, failure
-    return {**ours, **evaluate(inputs, references)}, None
+    return {"scratch": ours, **evaluate(inputs, references)}, None
 
 
 def evaluate(inputs: RunInputs, engines: Mapping[str, Engine]) -> dict[str, dict[str, dict]]:
@@ -42,6 +46,11 @@ def evaluate(inputs: RunInputs, engines: Mapping[str, Engine]) -> dict[str, dict
         out[name] = {}
         for split, (X, Y) in inputs.splits.items():
             A_L = np.asarray(engine.predict(X))
+            if A_L.shape != (len(X), inputs.mlp.sizes[-1]):
+                raise ContractError(
+                    f"{name}: predict() returned shape {A_L.shape} for {len(X)} rows, "
+                    f"not {(len(X), inputs.mlp.sizes[-1])}"
+                )
             out[name][split] = {
                 "loss": float(loss_and_output_grad(inputs.mlp, A_L, Y)[0]),
                 "accuracy": accuracy_of(inputs.mlp, A_L, Y),

@@ -106,6 +106,9 @@ def first_divergence_lines(report: dict) -> list[str]:
     if not d:
         return []
     if "index" not in d:  # drift's: a step and an engine, no element
+        if d.get("problem"):
+            at = f"step {d['step']} (epoch {d['epoch']})"
+            return [f"first divergence: {at}: {d['tensor']}: {d['problem']}"]
         if "split" in d:
             return [
                 f"worst: {d['engine']} on {d['split']}: final loss differs from scratch's by "

@@ -14,6 +14,14 @@ from scratch.trace_schema import STAGES, describe
 N_VALUES = 3  # numbers shown per engine and tensor
 
 
+def _numbers(value) -> np.ndarray | None:
+    """``value`` as float64 numbers, or None where it is missing or not numbers."""
+    array = np.asarray(value) if value is not None else None
+    if array is None or array.dtype.kind not in "biuf":
+        return None
+    return array.astype(np.float64)
+
+
 def walkthrough(
     traces: dict[str, dict[str, np.ndarray]], mlp: MLP, optimizer: Optimizer
 ) -> list[dict]:
@@ -21,17 +29,21 @@ def walkthrough(
     ours = traces["scratch"]
     rows = []
     for tensor, value in ours.items():
+        try:
+            about = describe(tensor, mlp, optimizer)
+        except KeyError:  # a name outside the schema: a disagreement, shown as such elsewhere
+            continue
         values, max_abs = {}, {}
         for engine, trace in traces.items():
-            theirs = trace.get(tensor)
-            if theirs is None:
+            theirs = _numbers(trace.get(tensor))
+            if theirs is None:  # absent, or not numbers (another engine's bug)
                 continue
             values[engine] = [float(v) for v in np.ravel(theirs)[:N_VALUES]]
-            if engine != "scratch" and np.shape(theirs) == np.shape(value):
+            mine = _numbers(value)
+            if engine != "scratch" and mine is not None and theirs.shape == mine.shape:
                 with np.errstate(invalid="ignore"):  # inf - inf: a diverged run's first step
-                    diff = np.abs(np.asarray(theirs, np.float64) - np.asarray(value, np.float64))
+                    diff = np.abs(theirs - mine)
                 max_abs[engine] = float(np.max(diff, initial=0.0))
-        about = describe(tensor, mlp, optimizer)
         rows.append(
             {
                 "tensor": tensor,

@@ -56,7 +56,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from scratch.trace_schema import kind_of, trace_names
+from scratch.trace_schema import kind_of, parameter_shapes, state_names, trace_names
 
 METHODS = ("set_state", "state", "step", "predict")
 REQUIRED_KINDS = ("loss", "gradient", "parameter")  # the new parameters are "parameter"
@@ -85,19 +85,62 @@ def required_names(n_layers: int, optimizer: str) -> list[str]:
     return [n for n in trace_names(n_layers, optimizer) if kind_of(n) in REQUIRED_KINDS]
 
 
-def as_arrays(values: Mapping, where: str) -> dict:
+def as_arrays(values: Mapping, where: str, copy: bool = False) -> dict:
     """``values`` with every value as a NumPy array (a CPU torch tensor or a JAX array converts
-    without a copy); ``ContractError`` where NumPy cannot read one (a GPU array)."""
+    without a copy, unless ``copy``); ``ContractError`` where NumPy cannot read one (a GPU
+    array)."""
+    if not isinstance(values, Mapping):
+        raise ContractError(f"{where}: returned a {type(values).__name__}, not a dict of arrays")
     out = {}
     for name, value in values.items():
         try:
-            out[name] = np.asarray(value)
+            out[name] = np.array(np.asarray(value)) if copy else np.asarray(value)
         except Exception as error:
             raise ContractError(
                 f"{where}: {name} is a {type(value).__name__} NumPy cannot read ({error}); "
                 "return NumPy arrays (CuPy: .get(); PyTorch: .cpu())"
             ) from error
     return out
+
+
+def read_state(engine, mlp, optimizer, where: str) -> tuple[dict, dict]:
+    """``engine.state()`` as arrays, checked: every parameter of the network in its shape, the
+    step count ``t`` and every buffer of the optimizer; ``ContractError`` naming what is wrong
+    (a broken state is the engine's, and must not surface as a reference's failure)."""
+    try:
+        got = engine.state()
+    except Exception as error:
+        raise ContractError(f"{where}: state() raised {type(error).__name__}: {error}") from error
+    if not (isinstance(got, tuple | list) and len(got) == 2):
+        raise ContractError(f"{where}: state() must return (params, opt_state); got {got!r:.80}")
+    params, opt_state = (as_arrays(part, f"{where}: state()") for part in got)
+    shapes = parameter_shapes(tuple(mlp.sizes))
+    wanted = ["t", *(s for p in shapes for s in state_names(optimizer.name, p))]
+    for found, expected, what in ((params, shapes, "parameters"), (opt_state, wanted, "state")):
+        missing = [k for k in expected if k not in found]
+        if missing:
+            raise ContractError(f"{where}: state()'s {what} lack {', '.join(missing)}")
+    for p, shape in shapes.items():
+        for name, value in (
+            (p, params[p]),
+            *((s, opt_state[s]) for s in state_names(optimizer.name, p)),
+        ):
+            if value.shape != tuple(shape):
+                raise ContractError(
+                    f"{where}: state()'s {name} has shape {value.shape}, not {tuple(shape)} "
+                    "(W is (n_in, n_out))"
+                )
+    return params, opt_state
+
+
+def load_state(engine, params: dict, opt_state: dict, where: str) -> None:
+    """``engine.set_state``; ``ContractError`` where it raises."""
+    try:
+        engine.set_state(params, opt_state)
+    except Exception as error:
+        raise ContractError(
+            f"{where}: set_state() raised {type(error).__name__}: {error}"
+        ) from error
 
 
 def check_engine(engine: object, where: str) -> None:

@@ -221,8 +221,8 @@ def test_a_predict_that_raises_is_an_error_verdict_not_a_crash(problem):
 
 def test_gradcheck_through_the_contract_agrees_and_catches_a_wrong_gradient():
     inputs = build_inputs(synthetic_spec(optimizer="momentum", engines=("scratch",)))
-    _, first, diverged = gradcheck(inputs, 2, under_test=under_test_of(factory()))
-    assert first is None and diverged is None
+    _, first, diverged, failure = gradcheck(inputs, 2, under_test=under_test_of(factory()))
+    assert first is None and diverged is None and failure is None
 
     class Broken(Wrapped):
         def step(self, X, Y):
@@ -230,7 +230,7 @@ def test_gradcheck_through_the_contract_agrees_and_catches_a_wrong_gradient():
             trace["dW2"] = 1.01 * trace["dW2"]
             return trace
 
-    _, first, _ = gradcheck(inputs, 2, under_test=under_test_of(lambda m, o, d: Broken(m, o, d)))
+    _, first, _, _ = gradcheck(inputs, 2, under_test=under_test_of(lambda m, o, d: Broken(m, o, d)))
     assert first is not None and first.comparison.tensor == "dW2" and first.step == 0
 
 
@@ -294,3 +294,168 @@ def test_gradcheck_command_names_the_engine_in_its_report(tmp_path, capsys):
 
 def scratch_behind_the_contract(mlp, optimizer, dtype):
     return Wrapped(mlp, optimizer, dtype)
+
+
+# --- engines that keep the contract's letter but not its sense (an outside review's cases) ---
+
+from examples.layered_mlp import LayeredMLP  # noqa: E402
+
+
+class NoUpdate(LayeredMLP):
+    """Reports the update in its trace but keeps the old parameters: it never trains."""
+
+    def step(self, X, Y):
+        old = [(layer.W, layer.b) for layer in self.dense]
+        trace = super().step(X, Y)
+        for layer, (W, b) in zip(self.dense, old, strict=True):
+            layer.W, layer.b = W, b
+        return trace
+
+
+class NoCount(LayeredMLP):
+    """Never advances its step count (and leaves t, optional, out of the trace)."""
+
+    def step(self, X, Y):
+        trace = super().step(X, Y)
+        self.optimizer.t -= 1
+        del trace["t"]
+        return trace
+
+
+class Reuse(LayeredMLP):
+    """Returns the same arrays every step, overwritten in place by the next one."""
+
+    buffers: dict | None = None
+
+    def step(self, X, Y):
+        trace = super().step(X, Y)
+        if self.buffers is None or any(self.buffers[k].shape != v.shape for k, v in trace.items()):
+            self.buffers = {k: np.array(v) for k, v in trace.items()}
+        for k, v in trace.items():
+            self.buffers[k][...] = v
+        return dict(self.buffers)
+
+
+class InPlace(LayeredMLP):
+    """state() hands out its own arrays, and the update is written into them in place."""
+
+    def state(self):
+        params = {f"{n}{l}": getattr(d, n) for l, d in enumerate(self.dense, 1) for n in "Wb"}
+        opt = {"t": self.optimizer.t}
+        for p in self.names:
+            opt.update({f"{s}_{p}": self.optimizer.buffers[p][s] for s in self.optimizer.slots})
+        return params, opt
+
+    def step(self, X, Y):
+        old = [(layer.W, layer.b) for layer in self.dense]
+        trace = super().step(X, Y)
+        for layer, (W, b) in zip(self.dense, old, strict=True):
+            W[...], b[...] = layer.W, layer.b
+            layer.W, layer.b = W, b
+        return trace
+
+
+def _tweak(method):
+    class Tweaked(LayeredMLP):
+        pass
+
+    for name, body in method.items():
+        setattr(Tweaked, name, body)
+    return Tweaked
+
+
+@pytest.fixture(scope="module")
+def adam():
+    return build_inputs(synthetic_spec(optimizer="adam", engines=("scratch", "torch")))
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize(
+    ("cls", "tensor", "problem"),
+    [
+        (NoUpdate, "W1", "the engine keeps a W1 other than its trace's after step 0"),
+        (NoCount, "t", "state()'s step count t went from 0 to 0 in step 0"),
+    ],
+)
+def test_what_an_engine_keeps_must_be_what_its_trace_says(adam, cls, tensor, problem):
+    torch = {"torch": make_engine("torch", adam.mlp, adam.optimizer, "float64")}
+    result = run(adam, torch, cls, stop_at_first=True)
+    d = result.first_divergence
+    assert result.verdict == "disagree" and d.step == 0
+    assert d.comparison.tensor == tensor and d.comparison.problem.startswith(problem)
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("cls", [Reuse, InPlace], ids=["reused-buffers", "in-place-update"])
+def test_ordinary_engines_agree_however_they_keep_their_arrays(adam, cls):
+    torch = {"torch": make_engine("torch", adam.mlp, adam.optimizer, "float64")}
+    result = run(adam, torch, cls)
+    assert result.verdict == "agree", result.first_divergence
+    plain = run(adam, torch, LayeredMLP).first_step_traces["scratch"]
+    kept = result.first_step_traces["scratch"]  # as it was at step 0, not overwritten since
+    assert all(np.array_equal(kept[n], plain[n]) for n in plain)
+    assert gradcheck(adam, 3, under_test=under_test_of(cls))[1:] == (None, None, None)
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize(
+    ("change", "tensor"),
+    [
+        (lambda t: {**t, "loss": np.full(3, t["loss"])}, "loss"),
+        (lambda t: {**t, "dW1": "oops"}, "dW1"),
+        (lambda t: {**t, "Z1": None}, "Z1"),
+    ],
+    ids=["loss-shaped-(3,)", "a-string", "None"],
+)
+def test_malformed_tensors_are_disagreements_naming_them(adam, tmp_path, change, tensor):
+    cls = _tweak({"step": lambda self, X, Y: change(LayeredMLP.step(self, X, Y))})
+    report = run_lockstep(adam, under_test=under_test_of(cls))
+    assert report["verdict"] == "disagree"
+    assert report["first_divergence"]["tensor"] == tensor
+    assert report["arbitration"]["wrong"] == "scratch"
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (lambda self: None, "state() must return (params, opt_state); got None"),
+        (lambda self: (LayeredMLP.state(self)[0], {}), "state()'s state lack t, adam_m_W1, "),
+        (
+            lambda self: (
+                {**LayeredMLP.state(self)[0], "W1": np.zeros((8, 5))},
+                LayeredMLP.state(self)[1],
+            ),
+            "state()'s W1 has shape (8, 5), not (5, 8)",
+        ),
+    ],
+    ids=["none", "no-t", "transposed"],
+)
+@pytest.mark.parametrize("command", ["run", "drift", "gradcheck"])
+def test_a_broken_state_is_bad_input_in_every_command(body, message, command, monkeypatch, capsys):
+    module = types.ModuleType("broken_state_engine")
+    module.make = _tweak({"state": body})
+    monkeypatch.setitem(sys.modules, "broken_state_engine", module)
+    args = [command, "--set", "dataset=synthetic", "--set", "optimizer=adam", "--set", "lr=0.01"]
+    code = main([*args, "--engines", "scratch", "--engine", "broken_state_engine:make", "--quiet"])
+    err = capsys.readouterr().err
+    if command == "drift":  # drift never reads state(): the run goes on through step()
+        assert code in (0, 1, 2) and "Traceback" not in err
+    else:
+        assert code == 2 and message in err and err.count("\n") == 1
+
+
+def test_an_engine_that_raises_in_gradcheck_is_an_error_verdict():
+    class Raises(LayeredMLP):
+        calls = 0
+
+        def step(self, X, Y):
+            Raises.calls += 1
+            if Raises.calls == 7:
+                raise FloatingPointError("on the seventh call")
+            return super().step(X, Y)
+
+    inputs = build_inputs(synthetic_spec(engines=("scratch",)))
+    _, first, diverged, failure = gradcheck(inputs, 2, under_test=under_test_of(Raises))
+    assert (first, diverged) == (None, None) and failure is not None
+    assert "on the seventh call" in failure.message and failure.label.endswith(".Raises")
+    assert failure.describe().startswith(f"{__name__}:")
