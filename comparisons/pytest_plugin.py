@@ -42,10 +42,12 @@ def assert_lockstep(
     from comparisons.modes.lockstep import run_lockstep
     from comparisons.run.coverage import BASE
     from comparisons.run.inputs import build_inputs
-    from comparisons.run.spec import RunSpec
+    from comparisons.run.spec import RunSpec, SpecError
     from comparisons.run.under_test import under_test_of
 
     under_test = under_test_of(engine)
+    if "engines" in (spec or {}):
+        raise SpecError("spec: give the references as engines=(…), not as a spec key")
     changes = {**BASE, **dict(spec or {})}
     changes = {k: tuple(v) if isinstance(v, list) else v for k, v in changes.items()}
     inputs = build_inputs(RunSpec().replace(**changes, engines=("scratch", *engines)))

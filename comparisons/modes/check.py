@@ -24,6 +24,7 @@ from comparisons.run.engines import make_references
 from comparisons.run.inputs import RunInputs, build_inputs
 from comparisons.run.recorded import Recorded, ReplayEngine
 from comparisons.run.under_test import SCRATCH, UnderTest
+from scratch.trace_schema import trace_names
 
 # A failure of the engine under test outranks a diverged case, which outranks agreement.
 SEVERITY = {"agree": 0, "diverged": 1, "disagree": 2, "error": 3}
@@ -114,7 +115,8 @@ def _references(case: Case, inputs: RunInputs, recorded: Recorded | None):
     if recorded is None:
         return make_references(inputs), None
     spec = json.loads(json.dumps(inputs.spec.to_dict()))
-    taken = recorded.case(case.name, spec, inputs.schedule.sha256)
+    names = trace_names(inputs.mlp.n_layers, inputs.optimizer.name)
+    taken = recorded.case(case.name, spec, inputs.schedule.sha256, names)
     references = inputs.spec.engines[1:]
     return {name: ReplayEngine(taken, name) for name in references}, taken.state
 

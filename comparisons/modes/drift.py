@@ -23,6 +23,7 @@ def run_drift(
     under_test: UnderTest = SCRATCH,
 ) -> dict:
     started = time.perf_counter()
+    under_test.check_references([e for e in inputs.spec.engines if e != "scratch"])
     refs = make_references(inputs, device)
     result = drift(inputs, refs, on_step=on_step, under_test=under_test)
     metrics, verdict = None, None

@@ -25,6 +25,7 @@ def run_lockstep(
     under_test: UnderTest = SCRATCH,
 ) -> dict:
     started = time.perf_counter()
+    under_test.check_references([e for e in inputs.spec.engines if e != "scratch"])
     refs = make_references(inputs, device)
     result = lockstep(inputs, refs, on_step=on_step, under_test=under_test)
     run_s = time.perf_counter() - started

@@ -129,9 +129,12 @@ class Recorded:
     def references(self) -> tuple[str, ...]:
         return tuple(self.manifest["references"])
 
-    def case(self, name: str, spec: dict, schedule_sha256: str) -> RecordedCase:
+    def case(
+        self, name: str, spec: dict, schedule_sha256: str, names: list[str] | None = None
+    ) -> RecordedCase:
         """The recorded case ``name``, refused unless it was recorded from this very spec
-        and schedule (the covering set may have changed since)."""
+        and schedule (the covering set may have changed since), with every tensor ``names``
+        lists in every recorded trace."""
         again = RECORD_COMMAND.format(folder=self.folder)
         if name not in self.cases:
             raise RecordedError(f"--recorded {self.folder}: no case {name!r}; record it: {again}")
@@ -142,6 +145,13 @@ class Recorded:
             raise RecordedError(
                 f"--recorded {self.folder}: case {name!r} was recorded with another {what} "
                 f"than check runs now (stale); record it again: {again}"
+            )
+        recorded = set(case.trace(case.references[0], 0))
+        if names is not None and recorded != set(names):
+            odd = sorted(recorded ^ set(names))
+            raise RecordedError(
+                f"--recorded {self.folder}: case {name!r} has traces with other tensors than "
+                f"the trace schema's now ({', '.join(odd[:4])}…); record it again: {again}"
             )
         return case
 
@@ -184,6 +194,28 @@ def load_recorded(folder: str | Path) -> Recorded:
             f"--recorded {folder}: {MANIFEST} is not a recorded set of format {FORMAT}; "
             f"record it again: {again}"
         )
+    try:
+        cases = _load_cases(folder, manifest)
+    except RecordedError:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
+        raise RecordedError(
+            f"--recorded {folder}: {MANIFEST} is malformed ({type(error).__name__}: {error}); "
+            f"record it again: {again}"
+        ) from None
+    return Recorded(folder, manifest, cases)
+
+
+def _load_cases(folder: Path, manifest: dict) -> dict[str, RecordedCase]:
+    """Every case, its arrays checked against their digests and complete: every step has
+    its starting state and every reference's trace, with the same tensors throughout."""
+    again = RECORD_COMMAND.format(folder=folder)
+    references = manifest["references"]
+    if not (
+        isinstance(references, list) and references and all(isinstance(r, str) for r in references)
+    ):
+        raise ValueError(f"references must be a list of names, not {references!r:.60}")
+    str(manifest["created"]), dict(manifest["environment"])
     cases = {}
     for entry in manifest["cases"]:
         path = folder / entry["file"]
@@ -205,12 +237,43 @@ def load_recorded(folder: str | Path) -> Recorded:
                 f"--recorded {folder}: {path.name} does not match {MANIFEST} ({len(wrong)} "
                 f"arrays differ, first {wrong[0]!r}): edited or corrupt; record it again: {again}"
             )
-        cases[entry["name"]] = RecordedCase(
-            entry["name"],
-            entry["spec"],
-            entry["schedule_sha256"],
-            entry["steps"],
-            list(manifest["references"]),
+        gap = _incomplete(arrays, int(entry["steps"]), references)
+        if gap:
+            raise RecordedError(
+                f"--recorded {folder}: {path.name} {gap} (edited, with its digests); "
+                f"record it again: {again}"
+            )
+        cases[str(entry["name"])] = RecordedCase(
+            str(entry["name"]),
+            dict(entry["spec"]),
+            str(entry["schedule_sha256"]),
+            int(entry["steps"]),
+            list(references),
             arrays,
         )
-    return Recorded(folder, manifest, cases)
+    return cases
+
+
+def _incomplete(arrays: dict, steps: int, references: list[str]) -> str:
+    """What a case's arrays lack, or "": for every step, parameters, ``t`` and a trace of every
+    reference, the same tensors at every step; nothing beyond the last step."""
+    found: dict[tuple[str, str], set[str]] = {}
+    for key in arrays:
+        step, part, name = key.split("/", 2)
+        found.setdefault((step, part), set()).add(name)
+    parts = ["params", "state", *references]
+    wanted = {(str(k), part) for k in range(steps) for part in parts}
+    extra = sorted(set(found) - wanted)
+    if extra:
+        where = f"its {steps} steps and its references ({', '.join(references)})"
+        return f"holds {'/'.join(extra[0])}/…, outside {where}"
+    for k in range(steps):
+        for part in parts:
+            if not found.get((str(k), part)):
+                return f"lacks step {k}'s {part}"
+            if found[(str(k), part)] != found[("0", part)]:
+                odd = sorted(found[(str(k), part)] ^ found[("0", part)])
+                return f"has step {k}'s {part} with other tensors than step 0's ({odd[0]})"
+        if "t" not in found[(str(k), "state")]:
+            return f"lacks step {k}'s t"
+    return ""

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from comparisons.run.contract import ContractError, EngineUnderTest, check_engine
 from comparisons.run.engines import ScratchEngine
+from comparisons.run.spec import SpecError
 from scratch.config import MLP, Optimizer
 
 ENTRY_POINTS = "backprop_oracle.engines"
@@ -54,6 +55,15 @@ class UnderTest:
 
     def describe(self) -> dict:
         return {"name": self.name, **self.origin}
+
+    def check_references(self, references) -> None:
+        """Another engine is verified against the references: with none, nothing would be
+        compared and an AGREE would mean nothing (scratch alone still has its own checks)."""
+        if not self.is_scratch and not references:
+            raise SpecError(
+                f"--engines: {self.name} is verified against the references; name at least "
+                "one, e.g. --engines scratch,torch"
+            )
 
 
 SCRATCH = UnderTest(

@@ -459,3 +459,11 @@ def test_an_engine_that_raises_in_gradcheck_is_an_error_verdict():
     assert (first, diverged) == (None, None) and failure is not None
     assert "on the seventh call" in failure.message and failure.label.endswith(".Raises")
     assert failure.describe().startswith(f"{__name__}:")
+
+
+@pytest.mark.parametrize("command", ["run", "drift"])
+def test_a_plugged_engine_with_no_reference_is_bad_input(command, capsys):
+    engine = f"{__name__}:scratch_behind_the_contract"
+    args = [command, "--set", "dataset=synthetic", "--engines", "scratch", "--engine", engine]
+    assert main([*args, "--quiet"]) == 2
+    assert "is verified against the references; name at least one" in capsys.readouterr().err

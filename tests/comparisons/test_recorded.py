@@ -21,7 +21,7 @@ from comparisons.modes.check import run_check
 from comparisons.modes.record import record
 from comparisons.oracle.compare import compare
 from comparisons.run.coverage import CASES
-from comparisons.run.recorded import BUNDLED, MANIFEST, load_recorded, npz_bytes
+from comparisons.run.recorded import BUNDLED, MANIFEST, digest, load_recorded, npz_bytes
 
 
 @pytest.fixture(scope="module")
@@ -63,6 +63,60 @@ def test_an_edited_array_is_refused(tmp_path, capsys):
     assert f"{entry['file']} does not match {MANIFEST}" in err and key in err
 
 
+def _rewrite(folder, index, change):
+    """Apply ``change`` to case ``index``'s arrays, and make the manifest's digests agree (an
+    edit that a digest check alone would not see)."""
+    manifest = json.loads((folder / MANIFEST).read_text())
+    entry = manifest["cases"][index]
+    with np.load(folder / entry["file"]) as npz:
+        arrays = change({k: npz[k] for k in npz.files})
+    (folder / entry["file"]).write_bytes(npz_bytes(arrays))
+    entry["digests"] = {k: digest(v) for k, v in arrays.items()}
+    (folder / MANIFEST).write_text(json.dumps(manifest))
+    return entry["file"]
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda a: {k: v for k, v in a.items() if "/jax/" not in k}, "lacks step 0's jax"),
+        (lambda a: {k: v for k, v in a.items() if k != "1/torch/dW1"}, "has step 1's torch with"),
+        (
+            lambda a: {k: v for k, v in a.items() if not k.startswith("1/params/")},
+            "lacks step 1's params",
+        ),
+        (lambda a: {**a, "99/torch/dW1": a["0/torch/dW1"]}, "holds 99/torch/…, outside its"),
+    ],
+    ids=["a-reference-removed", "a-tensor-removed", "a-state-removed", "a-step-added"],
+)
+def test_an_incomplete_set_is_refused_even_with_matching_digests(tmp_path, capsys, change, message):
+    folder = _copy(tmp_path)
+    name = _rewrite(folder, 0, change)
+    assert main(["check", "--recorded", str(folder), "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert f"{name} {message}" in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda m: m.pop("cases"),
+        lambda m: m.update(references="torch,jax"),
+        lambda m: m["cases"][0].pop("digests"),
+        lambda m: m.update(cases={"a": 1}),
+    ],
+    ids=["no-cases", "references-a-string", "no-digests", "cases-a-dict"],
+)
+def test_a_malformed_manifest_is_bad_input(tmp_path, capsys, edit):
+    folder = _copy(tmp_path)
+    manifest = json.loads((folder / MANIFEST).read_text())
+    edit(manifest)
+    (folder / MANIFEST).write_text(json.dumps(manifest))
+    assert main(["check", "--recorded", str(folder), "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert f"{MANIFEST} is malformed" in err and err.count("\n") == 1
+
+
 def test_a_stale_set_is_refused_with_the_command_that_records_it(tmp_path, capsys):
     folder = _copy(tmp_path)
     manifest = json.loads((folder / MANIFEST).read_text())
@@ -77,10 +131,19 @@ def test_a_stale_set_is_refused_with_the_command_that_records_it(tmp_path, capsy
 def test_one_recorded_reference_alone_and_one_not_recorded(tmp_path, capsys):
     assert main(["check", "--recorded", "--engines", "jax", "--out", str(tmp_path / "r")]) == 0
     assert capsys.readouterr().out.startswith("AGREE: every path of scratch agrees with jax as")
-    folder = _copy(tmp_path)
+    folder = _copy(tmp_path)  # a set recorded against torch alone
+    for i in range(len(CASES)):
+        _rewrite(folder, i, lambda a: {k: v for k, v in a.items() if "/jax/" not in k})
     manifest = json.loads((folder / MANIFEST).read_text())
     manifest["references"] = ["torch"]
     (folder / MANIFEST).write_text(json.dumps(manifest))
+    assert (
+        main(
+            ["check", "--recorded", str(folder), "--engines", "torch", "--out", str(tmp_path / "t")]
+        )
+        == 0
+    )
+    capsys.readouterr()
     assert main(["check", "--recorded", str(folder), "--out", str(tmp_path / "s")]) == 2
     assert "jax was not recorded (the set has torch)" in capsys.readouterr().err
 
