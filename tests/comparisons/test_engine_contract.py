@@ -430,13 +430,15 @@ def test_malformed_tensors_are_disagreements_naming_them(adam, tmp_path, change,
     ],
     ids=["none", "no-t", "transposed"],
 )
+@pytest.mark.torch
 @pytest.mark.parametrize("command", ["run", "drift", "gradcheck"])
 def test_a_broken_state_is_bad_input_in_every_command(body, message, command, monkeypatch, capsys):
     module = types.ModuleType("broken_state_engine")
     module.make = _tweak({"state": body})
     monkeypatch.setitem(sys.modules, "broken_state_engine", module)
     args = [command, "--set", "dataset=synthetic", "--set", "optimizer=adam", "--set", "lr=0.01"]
-    code = main([*args, "--engines", "scratch", "--engine", "broken_state_engine:make", "--quiet"])
+    engines = ["--engines", "scratch,torch"]
+    code = main([*args, *engines, "--engine", "broken_state_engine:make", "--quiet"])
     err = capsys.readouterr().err
     if command == "drift":  # drift never reads state(): the run goes on through step()
         assert code in (0, 1, 2) and "Traceback" not in err
