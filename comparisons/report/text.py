@@ -153,8 +153,8 @@ def headline_details(report: dict) -> list[str]:
         lines.append(f"engine under test: {origin['name']}" + (f" ({found})" if found else ""))
     if report.get("not_provided"):
         lines.append(
-            "not provided by the engine under test, so not compared: "
-            + ", ".join(report["not_provided"])
+            "not provided by the engine under test (at one step or more), so not compared "
+            "there: " + ", ".join(report["not_provided"])
         )
     if report.get("failed_case"):
         lines.append(f"in case {report['failed_case']}:")
