@@ -17,7 +17,7 @@ pytestmark = [pytest.mark.torch, pytest.mark.jax]
 
 
 def test_scratch_agrees_through_the_plugin(assert_lockstep):
-    report = assert_lockstep("scratch", {"optimizer": "adam", "lr": 0.01})
+    report = assert_lockstep("scratch", {"optimizer": "adam", "lr": 0.01}, engines=("torch",))
     assert report["verdict"] == "agree" and report["under_test"]["name"] == "scratch"
 
 

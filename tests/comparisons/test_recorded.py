@@ -128,6 +128,7 @@ def test_a_stale_set_is_refused_with_the_command_that_records_it(tmp_path, capsy
     assert f"python -m comparisons record --out {folder}" in err
 
 
+@pytest.mark.slow  # rewrites every file of the set
 def test_one_recorded_reference_alone_and_one_not_recorded(tmp_path, capsys):
     assert main(["check", "--recorded", "--engines", "jax", "--out", str(tmp_path / "r")]) == 0
     assert capsys.readouterr().out.startswith("AGREE: every path of scratch agrees with jax as")
