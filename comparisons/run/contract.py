@@ -31,8 +31,10 @@ The engine
     ``step(X, Y) -> trace``
         One training step on the batch ``X: (B, n_0)``, ``Y: (B, n_L)``; it keeps the new
         state. The trace is a dict of arrays named by the trace schema
-        (``scratch/trace_schema.py``; ``python -m comparisons`` reports list every name, its
-        shape and meaning). Which names are required is below.
+        (``scratch/trace_schema.py`` gives every name, its shape and its meaning; a report's
+        walkthrough shows each with its equation). Which names are required is below. What
+        the engine keeps must be what the trace says: ``state()`` after the step is compared
+        with the trace's new parameters and optimizer state, and ``t`` must go up by one.
     ``predict(X) -> A_L``
         The network's output ``(n, n_L)`` with the current parameters.
 
