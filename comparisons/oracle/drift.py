@@ -131,13 +131,11 @@ def _free_loop(engine, name: str, inputs: RunInputs):
         missing = [n for n in wanted if n not in trace]
         if missing:
             raise _Unusable(missing[0], "not provided by the engine under test: drift follows it")
-        if trace["loss"].size != 1 or trace["loss"].dtype.kind != "f":
-            raise _Unusable(
-                "loss", f"shaped {trace['loss'].shape}, {trace['loss'].dtype}: not one number"
-            )
-        for p, value in inputs.params0.items():
-            if trace[p].shape != value.shape:
-                raise _Unusable(p, f"shaped {trace[p].shape}, not {value.shape}")
+        # shaped and typed as the run's: the loss one number, W (n_in, n_out)
+        for name, value in {"loss": np.zeros((), inputs.spec.dtype), **inputs.params0}.items():
+            got = trace[name]
+            if got.shape != value.shape or got.dtype != value.dtype:
+                raise _Unusable(name, f"{got.shape} {got.dtype}, not {value.shape} {value.dtype}")
         if not np.isfinite(trace["loss"]):
             raise NonFiniteLossError(step.index, float(trace["loss"]))
         yield trace

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from comparisons.cli import main
+from comparisons.modes.drift import run_drift
 from comparisons.modes.lockstep import run_lockstep
 from comparisons.oracle.gradcheck import gradcheck
 from comparisons.oracle.lockstep import NOT_PROVIDED, lockstep
@@ -469,3 +470,21 @@ def test_a_plugged_engine_with_no_reference_is_bad_input(command, capsys):
     args = [command, "--set", "dataset=synthetic", "--engines", "scratch", "--engine", engine]
     assert main([*args, "--quiet"]) == 2
     assert "is verified against the references; name at least one" in capsys.readouterr().err
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize(
+    ("change", "tensor"),
+    [
+        (lambda t: {**t, "W2": t["W2"].astype(np.float32)}, "W2"),
+        (lambda t: {**t, "loss": np.full(3, t["loss"])}, "loss"),
+        (lambda t: {k: v for k, v in t.items() if k != "b1"}, "b1"),
+    ],
+    ids=["float32-in-float64", "loss-shaped-(3,)", "no-b1"],
+)
+def test_drift_follows_only_a_loss_and_parameters_shaped_and_typed_as_the_run(change, tensor):
+    inputs = build_inputs(synthetic_spec(engines=("scratch", "torch")))
+    cls = _tweak({"step": lambda self, X, Y: change(LayeredMLP.step(self, X, Y))})
+    report = run_drift(inputs, under_test=under_test_of(cls))
+    assert report["verdict"] == "disagree"
+    assert (report["first_divergence"]["step"], report["first_divergence"]["tensor"]) == (0, tensor)
