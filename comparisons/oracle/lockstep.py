@@ -33,8 +33,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-import scratch.training
-from comparisons.oracle.batching import scratch_batching
 from comparisons.oracle.chunk_compare import compare_rows
 from comparisons.oracle.compare import (
     Comparison,
@@ -52,22 +50,17 @@ from comparisons.oracle.divergence import (
     engine_failure,
     package_of,
 )
-from comparisons.oracle.isolation import IN_PLACE, in_place_writes, read_only, same_bits
+from comparisons.oracle.driven import FOREIGN, NOT_PROVIDED, Driven
+from comparisons.oracle.isolation import IN_PLACE, read_only
 from comparisons.oracle.roundoff import Step as RoundoffStep
 from comparisons.oracle.roundoff import Steps, stacked_allowances
 from comparisons.oracle.worst import WorstTable
-from comparisons.run.contract import (
-    ContractError,
-    as_arrays,
-    load_state,
-    read_state,
-    required_names,
-)
+from comparisons.run.contract import as_arrays, load_state
 from comparisons.run.engines import Engine, initial_state
 from comparisons.run.inputs import RunInputs
 from comparisons.run.under_test import SCRATCH, UnderTest
 from data.schedule import Step
-from scratch.trace_schema import batch_names, describe, shape_of, trace_names
+from scratch.trace_schema import batch_names, shape_of, trace_names
 
 
 @dataclass
@@ -141,7 +134,7 @@ def lockstep(
     load_state(engine, *start, f"--engine {under_test.name}")
     result = LockstepResult(engines=["scratch", *references])
     result.per_tensor = {name: WorstTable() for name in references}
-    runner = _Runner(inputs, under_test, engine, references, result, reload)
+    runner = _Runner(inputs, Driven(inputs, under_test, engine), references, result, reload)
     size = chunk or chunk_steps(inputs)
     for group in _chunks(inputs.schedule.steps if steps is None else steps, size):
         if runner.run(group, stop_at_first, on_step):
@@ -202,27 +195,16 @@ class _Taken:
 class _Runner:
     """One chunk of lockstep steps at a time; the findings go into ``result``."""
 
-    def __init__(self, inputs, under_test, engine, references, result, reload=None):
-        self.inputs, self.under_test, self.scratch, self.refs, self.result = (
-            inputs,
-            under_test,
-            engine,
-            references,
-            result,
+    def __init__(self, inputs, driven: Driven, references, result, reload=None):
+        self.inputs, self.driven, self.refs, self.result = inputs, driven, references, result
+        self.trace_names, self.names, self.expected = (
+            driven.trace_names,
+            driven.names,
+            driven.expected,
         )
-        self.trace_names = trace_names(inputs.mlp.n_layers, inputs.optimizer.name)
-        self.names = set(self.trace_names)
-        # scratch's batching is checked before its trace; another engine is given its batch
-        batch = batch_names() if under_test.is_scratch else []
-        self.expected = [*batch, *self.trace_names]
-        # every tensor is required of a complete engine (scratch); of others, the contract's
-        complete = getattr(engine, "complete", False)
-        n_layers, optimizer = inputs.mlp.n_layers, inputs.optimizer.name
-        self.required = set(self.trace_names if complete else required_names(n_layers, optimizer))
         self.not_provided: set[str] = set()
         self.reload = reload  # step index -> the state the engine under test starts it from
         self._kind_positions: dict[tuple[str, ...], tuple] = {}
-        self._batches: tuple[int, list[np.ndarray]] = (-1, [])
         self.final_params: dict | None = None  # scratch's, where the run stopped mid-chunk
 
     def run(self, steps: list[Step], stop_at_first: bool, on_step) -> bool:
@@ -249,11 +231,12 @@ class _Runner:
         """Scratch's steps, each from its own state, with the copies its references get;
         the chunk ends early where scratch raises."""
         X, Y = self.inputs.train
+        driven = self.driven
         taken = []
         for step in steps:
             if self.reload is not None:
-                self._load(*self.reload(step.index))
-            params, state = self._state()
+                driven.load(*self.reload(step.index))
+            params, state = driven.state()
             pristine = {k: np.copy(v) for k, v in {**params, **state}.items()}  # copy once
             views = {k: read_only(v) for k, v in pristine.items()}
             given = {k: views[k] for k in params}, {k: views[k] for k in state}
@@ -264,115 +247,19 @@ class _Runner:
                 # into arrays the last one returned (its new parameters, a buffer it reuses).
                 before.trace = {n: np.array(v) for n, v in before.trace.items()}
             Xb, Yb = read_only(X[step.rows]), read_only(Y[step.rows])
-            if self.under_test.is_scratch:  # scratch's own batching function, checked too
-                batches = self._epoch_batches(step.epoch)
-                checks, batch = scratch_batching(self.inputs, step, X, Y, batches)
-            else:  # an engine of the contract is given the schedule's batch (a copy)
-                checks, batch = [], (X[step.rows], Y[step.rows])
-            trace, failure = self._step_scratch(step, batch)
-            # Scratch must not write into what it was given. Another engine's state() may be
-            # its own arrays, which it may update in place: what it keeps is checked instead.
-            in_place = []
-            if self.under_test.is_scratch:
-                in_place = [(-1, c) for c in in_place_writes(params, state, pristine, step)]
-            writer = self._find_writer(step, given, batch) if in_place else ""
-            taken.append(_Taken(step, *given, Xb, Yb, checks, trace, failure, in_place, writer))
-            if failure is None:
-                t = taken[-1]
-                t.foreign = [n for n in trace if n not in self.names]
-                t.trace = {n: v for n, v in trace.items() if n in self.names}
-                absent = [n for n in self.trace_names if n not in trace]
-                t.missing = [n for n in absent if n in self.required]
-                self.not_provided.update(n for n in absent if n not in self.required)
-                if not self.under_test.is_scratch:
-                    t.kept = self._kept(step, t.trace, pristine)
+            checks, batch = driven.batch(step)
+            trace, failure, foreign = driven.step(step, batch)
+            in_place, writer = driven.in_place(step, (params, state), pristine, given, batch)
+            t = _Taken(step, *given, Xb, Yb, checks, trace, failure, in_place, writer)
+            taken.append(t)
             if failure is not None:
                 break
+            t.foreign = foreign
+            absent = [n for n in self.trace_names if n not in trace]
+            t.missing = [n for n in absent if n in driven.required]
+            self.not_provided.update(n for n in absent if n not in driven.required)
+            t.kept = driven.kept(step, trace, pristine)
         return taken
-
-    def _load(self, params: dict, state: dict) -> None:
-        if self.under_test.is_scratch:
-            self.scratch.set_state(params, state)
-        else:
-            load_state(self.scratch, params, state, f"--engine {self.under_test.name}")
-
-    def _state(self) -> tuple[dict, dict]:
-        """What the engine under test starts its next step from (another engine's checked
-        against the contract, and read as NumPy reads it)."""
-        if self.under_test.is_scratch:
-            return self.scratch.state()
-        inputs = self.inputs
-        where = f"--engine {self.under_test.name}"
-        return read_state(self.scratch, inputs.mlp, inputs.optimizer, where)
-
-    def _kept(self, step: Step, trace: dict, before: dict) -> list[tuple[int, Comparison]]:
-        """What another engine keeps after its step against what its trace says it computed:
-        the next step starts from ``state()``, so a difference would go unseen otherwise (the
-        references are loaded with it). And the step count goes up by one."""
-        params, state = self._state()
-        found = []
-        for name, kept in {**params, **state}.items():
-            if name in trace and name != "t" and not same_bits(trace[name], kept):
-                problem = (
-                    f"the engine keeps a {name} other than its trace's after step "
-                    f"{step.index} (state() differs from what step() returned)"
-                )
-                found.append((_position(self.expected, name), mismatch(name, "scratch", problem)))
-        t0, t1 = int(before["t"]), int(state["t"])
-        if t1 != t0 + 1:
-            problem = f"state()'s step count t went from {t0} to {t1} in step {step.index}"
-            found.append((_position(self.expected, "t"), mismatch("t", "scratch", problem)))
-        return found
-
-    def _epoch_batches(self, epoch: int) -> list[np.ndarray]:
-        """Scratch's batching of one epoch, made once per epoch (the function is looked up on
-        the module when it is called, so that a fault patched into scratch shows here)."""
-        if self._batches[0] != epoch:
-            schedule = self.inputs.schedule
-            made = scratch.training.epoch_batches(
-                schedule.orders[epoch], schedule.batch_size, schedule.drop_last
-            )
-            self._batches = (epoch, made)
-        return self._batches[1]
-
-    def _step_scratch(self, step, batch) -> tuple[dict, EngineFailure | None]:
-        if batch is None:
-            return {}, None
-        try:
-            with np.errstate(all="ignore"):  # a NaN or inf is judged, not warned about
-                trace = self.scratch.step(*batch)
-        except Exception as error:  # a bug in scratch is a verdict, not a crash
-            failure, partial = engine_failure("scratch", self.under_test.package, step, error)
-            failure.computed = [n for n in self.expected if n in partial]
-            failure.label = "" if self.under_test.is_scratch else self.under_test.name
-            return {n: partial[n] for n in failure.computed}, failure
-        if not isinstance(trace, Mapping):
-            raise ContractError(
-                f"--engine {self.under_test.name}: step() returned a {type(trace).__name__}, "
-                "not a dict of arrays named by the trace schema"
-            )
-        if not self.under_test.is_scratch:  # copies: it may reuse its buffers next step
-            trace = as_arrays(trace, f"--engine {self.under_test.name}: step()", copy=True)
-        # in the schema's (dataflow) order; names outside it last, to be found out
-        known = [n for n in self.trace_names if n in trace]
-        return {n: trace[n] for n in (*known, *(n for n in trace if n not in known))}, None
-
-    def _find_writer(self, step, given, batch) -> str:
-        """Which function of scratch writes into its input: the same step again, on
-        read-only inputs, so that the write itself raises and its frame names it."""
-        engine = self.under_test.make(
-            self.inputs.mlp, self.inputs.optimizer, self.inputs.spec.dtype
-        )
-        engine.set_state(*given)
-        try:
-            with np.errstate(all="ignore"):
-                engine.step(*batch)
-        except ValueError as error:  # "assignment destination is read-only"
-            where = engine_failure("scratch", self.under_test.package, step, error)[0].where
-            file_line, _, function = where.partition(" in ")
-            file, _, line = file_line.rpartition(":")
-            return f"{file}:{function} (line {line})"
-        return ""
 
     # --- the references replay it --------------------------------------------------------
 
@@ -489,7 +376,7 @@ class _Runner:
                 compared = compare_trace_flat(ours, theirs, name)
             failures += self._record(name, t.checks, compared, summary, t.step)
             failures += [
-                (_position(self.expected, n), mismatch(n, name, NOT_PROVIDED)) for n in t.missing
+                (self.driven.position(n), mismatch(n, name, NOT_PROVIDED)) for n in t.missing
             ]
             failures += [(len(self.expected), mismatch(n, name, FOREIGN)) for n in t.foreign]
         failures += t.kept
@@ -516,7 +403,7 @@ class _Runner:
         worst = np.maximum.reduceat(max_rel[order], starts) if len(order) else []
         summary["worst_rel"][name] = dict(zip(kinds, map(float, worst), strict=True))
         failed = [c for c in checks if not c.ok] + (compared.failed if compared else [])
-        return [(_position(self.expected, c.tensor), c) for c in failed]
+        return [(self.driven.position(c.tensor), c) for c in failed]
 
     def _kinds(self, names: tuple[str, ...]) -> tuple[list[str], np.ndarray, np.ndarray]:
         """The kinds among ``names`` in order of first appearance, the positions of the names
@@ -566,17 +453,13 @@ class _Runner:
         result.divergent_steps += 1
         if result.first_divergence is None:
             c = next(c for c in first if c.nonfinite != "both")
-            look_at = _look_at(self.inputs, c.tensor, self.under_test)
+            look_at = self.driven.look_at(c.tensor)
             if position < 0:
                 look_at = f"{self.writer}: writes into its input" if self.writer else IN_PLACE
             result.first_divergence = Divergence(
                 step.index, step.epoch, step.batch, c, upstream, look_at
             )
             result.divergent_step = DivergentStep(params, state, Xb, Yb, traces, allowed)
-
-
-NOT_PROVIDED = "not provided by the engine under test, and the contract requires it"
-FOREIGN = "not a name of the trace schema (scratch/trace_schema.py): misspelt?"
 
 
 def _scalar(value) -> float:
@@ -587,22 +470,6 @@ def _scalar(value) -> float:
     except (TypeError, ValueError):
         return float("nan")
     return float(array.reshape(-1)[0]) if array.size == 1 else float("nan")
-
-
-def _position(expected: list[str], tensor: str) -> int:
-    return expected.index(tensor) if tensor in expected else len(expected)
-
-
-def _look_at(inputs: RunInputs, tensor: str, under_test: UnderTest = SCRATCH) -> str:
-    """Where a reader should look when ``tensor`` is the first to disagree: scratch's
-    function, or, in another engine, the code that computes the tensor's equation."""
-    try:
-        described = describe(tensor, inputs.mlp, inputs.optimizer)
-    except KeyError:
-        return ""
-    if under_test.is_scratch:
-        return described.producer
-    return f"{under_test.name}: where it computes {described.equation}"
 
 
 def _stacked_allowances(inputs: RunInputs, group: list[tuple[_Taken, dict]]) -> dict | None:
