@@ -164,13 +164,16 @@ class Driven:
         return found
 
     def look_at(self, tensor: str) -> str:
-        """Where a reader should look when ``tensor`` is the first to disagree: scratch's
-        function, or, in another engine, the code that computes the tensor's equation."""
-        inputs = self.inputs
-        try:
-            described = describe(tensor, inputs.mlp, inputs.optimizer)
-        except KeyError:
-            return ""
-        if self.scratch:
-            return described.producer
-        return f"{self.under_test.name}: where it computes {described.equation}"
+        return look_at_tensor(self.inputs, self.under_test, tensor)
+
+
+def look_at_tensor(inputs: RunInputs, under_test: UnderTest, tensor: str) -> str:
+    """Where a reader should look when ``tensor`` is the first to disagree: scratch's
+    function, or, in another engine, the code that computes the tensor's equation."""
+    try:
+        described = describe(tensor, inputs.mlp, inputs.optimizer)
+    except KeyError:
+        return ""
+    if under_test.is_scratch:
+        return described.producer
+    return f"{under_test.name}: where it computes {described.equation}"

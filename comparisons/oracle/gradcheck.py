@@ -17,6 +17,7 @@ import numpy as np
 
 from comparisons.oracle.compare import compare, mismatch
 from comparisons.oracle.divergence import Diverged, Divergence, EngineFailure, engine_failure
+from comparisons.oracle.driven import NOT_PROVIDED, look_at_tensor
 from comparisons.oracle.tolerances import FINITE_DIFFERENCES, FINITE_DIFFERENCES_FLOOR
 from comparisons.run.contract import ContractError, as_arrays, load_state, read_state
 from comparisons.run.engines import initial_state
@@ -24,7 +25,7 @@ from comparisons.run.inputs import RunInputs
 from comparisons.run.under_test import SCRATCH, UnderTest
 from scratch.gradcheck import central_difference, numerical_gradients
 from scratch.network import forward, forward_backward
-from scratch.trace_schema import describe, trace_names
+from scratch.trace_schema import trace_names
 
 FD = "finite differences"
 
@@ -60,6 +61,17 @@ class _Raised(Exception):
         self.step, self.error = step, error
 
 
+def _call(step, function, *args):
+    """``function(*args)``, a call into the engine: its exception is the engine's failure at
+    ``step`` (a verdict), a broken contract bad input."""
+    try:
+        return function(*args)
+    except ContractError:
+        raise
+    except Exception as error:
+        raise _Raised(step, error) from error
+
+
 def _gradcheck(inputs, n_steps, on_step, under_test, per_step):
     X, Y = inputs.train
     settings = inputs.mlp, inputs.optimizer, inputs.spec.dtype
@@ -89,23 +101,16 @@ def _gradcheck(inputs, n_steps, on_step, under_test, per_step):
                     numeric = numerical_gradients(inputs.mlp, params, Xb[rows], Yb[rows])
                 else:
                     load_state(probe, params, state, where)
-                    try:
-                        analytic = probe.step(Xb[rows], Yb[rows])
-                    except Exception as error:
-                        raise _Raised(step, error) from error
+                    analytic = _call(step, probe.step, Xb[rows], Yb[rows])
                     # a copy: the probe steps again for every difference, and may reuse buffers
                     analytic = as_arrays(analytic, f"{where}: step()", copy=True)
-                    try:
-                        numeric = engine_gradients(probe, params, state, Xb[rows], Yb[rows], where)
-                    except ContractError:
-                        raise
-                    except Exception as error:
-                        raise _Raised(step, error) from error
+                    batch = probe, params, state, Xb[rows], Yb[rows], where
+                    numeric = _call(step, engine_gradients, *batch)
             loss = float(analytic["loss"]) if "loss" in analytic else float("nan")
             results = [
                 compare(name, analytic[name], numeric[name], FD, fd_allowed(numeric[name], loss))
                 if name in analytic
-                else mismatch(name, FD, "not provided by the engine under test")
+                else mismatch(name, FD, NOT_PROVIDED)
                 for name in order
                 if name in numeric
             ]
@@ -125,17 +130,11 @@ def _gradcheck(inputs, n_steps, on_step, under_test, per_step):
                     upstream,
                 )
                 return per_step, None, diverged, None
-            described = describe(c.tensor, inputs.mlp, inputs.optimizer)
-            look_at = described.producer
-            if probe is not None:
-                look_at = f"{under_test.name}: where it computes {described.equation}"
+            look_at = look_at_tensor(inputs, under_test, c.tensor)
             first = Divergence(step.index, step.epoch, step.batch, c, upstream, look_at)
             return per_step, first, None, None
         with np.errstate(all="ignore"):
-            try:
-                engine.step(Xb, Yb)
-            except Exception as error:
-                raise _Raised(step, error) from error
+            _call(step, engine.step, Xb, Yb)
         if on_step is not None:
             on_step(step.index)
     return per_step, None, None, None
