@@ -18,7 +18,7 @@ from comparisons.report.environment import fingerprint
 from comparisons.run.coverage import CASES, Case
 from comparisons.run.engines import ScratchEngine, initial_state, make_references
 from comparisons.run.inputs import build_inputs
-from comparisons.run.recorded import FORMAT, digest, npz_bytes, state_key, trace_key
+from comparisons.run.recorded import FORMAT, digest, key, npz_bytes
 
 
 def record(
@@ -65,12 +65,10 @@ def record_case(case: Case, references: tuple[str, ...]):
     for step in inputs.schedule.steps:
         params, state = scratch.state()
         for part, values in (("params", params), ("state", state)):
-            arrays.update(
-                {state_key(step.index, part, k): np.asarray(v) for k, v in values.items()}
-            )
+            arrays.update({key(step.index, part, k): np.asarray(v) for k, v in values.items()})
         for name, engine in refs.items():
             engine.set_state(params, state)
             trace = engine.step(X[step.rows], Y[step.rows])
-            arrays.update({trace_key(step.index, name, k): np.asarray(v) for k, v in trace.items()})
+            arrays.update({key(step.index, name, k): np.asarray(v) for k, v in trace.items()})
         scratch.step(X[step.rows], Y[step.rows])
     return arrays, inputs

@@ -52,13 +52,19 @@ def digest(array: np.ndarray) -> str:
     return h.hexdigest()
 
 
-def state_key(step: int, part: str, name: str) -> str:
-    """``part``: "params" or "state" (the optimizer's)."""
+def key(step: int, part: str, name: str) -> str:
+    """An array's name in a case's file. ``part``: "params", "state" (the optimizer's) or a
+    reference's name (its trace)."""
     return f"{step}/{part}/{name}"
 
 
-def trace_key(step: int, reference: str, tensor: str) -> str:
-    return f"{step}/{reference}/{tensor}"
+def by_part(arrays: Mapping[str, np.ndarray]) -> dict[tuple[str, str], dict[str, np.ndarray]]:
+    """A case's arrays by (step, part), each part's by name."""
+    parts: dict[tuple[str, str], dict[str, np.ndarray]] = {}
+    for k, value in arrays.items():
+        step, part, name = k.split("/", 2)
+        parts.setdefault((step, part), {})[name] = value
+    return parts
 
 
 def npz_bytes(arrays: Mapping[str, np.ndarray]) -> bytes:
@@ -76,20 +82,20 @@ class RecordedCase:
     schedule_sha256: str
     steps: int
     references: list[str]
-    arrays: dict[str, np.ndarray]
+    arrays: dict[str, np.ndarray]  # its file's, by ``key``
+
+    def __post_init__(self) -> None:
+        self.parts = by_part(self.arrays)  # indexed once, not searched at every step
 
     def state(self, step: int) -> tuple[dict, dict]:
         """(parameters, optimizer state) before ``step``, as fresh arrays (``t`` an int)."""
-        params = {k: np.array(v) for k, v in self._part(f"{step}/params/").items()}
-        state = {k: np.array(v) for k, v in self._part(f"{step}/state/").items()}
+        params = {k: np.array(v) for k, v in self.parts[(str(step), "params")].items()}
+        state = {k: np.array(v) for k, v in self.parts[(str(step), "state")].items()}
         state["t"] = int(state["t"])
         return params, state
 
     def trace(self, reference: str, step: int) -> dict[str, np.ndarray]:
-        return self._part(f"{step}/{reference}/")
-
-    def _part(self, prefix: str) -> dict[str, np.ndarray]:
-        return {k[len(prefix) :]: v for k, v in self.arrays.items() if k.startswith(prefix)}
+        return self.parts.get((str(step), reference), {})
 
 
 class ReplayEngine:
@@ -237,13 +243,7 @@ def _load_cases(folder: Path, manifest: dict) -> dict[str, RecordedCase]:
                 f"--recorded {folder}: {path.name} does not match {MANIFEST} ({len(wrong)} "
                 f"arrays differ, first {wrong[0]!r}): edited or corrupt; record it again: {again}"
             )
-        gap = _incomplete(arrays, int(entry["steps"]), references)
-        if gap:
-            raise RecordedError(
-                f"--recorded {folder}: {path.name} {gap} (edited, with its digests); "
-                f"record it again: {again}"
-            )
-        cases[str(entry["name"])] = RecordedCase(
+        case = RecordedCase(
             str(entry["name"]),
             dict(entry["spec"]),
             str(entry["schedule_sha256"]),
@@ -251,16 +251,20 @@ def _load_cases(folder: Path, manifest: dict) -> dict[str, RecordedCase]:
             list(references),
             arrays,
         )
+        gap = _incomplete(case.parts, case.steps, references)
+        if gap:
+            raise RecordedError(
+                f"--recorded {folder}: {path.name} {gap} (edited, with its digests); "
+                f"record it again: {again}"
+            )
+        cases[case.name] = case
     return cases
 
 
-def _incomplete(arrays: dict, steps: int, references: list[str]) -> str:
-    """What a case's arrays lack, or "": for every step, parameters, ``t`` and a trace of every
-    reference, the same tensors at every step; nothing beyond the last step."""
-    found: dict[tuple[str, str], set[str]] = {}
-    for key in arrays:
-        step, part, name = key.split("/", 2)
-        found.setdefault((step, part), set()).add(name)
+def _incomplete(found: dict, steps: int, references: list[str]) -> str:
+    """What a case's arrays (``by_part``) lack, or "": for every step, parameters, ``t`` and
+    a trace of every reference, the same tensors at every step; nothing beyond the last step."""
+    found = {at: set(arrays) for at, arrays in found.items()}
     parts = ["params", "state", *references]
     wanted = {(str(k), part) for k in range(steps) for part in parts}
     extra = sorted(set(found) - wanted)
