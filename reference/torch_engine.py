@@ -59,7 +59,7 @@ def to_canonical(name: str, tensor: torch.Tensor, dtype: np.dtype) -> np.ndarray
 
 def load_into(tensor: torch.Tensor, name: str, array: np.ndarray) -> None:
     """The canonical array ``name`` copied into ``tensor`` in place (transposed if
-    weight-shaped): one copy, nothing allocated on the CPU."""
+    weight-shaped): on the CPU one copy, nothing allocated; elsewhere through a host copy."""
     value = np.asarray(array)
     if is_weight_shaped(name):
         value = value.T
@@ -69,7 +69,9 @@ def load_into(tensor: torch.Tensor, name: str, array: np.ndarray) -> None:
     if tensor.device.type == "cpu":
         tensor.detach().numpy()[...] = value
     else:
-        tensor.copy_(torch.as_tensor(np.ascontiguousarray(value), dtype=tensor.dtype))
+        # from a private copy: a read-only array (np.load's, the oracle's) cannot be wrapped
+        # without torch's warning that writing through it is undefined
+        tensor.copy_(torch.from_numpy(np.array(value, order="C")))
 
 
 def to_canonical_all(names: list[str], tensors: list[torch.Tensor]) -> list[np.ndarray]:
@@ -86,7 +88,8 @@ def to_canonical_all(names: list[str], tensors: list[torch.Tensor]) -> list[np.n
     return out
 
 
-def _device(device: str) -> torch.device:
+def torch_device(device: str) -> torch.device:
+    """``device`` ("cpu" or "cuda") checked; on CUDA, float32 matmuls pinned to full float32."""
     try:
         parsed = torch.device(device)
     except RuntimeError:  # not a device string torch can parse
@@ -118,7 +121,7 @@ class TorchEngine:
         self.mlp, self.opt = mlp, optimizer
         self._torch_dtype = choose("dtype", str(dtype), DTYPES)
         self.dtype = np.dtype(str(dtype))
-        self.device = _device(device)
+        self.device = torch_device(device)
         self.model = make_model(mlp, self._torch_dtype, self.device)
         self.loss_fn = choose("loss", mlp.loss, LOSSES)()
         self.optimizer = make_optimizer(optimizer, self.model)

@@ -131,7 +131,7 @@ def train_step(
     forward   Z_l = Linear_l(A_{l-1}),  A_l = activation_l(Z_l)       (B, n_l)
     loss      the loss module on (A_L, Y), mean over the batch        ()
     backward  ``loss.backward()``: dZ_l from ``retain_grad`` on Z_l   (B, n_l),
-              dW_l, db_l from the parameters' ``.grad``
+              dW_l, db_l copied from the parameters' ``.grad`` before the update
     update    ``optimizer.step()``; Δθ = new - old, and the new θ
     """
     params = params if params is not None else named_parameters(model)
@@ -152,7 +152,10 @@ def train_step(
     loss.backward()
     for l in range(L, 0, -1):
         trace[f"dZ{l}"] = trace[f"Z{l}"].grad
-        trace[f"dW{l}"], trace[f"db{l}"] = params[f"W{l}"].grad, params[f"b{l}"].grad
+        # copies: torch.optim may change .grad in place (CUDA's default multi-tensor SGD
+        # adds μ·v into it for Nesterov), and the trace is read after the step
+        trace[f"dW{l}"] = params[f"W{l}"].grad.clone()
+        trace[f"db{l}"] = params[f"b{l}"].grad.clone()
 
     optimizer.step()
     for p, t in params.items():

@@ -53,6 +53,21 @@ def test_set_state_puts_W_transposed_into_nn_linear_from_read_only_arrays():
         np.testing.assert_array_equal(linear.bias.detach().numpy(), params[f"b{l}"])
 
 
+def test_read_only_arrays_load_into_a_tensor_off_the_cpu_without_a_warning():
+    """Off the CPU a value reaches its tensor through a host tensor; wrapping a read-only
+    array there made torch warn on every step (seen on CUDA; here on the meta device, which
+    takes the same path), and the tests turn warnings into errors."""
+    import torch
+
+    from reference.torch_engine import load_into
+
+    for name, shape in (("b1", (3,)), ("W1", (2, 3))):
+        value = np.arange(6.0)[: int(np.prod(shape))].reshape(shape)
+        value.flags.writeable = False
+        tensor = torch.empty(shape[::-1], dtype=torch.float64, device="meta")
+        load_into(tensor, name, value)  # a warning fails the test (filterwarnings = error)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("opt", OPTIMIZER_PARAMS)
 def test_scratchs_zero_state_loads_as_torchs_own_fresh_state(rng, opt, dtype):
@@ -79,6 +94,22 @@ def test_scratchs_zero_state_loads_as_torchs_own_fresh_state(rng, opt, dtype):
             have = s_loaded[key]
             assert (have.dtype, have.device, have.shape) == (want.dtype, want.device, want.shape)
             assert torch.equal(have, want), key
+
+
+@pytest.mark.parametrize("implementation", ["foreach", "fused"])
+@pytest.mark.parametrize("opt", OPTIMIZER_PARAMS)
+def test_steps_agree_whichever_implementation_torch_optim_picks(rng, opt, implementation):
+    """torch.optim's multi-tensor ("foreach", CUDA's default) and fused implementations agree
+    with scratch too, not only the per-tensor loop it picks on the CPU. Found on an H200:
+    foreach SGD with Nesterov adds μ·v into the gradients in place, and the trace, which read
+    them after ``optimizer.step()``, reported dW as g + μ·v."""
+    mlp = MLP((4, 6, 5, 3), "tanh", "identity", "softmax_cross_entropy")
+    engine = make("torch", mlp, opt, "float64")
+    for group in engine.optimizer.param_groups:
+        assert implementation in group, f"torch.optim.{type(engine.optimizer).__name__}"
+        group[implementation] = True
+    params, state = start(mlp, opt, "float64")
+    steps_agree(engine, mlp, opt, params, state, [batch(rng, mlp, "float64") for _ in range(2)])
 
 
 @pytest.fixture
