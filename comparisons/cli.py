@@ -35,7 +35,7 @@ from comparisons.report.tables import csv_renderers
 from comparisons.report.text import headline_details, verdict_line
 from comparisons.run.contract import ContractError
 from comparisons.run.coverage import CASES
-from comparisons.run.engines import REFERENCES
+from comparisons.run.engines import DEVICES, REFERENCES
 from comparisons.run.inputs import build_inputs
 from comparisons.run.recorded import BUNDLED, MANIFEST, load_recorded
 from comparisons.run.spec import ENGINES, SpecError, load_spec, shown
@@ -105,6 +105,18 @@ def _oracle_options(parser: argparse.ArgumentParser) -> None:
     _engine_option(parser)
 
 
+def _device_options(parser: argparse.ArgumentParser) -> None:
+    """run's and drift's options: the oracle's, and where the references run."""
+    _oracle_options(parser)
+    parser.add_argument(
+        "--device",
+        choices=DEVICES,
+        default="cpu",
+        help="where the references run (default: cpu); gpu: PyTorch on CUDA and JAX on its GPU "
+        "backend, float32 matmuls pinned to full float32; scratch stays on the CPU",
+    )
+
+
 def _engine_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--engine",
@@ -169,7 +181,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     under_test = load_under_test(args.engine)
     inputs = _load(args)
     progress = _progress(args, inputs, "lockstep")
-    report = run_lockstep(inputs, on_step=progress, under_test=under_test)
+    report = run_lockstep(inputs, on_step=progress, device=args.device, under_test=under_test)
     return _write_and_report(args, report)
 
 
@@ -177,7 +189,7 @@ def cmd_drift(args: argparse.Namespace) -> int:
     under_test = load_under_test(args.engine)
     inputs = _load(args)
     progress = _progress(args, inputs, "drift")
-    report = run_drift(inputs, on_step=progress, under_test=under_test)
+    report = run_drift(inputs, on_step=progress, device=args.device, under_test=under_test)
     return _write_and_report(args, report)
 
 
@@ -324,7 +336,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 COMMANDS: dict[str, tuple[Callable, Callable, str, str]] = {
     "run": (
         cmd_run,
-        _oracle_options,
+        _device_options,
         "the lockstep oracle: every engine, every step, every tensor; writes the report",
         "Step scratch, PyTorch and JAX through the same mini-batches. Before each step every "
         "reference is loaded with scratch's parameters and optimizer state; after it every "
@@ -334,7 +346,7 @@ COMMANDS: dict[str, tuple[Callable, Callable, str, str]] = {
     ),
     "drift": (
         cmd_drift,
-        _oracle_options,
+        _device_options,
         "free-running trajectories from the same start; how far they drift apart",
         "Train every engine freely from the same initial weights through the same batches and "
         "record, per step, each reference's loss and parameter drift from scratch. The verdict "

@@ -16,6 +16,7 @@ from typing import Protocol
 import numpy as np
 
 from comparisons.run.inputs import RunInputs
+from comparisons.run.spec import SpecError
 from data import cache_root
 from scratch import optimizers
 from scratch.config import MLP, Optimizer
@@ -28,6 +29,10 @@ REFERENCES = {
     "torch": "reference.torch_engine:TorchEngine",
     "jax": "reference.jax_engine:JaxEngine",
 }
+# Where the references run: the CPU, or the machine's GPU, which each framework names its own
+# way (PyTorch "cuda", JAX "gpu"). scratch always runs on the CPU.
+DEVICES = ("cpu", "gpu")
+FRAMEWORK_DEVICE = {"torch": {"gpu": "cuda"}, "jax": {}}
 
 
 class Engine(Protocol):
@@ -100,6 +105,7 @@ def make_engine(name: str, mlp: MLP, optimizer: Optimizer, dtype: str, device: s
     if name == "torch" and device == "cpu":
         importlib.import_module("torch").set_num_threads(1)
     module, _, cls = REFERENCES[name].partition(":")
+    device = FRAMEWORK_DEVICE[name].get(device, device)
     engine = getattr(importlib.import_module(module), cls)(mlp, optimizer, dtype, device)
     engine.name = name
     return engine
@@ -117,9 +123,19 @@ def persistent_jax_cache() -> None:
 
 
 def make_references(inputs: RunInputs, device: str = "cpu") -> dict:
-    """One engine per reference the spec names (scratch is driven by the runners)."""
-    return {
-        name: make_engine(name, inputs.mlp, inputs.optimizer, inputs.spec.dtype, device)
-        for name in inputs.spec.engines
-        if name != "scratch"
-    }
+    """One engine per reference the spec names (scratch is driven by the runners); on
+    ``device`` "gpu", a framework that sees no GPU is bad input (SpecError)."""
+    refs = {}
+    for name in inputs.spec.engines:
+        if name == "scratch":
+            continue
+        try:
+            refs[name] = make_engine(name, inputs.mlp, inputs.optimizer, inputs.spec.dtype, device)
+        except ValueError as err:
+            if device == "cpu":
+                raise
+            raise SpecError(
+                f"--device {device}: {err}; run on a machine whose {name} sees a GPU, or "
+                f"leave --device out (the references on the CPU)"
+            ) from None
+    return refs

@@ -116,6 +116,22 @@ def test_a_bad_config_file_exits_2(tmp_path, capsys):
     assert "batch_size: must be >= 1" in capsys.readouterr().err
 
 
+@pytest.mark.torch
+@pytest.mark.parametrize("command", ["run", "drift"])
+def test_device_gpu_where_torch_sees_none_exits_2_in_one_line(
+    tmp_path, capsys, monkeypatch, command
+):
+    torch = pytest.importorskip("torch")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # as on CI, on any machine
+    out = tmp_path / "out"
+    argv = [command, *SMALL, "--engines", "scratch,torch", "--device", "gpu", "--out", str(out)]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --device gpu: device 'cuda': this torch sees no CUDA GPU")
+    assert "leave --device out" in err and err.count("\n") == 1
+    assert not out.exists()
+
+
 def test_out_over_an_old_report_replaces_it_whole(tmp_path):
     code, out = run(tmp_path, *SCRATCH_ONLY, "--set", "seed=1")
     assert code == 0 and load(out)["spec"]["seed"] == 1
