@@ -38,6 +38,7 @@ from comparisons.bench.targets import compare, judge, target_lines
 from comparisons.bench.threads import fixed_threads
 from comparisons.report.atomic_folder import prepare_out_folder, write_report_folder
 from comparisons.report.environment import fingerprint
+from comparisons.run.engines import DEVICES
 from comparisons.run.spec import SpecError
 
 # The modules each reference needs; the oracle's cost runs the references that have them.
@@ -57,6 +58,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--quick",
         action="store_true",
         help="small sizes, fewer repeats, no torch.compile, short oracle runs (~30 s)",
+    )
+    parser.add_argument(
+        "--device",
+        choices=DEVICES,
+        default="cpu",
+        help="where the references' steps run (default: cpu); gpu: PyTorch on CUDA, JAX on "
+        "its GPU backend; scratch and the bare matmuls stay on the CPU",
     )
     parser.add_argument(
         "--threads",
@@ -127,7 +135,7 @@ def run(args: argparse.Namespace) -> int:
     previous = _previous(args.compare) if args.compare else None
     prepare_out_folder(args.out)  # before measuring: a bad --out costs nothing
     say = (lambda _: None) if args.quiet else (lambda text: print(text, file=sys.stderr))
-    report = measure(plan, args.threads, args.quick, say)
+    report = measure(plan, args.threads, args.quick, say, args.device)
     report["targets"] = judge(report)
     if previous is not None:
         compare(report["targets"], previous)
@@ -144,8 +152,9 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def measure(plan: Plan, threads: int, quick: bool, say) -> dict:
-    """Every figure of the plan, with the thread pools fixed: the report, less its targets."""
+def measure(plan: Plan, threads: int, quick: bool, say, device: str = "cpu") -> dict:
+    """Every figure of the plan, with the thread pools fixed: the report, less its targets;
+    the references' steps on ``device``."""
     with fixed_threads(threads, plan.engines) as thread_info:
         report = {
             "schema_version": 2,
@@ -157,12 +166,20 @@ def measure(plan: Plan, threads: int, quick: bool, say) -> dict:
                 "loss": LOSS,
                 "optimizer": vars(OPTIMIZER),
                 "quick": quick,
+                "device": device,
             },
             "peak": {},
             "steps": [],
             "oracle": [],
             "main_job": None,
         }
+        if device == "gpu":  # asked once the threads are fixed: JAX's backends start here
+            report["machine"]["gpu"] = _gpu_name()
+            if report["machine"]["gpu"] is None:
+                raise SpecError(
+                    "--device gpu: neither PyTorch nor JAX sees a GPU here; leave --device out "
+                    "to time the references on the CPU"
+                )
         for dtype in plan.dtypes:
             say(f"the machine's peak: a {PEAK_N}×{PEAK_N} matmul, {dtype}")
             report["peak"][dtype] = peak(dtype)
@@ -170,13 +187,13 @@ def measure(plan: Plan, threads: int, quick: bool, say) -> dict:
             for dtype in plan.dtypes:
                 say(f"step time: {size.name} ({size.label}), {dtype}")
                 peak_gflops = report["peak"][dtype]["gflops"]
-                report["steps"].append(time_size(size, dtype, plan.engines, peak_gflops))
+                report["steps"].append(time_size(size, dtype, plan.engines, peak_gflops, device))
         for hidden, steps in plan.oracle:
             say(f"oracle cost: hidden {hidden}, {steps} steps")
-            report["oracle"].append(oracle_cost(hidden, steps, plan.references))
+            report["oracle"].append(oracle_cost(hidden, steps, plan.references, device))
         if plan.main_job:
             say("main job: python -m comparisons run")
-            report["main_job"] = time_main_job()
+            report["main_job"] = time_main_job(device)
     return report
 
 
@@ -195,6 +212,18 @@ def _machine(engines: list[str]) -> dict:
     if env["jax"] and env["jax"]["optax"]:
         machine["optax"] = env["jax"]["optax"]
     return machine
+
+
+def _gpu_name() -> str | None:
+    """The GPU the references would run on, as PyTorch or JAX names it; None if neither
+    sees one."""
+    if installed("torch") and load("torch").cuda.is_available():
+        return load("torch").cuda.get_device_name()
+    if installed("jax", "optax"):
+        gpus = [d for d in load("jax").devices() if d.platform == "gpu"]
+        if gpus:
+            return gpus[0].device_kind
+    return None
 
 
 # --- what to run -------------------------------------------------------------------------

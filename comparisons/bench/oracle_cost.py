@@ -63,12 +63,14 @@ def oracle_spec(hidden: tuple[int, ...], steps: int, references: list[str]) -> R
     )
 
 
-def oracle_cost(hidden: tuple[int, ...], steps: int, references: list[str]) -> dict:
-    """Lockstep time against the engines' bare time over the same steps, where it went, and
-    the heap peak of the whole-run report."""
+def oracle_cost(
+    hidden: tuple[int, ...], steps: int, references: list[str], device: str = "cpu"
+) -> dict:
+    """Lockstep time against the engines' bare time over the same steps (the references' on
+    ``device``), where it went, and the heap peak of the whole-run report."""
     inputs = build_inputs(oracle_spec(hidden, steps, references))
     mlp, opt, dtype = inputs.mlp, inputs.optimizer, inputs.spec.dtype
-    refs = {name: Timed(make_engine(name, mlp, opt, dtype)) for name in references}
+    refs = {name: Timed(make_engine(name, mlp, opt, dtype, device)) for name in references}
     lockstep(inputs, refs, steps=inputs.schedule.steps[:2])  # compiles JAX's step
     for ref in refs.values():
         ref.seconds = 0.0
@@ -76,9 +78,9 @@ def oracle_cost(hidden: tuple[int, ...], steps: int, references: list[str]) -> d
         start = time.perf_counter()
         result = lockstep(inputs, refs)
         lockstep_s = time.perf_counter() - start
-    bare = {name: bare_seconds(inputs, name) for name in ("scratch", *references)}
+    bare = {name: bare_seconds(inputs, name, device) for name in ("scratch", *references)}
     traced = {name: ref.seconds for name, ref in refs.items()}
-    report, peak = _report_with_peak(inputs)
+    report, peak = _report_with_peak(inputs, device)
     return {
         "hidden": list(hidden),
         "sizes": list(mlp.sizes),
@@ -98,10 +100,11 @@ def oracle_cost(hidden: tuple[int, ...], steps: int, references: list[str]) -> d
     }
 
 
-def bare_seconds(inputs: RunInputs, engine: str) -> float:
+def bare_seconds(inputs: RunInputs, engine: str, device: str = "cpu") -> float:
     """Seconds of ``engine``'s bare step over the run's batches, after one to warm up."""
     X, Y = inputs.train
-    step = bare_step(engine, inputs.mlp, inputs.optimizer, inputs.params0, inputs.spec.dtype)
+    mlp, opt, params0 = inputs.mlp, inputs.optimizer, inputs.params0
+    step = bare_step(engine, mlp, opt, params0, inputs.spec.dtype, device)
     batches = [step.batch(X[s.rows], Y[s.rows]) for s in inputs.schedule.steps]
     step(batches[0])  # compiles JAX's step
     with gc_off():
@@ -111,25 +114,27 @@ def bare_seconds(inputs: RunInputs, engine: str) -> float:
         return time.perf_counter() - start
 
 
-def _report_with_peak(inputs: RunInputs) -> tuple[dict, int]:
+def _report_with_peak(inputs: RunInputs, device: str) -> tuple[dict, int]:
     """A whole lockstep run's report, and the heap's peak in bytes while it was made."""
     gc.collect()
     tracemalloc.start()
     try:
-        report = run_lockstep(inputs)
+        report = run_lockstep(inputs, device=device)
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
     return report, peak
 
 
-def time_main_job() -> dict:
+def time_main_job(device: str = "cpu") -> dict:
     """``python -m comparisons run`` on Occupancy, as ``tox -e report`` runs it (its own
     threads: the bench's settings do not reach it), wall time from start to exit."""
     with tempfile.TemporaryDirectory() as tmp:
+        out = str(Path(tmp) / "r")
         start = time.perf_counter()
         done = subprocess.run(
-            [sys.executable, "-m", "comparisons", "run", "--out", str(Path(tmp) / "r"), "--quiet"],
+            [sys.executable, "-m", "comparisons", "run", "--out", out, "--quiet"]
+            + (["--device", device] if device != "cpu" else []),
             capture_output=True,
             text=True,
             check=False,

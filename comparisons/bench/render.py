@@ -8,7 +8,7 @@ import numpy as np
 
 from comparisons.bench.optional import load
 from comparisons.bench.settings import TARGET_BOUND_RATIO, TARGET_ORACLE_RATIO
-from comparisons.bench.targets import median
+from comparisons.bench.targets import device, median
 from comparisons.report import markdown
 from comparisons.report.document import (
     Document,
@@ -106,9 +106,14 @@ def _verdict(targets: list[dict]) -> Verdict:
 
 def _machine(report: dict) -> tuple[Paragraph, ...]:
     m, t = report["machine"], report["threads"]
-    versions = ", ".join(f"{k} {v}" for k, v in m.items() if k not in ("cpu", "cpu_count", "os"))
+    shown = {k: v for k, v in m.items() if k not in ("cpu", "cpu_count", "os", "gpu")}
+    versions = ", ".join(f"{k} {v}" for k, v in shown.items())
+    on_gpu = device(report) == "gpu"
+    where = f"the references on the GPU, {m.get('gpu')}" if on_gpu else "all on the CPU"
     paragraphs = [
-        Paragraph(f"{m['cpu']}, {m['cpu_count']} CPUs ({t['usable_cpus']} usable); {versions}"),
+        Paragraph(
+            f"{m['cpu']}, {m['cpu_count']} CPUs ({t['usable_cpus']} usable); {versions}; {where}"
+        ),
         Paragraph(
             f"Threads: {t['requested']} requested; torch intra-op "
             f"{t.get('torch_intra_op', '–')}; {t.get('xla', 'XLA: not used')}; thread pools: "

@@ -14,6 +14,7 @@ import numpy as np
 
 from comparisons.bench.optional import load
 from comparisons.bench.settings import ACTIVATION, LOSS, OPTIMIZER, PEAK_N, Size
+from comparisons.run.engines import FRAMEWORK_DEVICE
 from scratch.config import MLP, Optimizer
 from scratch.initializers import init_params
 from scratch.optimizers import init_state
@@ -38,41 +39,54 @@ class ScratchStep:
 class TorchStep:
     """The PyTorch reference's model, loss and optimizer (``reference.torch_mlp``), without
     its trace: zero_grad, forward, loss, backward, ``optimizer.step()``; ``compile`` puts
-    forward and loss (and so the backward) through ``torch.compile``."""
+    forward and loss (and so the backward) through ``torch.compile``. On a GPU the step
+    ends by waiting for the device, so that its time is the work's, not the launches'."""
 
-    def __init__(self, mlp: MLP, opt: Optimizer, params: dict, dtype: str, compile: bool = False):
+    def __init__(
+        self,
+        mlp: MLP,
+        opt: Optimizer,
+        params: dict,
+        dtype: str,
+        compile: bool = False,
+        device: str = "cpu",
+    ):
         self.torch = torch = load("torch")
         torch_mlp, torch_engine = load("reference.torch_mlp"), load("reference.torch_engine")
-        torch_dtype, cpu = torch_engine.DTYPES[dtype], torch.device("cpu")
-        self.model = torch_mlp.make_model(mlp, torch_dtype, cpu)
+        torch_dtype = torch_engine.DTYPES[dtype]
+        self.device = torch_engine.torch_device(FRAMEWORK_DEVICE["torch"].get(device, device))
+        self.model = torch_mlp.make_model(mlp, torch_dtype, self.device)
         with torch.no_grad():  # scratch's weights, in nn.Linear's layout
             for name, tensor in torch_mlp.named_parameters(self.model).items():
-                tensor.copy_(torch_engine.to_torch(name, params[name], torch_dtype, cpu))
+                tensor.copy_(torch_engine.to_torch(name, params[name], torch_dtype, self.device))
         self.loss_fn = torch_mlp.LOSSES[mlp.loss]()
         self.optimizer = torch_mlp.make_optimizer(opt, self.model)
         self.loss = torch.compile(self._loss) if compile else self._loss
+        self._wait = torch.cuda.synchronize if self.device.type == "cuda" else lambda: None
 
     def _loss(self, X, Y):
         return self.loss_fn(self.model(X), Y)
 
     def batch(self, X: np.ndarray, Y: np.ndarray):
-        return self.torch.tensor(X), self.torch.tensor(Y)
+        return tuple(self.torch.tensor(a, device=self.device) for a in (X, Y))
 
     def __call__(self, batch) -> None:
         self.optimizer.zero_grad(set_to_none=True)
         self.loss(*batch).backward()
         self.optimizer.step()
+        self._wait()
 
 
 class JaxStep:
     """The JAX reference's forward pass and loss, ``jax.value_and_grad`` and its optax
     update, without the trace (no error terms, no Δ): the whole step in one ``jax.jit``."""
 
-    def __init__(self, mlp: MLP, opt: Optimizer, params: dict, dtype: str):
+    def __init__(self, mlp: MLP, opt: Optimizer, params: dict, dtype: str, device: str = "cpu"):
         self.jax = jax = load("jax")
         optax = load("optax")
         jax_mlp, jax_engine = load("reference.jax_mlp"), load("reference.jax_engine")
-        jax_engine.JaxEngine(mlp, opt, dtype=dtype)  # as a float64 engine does: 64-bit mode on
+        # as the engine does: 64-bit mode on for float64, the device checked
+        self.device = jax_engine.JaxEngine(mlp, opt, dtype, device)._device
         weights_only = {p: parse(p).decays for p in param_names(mlp.n_layers)}
         tx = jax_mlp.make_optimizer(opt, weights_only)
         loss_of = jax_mlp.LOSSES[mlp.loss]
@@ -86,24 +100,25 @@ class JaxStep:
             return optax.apply_updates(params, updates), opt_state, value
 
         self._step = jax.jit(step)
-        self.params = jax.device_put(params)
+        self.params = jax.device_put(params, self.device)
         self.opt_state = tx.init(self.params)
 
     def batch(self, X: np.ndarray, Y: np.ndarray):
-        return self.jax.device_put(X), self.jax.device_put(Y)
+        return self.jax.device_put(X, self.device), self.jax.device_put(Y, self.device)
 
     def __call__(self, batch) -> None:
         self.params, self.opt_state, loss = self._step(self.params, self.opt_state, *batch)
         loss.block_until_ready()  # one executable: every output is ready with the loss
 
 
-def bare_step(engine: str, mlp: MLP, opt: Optimizer, params: dict, dtype: str):
-    """The bare training step of ``engine``, starting from ``params``."""
+def bare_step(engine: str, mlp: MLP, opt: Optimizer, params: dict, dtype: str, device: str = "cpu"):
+    """The bare training step of ``engine``, starting from ``params``; a reference's on
+    ``device`` ("cpu" or "gpu"), scratch's always on the CPU."""
     if engine == "scratch":
         return ScratchStep(mlp, opt, params, dtype)
     if engine in ("torch", "torch.compile"):
-        return TorchStep(mlp, opt, params, dtype, compile=engine == "torch.compile")
-    return JaxStep(mlp, opt, params, dtype)
+        return TorchStep(mlp, opt, params, dtype, engine == "torch.compile", device)
+    return JaxStep(mlp, opt, params, dtype, device)
 
 
 def timed(steps: dict[str, Callable[[], object]], warmup: int, repeats: int) -> dict[str, dict]:
@@ -174,9 +189,16 @@ def peak(dtype: str, n: int = PEAK_N, repeats: int = 5) -> dict:
     return {"n": n, "flops": 2 * n**3, **t, "gflops": 2 * n**3 / t["median_s"] / 1e9}
 
 
-def time_size(size: Size, dtype: str, engines: list[str], peak_gflops: float | None = None) -> dict:
+def time_size(
+    size: Size,
+    dtype: str,
+    engines: list[str],
+    peak_gflops: float | None = None,
+    device: str = "cpu",
+) -> dict:
     """Every engine's bare step at one size and dtype, and the bare matmuls, timed in turn;
-    with ``peak_gflops``, each one's GFLOP/s as a fraction of the machine's peak too."""
+    with ``peak_gflops``, each one's GFLOP/s as a fraction of the machine's (CPU's) peak too;
+    the references' steps on ``device``."""
     rng = np.random.default_rng(0)
     mlp = MLP(size.sizes, ACTIVATION, "identity", LOSS)
     params = init_params(mlp, seed=0, dtype=dtype)
@@ -190,13 +212,13 @@ def time_size(size: Size, dtype: str, engines: list[str], peak_gflops: float | N
         if engine == "torch.compile" and not size.compile:
             results[engine] = {"skipped": "not at this size (--compile-all times it)"}
             continue
-        results[engine], step = _first_step(engine, mlp, params, dtype, X, Y)
+        results[engine], step = _first_step(engine, mlp, params, dtype, X, Y, device)
         if step is not None:
             steps[engine] = step
     times = timed(steps, warmup=max(2, size.repeats // 10), repeats=size.repeats)
     for name, t in times.items():
         t["gflops"] = flops / t["median_s"] / 1e9
-        if peak_gflops:
+        if peak_gflops and (device == "cpu" or name in ("scratch", "matmuls")):
             t["peak_fraction"] = t["gflops"] / peak_gflops
         if name in results:
             results[name].update(t)
@@ -213,12 +235,12 @@ def time_size(size: Size, dtype: str, engines: list[str], peak_gflops: float | N
     }
 
 
-def _first_step(engine: str, mlp: MLP, params: dict, dtype: str, X, Y):
+def _first_step(engine: str, mlp: MLP, params: dict, dtype: str, X, Y, device: str):
     """``engine``'s bare step made and taken once (for torch.compile and jax, the compilation):
     its result so far and the step to time, or why it is unavailable and None."""
     started = time.perf_counter()
     try:
-        step = bare_step(engine, mlp, OPTIMIZER, params, dtype)
+        step = bare_step(engine, mlp, OPTIMIZER, params, dtype, device)
         batch = step.batch(X, Y)
         step(batch)
     except ImportError as err:

@@ -17,6 +17,12 @@ from comparisons.bench.settings import (
 )
 
 
+def device(report: dict) -> str:
+    """Where the references' steps ran: "cpu" (also for a bench.json older than the option)
+    or "gpu"."""
+    return report.get("settings", {}).get("device", "cpu")
+
+
 def median(row: dict, engine: str) -> float | None:
     """``engine``'s median step time in a step-time row; None if it was not timed there."""
     return row["engines"].get(engine, {}).get("median_s")
@@ -26,7 +32,8 @@ def judge(report: dict) -> list[dict]:
     """Each of the issue's targets with its figures and whether it is met (None: not measured)."""
     out = []
     for row in report["steps"]:
-        if row["size"] == "default":
+        # the targets against the frameworks are their CPU steps'; on a GPU they are figures
+        if row["size"] == "default" and device(report) == "cpu":
             out += _against_the_frameworks(row)
     for row in report["steps"]:
         if row["wide"]:

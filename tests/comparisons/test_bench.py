@@ -106,6 +106,13 @@ def test_a_bad_option_says_which(tmp_path, option, value):
     assert not (tmp_path / "bench").exists()
 
 
+def test_device_gpu_where_no_framework_sees_one_says_so(tmp_path, monkeypatch):
+    monkeypatch.setattr("comparisons.bench.command._gpu_name", lambda: None)
+    with pytest.raises(SpecError, match="--device gpu: neither PyTorch nor JAX sees a GPU"):
+        bench.run(bench_args(tmp_path, *TINY, "--device", "gpu"))
+    assert not (tmp_path / "bench").exists()
+
+
 def step_row(size, dtype, wide, **medians):
     return {
         "size": size,
@@ -127,6 +134,11 @@ def test_the_targets_are_judged_from_the_figures():
         "main_job": {"wall_s": 25.0, "exit_status": 0},
     }
     met = {t["target"].split(":")[0] + ": " + t["figure"]: t["met"] for t in targets.judge(report)}
+    on_the_gpu = targets.judge({**report, "settings": {"device": "gpu"}})
+    assert {t["id"] for t in targets.judge(report)} - {t["id"] for t in on_the_gpu} == {
+        "torch-eager/float64",  # scratch on the CPU against the frameworks on a GPU: figures,
+        "jax-jit/float64",  # not the targets
+    }
     assert met == {
         "default size, float64: torch eager / scratch = 2.50×": True,
         "default size, float64: jax jit / scratch = 0.90×": False,
