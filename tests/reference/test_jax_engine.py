@@ -56,6 +56,39 @@ def test_bce_on_an_output_of_exactly_one_gives_no_nan(rng):
     assert_traces_agree(expected, got, "jax", "A_L = 1", allowed)
 
 
+def test_bce_where_xlas_float64_log1p_is_off_agrees_to_roundoff(rng):
+    """XLA's float64 log1p on the CPU is off by up to 128 ulps for x in [-0.4143, -0.358]
+    (jax 0.10.2: found by a lockstep run with gradient clipping, where a loss of 0.53 came out
+    127 ulps from scratch's while A_L agreed to one). Every output is put in that band with
+    Y = 0, so that BCE's log(1 - A) is log1p of it: the loss must agree to roundoff."""
+    mlp = MLP((4, 6, 5, 1), "tanh", "sigmoid", "bce")
+    params, state = start(mlp, SGD)
+    X, _ = batch(rng, mlp, "float64")
+    Y = np.zeros((B, 1))
+    params["W3"] = np.zeros_like(params["W3"])  # Z_L = b_L in every row
+    params["b3"] = np.asarray([-np.log(1 / 0.4141274 - 1)])  # A_L where XLA was off most
+    engine = make("jax", mlp, SGD)
+    engine.set_state(params, state)
+    got = engine.step(X, Y)
+    assert np.all((got["A3"] > 0.358) & (got["A3"] < 0.4143)), got["A3"]
+    expected = train_step(mlp, SGD, params, state, X, Y)[0]
+    allowed = allowances(Step(mlp, SGD, params, state, X, Y), expected, "float64")
+    assert_traces_agree(expected, got, "jax", "log1p's band", allowed)
+
+
+def test_log1p_is_within_a_few_ulps_of_numpys_everywhere():
+    import jax
+
+    from reference.jax_mlp import log1p
+
+    jax.config.update("jax_enable_x64", True)
+    x = np.concatenate([np.linspace(-0.999, 3.0, 400_001), -np.logspace(-300, -1e-9, 2001)])
+    got, want = np.asarray(jax.jit(log1p)(x)), np.log1p(x)
+    assert np.max(np.abs(got - want) / np.spacing(np.abs(want))) <= 4
+    slope = np.asarray(jax.jit(jax.vmap(jax.grad(log1p)))(x))
+    np.testing.assert_allclose(slope, 1 / (1 + x), rtol=4e-16)
+
+
 @pytest.fixture
 def step_compilations():
     """The compilations of the jitted training step from here on, counted through JAX's
