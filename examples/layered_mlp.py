@@ -196,23 +196,33 @@ class SGD:
     """θ ← θ - lr·g.
 
     Every optimizer takes L2 regularization the same way, on the weights only (never the
-    biases): g ← g + l2·W before its rule, the gradient of (l2/2)·‖W‖². The layers' dW keep
-    the data loss's gradient alone."""
+    biases): g ← g + l2·W before its rule, the gradient of (l2/2)·‖W‖². Before that, with
+    clip_norm c > 0, every gradient is scaled by min(1, c / (‖g‖ + 1e-6)), ‖g‖ the norm of
+    all of them together (PyTorch's clip_grad_norm_). The layers' dW keep the data loss's
+    gradient alone."""
 
     slots: tuple[str, ...] = ()  # the buffers kept per parameter
 
     def __init__(self, config):
         self.lr, self.l2 = float(config.lr), float(config.l2)
+        self.clip_norm = float(config.clip_norm)
+        self.norm = None  # ‖g‖ before clipping, at the last step (when clipping)
         self.t = 0  # steps taken
         self.buffers: dict[str, dict[str, np.ndarray]] = {}  # {"W1": {"momentum": v}, …}
 
     def step(self, layers: list[Dense]) -> None:
         """One update of every layer's W and b (new arrays: nothing is changed in place)."""
         self.t += 1  # t = 1 at the first step
+        scale = 1.0
+        if self.clip_norm:
+            squares = [np.sum(x * x) for layer in layers for x in (layer.dW, layer.db)]
+            self.norm = np.sqrt(sum(squares))
+            scale = min(1.0, self.clip_norm / (self.norm + 1e-6))
         for l, layer in enumerate(layers, start=1):
-            g = layer.dW + self.l2 * layer.W if self.l2 else layer.dW
+            dW, db = layer.dW * scale, layer.db * scale
+            g = dW + self.l2 * layer.W if self.l2 else dW
             layer.W = self.rule(f"W{l}", self.decay(layer.W), g)
-            layer.b = self.rule(f"b{l}", layer.b, layer.db)
+            layer.b = self.rule(f"b{l}", layer.b, db)
 
     def decay(self, W: np.ndarray) -> np.ndarray:
         return W  # only AdamW shrinks the weights before its rule
@@ -352,8 +362,10 @@ class LayeredMLP:
             grad = layer.backward(dz)
             trace[f"dZ{l}"], trace[f"dW{l}"], trace[f"db{l}"] = dz, layer.dW, layer.db
 
-        # update: every W and b, by the optimizer's rule
+        # update: every W and b, by the optimizer's rule (after clipping, if it clips)
         self.optimizer.step(self.dense)
+        if self.optimizer.norm is not None:
+            trace["grad_norm"] = np.asarray(self.optimizer.norm, dtype=self.dtype)
 
         # The update tensors ΔW1, Δb1, … are optional in the contract and this engine leaves
         # them out on purpose: the oracle reports them as "not provided" (never as agreement).

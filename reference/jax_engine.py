@@ -73,7 +73,9 @@ def compiled(mlp: MLP, optimizer: Optimizer):
     weights_only = {p: parse(p).decays for p in names}  # decay never touches b_l
     tx = make_optimizer(optimizer, weights_only)
     train_step = make_train_step(mlp, optimizer, tx)
-    floats = [n for n in trace_names(mlp.n_layers, optimizer.name) if n != "t"]
+    floats = [
+        n for n in trace_names(mlp.n_layers, optimizer.name, bool(optimizer.clip_norm)) if n != "t"
+    ]
     kept = [n for p in names for n in state_names(optimizer.name, p)]
 
     def engine_step(params: Params, state: dict, t, X, Y):
@@ -121,7 +123,7 @@ class JaxEngine:
         self.mlp, self.optimizer = mlp, optimizer
         self.dtype = np.dtype(dtype)
         self._names = param_names(mlp.n_layers)
-        self._trace_names = trace_names(mlp.n_layers, optimizer.name)
+        self._trace_names = trace_names(mlp.n_layers, optimizer.name, bool(optimizer.clip_norm))
         self._floats = [n for n in self._trace_names if n != "t"]
         self._kept = [n for p in self._names for n in state_names(optimizer.name, p)]
         self._step, self._forward = compiled(mlp, optimizer)

@@ -177,6 +177,24 @@ OPTIMIZERS: dict[str, Callable[[Optimizer, dict], optax.GradientTransformation]]
 }  # fmt: skip
 
 
+# PyTorch's clip_grad_norm_ scales by c / (‖g‖ + 1e-6); optax's clip_by_global_norm by c / ‖g‖.
+CLIP_EPS = 1e-6
+
+
+def clip_by_global_norm(clip_norm: float) -> optax.GradientTransformation:
+    """g ← g · min(1, c / (‖g‖ + 1e-6)), ‖g‖ = ``optax.tree.norm`` of every gradient together:
+    optax's ``clip_by_global_norm`` with PyTorch's ``clip_grad_norm_`` scale, the convention
+    scratch follows (optax's own leaves out the 1e-6, which is a relative difference of
+    1e-6/‖g‖: far beyond roundoff)."""
+
+    def update(updates, state, params=None):
+        del params
+        scale = jnp.minimum(1.0, clip_norm / (optax.tree.norm(updates) + CLIP_EPS))
+        return jax.tree.map(lambda g: (g * scale).astype(g.dtype), updates), state
+
+    return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
+
+
 def make_optimizer(opt: Optimizer, weights_only: dict[str, bool]) -> optax.GradientTransformation:
     """scratch's optimizer as an optax transformation; ``weights_only`` masks out the biases.
 
@@ -190,14 +208,17 @@ def make_optimizer(opt: Optimizer, weights_only: dict[str, bool]) -> optax.Gradi
                 by lr; scratch (and PyTorch) first shrink θ by lr·λ·θ, then take the adam
                 step: the same value, rounded in a different order.
       l2        g ← g + λ·W ahead of the optimizer (optax.add_decayed_weights), as scratch.
+      clipping  first of all (``clip_by_global_norm`` above), so that L2 and decay are added
+                to the clipped gradient, as PyTorch's clip_grad_norm_ before step() does.
     """
     if opt.name not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer {opt.name!r}; choose one of {', '.join(OPTIMIZERS)}")
-    base = OPTIMIZERS[opt.name](opt, weights_only)
+    chain = [OPTIMIZERS[opt.name](opt, weights_only)]
     if opt.l2:
-        l2 = optax.masked(optax.add_decayed_weights(opt.l2), weights_only)
-        return optax.chain(l2, base)
-    return base
+        chain.insert(0, optax.masked(optax.add_decayed_weights(opt.l2), weights_only))
+    if opt.clip_norm:
+        chain.insert(0, clip_by_global_norm(opt.clip_norm))
+    return chain[0] if len(chain) == 1 else optax.chain(*chain)
 
 
 def make_train_step(mlp: MLP, opt: Optimizer, tx: optax.GradientTransformation) -> Callable:
@@ -234,6 +255,8 @@ def make_train_step(mlp: MLP, opt: Optimizer, tx: optax.GradientTransformation) 
                 grads[f"W{l}"],
                 grads[f"b{l}"],
             )
+        if opt.clip_norm:
+            trace["grad_norm"] = optax.tree.norm(grads)  # the norm before clipping
         for p in names:
             trace[f"Δ{p}"] = new_params[p] - params[p]
         if COUNTED[opt.name]:

@@ -127,7 +127,7 @@ class TorchEngine:
         self.optimizer = make_optimizer(optimizer, self.model)
         self._params = named_parameters(self.model)
         self._kept = OPTIMIZER_STATE[optimizer.name]
-        self._trace_names = trace_names(mlp.n_layers, optimizer.name)
+        self._trace_names = trace_names(mlp.n_layers, optimizer.name, bool(optimizer.clip_norm))
         self._floats = [n for n in self._trace_names if n != "t"]  # converted in one copy
         self._loaded = False
 
@@ -200,7 +200,9 @@ class TorchEngine:
         every float tensor converted in one copy (the step count apart: it is an integer)."""
         self._require_state()
         X, Y = self._tensor("X", X), self._tensor("Y", Y)
-        trace = train_step(self.model, self.loss_fn, self.optimizer, X, Y, self._params)
+        trace = train_step(
+            self.model, self.loss_fn, self.optimizer, X, Y, self._params, self.opt.clip_norm
+        )
         trace.update(self._read_state())
         floats = self._floats
         out = dict(zip(floats, to_canonical_all(floats, [trace[n] for n in floats]), strict=True))

@@ -122,6 +122,7 @@ def train_step(
     X: torch.Tensor,
     Y: torch.Tensor,
     params: dict[str, nn.Parameter] | None = None,
+    clip_norm: float = 0.0,
 ) -> dict[str, torch.Tensor]:
     """One training step on ``X: (B, n_0)``, ``Y: (B, n_L)``, and the tensors of its trace
     under the trace's names, in dataflow order (PyTorch's layout). The optimizer's state after
@@ -132,6 +133,8 @@ def train_step(
     loss      the loss module on (A_L, Y), mean over the batch        ()
     backward  ``loss.backward()``: dZ_l from ``retain_grad`` on Z_l   (B, n_l),
               dW_l, db_l copied from the parameters' ``.grad`` before the update
+    clipping  with ``clip_norm`` > 0, ``clip_grad_norm_`` on every ``.grad`` together;
+              grad_norm is the norm it returns (before clipping)     ()
     update    ``optimizer.step()``; Δθ = new - old, and the new θ
     """
     params = params if params is not None else named_parameters(model)
@@ -156,6 +159,8 @@ def train_step(
         # adds μ·v into it for Nesterov), and the trace is read after the step
         trace[f"dW{l}"] = params[f"W{l}"].grad.clone()
         trace[f"db{l}"] = params[f"b{l}"].grad.clone()
+    if clip_norm:
+        trace["grad_norm"] = nn.utils.clip_grad_norm_(params.values(), clip_norm)
 
     optimizer.step()
     for p, t in params.items():

@@ -80,7 +80,9 @@ class Optimizer:
     from them, so each default is written here and nowhere else.
 
     ``l2`` adds λ·W to the weights' gradient (any optimizer but adamw); ``weight_decay`` is
-    decoupled decay, θ ← θ - lr·λ·θ before the step (adamw only).
+    decoupled decay, θ ← θ - lr·λ·θ before the step (adamw only); ``clip_norm`` c > 0 scales
+    every gradient by min(1, c / (‖g‖ + 1e-6)) before either, ‖g‖ the norm of all of them
+    together (0: no clipping).
     """
 
     name: str = "sgd"
@@ -91,10 +93,12 @@ class Optimizer:
     eps: float = 1e-8
     l2: float = 0.0
     weight_decay: float = 0.0
+    clip_norm: float = 0.0
 
     def __post_init__(self) -> None:
         _choose("optimizer", self.name, OPTIMIZER_STATE)
-        for field in ("lr", "momentum", "beta1", "beta2", "eps", "l2", "weight_decay"):
+        numbers = ("lr", "momentum", "beta1", "beta2", "eps", "l2", "weight_decay", "clip_norm")
+        for field in numbers:
             value = getattr(self, field)
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise ScratchInputError(f"{field} must be a number; got {value!r}")
@@ -108,6 +112,10 @@ class Optimizer:
                 raise ScratchInputError(f"{field} must be in [0, 1); got {getattr(self, field)}")
         if not self.eps > 0 or self.l2 < 0 or self.weight_decay < 0:
             raise ScratchInputError("eps must be > 0, and l2 and weight_decay >= 0")
+        if self.clip_norm < 0:
+            raise ScratchInputError(
+                f"clip_norm must be >= 0 (0: no clipping); got {self.clip_norm}"
+            )
         if self.name in ("momentum", "nesterov") and self.momentum == 0:
             # With μ = 0 there is no buffer to keep (torch.optim.SGD keeps none): plain SGD.
             raise ScratchInputError(f"{self.name} needs momentum > 0; use sgd for μ = 0")

@@ -17,6 +17,14 @@ Weight decay in either form touches the weights W_l only, never the biases b_l. 
 regularization (``l2``, any optimizer but adamw) adds the gradient of (λ/2)·‖W‖² to the
 weights' gradient before the rule sees it: g ← g + λ·W. The recorded loss and gradients
 (``dW``) are those of the data loss alone, as PyTorch's ``.grad`` is.
+
+Gradient clipping by global norm (``clip_norm`` c > 0) comes first, on those gradients, as
+``torch.nn.utils.clip_grad_norm_`` between ``backward()`` and ``optimizer.step()``:
+
+    ‖g‖ = √(Σ over every parameter p of Σ g_p²);   g_p ← g_p · min(1, c / (‖g‖ + 1e-6))
+
+so L2 and decoupled decay are added to the clipped gradient (optax's ``clip_by_global_norm``
+divides by ‖g‖ alone: the README's conventions table).
 """
 
 from __future__ import annotations
@@ -59,6 +67,21 @@ def adam(theta: np.ndarray, g: np.ndarray, state: dict, opt: Optimizer, t: int):
     m_hat = m / (1 - opt.beta1**t)
     v_hat = v / (1 - opt.beta2**t)
     return theta - opt.lr * m_hat / (np.sqrt(v_hat) + opt.eps), {"adam_m": m, "adam_v": v}
+
+
+# PyTorch's clip_grad_norm_ divides by the norm plus this (optax's clip_by_global_norm does not).
+CLIP_EPS = 1e-6
+
+
+def clip_by_global_norm(grads: Params, clip_norm: float) -> tuple[Params, np.ndarray]:
+    """(the clipped gradients, ‖g‖ before clipping):
+
+    ‖g‖ = √(Σ_p Σ g_p²)   over every parameter's gradient together (one global norm, not
+    one per tensor);  s = min(1, c / (‖g‖ + 1e-6));  g_p ← s·g_p.
+    """
+    norm = np.sqrt(sum(np.sum(g * g) for g in grads.values()))
+    scale = min(1.0, clip_norm / (norm + CLIP_EPS))
+    return {p: g * scale for p, g in grads.items()}, norm
 
 
 # adamw is adam's rule after the decoupled decay, which ``update`` applies to the weights.

@@ -16,6 +16,7 @@ The dataflow order of a step's trace is
     forward     Z1, A1, …, ZL, AL
     loss        loss
     backward    dZL, dWL, dbL, …, dZ1, dW1, db1        (layers from the top down)
+    clipping    grad_norm                              (only when clip_norm > 0)
     update      ΔW1, Δb1, …, ΔWL, ΔbL
     state       the optimizer's state after the step, per parameter (momentum_W1, …)
     parameter   W1, b1, …, WL, bL: the new parameters
@@ -42,6 +43,7 @@ STAGES = {
     "loss": "loss",
     "error_term": "error terms",
     "gradient": "gradients",
+    "gradient_norm": "gradients",
     "update": "update",
     "counter": "update",
     "optimizer_state": "update",
@@ -123,6 +125,13 @@ GRADIENTS = {
                 "db{l} = Σ over the batch of dZ{l}"),
 }  # fmt: skip
 
+# The global norm of every gradient together, before clipping; only in a run that clips.
+GRADIENT_NORM = Family(
+    "grad_norm", "gradient_norm", "step", "()",
+    "‖g‖, the norm of every parameter's gradient together, before clipping",
+    "optimizers.py:clip_by_global_norm", "grad_norm = √(Σ over every parameter p of Σ dp²)",
+)  # fmt: skip
+
 UPDATE = Family(
     "Δ", "update", "parameter", "", "the update: new parameter minus old",
     "optimizers.py:update, optimizers.py:{rule_function}", "Δ{p} = {rule}",
@@ -198,6 +207,7 @@ class OptimizerSettings(Protocol):
 
     name: str
     l2: float
+    clip_norm: float
 
 
 # --- names and order --------------------------------------------------------------------
@@ -226,8 +236,9 @@ def batch_names() -> list[str]:
     return [f.prefix for f in BATCH]
 
 
-def trace_names(n_layers: int, optimizer: str) -> list[str]:
-    """Every tensor of a step's trace, in dataflow order (see the module's docstring)."""
+def trace_names(n_layers: int, optimizer: str, clipped: bool = False) -> list[str]:
+    """Every tensor of a step's trace, in dataflow order (see the module's docstring);
+    ``clipped``: the run clips its gradients (``clip_norm`` > 0), so ``grad_norm`` is one."""
     L = n_layers
     params = param_names(L)
     names = [f"{f.prefix}{l}" for l in range(1, L + 1) for f in FORWARD]
@@ -235,6 +246,7 @@ def trace_names(n_layers: int, optimizer: str) -> list[str]:
     for l in range(L, 0, -1):
         names.append(f"{ERROR_TERM.prefix}{l}")
         names += [f"{GRADIENTS[p.letter].prefix}{p.letter}{l}" for p in PARAMETERS]
+    names += [GRADIENT_NORM.prefix] if clipped else []
     names += [UPDATE.prefix + p for p in params]
     names += [COUNTER.prefix] if COUNTED[optimizer] else []
     names += [s for p in params for s in state_names(optimizer, p)]
@@ -269,7 +281,7 @@ class Tensor:
         return self.parameter is not None and _PARAMETER[self.parameter[0]].decays
 
 
-_PER_STEP = {f.prefix: f for f in (*BATCH, *LOSS, COUNTER)}
+_PER_STEP = {f.prefix: f for f in (*BATCH, *LOSS, GRADIENT_NORM, COUNTER)}
 _PER_LAYER = {f.prefix: f for f in FORWARD}
 _PER_PARAMETER = {
     **{f.prefix: f for f in (UPDATE, NEW_PARAMETER)},
@@ -366,7 +378,10 @@ def describe(name: str, network: Network, optimizer: OptimizerSettings) -> Descr
         "name": name,
         "rule": _rule(tensor, optimizer),
     }
-    producer = ", ".join(f"scratch/{part}" for part in family.producer.format(**fill).split(", "))
+    producer = family.producer.format(**fill)
+    if optimizer.clip_norm and STAGES[family.kind] == "update":  # the gradient it was given
+        producer += ", optimizers.py:clip_by_global_norm"
+    producer = ", ".join(f"scratch/{part}" for part in producer.split(", "))
     return Described(tensor, producer, family.equation.format(**fill))
 
 
@@ -376,7 +391,9 @@ def _rule(tensor: Tensor, optimizer: OptimizerSettings) -> str:
     p = tensor.parameter
     if p is None:
         return ""
-    g = f"(d{p} + l2·{p})" if optimizer.l2 and tensor.decays else f"d{p}"
+    g = f"s·d{p}" if optimizer.clip_norm else f"d{p}"
+    g = f"({g} + l2·{p})" if optimizer.l2 and tensor.decays else g
     name = optimizer.name
     rule = UPDATE_RULES["adam" if name == "adamw" and not tensor.decays else name]
-    return re.sub(r"\bg\b", g, rule).replace("θ", p)
+    clipping = ",  s = min(1, clip_norm/(grad_norm + 1e-6))" if optimizer.clip_norm else ""
+    return re.sub(r"\bg\b", g, rule).replace("θ", p) + clipping

@@ -4,6 +4,7 @@ A step's trace holds, in dataflow order (``trace_schema.py`` defines every name)
     Z1, A1, …, ZL, AL                      forward values
     loss                                   mean over the batch
     dZL, dWL, dbL, …, dZ1, dW1, db1        error terms and gradients
+    grad_norm                              ‖g‖ before clipping (when clip_norm > 0)
     ΔW1, Δb1, …, ΔWL, ΔbL                  the update: new minus old parameter
     t                                      the step count after the step (adam, adamw)
     momentum_W1 / adam_m_W1, adam_v_W1, …  the optimizer state after the step
@@ -53,6 +54,9 @@ def train_step(
         check_inputs(mlp, params, X, Y)
     trace = forward_backward(mlp, params, X, Y)
     grads = {p: trace[f"d{p}"] for p in params}
+    if opt.clip_norm:
+        grads, norm = optimizers.clip_by_global_norm(grads, opt.clip_norm)
+        trace["grad_norm"] = np.asarray(norm, dtype=X.dtype)
     new_params, new_state = optimizers.update(opt, params, grads, state)
     for p in params:
         trace[f"Δ{p}"] = new_params[p] - params[p]

@@ -70,6 +70,7 @@ MOMENTUM = 'opt.momentum * state["momentum"] + g'
 MOMENTUM_SPEC = {"optimizer": "momentum", "lr": 0.02, "momentum": 0.9}
 ADAM_SPEC = {"optimizer": "adam", "lr": 0.01}
 IN_PLACE_SGD = "theta -= opt.lr * g\n    return theta, {}"
+CLIP_SPEC = {"clip_norm": 0.5}  # the first step's global norm is 0.70: it clips
 
 FAULTS = (
     # Activations: the derivative's sign or form.
@@ -307,6 +308,37 @@ FAULTS = (
         edit(OPT, "update", "g = g + opt.l2 * theta", "theta = theta - opt.lr * opt.l2 * theta"),
         "ΔW1",
         {**ADAM_SPEC, "l2": 0.05},
+    ),
+    # Gradient clipping by global norm.
+    Fault(
+        "clip-per-tensor",
+        "optimizer",
+        "each gradient clipped by its own norm instead of the norm of all of them together",
+        edit(
+            OPT,
+            "clip_by_global_norm",
+            "g * scale for p, g",
+            "g * min(1.0, clip_norm / (np.sqrt(np.sum(g * g)) + CLIP_EPS)) for p, g",
+        ),
+        "ΔW1",
+        CLIP_SPEC,
+    ),
+    Fault(
+        "clip-norm-squared",
+        "optimizer",
+        "the global norm without its square root: Σ g² taken for ‖g‖",
+        edit(OPT, "clip_by_global_norm", "np.sqrt(sum(", "(sum("),
+        "grad_norm",
+        CLIP_SPEC,
+    ),
+    Fault(
+        "clip-without-eps",
+        "optimizer",
+        "the clipping scale c / ‖g‖ (optax's clip_by_global_norm) in a run that follows "
+        "PyTorch's c / (‖g‖ + 1e-6)",
+        edit(OPT, "clip_by_global_norm", "clip_norm / (norm + CLIP_EPS)", "clip_norm / norm"),
+        "ΔW1",
+        CLIP_SPEC,
     ),
     # Data handling inside scratch.
     Fault(

@@ -115,7 +115,9 @@ def _references(case: Case, inputs: RunInputs, recorded: Recorded | None):
     if recorded is None:
         return make_references(inputs), None
     spec = json.loads(json.dumps(inputs.spec.to_dict()))
-    names = trace_names(inputs.mlp.n_layers, inputs.optimizer.name)
+    names = trace_names(
+        inputs.mlp.n_layers, inputs.optimizer.name, bool(inputs.optimizer.clip_norm)
+    )
     taken = recorded.case(case.name, spec, inputs.schedule.sha256, names)
     references = inputs.spec.engines[1:]
     return {name: ReplayEngine(taken, name) for name in references}, taken.state

@@ -45,7 +45,9 @@ class Driven:
         self.inputs, self.under_test, self.engine = inputs, under_test, engine
         self.scratch = under_test.is_scratch
         self.where = f"--engine {under_test.name}"
-        self.trace_names = trace_names(inputs.mlp.n_layers, inputs.optimizer.name)
+        self.trace_names = trace_names(
+            inputs.mlp.n_layers, inputs.optimizer.name, bool(inputs.optimizer.clip_norm)
+        )
         self.names = set(self.trace_names)
         # scratch's batching is checked before its trace; another engine is given its batch
         self.expected = [*(batch_names() if self.scratch else []), *self.trace_names]

@@ -81,7 +81,9 @@ def _gradcheck(inputs, n_steps, on_step, under_test, per_step):
     probe = None
     if not under_test.is_scratch:  # a second engine, whose losses are differentiated
         probe = under_test.make(*settings)
-    order = trace_names(inputs.mlp.n_layers, inputs.optimizer.name)
+    order = trace_names(
+        inputs.mlp.n_layers, inputs.optimizer.name, bool(inputs.optimizer.clip_norm)
+    )
     for step in inputs.schedule.steps[:n_steps]:
         if probe is None:
             params, state = engine.state()

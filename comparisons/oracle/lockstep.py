@@ -152,7 +152,9 @@ def _copies(params: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
 def chunk_steps(inputs: RunInputs) -> int:
     """How many steps a chunk takes: CHUNK_STEPS, fewer where a step's trace is large."""
     batch = len(inputs.schedule.steps[0].rows) if inputs.schedule.steps else 1
-    names = trace_names(inputs.mlp.n_layers, inputs.optimizer.name)
+    names = trace_names(
+        inputs.mlp.n_layers, inputs.optimizer.name, bool(inputs.optimizer.clip_norm)
+    )
     elements = sum(math.prod(shape_of(n, inputs.mlp.sizes, batch)) for n in names)
     return max(1, min(CHUNK_STEPS, CHUNK_BYTES // (8 * elements)))
 

@@ -26,6 +26,7 @@ import numpy as np
 
 from comparisons.oracle.tolerances import ROUNDOFF, Roundoff
 from scratch.config import MLP, Optimizer
+from scratch.optimizers import CLIP_EPS
 from scratch.trace_schema import COUNTED, parse, shape_of, state_names
 
 Arrays = dict[str, np.ndarray]
@@ -259,14 +260,45 @@ def _head(steps: Steps, f64: Arrays, E: Arrays, r: Roundoff) -> tuple[np.ndarray
     return E_loss, E_dZ
 
 
+def _clipping(
+    clip_norm: float, f64: Arrays, W: Arrays, E: Arrays, u: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The error of ‖g‖ = √S, S = Σ_p Σ g_p², and the scale s = min(1, c / (‖g‖ + 1e-6)) and
+    its error, each (K, 1, 1). S is a sum of n squares (n every gradient element, in any
+    order or grouping: PyTorch sums per tensor, then the tensors' norms): γ_n·S of its own,
+    plus 2|g|·E_g carried in; √ halves a relative error and adds one rounding. s is the
+    quotient's: its relative error is ‖g‖'s plus two roundings; min() is continuous, so at the
+    threshold either side's value is honest, and well above it s is exactly 1."""
+    grads = [f64[f"d{p}"] for p in W]
+    n = sum(g[0].size for g in grads) + len(grads)
+    S = sum(_total(g * g) for g in grads)
+    E_S = sum(_total(2.0 * np.abs(g) * E[f"d{p}"]) for p, g in zip(W, grads, strict=True))
+    E_S = E_S + gamma(n, u) * S
+    norm = np.sqrt(S)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        E_norm = np.where(norm > 0, E_S / (2.0 * norm), np.sqrt(E_S)) + u * norm
+    ratio = clip_norm / (norm + CLIP_EPS)
+    relative = E_norm / (norm + CLIP_EPS) + 2.0 * u
+    scale = np.minimum(1.0, ratio)
+    # where ratio is above 1 by more than its error, every engine's s is exactly 1
+    E_scale = np.where(ratio * (1.0 - relative) > 1.0, 0.0, scale * relative)
+    return E_norm, scale, E_scale
+
+
 def _update(steps: Steps, f64: Arrays, W: Arrays, E: Arrays, r: Roundoff) -> Arrays:
     """Errors of each parameter's update, optimizer state and new value, from its gradient's."""
     u, lib = r.unit, r.library_ulps * r.unit
     opt = steps.optimizer
     out: Arrays = {}
     t = (np.asarray(steps.t) + 1).reshape(-1, 1, 1)  # each step's count, as the rule uses it
+    scale = E_scale = None
+    if opt.clip_norm:
+        out["grad_norm"], scale, E_scale = _clipping(opt.clip_norm, f64, W, E, u)
     for p, theta in W.items():
         g, E_g = f64[f"d{p}"], E[f"d{p}"]
+        if scale is not None:  # g ← s·g: s's error reaches every element, and one rounding
+            E_g = scale * E_g + np.abs(g) * E_scale + u * scale * np.abs(g)
+            g = scale * g
         decays = parse(p).decays
         if opt.l2 and decays:
             E_g = E_g + u * (np.abs(g) + np.abs(opt.l2 * theta))

@@ -32,12 +32,13 @@ KIND_COLORS = {
     "loss": "#7f7f7f",
     "error_term": "#d62728",
     "gradient": "#2ca02c",
+    "gradient_norm": "#ff7f0e",
     "update": "#9467bd",
     "counter": "#17becf",
     "optimizer_state": "#8c564b",
     "parameter": "#e377c2",
 }
-EXTRA_COLORS = ("#17becf", "#bcbd22", "#ff7f0e")
+EXTRA_COLORS = ("#17becf", "#bcbd22", "#aec7e8")
 
 
 # Margins in inches, fixed: a layout engine (constrained or tight) measures every text

@@ -17,7 +17,7 @@ The factory
                                leaky_relu (slope 0.01), identity
     ``mlp.loss``               mse, bce, bce_logits, softmax_cross_entropy
     ``optimizer.name``         sgd, momentum, nesterov, adam, adamw
-    ``optimizer.lr, momentum, beta1, beta2, eps, l2, weight_decay``   floats
+    ``optimizer.lr, momentum, beta1, beta2, eps, l2, weight_decay, clip_norm``   floats
     ``dtype``                  "float64" or "float32": the dtype of every float it returns
 
 The engine

@@ -2,12 +2,13 @@
 
 Each case is a 12-row synthetic problem (two epochs) with a few spec changes. Together they
 run every activation in a hidden layer and in the output layer (forward and derivative),
-every loss head, every optimizer with and without L2 and decoupled decay, float64 and
-float32, batch size 1, a partial last batch, drop_last, no shuffle, several outputs, depth 1
-and depth 4. Some cases also set up the conditions under which the classic bugs show: square
-weights (a transposed W fits), saturated outputs (the BCE clamp), logits in the hundreds (a
-softmax without its max shift overflows), batches of 5 over 12 rows (a mean over the nominal
-batch size is wrong only on the last batch).
+every loss head, every optimizer with and without L2 and decoupled decay, gradient clipping
+(clipping and not, with L2, in each dtype), float64 and float32, batch size 1, a partial
+last batch, drop_last, no shuffle, several outputs, depth 1 and depth 4. Some cases also set
+up the conditions under which the classic bugs show: square weights (a transposed W fits),
+saturated outputs (the BCE clamp), logits in the hundreds (a softmax without its max shift
+overflows), batches of 5 over 12 rows (a mean over the nominal batch size is wrong only on
+the last batch).
 
 ``tests/comparisons/test_check.py`` proves the coverage claims against this table.
 """
@@ -40,7 +41,7 @@ class Case:
 CASES = (
     Case("sigmoid-bce_logits-sgd", {"activation": "sigmoid", "lr": 0.1}),
     Case(
-        "tanh-mse-momentum-l2-float32-batch1",
+        "tanh-mse-momentum-l2-float32-batch1-clip",
         {
             "activation": "tanh",
             "loss": "mse",
@@ -50,6 +51,7 @@ CASES = (
             "l2": 0.01,
             "dtype": "float32",
             "batch_size": 1,
+            "clip_norm": 1.5,  # ‖g‖ is above it at some steps, below at others (a test holds)
         },
     ),
     Case(
@@ -90,8 +92,15 @@ CASES = (
         },
     ),
     Case(
-        "depth1-mse_sigmoid-sgd-l2",
-        {"hidden": (), "loss": "mse", "output": "sigmoid", "lr": 0.1, "l2": 0.01},
+        "depth1-mse_sigmoid-sgd-l2-clip",
+        {
+            "hidden": (),
+            "loss": "mse",
+            "output": "sigmoid",
+            "lr": 0.1,
+            "l2": 0.01,
+            "clip_norm": 0.15,  # ‖g‖ is above it at some steps, below at others
+        },
     ),
     Case(
         "depth4-tanh-bce_logits-adam-float32",

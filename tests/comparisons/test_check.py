@@ -73,6 +73,23 @@ def test_the_cases_cover_every_batch_shape_dtype_and_depth(condition):
     assert covered(condition)
 
 
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_gradient_clipping_runs_clipping_and_not_with_l2_in_each_dtype(dtype):
+    """In a case of each dtype that clips (with L2 added after), the global norm is above the
+    threshold at some steps and below it at others: both branches of min(1, c / ‖g‖)."""
+    clipping = [c for c in CASES if c.spec(()).optimizer.clip_norm and c.spec(()).dtype == dtype]
+    assert clipping
+    for case in clipping:
+        inputs = build_inputs(case.spec(()))
+        assert inputs.optimizer.l2
+        engine = ScratchEngine(inputs.mlp, inputs.optimizer, dtype)
+        engine.set_state(inputs.params0, initial_state(inputs.optimizer, inputs.params0))
+        X, Y = inputs.train
+        norms = [engine.step(X[s.rows], Y[s.rows])["grad_norm"] for s in inputs.schedule.steps]
+        above = [float(n) > inputs.optimizer.clip_norm for n in norms]
+        assert any(above) and not all(above), (case.name, norms)
+
+
 @pytest.fixture(scope="module")
 def check_against_torch() -> dict:
     """check against PyTorch alone, once per test module and worker."""

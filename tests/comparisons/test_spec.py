@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from comparisons.run.spec import RunSpec, SpecError, load_spec
@@ -64,3 +66,11 @@ def test_a_broken_config_file_names_the_file(tmp_path):
 def test_to_dict_round_trips(tmp_path):
     spec = load_spec(None, ["hidden=[3]", "activation=relu"])
     assert RunSpec().replace(**spec.to_dict()) == spec
+
+
+CONFIGS = sorted((Path(__file__).parents[2] / "configs").glob("*.toml"))
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])
+def test_every_shipped_config_is_a_valid_run_spec(path):
+    assert isinstance(load_spec(str(path), [], {}), RunSpec)  # SpecError names a bad key

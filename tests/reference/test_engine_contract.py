@@ -10,6 +10,7 @@ marked slow.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 
 import numpy as np
@@ -91,6 +92,30 @@ def test_free_running_engine_follows_scratchs_own_training(reference, rng, opt):
     params, state = start(mlp, opt)
     batches = [batch(rng, mlp, "float64") for _ in range(4)]
     steps_agree(make(reference, mlp, opt), mlp, opt, params, state, batches, lockstep=False)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize(
+    "opt",
+    [
+        pytest.param(with_l2(OPTIMIZERS[1]), id="momentum+l2"),
+        pytest.param(OPTIMIZERS[4], id="adamw"),
+    ],
+)
+@pytest.mark.parametrize("threshold", [0.5, 2.0], ids=["clipping", "not-clipping"])
+def test_clipping_by_the_global_norm(reference, rng, opt, dtype, threshold):
+    """clip_norm at half, then at twice the first step's gradient norm: the step that clips
+    and the one that does not agree with scratch, grad_norm (the norm before clipping) too,
+    and decay is added after clipping in every engine."""
+    mlp = MLP((4, 6, 5, 3), "tanh", "identity", "softmax_cross_entropy")
+    params, state = start(mlp, opt, dtype)
+    X, Y = batch(rng, mlp, dtype)
+    trace = train_step(mlp, opt, params, state, X, Y)[0]
+    norm = float(np.sqrt(sum(np.sum(trace[f"d{p}"].astype(np.float64) ** 2) for p in params)))
+    clipping = dataclasses.replace(opt, clip_norm=threshold * norm)
+    engine = make(reference, mlp, clipping, dtype)
+    batches = [(X, Y)] + [batch(rng, mlp, dtype) for _ in range(2)]
+    steps_agree(engine, mlp, clipping, params, state, batches)
 
 
 # Each decayed optimizer, and how much further its first step moves W than the same step

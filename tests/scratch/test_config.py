@@ -66,6 +66,9 @@ def test_softmax_cross_entropy_needs_two_outputs_in_the_last_layer():
         ({"momentum": 1.0}, r"momentum must be in \[0, 1\)"),
         ({"name": "adamw", "l2": 0.1}, "adamw takes decoupled weight_decay"),
         ({"name": "sgd", "weight_decay": 0.1}, "use l2 for L2 regularization"),
+        ({"clip_norm": -1.0}, r"clip_norm must be >= 0 \(0: no clipping\); got -1.0"),
+        ({"clip_norm": float("inf")}, "clip_norm must be a finite number"),
+        ({"clip_norm": "1"}, "clip_norm must be a number"),
     ],
 )
 def test_bad_hyperparameters_are_refused(kwargs, message):

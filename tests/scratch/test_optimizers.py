@@ -11,8 +11,10 @@ import math
 import numpy as np
 import pytest
 
-from scratch.config import Optimizer
-from scratch.optimizers import init_state, update
+from scratch.config import MLP, Optimizer
+from scratch.initializers import init_params
+from scratch.optimizers import clip_by_global_norm, init_state, update
+from scratch.training import train_step
 
 GRADS = [0.5, 0.25]
 
@@ -83,6 +85,43 @@ def test_l2_adds_lambda_w_to_the_weight_gradient_only():
     # W: g = 0.5 + 0.2·1 = 0.7, W = 1 - 0.07 = 0.93;  b: g = 0.5, b = -0.05
     history, _ = run(Optimizer("sgd", lr=0.1, l2=0.2), steps=1)
     assert history[0] == pytest.approx((0.93, -0.05), abs=1e-15)
+
+
+def test_clipping_scales_every_gradient_by_the_norm_of_all_of_them_together():
+    # ‖g‖ = √(3² + 4²) = 5 over both tensors (each alone is 3 or 4, under c = 4.5)
+    grads = {"W1": np.array([[3.0]]), "b1": np.array([4.0])}
+    clipped, norm = clip_by_global_norm(grads, 2.0)
+    assert norm == 5.0
+    scale = 2.0 / (5.0 + 1e-6)  # PyTorch's clip_grad_norm_: c / (‖g‖ + 1e-6)
+    assert clipped["W1"][0, 0] == 3.0 * scale and clipped["b1"][0] == 4.0 * scale
+    clipped, _ = clip_by_global_norm(grads, 4.5)
+    assert clipped["W1"][0, 0] == 3.0 * (4.5 / (5.0 + 1e-6))  # per tensor, neither would clip
+    clipped, norm = clip_by_global_norm(grads, 6.0)  # under the threshold: unchanged
+    assert norm == 5.0 and clipped["W1"][0, 0] == 3.0 and clipped["b1"][0] == 4.0
+
+
+def test_a_clipping_step_reports_the_norm_before_clipping_and_the_unclipped_gradients():
+    """dW stays the data loss's gradient (as PyTorch's .grad before clip_grad_norm_), L2
+    is added after clipping, and grad_norm is in the trace only where the run clips."""
+    mlp = MLP((3, 2, 1), "tanh", "identity", "mse")
+    params = init_params(mlp, seed=0)
+    X, Y = np.array([[1.0, -2.0, 0.5], [0.3, 0.1, -1.0]]), np.array([[4.0], [-3.0]])
+    plain, clipping = (
+        Optimizer("sgd", lr=0.1, l2=0.2),
+        Optimizer("sgd", lr=0.1, l2=0.2, clip_norm=0.1),
+    )
+    trace, _, _ = train_step(mlp, plain, params, init_state(plain, params), X, Y)
+    clipped, _, _ = train_step(mlp, clipping, params, init_state(clipping, params), X, Y)
+    assert "grad_norm" not in trace
+    norm = np.sqrt(sum(np.sum(trace[f"d{p}"] ** 2) for p in params))
+    assert clipped["grad_norm"] == pytest.approx(norm, rel=1e-15) and norm > 0.1
+    scale = 0.1 / (norm + 1e-6)
+    for p in params:
+        np.testing.assert_array_equal(clipped[f"d{p}"], trace[f"d{p}"])
+        l2 = 0.2 * params[p] if p.startswith("W") else 0.0
+        np.testing.assert_allclose(
+            clipped[f"Δ{p}"], -0.1 * (scale * trace[f"d{p}"] + l2), rtol=1e-13, err_msg=p
+        )
 
 
 def test_update_leaves_the_old_parameters_and_state_alone():
