@@ -70,12 +70,18 @@ FULL_PRODUCT = [
 @pytest.mark.parametrize("reference", REFERENCES)
 @pytest.mark.parametrize(("activation", "heads", "optimizer", "dtype", "batch_size"), FULL_PRODUCT)
 def test_full_product(reference, activation, heads, optimizer, dtype, batch_size):
+    assert_matrix_run_agrees(reference, activation, heads, optimizer, dtype, batch_size)
+
+
+def assert_matrix_run_agrees(reference, activation, heads, optimizer, dtype, batch_size, **more):
+    """One run of the lockstep matrix (``more``: further spec keys) agrees with ``reference``."""
     spec = synthetic_spec(
         activation=activation,
         optimizer=optimizer,
         dtype=dtype,
         batch_size=batch_size,
         **head(*heads),
+        **more,
     )
     assert_lockstep_agrees(spec, reference)
 
@@ -109,15 +115,8 @@ CLIPPED = [
 @pytest.mark.parametrize("reference", REFERENCES)
 @pytest.mark.parametrize(("activation", "heads", "optimizer", "dtype", "batch_size"), CLIPPED)
 def test_clipping_covering_set(reference, activation, heads, optimizer, dtype, batch_size):
-    spec = synthetic_spec(
-        activation=activation,
-        optimizer=optimizer,
-        dtype=dtype,
-        batch_size=batch_size,
-        clip_norm=0.3,
-        **head(*heads),
-    )
-    assert_lockstep_agrees(spec, reference)
+    args = (reference, activation, heads, optimizer, dtype, batch_size)
+    assert_matrix_run_agrees(*args, clip_norm=0.3)
 
 
 def test_the_covering_set_covers_every_pair():
