@@ -56,6 +56,8 @@ def recorded_devices(monkeypatch):
     return Recorder
 
 
+# make_engine gives a CPU torch engine one thread (torch itself): these need torch installed.
+@pytest.mark.torch
 def test_device_gpu_is_each_frameworks_own_name_for_its_gpu(recorded_devices):
     inputs = build_inputs(RunSpec().replace(dataset="synthetic"))
     for device in ("cpu", "gpu"):
@@ -63,6 +65,7 @@ def test_device_gpu_is_each_frameworks_own_name_for_its_gpu(recorded_devices):
     assert recorded_devices.made == ["cpu", "cpu", "cuda", "gpu"]  # torch, jax; torch, jax
 
 
+@pytest.mark.torch
 def test_a_gpu_the_framework_does_not_see_is_bad_input_that_says_how_to_go_on(
     recorded_devices, monkeypatch
 ):
