@@ -199,12 +199,15 @@ class SGD:
     biases): g ← g + l2·W before its rule, the gradient of (l2/2)·‖W‖². Before that, with
     clip_norm c > 0, every gradient is scaled by min(1, c / (‖g‖ + 1e-6)), ‖g‖ the norm of
     all of them together (PyTorch's clip_grad_norm_). The layers' dW keep the data loss's
-    gradient alone."""
+    gradient alone. With lr_schedule "step" the t-th update's lr is lr·γ^⌊(t - 1) / s⌋."""
 
     slots: tuple[str, ...] = ()  # the buffers kept per parameter
 
     def __init__(self, config):
-        self.lr, self.l2 = float(config.lr), float(config.l2)
+        self.base_lr, self.l2 = float(config.lr), float(config.l2)
+        self.lr = self.base_lr  # the learning rate of the current update
+        self.schedule = config.lr_schedule  # "constant" or "step"
+        self.step_size, self.gamma = int(config.lr_step_size), float(config.lr_gamma)
         self.clip_norm = float(config.clip_norm)
         self.norm = None  # ‖g‖ before clipping, at the last step (when clipping)
         self.t = 0  # steps taken
@@ -213,6 +216,8 @@ class SGD:
     def step(self, layers: list[Dense]) -> None:
         """One update of every layer's W and b (new arrays: nothing is changed in place)."""
         self.t += 1  # t = 1 at the first step
+        if self.schedule == "step":  # lr·γ every step_size updates: lr·γ^⌊(t - 1) / s⌋
+            self.lr = self.base_lr * self.gamma ** ((self.t - 1) // self.step_size)
         scale = 1.0
         if self.clip_norm:
             squares = [np.sum(x * x) for layer in layers for x in (layer.dW, layer.db)]
@@ -366,6 +371,8 @@ class LayeredMLP:
         self.optimizer.step(self.dense)
         if self.optimizer.norm is not None:
             trace["grad_norm"] = np.asarray(self.optimizer.norm, dtype=self.dtype)
+        if self.optimizer.schedule != "constant":
+            trace["lr"] = np.asarray(self.optimizer.lr, dtype=self.dtype)
 
         # The update tensors ΔW1, Δb1, … are optional in the contract and this engine leaves
         # them out on purpose: the oracle reports them as "not provided" (never as agreement).

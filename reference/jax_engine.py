@@ -24,6 +24,7 @@ from reference.jax_mlp import (
     STATE_FIELDS,
     Params,
     forward,
+    learning_rate,
     make_optimizer,
     make_train_step,
 )
@@ -32,12 +33,12 @@ from scratch.trace_schema import (
     COUNTED,
     OPTIMIZER_STATE,
     STATE,
+    names_of,
     param_names,
     parameter_shapes,
     parse,
     shape_of,
     state_names,
-    trace_names,
 )
 
 DTYPES = ("float32", "float64")
@@ -48,13 +49,14 @@ def write_state(opt: Optimizer, names: list[str], opt_state, state: dict, t):
     """scratch's optimizer state -> ``opt_state`` (a fresh ``tx.init``) with its leaves replaced:
     ``momentum_{p}`` is TraceState.trace[p], ``adam_m_{p}`` and ``adam_v_{p}`` are
     ScaleByAdamState.mu[p] and .nu[p], and t is ScaleByAdamState.count (optax counts finished
-    steps as scratch does, and bias-corrects with count + 1). The fields are found by name
+    steps as scratch does, and bias-corrects with count + 1) and ScaleByScheduleState.count
+    (a learning-rate schedule's, evaluated at it). The fields are found by name
     wherever they sit in optax's chain, and a field that is not there fails loudly."""
     fields: dict = {}
     for p in names:
         for s in OPTIMIZER_STATE[opt.name]:
             fields.setdefault(STATE_FIELDS[s], {})[p] = state[STATE[s].prefix + p]
-    if COUNTED[opt.name]:
+    if COUNTED[opt.name] or opt.lr_schedule != "constant":  # and a schedule's count
         fields["count"] = jnp.asarray(t, jnp.int32)
     return optax.tree.set(opt_state, **fields) if fields else opt_state
 
@@ -73,14 +75,15 @@ def compiled(mlp: MLP, optimizer: Optimizer):
     weights_only = {p: parse(p).decays for p in names}  # decay never touches b_l
     tx = make_optimizer(optimizer, weights_only)
     train_step = make_train_step(mlp, optimizer, tx)
-    floats = [
-        n for n in trace_names(mlp.n_layers, optimizer.name, bool(optimizer.clip_norm)) if n != "t"
-    ]
+    floats = [n for n in names_of(mlp.n_layers, optimizer) if n != "t"]
     kept = [n for p in names for n in state_names(optimizer.name, p)]
+    schedule = learning_rate(optimizer)
 
     def engine_step(params: Params, state: dict, t, X, Y):
         opt_state = write_state(optimizer, names, tx.init(params), state, t)
         new_params, _, trace = train_step(params, opt_state, X, Y)
+        if callable(schedule):  # the lr optax took: its schedule at the count, t
+            trace["lr"] = jnp.asarray(schedule(t), X.dtype)
         flat = jnp.concatenate([jnp.reshape(trace[n], -1) for n in floats])
         return new_params, {n: trace[n] for n in kept}, trace.get("t", t + 1), flat
 
@@ -123,7 +126,7 @@ class JaxEngine:
         self.mlp, self.optimizer = mlp, optimizer
         self.dtype = np.dtype(dtype)
         self._names = param_names(mlp.n_layers)
-        self._trace_names = trace_names(mlp.n_layers, optimizer.name, bool(optimizer.clip_norm))
+        self._trace_names = names_of(mlp.n_layers, optimizer)
         self._floats = [n for n in self._trace_names if n != "t"]
         self._kept = [n for p in self._names for n in state_names(optimizer.name, p)]
         self._step, self._forward = compiled(mlp, optimizer)

@@ -165,16 +165,35 @@ def forward(
     return Zs, As
 
 
-OPTIMIZERS: dict[str, Callable[[Optimizer, dict], optax.GradientTransformation]] = {
-    "sgd": lambda o, _: optax.sgd(o.lr),
-    "momentum": lambda o, _: optax.sgd(o.lr, momentum=o.momentum),
-    "nesterov": lambda o, _: optax.sgd(o.lr, momentum=o.momentum, nesterov=True),
-    "adam": lambda o, _: optax.adam(o.lr, b1=o.beta1, b2=o.beta2, eps=o.eps, eps_root=0.0),
-    "adamw": lambda o, mask: optax.adamw(
-        o.lr, b1=o.beta1, b2=o.beta2, eps=o.eps, eps_root=0.0, weight_decay=o.weight_decay,
+# Each optimizer from scratch's settings, its learning rate (a number or an optax schedule,
+# ``learning_rate`` below) and the mask of the parameters that decay.
+OPTIMIZERS: dict[str, Callable[[Optimizer, object, dict], optax.GradientTransformation]] = {
+    "sgd": lambda o, lr, _: optax.sgd(lr),
+    "momentum": lambda o, lr, _: optax.sgd(lr, momentum=o.momentum),
+    "nesterov": lambda o, lr, _: optax.sgd(lr, momentum=o.momentum, nesterov=True),
+    "adam": lambda o, lr, _: optax.adam(lr, b1=o.beta1, b2=o.beta2, eps=o.eps, eps_root=0.0),
+    "adamw": lambda o, lr, mask: optax.adamw(
+        lr, b1=o.beta1, b2=o.beta2, eps=o.eps, eps_root=0.0, weight_decay=o.weight_decay,
         mask=mask,
     ),
 }  # fmt: skip
+
+
+def learning_rate(opt: Optimizer):
+    """optax's learning rate for ``opt.lr_schedule``: ``opt.lr``, or a schedule of the count
+    of updates done (0 at the first update, as scratch's t - 1):
+
+      step   optax.exponential_decay(lr, lr_step_size, lr_gamma, staircase=True):
+             lr·γ^⌊count / s⌋, scratch's lr·γ^⌊(t - 1) / s⌋ and PyTorch's StepLR stepped
+             after every update.
+    """
+    if opt.lr_schedule == "step":
+        schedule = optax.exponential_decay(opt.lr, opt.lr_step_size, opt.lr_gamma, staircase=True)
+        # optax's count is an int32, and count / s is then a float32 in JAX: a float64 run's
+        # lr came out 1.5e-8 from lr·γ^n. Given the count as JAX's default float (float64 in
+        # 64-bit mode), the schedule is computed in that precision.
+        return lambda count: schedule(jnp.asarray(count, jax.dtypes.canonicalize_dtype(float)))
+    return opt.lr
 
 
 # PyTorch's clip_grad_norm_ scales by c / (‖g‖ + 1e-6); optax's clip_by_global_norm by c / ‖g‖.
@@ -210,15 +229,23 @@ def make_optimizer(opt: Optimizer, weights_only: dict[str, bool]) -> optax.Gradi
       l2        g ← g + λ·W ahead of the optimizer (optax.add_decayed_weights), as scratch.
       clipping  first of all (``clip_by_global_norm`` above), so that L2 and decay are added
                 to the clipped gradient, as PyTorch's clip_grad_norm_ before step() does.
+      schedule  the learning rate of every rule, and of adamw's decay, is ``learning_rate``:
+                optax evaluates it at the count of updates done, kept in the optimizer
+                state (``ScaleByScheduleState.count``).
     """
     if opt.name not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer {opt.name!r}; choose one of {', '.join(OPTIMIZERS)}")
-    chain = [OPTIMIZERS[opt.name](opt, weights_only)]
+    chain = [OPTIMIZERS[opt.name](opt, learning_rate(opt), weights_only)]
     if opt.l2:
         chain.insert(0, optax.masked(optax.add_decayed_weights(opt.l2), weights_only))
     if opt.clip_norm:
         chain.insert(0, clip_by_global_norm(opt.clip_norm))
     return chain[0] if len(chain) == 1 else optax.chain(*chain)
+
+
+def _in_adams_state(path, value) -> bool:
+    """optax.tree.get's filter: a field of ScaleByAdamState."""
+    return getattr(path[-1], "tuple_name", None) == "ScaleByAdamState"
 
 
 def make_train_step(mlp: MLP, opt: Optimizer, tx: optax.GradientTransformation) -> Callable:
@@ -260,7 +287,8 @@ def make_train_step(mlp: MLP, opt: Optimizer, tx: optax.GradientTransformation) 
         for p in names:
             trace[f"Δ{p}"] = new_params[p] - params[p]
         if COUNTED[opt.name]:
-            trace["t"] = optax.tree.get(new_state, "count")  # ScaleByAdamState.count
+            # ScaleByAdamState.count (a schedule keeps a count of its own, equal to it)
+            trace["t"] = optax.tree.get(new_state, "count", filtering=_in_adams_state)
         trace.update(read_state(kept, names, new_state))
         trace.update(new_params)
         return new_params, new_state, trace

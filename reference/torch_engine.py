@@ -9,6 +9,8 @@ transposed in ``to_torch`` and ``to_canonical``, and nowhere else.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
 
@@ -18,6 +20,7 @@ from reference.torch_mlp import (
     choose,
     make_model,
     make_optimizer,
+    make_scheduler,
     named_parameters,
     train_step,
 )
@@ -27,8 +30,8 @@ from scratch.trace_schema import (
     OPTIMIZER_STATE,
     STATE,
     is_weight_shaped,
+    names_of,
     state_names,
-    trace_names,
 )
 
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
@@ -125,9 +128,10 @@ class TorchEngine:
         self.model = make_model(mlp, self._torch_dtype, self.device)
         self.loss_fn = choose("loss", mlp.loss, LOSSES)()
         self.optimizer = make_optimizer(optimizer, self.model)
+        self.scheduler = make_scheduler(optimizer, self.optimizer)
         self._params = named_parameters(self.model)
         self._kept = OPTIMIZER_STATE[optimizer.name]
-        self._trace_names = trace_names(mlp.n_layers, optimizer.name, bool(optimizer.clip_norm))
+        self._trace_names = names_of(mlp.n_layers, optimizer)
         self._floats = [n for n in self._trace_names if n != "t"]  # converted in one copy
         self._loaded = False
 
@@ -159,7 +163,24 @@ class TorchEngine:
                 self._load_state_in_place(opt_state)
             else:
                 self.optimizer.load_state_dict(self._state_dict(opt_state))
+        self._schedule_at(int(opt_state["t"]))
         self._loaded = True
+
+    def _schedule_at(self, t: int) -> None:
+        """The scheduler at the state after ``t`` updates. It computes each lr from the last
+        one (torch's chainable form), so it is kept running: lockstep and a free run load
+        each step's t in order and nothing is done. At any other t it starts again from the
+        first lr and steps t times (the replay steps it without an optimizer step, which
+        torch warns about: that warning alone is silenced)."""
+        if self.scheduler is None or self.scheduler.last_epoch == t:
+            return
+        for group in self.optimizer.param_groups:
+            group["lr"] = group["initial_lr"]
+        self.scheduler = make_scheduler(self.opt, self.optimizer)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler.step\(\)`")
+            for _ in range(t):
+                self.scheduler.step()
 
     def _resident(self) -> bool:
         """Whether torch.optim already holds a state of scratch's shape for every parameter."""
@@ -201,7 +222,14 @@ class TorchEngine:
         self._require_state()
         X, Y = self._tensor("X", X), self._tensor("Y", Y)
         trace = train_step(
-            self.model, self.loss_fn, self.optimizer, X, Y, self._params, self.opt.clip_norm
+            self.model,
+            self.loss_fn,
+            self.optimizer,
+            X,
+            Y,
+            self._params,
+            self.opt.clip_norm,
+            self.scheduler,
         )
         trace.update(self._read_state())
         floats = self._floats

@@ -115,6 +115,17 @@ def make_optimizer(opt: Optimizer, model: nn.Sequential) -> torch.optim.Optimize
     return make(groups, opt)
 
 
+def make_scheduler(opt: Optimizer, optimizer: torch.optim.Optimizer):
+    """The ``torch.optim.lr_scheduler`` of ``opt.lr_schedule``, to be stepped once after every
+    update (not once per epoch): ``StepLR(step_size, gamma)`` for "step"; None for
+    "constant"."""
+    if opt.lr_schedule == "step":
+        return torch.optim.lr_scheduler.StepLR(
+            optimizer, step_size=opt.lr_step_size, gamma=opt.lr_gamma
+        )
+    return None
+
+
 def train_step(
     model: nn.Sequential,
     loss_fn: nn.Module,
@@ -123,6 +134,7 @@ def train_step(
     Y: torch.Tensor,
     params: dict[str, nn.Parameter] | None = None,
     clip_norm: float = 0.0,
+    scheduler=None,
 ) -> dict[str, torch.Tensor]:
     """One training step on ``X: (B, n_0)``, ``Y: (B, n_L)``, and the tensors of its trace
     under the trace's names, in dataflow order (PyTorch's layout). The optimizer's state after
@@ -135,6 +147,8 @@ def train_step(
               dW_l, db_l copied from the parameters' ``.grad`` before the update
     clipping  with ``clip_norm`` > 0, ``clip_grad_norm_`` on every ``.grad`` together;
               grad_norm is the norm it returns (before clipping)     ()
+    schedule  with a ``scheduler``, lr is the groups' lr of this update, and the scheduler
+              steps after ``optimizer.step()``                        ()
     update    ``optimizer.step()``; Δθ = new - old, and the new θ
     """
     params = params if params is not None else named_parameters(model)
@@ -161,8 +175,13 @@ def train_step(
         trace[f"db{l}"] = params[f"b{l}"].grad.clone()
     if clip_norm:
         trace["grad_norm"] = nn.utils.clip_grad_norm_(params.values(), clip_norm)
+    if scheduler is not None:
+        W = params["W1"]
+        trace["lr"] = torch.tensor(optimizer.param_groups[0]["lr"], dtype=W.dtype, device=W.device)
 
     optimizer.step()
+    if scheduler is not None:
+        scheduler.step()
     for p, t in params.items():
         trace[f"Δ{p}"] = t.detach() - before[p]
     trace.update({p: t.detach() for p, t in params.items()})

@@ -18,6 +18,9 @@ from scratch.activations import ACTIVATIONS
 from scratch.losses import LOSSES
 from scratch.trace_schema import OPTIMIZER_STATE, parameter_shapes
 
+# The learning-rate schedules (``optimizers.learning_rate`` gives each one's formula).
+LR_SCHEDULES = ("constant", "step")
+
 
 class ScratchInputError(ValueError):
     """Bad input to the scratch model: a wrong shape, name, dtype or a non-finite value."""
@@ -82,7 +85,8 @@ class Optimizer:
     ``l2`` adds λ·W to the weights' gradient (any optimizer but adamw); ``weight_decay`` is
     decoupled decay, θ ← θ - lr·λ·θ before the step (adamw only); ``clip_norm`` c > 0 scales
     every gradient by min(1, c / (‖g‖ + 1e-6)) before either, ‖g‖ the norm of all of them
-    together (0: no clipping).
+    together (0: no clipping). ``lr_schedule`` "step" multiplies the learning rate by
+    ``lr_gamma`` every ``lr_step_size`` updates ("constant": no schedule).
     """
 
     name: str = "sgd"
@@ -94,10 +98,15 @@ class Optimizer:
     l2: float = 0.0
     weight_decay: float = 0.0
     clip_norm: float = 0.0
+    lr_schedule: str = "constant"
+    lr_step_size: int = 100
+    lr_gamma: float = 0.1
 
     def __post_init__(self) -> None:
         _choose("optimizer", self.name, OPTIMIZER_STATE)
-        numbers = ("lr", "momentum", "beta1", "beta2", "eps", "l2", "weight_decay", "clip_norm")
+        numbers = (
+            "lr", "momentum", "beta1", "beta2", "eps", "l2", "weight_decay", "clip_norm", "lr_gamma"
+        )  # fmt: skip
         for field in numbers:
             value = getattr(self, field)
             if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -112,6 +121,14 @@ class Optimizer:
                 raise ScratchInputError(f"{field} must be in [0, 1); got {getattr(self, field)}")
         if not self.eps > 0 or self.l2 < 0 or self.weight_decay < 0:
             raise ScratchInputError("eps must be > 0, and l2 and weight_decay >= 0")
+        _choose("lr_schedule", self.lr_schedule, LR_SCHEDULES)
+        step_size = self.lr_step_size
+        if isinstance(step_size, bool) or not isinstance(step_size, (int, np.integer)):
+            raise ScratchInputError(f"lr_step_size must be an integer; got {step_size!r}")
+        if step_size < 1:
+            raise ScratchInputError(f"lr_step_size must be >= 1 (updates); got {step_size}")
+        if not 0 < self.lr_gamma <= 1:
+            raise ScratchInputError(f"lr_gamma must be in (0, 1]; got {self.lr_gamma}")
         if self.clip_norm < 0:
             raise ScratchInputError(
                 f"clip_norm must be >= 0 (0: no clipping); got {self.clip_norm}"

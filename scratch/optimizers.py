@@ -25,10 +25,14 @@ Gradient clipping by global norm (``clip_norm`` c > 0) comes first, on those gra
 
 so L2 and decoupled decay are added to the clipped gradient (optax's ``clip_by_global_norm``
 divides by ‖g‖ alone: the README's conventions table).
+
+A learning-rate schedule (``lr_schedule``) sets the lr of the t-th update from t alone
+(``learning_rate``); every rule above, and the decoupled decay, takes the lr in effect.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Callable
 
@@ -67,6 +71,19 @@ def adam(theta: np.ndarray, g: np.ndarray, state: dict, opt: Optimizer, t: int):
     m_hat = m / (1 - opt.beta1**t)
     v_hat = v / (1 - opt.beta2**t)
     return theta - opt.lr * m_hat / (np.sqrt(v_hat) + opt.eps), {"adam_m": m, "adam_v": v}
+
+
+def learning_rate(opt: Optimizer, t: int) -> float:
+    """The learning rate of the t-th update (t = 1 for the first):
+
+    constant   lr
+    step       lr·γ^⌊(t - 1) / s⌋   (γ = lr_gamma, s = lr_step_size): the first s updates
+               use lr, the next s lr·γ, … (PyTorch's StepLR stepped after every update;
+               optax's exponential_decay with staircase, at the count of updates done)
+    """
+    if opt.lr_schedule == "step":
+        return opt.lr * opt.lr_gamma ** ((t - 1) // opt.lr_step_size)
+    return opt.lr
 
 
 # PyTorch's clip_grad_norm_ divides by the norm plus this (optax's clip_by_global_norm does not).
@@ -109,6 +126,8 @@ def update(opt: Optimizer, params: Params, grads: Params, state: dict) -> tuple[
     Nothing is changed in place: the old parameters and state stay valid.
     """
     t = state["t"] + 1
+    if opt.lr_schedule != "constant":  # the rules read the lr in effect at this update
+        opt = dataclasses.replace(opt, lr=learning_rate(opt, t))
     rule = RULES[opt.name]
     new_params: Params = {}
     new_state: dict = {"t": t}

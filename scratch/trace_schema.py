@@ -17,6 +17,7 @@ The dataflow order of a step's trace is
     loss        loss
     backward    dZL, dWL, dbL, …, dZ1, dW1, db1        (layers from the top down)
     clipping    grad_norm                              (only when clip_norm > 0)
+    schedule    lr                                     (only with a learning-rate schedule)
     update      ΔW1, Δb1, …, ΔWL, ΔbL
     state       the optimizer's state after the step, per parameter (momentum_W1, …)
     parameter   W1, b1, …, WL, bL: the new parameters
@@ -44,6 +45,7 @@ STAGES = {
     "error_term": "error terms",
     "gradient": "gradients",
     "gradient_norm": "gradients",
+    "learning_rate": "update",
     "update": "update",
     "counter": "update",
     "optimizer_state": "update",
@@ -132,6 +134,12 @@ GRADIENT_NORM = Family(
     "optimizers.py:clip_by_global_norm", "grad_norm = √(Σ over every parameter p of Σ dp²)",
 )  # fmt: skip
 
+# The learning rate of this step's update; only in a run with a learning-rate schedule.
+LEARNING_RATE = Family(
+    "lr", "learning_rate", "step", "()", "the learning rate in effect at this update",
+    "optimizers.py:learning_rate", "lr = {schedule}",
+)  # fmt: skip
+
 UPDATE = Family(
     "Δ", "update", "parameter", "", "the update: new parameter minus old",
     "optimizers.py:update, optimizers.py:{rule_function}", "Δ{p} = {rule}",
@@ -181,6 +189,8 @@ OPTIMIZER_STATE: dict[str, tuple[str, ...]] = {
 # the decoupled decay that ``optimizers.update`` applies).
 RULE_FUNCTIONS = {"sgd": "sgd", "momentum": "momentum", "nesterov": "nesterov", "adam": "adam"}
 RULE_FUNCTIONS["adamw"] = "adam"
+# Each learning-rate schedule as an equation in t (the update's count, 1 for the first).
+SCHEDULE_EQUATIONS = {"constant": "lr", "step": "lr·γ^⌊(t - 1) / s⌋"}
 # Each optimizer's update as an equation in g (the gradient the optimizer sees) and θ.
 UPDATE_RULES = {
     "sgd": "-lr·g",
@@ -208,6 +218,7 @@ class OptimizerSettings(Protocol):
     name: str
     l2: float
     clip_norm: float
+    lr_schedule: str
 
 
 # --- names and order --------------------------------------------------------------------
@@ -236,9 +247,18 @@ def batch_names() -> list[str]:
     return [f.prefix for f in BATCH]
 
 
-def trace_names(n_layers: int, optimizer: str, clipped: bool = False) -> list[str]:
+def names_of(n_layers: int, optimizer: OptimizerSettings) -> list[str]:
+    """Every tensor of a step's trace in a run with these optimizer settings."""
+    scheduled = optimizer.lr_schedule != "constant"
+    return trace_names(n_layers, optimizer.name, bool(optimizer.clip_norm), scheduled)
+
+
+def trace_names(
+    n_layers: int, optimizer: str, clipped: bool = False, scheduled: bool = False
+) -> list[str]:
     """Every tensor of a step's trace, in dataflow order (see the module's docstring);
-    ``clipped``: the run clips its gradients (``clip_norm`` > 0), so ``grad_norm`` is one."""
+    ``clipped``: the run clips its gradients (``clip_norm`` > 0), so ``grad_norm`` is one;
+    ``scheduled``: its learning rate follows a schedule, so ``lr`` is one."""
     L = n_layers
     params = param_names(L)
     names = [f"{f.prefix}{l}" for l in range(1, L + 1) for f in FORWARD]
@@ -247,6 +267,7 @@ def trace_names(n_layers: int, optimizer: str, clipped: bool = False) -> list[st
         names.append(f"{ERROR_TERM.prefix}{l}")
         names += [f"{GRADIENTS[p.letter].prefix}{p.letter}{l}" for p in PARAMETERS]
     names += [GRADIENT_NORM.prefix] if clipped else []
+    names += [LEARNING_RATE.prefix] if scheduled else []
     names += [UPDATE.prefix + p for p in params]
     names += [COUNTER.prefix] if COUNTED[optimizer] else []
     names += [s for p in params for s in state_names(optimizer, p)]
@@ -281,7 +302,7 @@ class Tensor:
         return self.parameter is not None and _PARAMETER[self.parameter[0]].decays
 
 
-_PER_STEP = {f.prefix: f for f in (*BATCH, *LOSS, GRADIENT_NORM, COUNTER)}
+_PER_STEP = {f.prefix: f for f in (*BATCH, *LOSS, GRADIENT_NORM, LEARNING_RATE, COUNTER)}
 _PER_LAYER = {f.prefix: f for f in FORWARD}
 _PER_PARAMETER = {
     **{f.prefix: f for f in (UPDATE, NEW_PARAMETER)},
@@ -377,6 +398,7 @@ def describe(name: str, network: Network, optimizer: OptimizerSettings) -> Descr
         "p": tensor.parameter,
         "name": name,
         "rule": _rule(tensor, optimizer),
+        "schedule": SCHEDULE_EQUATIONS.get(optimizer.lr_schedule, "lr"),
     }
     producer = family.producer.format(**fill)
     if optimizer.clip_norm and STAGES[family.kind] == "update":  # the gradient it was given

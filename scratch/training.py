@@ -5,6 +5,7 @@ A step's trace holds, in dataflow order (``trace_schema.py`` defines every name)
     loss                                   mean over the batch
     dZL, dWL, dbL, …, dZ1, dW1, db1        error terms and gradients
     grad_norm                              ‖g‖ before clipping (when clip_norm > 0)
+    lr                                     the learning rate in effect (with a schedule)
     ΔW1, Δb1, …, ΔWL, ΔbL                  the update: new minus old parameter
     t                                      the step count after the step (adam, adamw)
     momentum_W1 / adam_m_W1, adam_v_W1, …  the optimizer state after the step
@@ -57,6 +58,8 @@ def train_step(
     if opt.clip_norm:
         grads, norm = optimizers.clip_by_global_norm(grads, opt.clip_norm)
         trace["grad_norm"] = np.asarray(norm, dtype=X.dtype)
+    if opt.lr_schedule != "constant":
+        trace["lr"] = np.asarray(optimizers.learning_rate(opt, state["t"] + 1), dtype=X.dtype)
     new_params, new_state = optimizers.update(opt, params, grads, state)
     for p in params:
         trace[f"Δ{p}"] = new_params[p] - params[p]

@@ -71,6 +71,8 @@ MOMENTUM_SPEC = {"optimizer": "momentum", "lr": 0.02, "momentum": 0.9}
 ADAM_SPEC = {"optimizer": "adam", "lr": 0.01}
 IN_PLACE_SGD = "theta -= opt.lr * g\n    return theta, {}"
 CLIP_SPEC = {"clip_norm": 0.5}  # the first step's global norm is 0.70: it clips
+# decays at the third and the fifth of the six updates
+SCHEDULE_SPEC = {"lr_schedule": "step", "lr_step_size": 2, "lr_gamma": 0.5}
 
 FAULTS = (
     # Activations: the derivative's sign or form.
@@ -339,6 +341,31 @@ FAULTS = (
         edit(OPT, "clip_by_global_norm", "clip_norm / (norm + CLIP_EPS)", "clip_norm / norm"),
         "ΔW1",
         CLIP_SPEC,
+    ),
+    # Learning-rate schedules.
+    Fault(
+        "schedule-one-step-late",
+        "optimizer",
+        "the step-decay schedule one update late: lr·γ^⌊t / s⌋ for the t-th update",
+        edit(OPT, "learning_rate", "((t - 1) // opt.lr_step_size)", "(t // opt.lr_step_size)"),
+        "lr",
+        SCHEDULE_SPEC,
+    ),
+    Fault(
+        "schedule-decays-every-update",
+        "optimizer",
+        "the learning rate multiplied by γ at every update instead of every s updates",
+        edit(OPT, "learning_rate", "((t - 1) // opt.lr_step_size)", "(t - 1)"),
+        "lr",
+        SCHEDULE_SPEC,
+    ),
+    Fault(
+        "schedule-not-applied",
+        "optimizer",
+        "the schedule's lr reported but the update taken with the base lr",
+        edit(OPT, "update", "opt = dataclasses.replace(opt, lr=learning_rate(opt, t))", "pass"),
+        "ΔW1",
+        SCHEDULE_SPEC,
     ),
     # Data handling inside scratch.
     Fault(

@@ -24,7 +24,7 @@ from comparisons.run.engines import make_references
 from comparisons.run.inputs import RunInputs, build_inputs
 from comparisons.run.recorded import Recorded, ReplayEngine
 from comparisons.run.under_test import SCRATCH, UnderTest
-from scratch.trace_schema import trace_names
+from scratch.trace_schema import names_of
 
 # A failure of the engine under test outranks a diverged case, which outranks agreement.
 SEVERITY = {"agree": 0, "diverged": 1, "disagree": 2, "error": 3}
@@ -115,9 +115,7 @@ def _references(case: Case, inputs: RunInputs, recorded: Recorded | None):
     if recorded is None:
         return make_references(inputs), None
     spec = json.loads(json.dumps(inputs.spec.to_dict()))
-    names = trace_names(
-        inputs.mlp.n_layers, inputs.optimizer.name, bool(inputs.optimizer.clip_norm)
-    )
+    names = names_of(inputs.mlp.n_layers, inputs.optimizer)
     taken = recorded.case(case.name, spec, inputs.schedule.sha256, names)
     references = inputs.spec.engines[1:]
     return {name: ReplayEngine(taken, name) for name in references}, taken.state

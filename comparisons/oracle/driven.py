@@ -30,7 +30,7 @@ from comparisons.run.contract import (
 from comparisons.run.inputs import RunInputs
 from comparisons.run.under_test import UnderTest
 from data.schedule import Step
-from scratch.trace_schema import batch_names, describe, trace_names
+from scratch.trace_schema import batch_names, describe, names_of
 
 NOT_PROVIDED = "not provided by the engine under test, and the contract requires it"
 FOREIGN = "not a name of the trace schema (scratch/trace_schema.py): misspelt?"
@@ -45,9 +45,7 @@ class Driven:
         self.inputs, self.under_test, self.engine = inputs, under_test, engine
         self.scratch = under_test.is_scratch
         self.where = f"--engine {under_test.name}"
-        self.trace_names = trace_names(
-            inputs.mlp.n_layers, inputs.optimizer.name, bool(inputs.optimizer.clip_norm)
-        )
+        self.trace_names = names_of(inputs.mlp.n_layers, inputs.optimizer)
         self.names = set(self.trace_names)
         # scratch's batching is checked before its trace; another engine is given its batch
         self.expected = [*(batch_names() if self.scratch else []), *self.trace_names]

@@ -25,7 +25,7 @@ from comparisons.run.inputs import RunInputs
 from comparisons.run.under_test import SCRATCH, UnderTest
 from scratch.gradcheck import central_difference, numerical_gradients
 from scratch.network import forward, forward_backward
-from scratch.trace_schema import trace_names
+from scratch.trace_schema import names_of
 
 FD = "finite differences"
 
@@ -81,9 +81,7 @@ def _gradcheck(inputs, n_steps, on_step, under_test, per_step):
     probe = None
     if not under_test.is_scratch:  # a second engine, whose losses are differentiated
         probe = under_test.make(*settings)
-    order = trace_names(
-        inputs.mlp.n_layers, inputs.optimizer.name, bool(inputs.optimizer.clip_norm)
-    )
+    order = names_of(inputs.mlp.n_layers, inputs.optimizer)
     for step in inputs.schedule.steps[:n_steps]:
         if probe is None:
             params, state = engine.state()

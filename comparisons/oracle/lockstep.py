@@ -60,7 +60,7 @@ from comparisons.run.engines import Engine, initial_state
 from comparisons.run.inputs import RunInputs
 from comparisons.run.under_test import SCRATCH, UnderTest
 from data.schedule import Step
-from scratch.trace_schema import batch_names, shape_of, trace_names
+from scratch.trace_schema import batch_names, names_of, shape_of
 
 
 @dataclass
@@ -152,9 +152,7 @@ def _copies(params: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
 def chunk_steps(inputs: RunInputs) -> int:
     """How many steps a chunk takes: CHUNK_STEPS, fewer where a step's trace is large."""
     batch = len(inputs.schedule.steps[0].rows) if inputs.schedule.steps else 1
-    names = trace_names(
-        inputs.mlp.n_layers, inputs.optimizer.name, bool(inputs.optimizer.clip_norm)
-    )
+    names = names_of(inputs.mlp.n_layers, inputs.optimizer)
     elements = sum(math.prod(shape_of(n, inputs.mlp.sizes, batch)) for n in names)
     return max(1, min(CHUNK_STEPS, CHUNK_BYTES // (8 * elements)))
 

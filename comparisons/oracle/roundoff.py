@@ -285,6 +285,16 @@ def _clipping(
     return E_norm, scale, E_scale
 
 
+def _learning_rate(opt: Optimizer, t: np.ndarray, r: Roundoff) -> tuple[np.ndarray, np.ndarray]:
+    """Each step's learning rate under the schedule (``t`` the update's count, (K, 1, 1)) and
+    its error: lr·γ^n with n = ⌊(t - 1) / s⌋ is a power and a product in scratch and optax,
+    and n products in PyTorch's StepLR (it multiplies the last lr by γ): n + 2 roundings and
+    the power's few ulps, in the run's dtype where an engine rounds the lr to it."""
+    n = (t - 1) // opt.lr_step_size
+    lr = opt.lr * opt.lr_gamma ** n.astype(np.float64)
+    return lr, (n + r.library_ulps + 2) * r.unit * lr
+
+
 def _update(steps: Steps, f64: Arrays, W: Arrays, E: Arrays, r: Roundoff) -> Arrays:
     """Errors of each parameter's update, optimizer state and new value, from its gradient's."""
     u, lib = r.unit, r.library_ulps * r.unit
@@ -294,6 +304,10 @@ def _update(steps: Steps, f64: Arrays, W: Arrays, E: Arrays, r: Roundoff) -> Arr
     scale = E_scale = None
     if opt.clip_norm:
         out["grad_norm"], scale, E_scale = _clipping(opt.clip_norm, f64, W, E, u)
+    lr, E_lr = opt.lr, 0.0
+    if opt.lr_schedule != "constant":
+        lr, E_lr = _learning_rate(opt, t, r)
+        out["lr"] = E_lr
     for p, theta in W.items():
         g, E_g = f64[f"d{p}"], E[f"d{p}"]
         if scale is not None:  # g ← s·g: s's error reaches every element, and one rounding
@@ -303,7 +317,10 @@ def _update(steps: Steps, f64: Arrays, W: Arrays, E: Arrays, r: Roundoff) -> Arr
         if opt.l2 and decays:
             E_g = E_g + u * (np.abs(g) + np.abs(opt.l2 * theta))
             g = g + opt.l2 * theta
-        E_theta = u * np.abs(theta) if (opt.weight_decay and decays) else 0.0
+        # decoupled decay: θ - lr·λ·θ, one rounding, and the lr's own error
+        E_theta = (
+            (u + E_lr * opt.weight_decay) * np.abs(theta) if (opt.weight_decay and decays) else 0.0
+        )
         names = dict(zip(("first", "second"), state_names(opt.name, p), strict=False))
         old = {k: _matrices(steps.state[n]) for k, n in names.items()}
         if opt.name == "sgd":
@@ -332,7 +349,7 @@ def _update(steps: Steps, f64: Arrays, W: Arrays, E: Arrays, r: Roundoff) -> Arr
                 E_root = np.where(root > 0, E_v / c2 / (2.0 * root), np.sqrt(E_v / c2))
             E_step = E_m / c1 / d + np.abs(m_hat) * E_root / d**2 + lib * np.abs(m_hat / d)
             step_size = np.abs(m_hat / d)
-        E_update = opt.lr * E_step + lib * opt.lr * step_size + E_theta
+        E_update = lr * E_step + (lib * lr + E_lr) * step_size + E_theta
         new = f64[p]
         out[f"Δ{p}"] = E_update + u * (np.abs(new) + np.abs(f64[f"Δ{p}"]))
         out[p] = E_update + u * np.abs(new)

@@ -17,7 +17,9 @@ The factory
                                leaky_relu (slope 0.01), identity
     ``mlp.loss``               mse, bce, bce_logits, softmax_cross_entropy
     ``optimizer.name``         sgd, momentum, nesterov, adam, adamw
-    ``optimizer.lr, momentum, beta1, beta2, eps, l2, weight_decay, clip_norm``   floats
+    ``optimizer.lr, momentum, beta1, beta2, eps, l2, weight_decay, clip_norm, lr_gamma``
+                               floats
+    ``optimizer.lr_schedule``  "constant" or "step" (with ``lr_step_size``, an integer)
     ``dtype``                  "float64" or "float32": the dtype of every float it returns
 
 The engine

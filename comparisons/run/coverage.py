@@ -3,7 +3,8 @@
 Each case is a 12-row synthetic problem (two epochs) with a few spec changes. Together they
 run every activation in a hidden layer and in the output layer (forward and derivative),
 every loss head, every optimizer with and without L2 and decoupled decay, gradient clipping
-(clipping and not, with L2, in each dtype), float64 and float32, batch size 1, a partial
+(clipping and not, with L2, in each dtype), a step-decay learning rate (with Adam and with
+AdamW's decay, in each dtype), float64 and float32, batch size 1, a partial
 last batch, drop_last, no shuffle, several outputs, depth 1 and depth 4. Some cases also set
 up the conditions under which the classic bugs show: square weights (a transposed W fits),
 saturated outputs (the BCE clamp), logits in the hundreds (a softmax without its max shift
@@ -18,6 +19,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from comparisons.run.spec import RunSpec
+
+# A step-decay learning rate that decays twice in a case's six updates (at the third and the
+# fifth), so that the schedule's every branch and the decay's timing are exercised.
+STEP_DECAY = {"lr_schedule": "step", "lr_step_size": 2, "lr_gamma": 0.5}
 
 BASE = {
     "dataset": "synthetic",
@@ -79,7 +84,7 @@ CASES = (
         },
     ),
     Case(
-        "identity-mse_tanh-adamw-no_shuffle",
+        "identity-mse_tanh-adamw-no_shuffle-step_lr",
         {
             "activation": "identity",
             "loss": "mse",
@@ -89,6 +94,7 @@ CASES = (
             "lr": 0.01,
             "weight_decay": 0.05,
             "shuffle": False,
+            **STEP_DECAY,
         },
     ),
     Case(
@@ -103,13 +109,14 @@ CASES = (
         },
     ),
     Case(
-        "depth4-tanh-bce_logits-adam-float32",
+        "depth4-tanh-bce_logits-adam-float32-step_lr",
         {
             "hidden": (5, 4, 3),
             "activation": "tanh",
             "optimizer": "adam",
             "lr": 0.01,
             "dtype": "float32",
+            **STEP_DECAY,
         },
     ),
     Case(

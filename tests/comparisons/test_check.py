@@ -90,6 +90,23 @@ def test_gradient_clipping_runs_clipping_and_not_with_l2_in_each_dtype(dtype):
         assert any(above) and not all(above), (case.name, norms)
 
 
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_a_step_decay_schedule_decays_within_a_case_of_each_dtype(dtype):
+    """A scheduled case of each dtype has updates before and after a decay (the lr the
+    schedule gives changes within the run), one of them with AdamW's decoupled decay."""
+    scheduled = [c for c in CASES if c.spec(()).optimizer.lr_schedule != "constant"]
+    assert any(c.spec(()).optimizer.name == "adamw" for c in scheduled)
+    cases = [c for c in scheduled if c.spec(()).dtype == dtype]
+    assert cases
+    for case in cases:
+        inputs = build_inputs(case.spec(()))
+        engine = ScratchEngine(inputs.mlp, inputs.optimizer, dtype)
+        engine.set_state(inputs.params0, initial_state(inputs.optimizer, inputs.params0))
+        X, Y = inputs.train
+        rates = {float(engine.step(X[s.rows], Y[s.rows])["lr"]) for s in inputs.schedule.steps}
+        assert len(rates) >= 2, (case.name, rates)
+
+
 @pytest.fixture(scope="module")
 def check_against_torch() -> dict:
     """check against PyTorch alone, once per test module and worker."""

@@ -103,28 +103,43 @@ def pairwise(*factors: list) -> list[tuple]:
     return rows
 
 
-# Gradient clipping enters the full tier as a covering set, not as a sixth factor of the
-# product: every pair of (activation, head, optimizer, dtype, batch size) meets it once.
-CLIPPED = [
-    pytest.param(a, h, o, d, b, id=f"clip-{a}-{h[0]}-{h[1]}-{o}-{d}-b{b}")
-    for a, h, o, d, b in pairwise(ACTIVATIONS, HEADS, OPTIMIZERS, ["float64", "float32"], [1, 5])
+# The options past the plain MLP (gradient clipping, a step-decay learning rate) enter the
+# full tier as a covering set of the whole product, not as more factors of it: every pair of
+# values of any two options (activation, head, optimizer, dtype, batch size, clipping,
+# schedule) meets in at least one run.
+FACTORS = [
+    ACTIVATIONS,
+    HEADS,
+    OPTIMIZERS,
+    ["float64", "float32"],
+    [1, 5],
+    [0.0, 0.3],  # clip_norm
+    ["constant", "step"],  # lr_schedule (step: γ = 0.5 every 3 updates)
+]
+OPTIONS = [
+    pytest.param(*row, id="-".join(map(str, (row[0], *row[1][:2], *row[2:]))))
+    for row in pairwise(*FACTORS)
 ]
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("reference", REFERENCES)
-@pytest.mark.parametrize(("activation", "heads", "optimizer", "dtype", "batch_size"), CLIPPED)
-def test_clipping_covering_set(reference, activation, heads, optimizer, dtype, batch_size):
+@pytest.mark.parametrize(
+    ("activation", "heads", "optimizer", "dtype", "batch_size", "clip_norm", "schedule"), OPTIONS
+)
+def test_options_covering_set(
+    reference, activation, heads, optimizer, dtype, batch_size, clip_norm, schedule
+):
     args = (reference, activation, heads, optimizer, dtype, batch_size)
-    assert_matrix_run_agrees(*args, clip_norm=0.3)
+    scheduled = {"lr_step_size": 3, "lr_gamma": 0.5} if schedule == "step" else {}
+    assert_matrix_run_agrees(*args, clip_norm=clip_norm, lr_schedule=schedule, **scheduled)
 
 
 def test_the_covering_set_covers_every_pair():
-    factors = [ACTIVATIONS, HEADS, OPTIMIZERS, ["float64", "float32"], [1, 5]]
-    rows = pairwise(*factors)
-    for (i, f), (j, g) in itertools.combinations(enumerate(factors), 2):
+    rows = pairwise(*FACTORS)
+    for (i, f), (j, g) in itertools.combinations(enumerate(FACTORS), 2):
         assert {(r[i], r[j]) for r in rows} == set(itertools.product(f, g)), (i, j)
-    assert len(rows) < 45  # far below the product's 600
+    assert len(rows) < 45  # far below the product's 2,400
 
 
 @pytest.mark.realdata
