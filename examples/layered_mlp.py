@@ -199,15 +199,18 @@ class SGD:
     biases): g ← g + l2·W before its rule, the gradient of (l2/2)·‖W‖². Before that, with
     clip_norm c > 0, every gradient is scaled by min(1, c / (‖g‖ + 1e-6)), ‖g‖ the norm of
     all of them together (PyTorch's clip_grad_norm_). The layers' dW keep the data loss's
-    gradient alone. With lr_schedule "step" the t-th update's lr is lr·γ^⌊(t - 1) / s⌋."""
+    gradient alone. With lr_schedule "step" the t-th update's lr is lr·γ^⌊(t - 1) / s⌋; with
+    "cosine", lr·t/(w + 1) for the first w, then a half cosine from lr down to lr_min."""
 
     slots: tuple[str, ...] = ()  # the buffers kept per parameter
 
     def __init__(self, config):
         self.base_lr, self.l2 = float(config.lr), float(config.l2)
         self.lr = self.base_lr  # the learning rate of the current update
-        self.schedule = config.lr_schedule  # "constant" or "step"
+        self.schedule = config.lr_schedule  # "constant", "step" or "cosine"
         self.step_size, self.gamma = int(config.lr_step_size), float(config.lr_gamma)
+        self.warmup, self.lr_min = int(config.lr_warmup), float(config.lr_min)
+        self.decay_steps = int(config.lr_decay_steps)
         self.clip_norm = float(config.clip_norm)
         self.norm = None  # ‖g‖ before clipping, at the last step (when clipping)
         self.t = 0  # steps taken
@@ -218,6 +221,15 @@ class SGD:
         self.t += 1  # t = 1 at the first step
         if self.schedule == "step":  # lr·γ every step_size updates: lr·γ^⌊(t - 1) / s⌋
             self.lr = self.base_lr * self.gamma ** ((self.t - 1) // self.step_size)
+        elif self.schedule == "cosine":  # warm up linearly, then down a half cosine
+            done, w = self.t - 1, self.warmup  # updates before this one
+            if done < w:
+                self.lr = self.base_lr * (done + 1) / (w + 1)
+            else:
+                # a Python float, which NumPy casts to a float32 array's dtype (a NumPy
+                # float64 scalar would turn float32 weights into float64: the oracle said so)
+                half = 0.5 * (1 + float(np.cos(np.pi * (done - w) / (self.decay_steps - w))))
+                self.lr = self.lr_min + (self.base_lr - self.lr_min) * half
         scale = 1.0
         if self.clip_norm:
             squares = [np.sum(x * x) for layer in layers for x in (layer.dW, layer.db)]

@@ -186,14 +186,25 @@ def learning_rate(opt: Optimizer):
       step   optax.exponential_decay(lr, lr_step_size, lr_gamma, staircase=True):
              lr·γ^⌊count / s⌋, scratch's lr·γ^⌊(t - 1) / s⌋ and PyTorch's StepLR stepped
              after every update.
+      cosine optax.linear_schedule(lr/(w + 1), lr, w) for the warm-up, joined at count w
+             (join_schedules hands the next schedule count - w) to
+             optax.cosine_decay_schedule(lr, D - w, alpha = lr_min/lr):
+             lr·((1 - α)·½(1 + cos(π·(count - w)/(D - w))) + α).
     """
     if opt.lr_schedule == "step":
         schedule = optax.exponential_decay(opt.lr, opt.lr_step_size, opt.lr_gamma, staircase=True)
-        # optax's count is an int32, and count / s is then a float32 in JAX: a float64 run's
-        # lr came out 1.5e-8 from lr·γ^n. Given the count as JAX's default float (float64 in
-        # 64-bit mode), the schedule is computed in that precision.
-        return lambda count: schedule(jnp.asarray(count, jax.dtypes.canonicalize_dtype(float)))
-    return opt.lr
+    elif opt.lr_schedule == "cosine":
+        w, D = opt.lr_warmup, opt.lr_decay_steps
+        schedule = optax.cosine_decay_schedule(opt.lr, D - w, alpha=opt.lr_min / opt.lr)
+        if w:
+            warmup = optax.linear_schedule(opt.lr / (w + 1), opt.lr, w)
+            schedule = optax.join_schedules([warmup, schedule], [w])
+    else:
+        return opt.lr
+    # optax's count is an int32, and count / s is then a float32 in JAX: a float64 run's lr
+    # came out 1.5e-8 from lr·γ^n. Given the count as JAX's default float (float64 in 64-bit
+    # mode), the schedule is computed in that precision.
+    return lambda count: schedule(jnp.asarray(count, jax.dtypes.canonicalize_dtype(float)))
 
 
 # PyTorch's clip_grad_norm_ scales by c / (‖g‖ + 1e-6); optax's clip_by_global_norm by c / ‖g‖.

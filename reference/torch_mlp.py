@@ -117,12 +117,25 @@ def make_optimizer(opt: Optimizer, model: nn.Sequential) -> torch.optim.Optimize
 
 def make_scheduler(opt: Optimizer, optimizer: torch.optim.Optimizer):
     """The ``torch.optim.lr_scheduler`` of ``opt.lr_schedule``, to be stepped once after every
-    update (not once per epoch): ``StepLR(step_size, gamma)`` for "step"; None for
-    "constant"."""
+    update (not once per epoch); None for "constant".
+
+      step     StepLR(step_size, gamma)
+      cosine   CosineAnnealingLR(T_max = D - w, eta_min = lr_min) after a linear warm-up of
+               w updates, LinearLR(start_factor = 1/(w + 1), total_iters = w), joined by
+               SequentialLR at update w (without warm-up, the cosine alone)
+    """
+    schedulers = torch.optim.lr_scheduler
     if opt.lr_schedule == "step":
-        return torch.optim.lr_scheduler.StepLR(
-            optimizer, step_size=opt.lr_step_size, gamma=opt.lr_gamma
+        return schedulers.StepLR(optimizer, step_size=opt.lr_step_size, gamma=opt.lr_gamma)
+    if opt.lr_schedule == "cosine":
+        w = opt.lr_warmup
+        cosine = schedulers.CosineAnnealingLR(
+            optimizer, T_max=opt.lr_decay_steps - w, eta_min=opt.lr_min
         )
+        if not w:
+            return cosine
+        warmup = schedulers.LinearLR(optimizer, start_factor=1 / (w + 1), total_iters=w)
+        return schedulers.SequentialLR(optimizer, [warmup, cosine], milestones=[w])
     return None
 
 

@@ -19,7 +19,7 @@ from scratch.losses import LOSSES
 from scratch.trace_schema import OPTIMIZER_STATE, parameter_shapes
 
 # The learning-rate schedules (``optimizers.learning_rate`` gives each one's formula).
-LR_SCHEDULES = ("constant", "step")
+LR_SCHEDULES = ("constant", "step", "cosine")
 
 
 class ScratchInputError(ValueError):
@@ -86,7 +86,10 @@ class Optimizer:
     decoupled decay, θ ← θ - lr·λ·θ before the step (adamw only); ``clip_norm`` c > 0 scales
     every gradient by min(1, c / (‖g‖ + 1e-6)) before either, ‖g‖ the norm of all of them
     together (0: no clipping). ``lr_schedule`` "step" multiplies the learning rate by
-    ``lr_gamma`` every ``lr_step_size`` updates ("constant": no schedule).
+    ``lr_gamma`` every ``lr_step_size`` updates; "cosine" warms it up linearly over
+    ``lr_warmup`` updates, then decays it along a half cosine to ``lr_min`` at update
+    ``lr_decay_steps`` (0: the run's last; the run's inputs fill it in); "constant": no
+    schedule.
     """
 
     name: str = "sgd"
@@ -101,11 +104,15 @@ class Optimizer:
     lr_schedule: str = "constant"
     lr_step_size: int = 100
     lr_gamma: float = 0.1
+    lr_warmup: int = 0
+    lr_min: float = 0.0
+    lr_decay_steps: int = 0
 
     def __post_init__(self) -> None:
         _choose("optimizer", self.name, OPTIMIZER_STATE)
         numbers = (
-            "lr", "momentum", "beta1", "beta2", "eps", "l2", "weight_decay", "clip_norm", "lr_gamma"
+            "lr", "momentum", "beta1", "beta2", "eps", "l2", "weight_decay", "clip_norm",
+            "lr_gamma", "lr_min",
         )  # fmt: skip
         for field in numbers:
             value = getattr(self, field)
@@ -122,11 +129,22 @@ class Optimizer:
         if not self.eps > 0 or self.l2 < 0 or self.weight_decay < 0:
             raise ScratchInputError("eps must be > 0, and l2 and weight_decay >= 0")
         _choose("lr_schedule", self.lr_schedule, LR_SCHEDULES)
-        step_size = self.lr_step_size
-        if isinstance(step_size, bool) or not isinstance(step_size, (int, np.integer)):
-            raise ScratchInputError(f"lr_step_size must be an integer; got {step_size!r}")
-        if step_size < 1:
-            raise ScratchInputError(f"lr_step_size must be >= 1 (updates); got {step_size}")
+        for field, least in (("lr_step_size", 1), ("lr_warmup", 0), ("lr_decay_steps", 0)):
+            value = getattr(self, field)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+                raise ScratchInputError(f"{field} must be an integer; got {value!r}")
+            if value < least:
+                raise ScratchInputError(f"{field} must be >= {least} (updates); got {value}")
+        if self.lr_schedule == "cosine":
+            if not 0 <= self.lr_min < self.lr:
+                raise ScratchInputError(
+                    f"lr_min must be >= 0 and below lr ({self.lr}); got {self.lr_min}"
+                )
+            if self.lr_decay_steps and self.lr_decay_steps <= self.lr_warmup:
+                raise ScratchInputError(
+                    f"lr_decay_steps ({self.lr_decay_steps}) must be above lr_warmup "
+                    f"({self.lr_warmup}): the cosine starts where the warm-up ends"
+                )
         if not 0 < self.lr_gamma <= 1:
             raise ScratchInputError(f"lr_gamma must be in (0, 1]; got {self.lr_gamma}")
         if self.clip_norm < 0:

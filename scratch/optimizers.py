@@ -34,11 +34,12 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 from collections.abc import Callable
 
 import numpy as np
 
-from scratch.config import Optimizer
+from scratch.config import Optimizer, ScratchInputError
 from scratch.trace_schema import OPTIMIZER_STATE, parse, state_names
 
 Params = dict[str, np.ndarray]
@@ -80,9 +81,28 @@ def learning_rate(opt: Optimizer, t: int) -> float:
     step       lr·γ^⌊(t - 1) / s⌋   (γ = lr_gamma, s = lr_step_size): the first s updates
                use lr, the next s lr·γ, … (PyTorch's StepLR stepped after every update;
                optax's exponential_decay with staircase, at the count of updates done)
+    cosine     with k = t - 1, w = lr_warmup, D = lr_decay_steps:
+               k < w    lr·(k + 1)/(w + 1)                      (linear warm-up)
+               k >= w   lr_min + (lr - lr_min)·½(1 + cos(π·(k - w)/(D - w)))
+               (PyTorch's SequentialLR of LinearLR(1/(w + 1)) and CosineAnnealingLR(D - w);
+               optax's join_schedules of linear_schedule and cosine_decay_schedule.) The
+               run fills in D as its number of updates; past D the rate stays at lr_min
+               here and in optax, while PyTorch's cosine would rise again: the spec refuses
+               a D shorter than the run.
     """
     if opt.lr_schedule == "step":
         return opt.lr * opt.lr_gamma ** ((t - 1) // opt.lr_step_size)
+    if opt.lr_schedule == "cosine":
+        k, w, D = t - 1, opt.lr_warmup, opt.lr_decay_steps
+        if D <= w:
+            raise ScratchInputError(
+                f"lr_decay_steps is {D}: a cosine schedule needs its length in updates, above "
+                f"lr_warmup ({w}) (a run spec's 0 is filled in with the run's length)"
+            )
+        if k < w:  # linear warm-up: lr/(w + 1), 2·lr/(w + 1), …, reaching lr at k = w
+            return opt.lr * (k + 1) / (w + 1)
+        progress = min(k - w, D - w) / (D - w)  # 0 … 1 over the cosine, then held
+        return opt.lr_min + (opt.lr - opt.lr_min) * 0.5 * (1.0 + math.cos(math.pi * progress))
     return opt.lr
 
 
@@ -127,7 +147,7 @@ def update(opt: Optimizer, params: Params, grads: Params, state: dict) -> tuple[
     """
     t = state["t"] + 1
     if opt.lr_schedule != "constant":  # the rules read the lr in effect at this update
-        opt = dataclasses.replace(opt, lr=learning_rate(opt, t))
+        opt = dataclasses.replace(opt, lr=learning_rate(opt, t), lr_schedule="constant")
     rule = RULES[opt.name]
     new_params: Params = {}
     new_state: dict = {"t": t}

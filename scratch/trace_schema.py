@@ -190,7 +190,12 @@ OPTIMIZER_STATE: dict[str, tuple[str, ...]] = {
 RULE_FUNCTIONS = {"sgd": "sgd", "momentum": "momentum", "nesterov": "nesterov", "adam": "adam"}
 RULE_FUNCTIONS["adamw"] = "adam"
 # Each learning-rate schedule as an equation in t (the update's count, 1 for the first).
-SCHEDULE_EQUATIONS = {"constant": "lr", "step": "lr·γ^⌊(t - 1) / s⌋"}
+SCHEDULE_EQUATIONS = {
+    "constant": "lr",
+    "step": "lr·γ^⌊(t - 1) / s⌋",
+    "cosine": "lr·t/(w + 1) while t <= w, "
+    "then lr_min + (lr - lr_min)·½(1 + cos(π·(t - 1 - w)/(D - w)))",
+}
 # Each optimizer's update as an equation in g (the gradient the optimizer sees) and θ.
 UPDATE_RULES = {
     "sgd": "-lr·g",

@@ -73,6 +73,8 @@ IN_PLACE_SGD = "theta -= opt.lr * g\n    return theta, {}"
 CLIP_SPEC = {"clip_norm": 0.5}  # the first step's global norm is 0.70: it clips
 # decays at the third and the fifth of the six updates
 SCHEDULE_SPEC = {"lr_schedule": "step", "lr_step_size": 2, "lr_gamma": 0.5}
+# two warm-up updates, then a cosine over the other four of the six, down to 0.01
+COSINE_SPEC = {"lr_schedule": "cosine", "lr_warmup": 2, "lr_min": 0.01}
 
 FAULTS = (
     # Activations: the derivative's sign or form.
@@ -363,9 +365,38 @@ FAULTS = (
         "schedule-not-applied",
         "optimizer",
         "the schedule's lr reported but the update taken with the base lr",
-        edit(OPT, "update", "opt = dataclasses.replace(opt, lr=learning_rate(opt, t))", "pass"),
+        edit(OPT, "update", "lr=learning_rate(opt, t), ", ""),
         "ΔW1",
         SCHEDULE_SPEC,
+    ),
+    Fault(
+        "warmup-one-update-short",
+        "optimizer",
+        "the warm-up divides by w instead of w + 1: it reaches lr one update early",
+        edit(OPT, "learning_rate", "opt.lr * (k + 1) / (w + 1)", "opt.lr * (k + 1) / w"),
+        "lr",
+        COSINE_SPEC,
+    ),
+    Fault(
+        "cosine-ignores-warmup",
+        "optimizer",
+        "the cosine's progress counted from the first update instead of the warm-up's end",
+        edit(OPT, "learning_rate", "min(k - w, D - w)", "min(k, D - w)"),
+        "lr",
+        COSINE_SPEC,
+    ),
+    Fault(
+        "cosine-without-floor",
+        "optimizer",
+        "the cosine decays to 0 instead of lr_min: lr·½(1 + cos(…))",
+        edit(
+            OPT,
+            "learning_rate",
+            "opt.lr_min + (opt.lr - opt.lr_min) * 0.5",
+            "opt.lr * 0.5",
+        ),
+        "lr",
+        COSINE_SPEC,
     ),
     # Data handling inside scratch.
     Fault(

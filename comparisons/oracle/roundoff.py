@@ -287,12 +287,23 @@ def _clipping(
 
 def _learning_rate(opt: Optimizer, t: np.ndarray, r: Roundoff) -> tuple[np.ndarray, np.ndarray]:
     """Each step's learning rate under the schedule (``t`` the update's count, (K, 1, 1)) and
-    its error: lr·γ^n with n = ⌊(t - 1) / s⌋ is a power and a product in scratch and optax,
-    and n products in PyTorch's StepLR (it multiplies the last lr by γ): n + 2 roundings and
-    the power's few ulps, in the run's dtype where an engine rounds the lr to it."""
-    n = (t - 1) // opt.lr_step_size
-    lr = opt.lr * opt.lr_gamma ** n.astype(np.float64)
-    return lr, (n + r.library_ulps + 2) * r.unit * lr
+    its error, in the run's dtype where an engine rounds the lr to it. step: lr·γ^n with
+    n = ⌊(t - 1) / s⌋ is a power and a product in scratch and optax, and n products in
+    PyTorch's StepLR (it multiplies the last lr by γ): n + 2 roundings and the power's few
+    ulps."""
+    k = (t - 1).astype(np.float64)  # updates before this one
+    if opt.lr_schedule == "step":
+        n = (t - 1) // opt.lr_step_size
+        lr = opt.lr * opt.lr_gamma ** n.astype(np.float64)
+        return lr, (n + r.library_ulps + 2) * r.unit * lr
+    # cosine: PyTorch's LinearLR and CosineAnnealingLR each compute the next lr from the last
+    # (a ratio of cosines, rounded each time), so their error grows by a few roundings of
+    # the base lr per update; the closed forms (scratch, optax) are a few ulps of it
+    w, D = opt.lr_warmup, opt.lr_decay_steps
+    progress = np.clip(k - w, 0, D - w) / (D - w)
+    cosine = opt.lr_min + (opt.lr - opt.lr_min) * 0.5 * (1.0 + np.cos(np.pi * progress))
+    lr = np.where(k < w, opt.lr * (k + 1) / (w + 1), cosine)
+    return lr, (4.0 * k + r.library_ulps + 4) * r.unit * opt.lr
 
 
 def _update(steps: Steps, f64: Arrays, W: Arrays, E: Arrays, r: Roundoff) -> Arrays:

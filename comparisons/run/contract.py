@@ -17,9 +17,11 @@ The factory
                                leaky_relu (slope 0.01), identity
     ``mlp.loss``               mse, bce, bce_logits, softmax_cross_entropy
     ``optimizer.name``         sgd, momentum, nesterov, adam, adamw
-    ``optimizer.lr, momentum, beta1, beta2, eps, l2, weight_decay, clip_norm, lr_gamma``
-                               floats
-    ``optimizer.lr_schedule``  "constant" or "step" (with ``lr_step_size``, an integer)
+    ``optimizer.lr, momentum, beta1, beta2, eps, l2, weight_decay, clip_norm``   floats
+    ``optimizer.lr_schedule``  "constant", "step" (``lr_step_size``, ``lr_gamma``) or
+                               "cosine" (``lr_warmup``, ``lr_decay_steps``: integers;
+                               ``lr_min``); ``scratch/optimizers.py:learning_rate`` gives
+                               each formula
     ``dtype``                  "float64" or "float32": the dtype of every float it returns
 
 The engine

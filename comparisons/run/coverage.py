@@ -4,12 +4,12 @@ Each case is a 12-row synthetic problem (two epochs) with a few spec changes. To
 run every activation in a hidden layer and in the output layer (forward and derivative),
 every loss head, every optimizer with and without L2 and decoupled decay, gradient clipping
 (clipping and not, with L2, in each dtype), a step-decay learning rate (with Adam and with
-AdamW's decay, in each dtype), float64 and float32, batch size 1, a partial
-last batch, drop_last, no shuffle, several outputs, depth 1 and depth 4. Some cases also set
-up the conditions under which the classic bugs show: square weights (a transposed W fits),
-saturated outputs (the BCE clamp), logits in the hundreds (a softmax without its max shift
-overflows), batches of 5 over 12 rows (a mean over the nominal batch size is wrong only on
-the last batch).
+AdamW's decay, in each dtype) and a cosine one with warm-up (in each dtype), float64 and
+float32, batch size 1, a partial last batch, drop_last, no shuffle, several outputs, depth 1
+and depth 4. Some cases also set up the conditions under which the classic bugs show: square
+weights (a transposed W fits), saturated outputs (the BCE clamp), logits in the hundreds (a
+softmax without its max shift overflows), batches of 5 over 12 rows (a mean over the nominal
+batch size is wrong only on the last batch).
 
 ``tests/comparisons/test_check.py`` proves the coverage claims against this table.
 """
@@ -23,6 +23,8 @@ from comparisons.run.spec import RunSpec
 # A step-decay learning rate that decays twice in a case's six updates (at the third and the
 # fifth), so that the schedule's every branch and the decay's timing are exercised.
 STEP_DECAY = {"lr_schedule": "step", "lr_step_size": 2, "lr_gamma": 0.5}
+# A cosine with two warm-up updates over the case's run (its length: lr_decay_steps = 0).
+COSINE = {"lr_schedule": "cosine", "lr_warmup": 2, "lr_min": 0.001}
 
 BASE = {
     "dataset": "synthetic",
@@ -60,7 +62,7 @@ CASES = (
         },
     ),
     Case(
-        "relu-softmax-nesterov-drop_last",
+        "relu-softmax-nesterov-drop_last-cosine_lr",
         {
             "activation": "relu",
             "loss": "softmax_cross_entropy",
@@ -69,6 +71,7 @@ CASES = (
             "lr": 0.02,
             "momentum": 0.8,
             "drop_last": True,
+            **COSINE,
         },
     ),
     Case(
@@ -120,7 +123,7 @@ CASES = (
         },
     ),
     Case(
-        "sigmoid-mse_relu-nesterov-l2-float32",
+        "sigmoid-mse_relu-nesterov-l2-float32-cosine_lr",
         {
             "activation": "sigmoid",
             "loss": "mse",
@@ -129,6 +132,7 @@ CASES = (
             "lr": 0.02,
             "l2": 0.01,
             "dtype": "float32",
+            **COSINE,
         },
     ),
     Case(

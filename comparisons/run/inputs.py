@@ -6,6 +6,7 @@ same initial parameters and the same mini-batches.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import os
 from dataclasses import dataclass
@@ -100,6 +101,7 @@ def build_inputs(spec: RunSpec, data_dir: str | None = None) -> RunInputs:
     schedule = make_schedule(
         len(X), spec.batch_size, spec.epochs, spec.seed, spec.shuffle, spec.drop_last
     )
+    optimizer = _with_decay_length(spec.optimizer, len(schedule))
     params0 = init_params(mlp, spec.seed, spec.init, spec.dtype, spec.init_gain)
     for array in [*params0.values(), *(a for split in splits.values() for a in split)]:
         array.flags.writeable = False
@@ -108,10 +110,32 @@ def build_inputs(spec: RunSpec, data_dir: str | None = None) -> RunInputs:
         splits=splits,
         dataset=info,
         mlp=mlp,
-        optimizer=spec.optimizer,
+        optimizer=optimizer,
         params0=params0,
         schedule=schedule,
     )
+
+
+def _with_decay_length(optimizer: Optimizer, updates: int) -> Optimizer:
+    """A cosine schedule's decay length filled in: ``lr_decay_steps = 0`` is the run's number
+    of updates. One shorter than the run is refused: past it scratch and optax hold the rate
+    at lr_min, PyTorch's CosineAnnealingLR would raise it again."""
+    if optimizer.lr_schedule != "cosine":
+        return optimizer
+    if optimizer.lr_decay_steps == 0:
+        if updates <= optimizer.lr_warmup:
+            raise SpecError(
+                f"lr_warmup: the run has {updates} update{'s' * (updates > 1)}, so a warm-up "
+                f"of {optimizer.lr_warmup} leaves no cosine; make it shorter"
+            )
+        return dataclasses.replace(optimizer, lr_decay_steps=updates)
+    if optimizer.lr_decay_steps < updates:
+        raise SpecError(
+            f"lr_decay_steps: {optimizer.lr_decay_steps} is shorter than the run's {updates} "
+            "updates (past it PyTorch's cosine rises again while optax's stays at lr_min); "
+            "give at least the run's length, or 0 for exactly it"
+        )
+    return optimizer
 
 
 # --- will it fit? -------------------------------------------------------------------------

@@ -283,6 +283,21 @@ COMMAND_LINE = [
     case("bench-dtypes", "bench --dtypes float16", "--dtypes: choose from"),
     case("bench-oracle-steps", "bench --oracle-steps 7", "--oracle-steps: each must be a multiple"),
     case("train-hidden-zero", "train --set hidden=[0]", "hidden: every width must be >= 1"),
+    case(
+        "cosine-shorter-than-the-run",
+        f"{RUN} --set epochs=3 --set lr_schedule=cosine --set lr_decay_steps=2",
+        "lr_decay_steps: 2 is shorter than the run's 3 updates",
+    ),
+    case(
+        "cosine-all-warm-up",
+        f"{RUN} --set lr_schedule=cosine --set lr_warmup=5",
+        "lr_warmup: the run has 1 update, so a warm-up of 5 leaves no cosine",
+    ),
+    case(
+        "cosine-floor-above-lr",
+        f"{RUN} --set lr_schedule=cosine --set lr_min=1",
+        "optimizer: lr_min must be >= 0 and below lr (0.5); got 1",
+    ),
 ]
 CONF = f"{RUN} --config c.toml"
 CONFIG = [

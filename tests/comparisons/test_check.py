@@ -107,6 +107,28 @@ def test_a_step_decay_schedule_decays_within_a_case_of_each_dtype(dtype):
         assert len(rates) >= 2, (case.name, rates)
 
 
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_a_cosine_schedule_warms_up_and_decays_within_a_case_of_each_dtype(dtype):
+    """A cosine case of each dtype runs both branches: the warm-up (an lr below the base),
+    the top (the base lr at the warm-up's end) and the decay (below it again)."""
+    cases = [
+        c
+        for c in CASES
+        if c.spec(()).optimizer.lr_schedule == "cosine" and c.spec(()).dtype == dtype
+    ]
+    assert cases
+    for case in cases:
+        inputs = build_inputs(case.spec(()))
+        opt = inputs.optimizer
+        engine = ScratchEngine(inputs.mlp, opt, dtype)
+        engine.set_state(inputs.params0, initial_state(opt, inputs.params0))
+        X, Y = inputs.train
+        rates = [float(engine.step(X[s.rows], Y[s.rows])["lr"]) for s in inputs.schedule.steps]
+        top = rates.index(max(rates))
+        assert rates[0] < opt.lr and top == opt.lr_warmup and rates[-1] < rates[top], rates
+        assert max(rates) == pytest.approx(opt.lr, rel=1e-6)
+
+
 @pytest.fixture(scope="module")
 def check_against_torch() -> dict:
     """check against PyTorch alone, once per test module and worker."""

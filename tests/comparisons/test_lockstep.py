@@ -114,8 +114,13 @@ FACTORS = [
     ["float64", "float32"],
     [1, 5],
     [0.0, 0.3],  # clip_norm
-    ["constant", "step"],  # lr_schedule (step: γ = 0.5 every 3 updates)
+    ["constant", "step", "cosine"],  # lr_schedule (see SCHEDULES)
 ]
+SCHEDULES = {
+    "constant": {},
+    "step": {"lr_step_size": 3, "lr_gamma": 0.5},
+    "cosine": {"lr_warmup": 3, "lr_min": 0.001},  # over the run's updates
+}
 OPTIONS = [
     pytest.param(*row, id="-".join(map(str, (row[0], *row[1][:2], *row[2:]))))
     for row in pairwise(*FACTORS)
@@ -131,15 +136,15 @@ def test_options_covering_set(
     reference, activation, heads, optimizer, dtype, batch_size, clip_norm, schedule
 ):
     args = (reference, activation, heads, optimizer, dtype, batch_size)
-    scheduled = {"lr_step_size": 3, "lr_gamma": 0.5} if schedule == "step" else {}
-    assert_matrix_run_agrees(*args, clip_norm=clip_norm, lr_schedule=schedule, **scheduled)
+    more = SCHEDULES[schedule]
+    assert_matrix_run_agrees(*args, clip_norm=clip_norm, lr_schedule=schedule, **more)
 
 
 def test_the_covering_set_covers_every_pair():
     rows = pairwise(*FACTORS)
     for (i, f), (j, g) in itertools.combinations(enumerate(FACTORS), 2):
         assert {(r[i], r[j]) for r in rows} == set(itertools.product(f, g)), (i, j)
-    assert len(rows) < 45  # far below the product's 2,400
+    assert len(rows) < 45  # far below the product's 3,600
 
 
 @pytest.mark.realdata
