@@ -120,7 +120,7 @@ class JaxEngine:
             # for other JAX code in the process.
             jax.config.update("jax_enable_x64", True)
         try:
-            self._device = jax.devices(device)[0]
+            self.device = jax.devices(device)[0]
         except RuntimeError as err:
             raise ValueError(f"device {device!r} is not available to JAX: {err}") from None
         self.mlp, self.optimizer = mlp, optimizer
@@ -132,7 +132,7 @@ class JaxEngine:
         self._step, self._forward = compiled(mlp, optimizer)
         # Arrays from NumPy go straight into the jitted functions on the default device (jit
         # moves them in C++, for a tenth of device_put's cost); elsewhere through device_put.
-        self._direct = self._device == jax.devices()[0]
+        self._direct = self.device == jax.devices()[0]
         self._shapes = parameter_shapes(mlp.sizes)
         self._layouts: dict[int, list] = {}  # the flat trace's layout per batch size
         self._params: Params | None = None
@@ -207,7 +207,7 @@ class JaxEngine:
         dtype unless told: on the default device a private, read-only NumPy copy (jit moves
         it to the device; no one can change it in place meanwhile), elsewhere a device_put."""
         if not self._direct:
-            return jax.device_put(np.asarray(array, dtype=dtype or self.dtype), self._device)
+            return jax.device_put(np.asarray(array, dtype=dtype or self.dtype), self.device)
         copy = np.array(array, dtype=dtype or self.dtype)
         copy.flags.writeable = False
         return copy

@@ -14,7 +14,7 @@ import numpy as np
 
 from comparisons.bench.optional import load
 from comparisons.bench.settings import ACTIVATION, LOSS, OPTIMIZER, PEAK_N, Size
-from comparisons.run.engines import FRAMEWORK_DEVICE
+from comparisons.run.engines import framework_device
 from scratch.config import MLP, Optimizer
 from scratch.initializers import init_params
 from scratch.optimizers import init_state
@@ -54,7 +54,7 @@ class TorchStep:
         self.torch = torch = load("torch")
         torch_mlp, torch_engine = load("reference.torch_mlp"), load("reference.torch_engine")
         torch_dtype = torch_engine.DTYPES[dtype]
-        self.device = torch_engine.torch_device(FRAMEWORK_DEVICE["torch"].get(device, device))
+        self.device = torch_engine.torch_device(framework_device("torch", device))
         self.model = torch_mlp.make_model(mlp, torch_dtype, self.device)
         with torch.no_grad():  # scratch's weights, in nn.Linear's layout
             for name, tensor in torch_mlp.named_parameters(self.model).items():
@@ -86,7 +86,7 @@ class JaxStep:
         optax = load("optax")
         jax_mlp, jax_engine = load("reference.jax_mlp"), load("reference.jax_engine")
         # as the engine does: 64-bit mode on for float64, the device checked
-        self.device = jax_engine.JaxEngine(mlp, opt, dtype, device)._device
+        self.device = jax_engine.JaxEngine(mlp, opt, dtype, device).device
         weights_only = {p: parse(p).decays for p in param_names(mlp.n_layers)}
         tx = jax_mlp.make_optimizer(opt, weights_only)
         loss_of = jax_mlp.LOSSES[mlp.loss]

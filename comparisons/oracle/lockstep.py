@@ -197,11 +197,8 @@ class _Runner:
 
     def __init__(self, inputs, driven: Driven, references, result, reload=None):
         self.inputs, self.driven, self.refs, self.result = inputs, driven, references, result
-        self.trace_names, self.names, self.expected = (
-            driven.trace_names,
-            driven.names,
-            driven.expected,
-        )
+        self.trace_names, self.names = driven.trace_names, driven.names
+        self.expected = driven.expected
         self.not_provided: set[str] = set()
         self.reload = reload  # step index -> the state the engine under test starts it from
         self._kind_positions: dict[tuple[str, ...], tuple] = {}

@@ -105,10 +105,15 @@ def make_engine(name: str, mlp: MLP, optimizer: Optimizer, dtype: str, device: s
     if name == "torch" and device == "cpu":
         importlib.import_module("torch").set_num_threads(1)
     module, _, cls = REFERENCES[name].partition(":")
-    device = FRAMEWORK_DEVICE[name].get(device, device)
+    device = framework_device(name, device)
     engine = getattr(importlib.import_module(module), cls)(mlp, optimizer, dtype, device)
     engine.name = name
     return engine
+
+
+def framework_device(name: str, device: str) -> str:
+    """The reference ``name``'s own name for ``device`` ("gpu" is PyTorch's "cuda")."""
+    return FRAMEWORK_DEVICE[name].get(device, device)
 
 
 def persistent_jax_cache() -> None:
