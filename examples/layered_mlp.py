@@ -49,6 +49,25 @@ class Dense:
         return dz @ self.W.T
 
 
+# --- dropout: D = A·M/(1 - p) forward, with the step's keep mask M given; back the same way --
+
+
+class Dropout:
+    """Inverted dropout: each unit's output times M/(1 - p), M the step's mask of 0s and 1s
+    (given by the caller, the same in every engine), so the expected output is A and the
+    network is evaluated without it;  dA = dD·M/(1 - p)."""
+
+    def __init__(self, rate: float):
+        self.rate = float(rate)
+
+    def forward(self, a: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        self.scale = mask / (1 - self.rate)  # (B, n): 0 where dropped, 1/(1 - p) where kept
+        return a * self.scale
+
+    def backward(self, grad: np.ndarray) -> np.ndarray:
+        return grad * self.scale
+
+
 # --- activations: A = g(Z) forward; dZ = dA * g'(Z) backward, elementwise ------------------
 
 
@@ -326,6 +345,8 @@ class LayeredMLP:
             for l in range(1, self.L + 1)
         ]
         self.dense = [dense for dense, _ in self.layers]
+        # one dropout per hidden layer (l = 1..L-1), with dropout; evaluation runs without
+        self.drops = [Dropout(mlp.dropout) for _ in range(self.L - 1)] if mlp.dropout else []
         self.loss = LOSSES[mlp.loss]()
         self.optimizer = OPTIMIZERS[optimizer.name](optimizer)
         self.counted = optimizer.name in COUNTED
@@ -357,24 +378,33 @@ class LayeredMLP:
                 opt_state[f"{s}_{p}"] = self.optimizer.buffers[p][s].copy()
         return params, opt_state
 
-    def step(self, X, Y):
-        """One training step on the batch; returns its trace."""
+    def step(self, X, Y, masks=None):
+        """One training step on the batch (with dropout, ``masks`` holds each hidden layer's
+        keep mask for this step, ``{"M1": (B, n_1), …}``); returns its trace."""
         X, Y = np.asarray(X, dtype=self.dtype), np.asarray(Y, dtype=self.dtype)
         trace = {}
 
-        # forward: Z_l = A_{l-1} @ W_l + b_l,  A_l = g_l(Z_l)
+        # forward: Z_l = A_{l-1} @ W_l + b_l,  A_l = g_l(Z_l), and through each hidden
+        # layer's dropout: D_l = A_l·M_l/(1 - p), which the next layer reads
         a = X
         for l, (layer, activation) in enumerate(self.layers, start=1):
             z = layer.forward(a)
             a = activation.forward(z)
             trace[f"Z{l}"], trace[f"A{l}"] = z, a
+            if self.drops and l < self.L:
+                mask = np.asarray(masks[f"M{l}"], dtype=self.dtype)
+                a = self.drops[l - 1].forward(a, mask)
+                trace[f"M{l}"], trace[f"D{l}"] = mask, a
         trace["loss"] = np.asarray(self.loss.forward(a, Y), dtype=self.dtype)
 
         # backward: dA_L from the loss; then for l = L..1:  dZ_l = dA_l * g_l'(Z_l),
-        #   dW_l = A_{l-1}ᵀ dZ_l,  db_l = Σ_rows dZ_l,  dA_{l-1} = dZ_l W_lᵀ
+        #   dW_l = A_{l-1}ᵀ dZ_l,  db_l = Σ_rows dZ_l,  dA_{l-1} = dZ_l W_lᵀ (which below
+        #   the top is ∂loss/∂D_{l-1} with dropout: back through it first)
         grad = self.loss.backward()
         for l in range(self.L, 0, -1):
             layer, activation = self.layers[l - 1]
+            if self.drops and l < self.L:
+                grad = self.drops[l - 1].backward(grad)
             dz = activation.backward(grad)
             grad = layer.backward(dz)
             trace[f"dZ{l}"], trace[f"dW{l}"], trace[f"db{l}"] = dz, layer.dW, layer.db
@@ -398,7 +428,7 @@ class LayeredMLP:
     def predict(self, X):
         """A_L, the network's output for X, with the current parameters."""
         a = np.asarray(X, dtype=self.dtype)
-        for layer, activation in self.layers:
+        for layer, activation in self.layers:  # without dropout: evaluation
             a = activation.forward(layer.forward(a))
         return a
 

@@ -75,19 +75,19 @@ def compiled(mlp: MLP, optimizer: Optimizer):
     weights_only = {p: parse(p).decays for p in names}  # decay never touches b_l
     tx = make_optimizer(optimizer, weights_only)
     train_step = make_train_step(mlp, optimizer, tx)
-    floats = [n for n in names_of(mlp.n_layers, optimizer) if n != "t"]
+    floats = [n for n in names_of(mlp, optimizer) if n != "t"]
     kept = [n for p in names for n in state_names(optimizer.name, p)]
     schedule = learning_rate(optimizer)
 
-    def engine_step(params: Params, state: dict, t, X, Y):
+    def engine_step(params: Params, state: dict, t, X, Y, masks: dict):
         opt_state = write_state(optimizer, names, tx.init(params), state, t)
-        new_params, _, trace = train_step(params, opt_state, X, Y)
+        new_params, _, trace = train_step(params, opt_state, X, Y, masks)
         if callable(schedule):  # the lr optax took: its schedule at the count, t
             trace["lr"] = jnp.asarray(schedule(t), X.dtype)
         flat = jnp.concatenate([jnp.reshape(trace[n], -1) for n in floats])
         return new_params, {n: trace[n] for n in kept}, trace.get("t", t + 1), flat
 
-    predict = jax.jit(lambda params, X: forward(mlp, params, X)[1][-1])
+    predict = jax.jit(lambda params, X: forward(mlp, params, X)[1][-1])  # without dropout
     return jax.jit(engine_step), predict
 
 
@@ -126,7 +126,7 @@ class JaxEngine:
         self.mlp, self.optimizer = mlp, optimizer
         self.dtype = np.dtype(dtype)
         self._names = param_names(mlp.n_layers)
-        self._trace_names = names_of(mlp.n_layers, optimizer)
+        self._trace_names = names_of(mlp, optimizer)
         self._floats = [n for n in self._trace_names if n != "t"]
         self._kept = [n for p in self._names for n in state_names(optimizer.name, p)]
         self._step, self._forward = compiled(mlp, optimizer)
@@ -157,15 +157,21 @@ class JaxEngine:
         if missing:
             raise ValueError(f"optimizer state lacks {missing}")
 
-    def step(self, X: np.ndarray, Y: np.ndarray) -> dict[str, np.ndarray]:
-        """One training step on X (B, n_0), Y (B, n_L): forward, autodiff, optax update.
+    def step(
+        self, X: np.ndarray, Y: np.ndarray, masks: dict[str, np.ndarray] | None = None
+    ) -> dict[str, np.ndarray]:
+        """One training step on X (B, n_0), Y (B, n_L) (and, with dropout, the step's keep
+        masks ``{"M1": (B, n_1), …}``): forward, autodiff, optax update.
 
         Returns scratch's trace (same keys, same order) as NumPy arrays in the engine's dtype
         (views of one array); the engine keeps the new parameters and optimizer state.
         """
         self._check_ready()
+        if bool(masks) != bool(self.mlp.dropout):
+            raise ValueError("dropout masks are given exactly when the network has dropout")
         X, Y = self._put(X), self._put(Y)
-        args = (self._params, self._state, self._t, X, Y)
+        given = {k: self._put(m) for k, m in masks.items()} if masks else {}
+        args = (self._params, self._state, self._t, X, Y, given)
         self._params, self._state, self._t, flat = self._step(*args)
         flat = self._checked(np.asarray(flat))
         return self._unflatten(flat, X.shape[0], self._t)

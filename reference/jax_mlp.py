@@ -146,14 +146,20 @@ LOSSES: dict[str, Callable[[jax.Array, jax.Array], jax.Array]] = {
 
 
 def forward(
-    mlp: MLP, params: Params, X: jax.Array, eps: list[jax.Array] | None = None
-) -> tuple[list[jax.Array], list[jax.Array]]:
-    """The forward pass: ([Z1, …, ZL], [A1, …, AL]).
+    mlp: MLP,
+    params: Params,
+    X: jax.Array,
+    eps: list[jax.Array] | None = None,
+    masks: dict[str, jax.Array] | None = None,
+) -> tuple[list[jax.Array], list[jax.Array], list[jax.Array]]:
+    """The forward pass: ([Z1, …, ZL], [A1, …, AL], [D1, …, D_{L-1}] with dropout, else []).
 
     A_0 = X   (B, n_0);   for l = 1..L:  Z_l = A_{l-1} @ W_l + b_l (+ eps_l),  A_l = g_l(Z_l)
     (B, n_l). ``eps_l`` is a zero (B, n_l) added only so that autodiff can report ∂loss/∂Z_l.
+    With ``masks`` (the step's keep masks, given: never drawn here), each hidden layer's
+    D_l = where(M_l, A_l / (1 - p), 0), as flax's Dropout writes it, and layer l + 1 reads D_l.
     """
-    Zs, As = [], []
+    Zs, As, Ds = [], [], []
     A = X  # (B, n_0)
     for l in range(1, mlp.n_layers + 1):
         Z = jnp.matmul(A, params[f"W{l}"], precision=PRECISION) + params[f"b{l}"]  # (B, n_l)
@@ -162,7 +168,10 @@ def forward(
         A = ACTIVATIONS[mlp.activation_of(l)](Z)  # (B, n_l)
         Zs.append(Z)
         As.append(A)
-    return Zs, As
+        if masks and l < mlp.n_layers:
+            A = jnp.where(masks[f"M{l}"] != 0, A / (1.0 - mlp.dropout), 0.0)  # (B, n_l)
+            Ds.append(A)
+    return Zs, As, Ds
 
 
 # Each optimizer from scratch's settings, its learning rate (a number or an optax schedule,
@@ -262,30 +271,33 @@ def _in_adams_state(path, value) -> bool:
 def make_train_step(mlp: MLP, opt: Optimizer, tx: optax.GradientTransformation) -> Callable:
     """The training step as one pure function (to be jitted):
 
-    (params, opt_state, X (B, n_0), Y (B, n_L)) -> (new params, new opt_state, trace tensors).
+    (params, opt_state, X (B, n_0), Y (B, n_L), masks) -> (new params, new opt_state, trace
+    tensors); ``masks``: the step's dropout masks ``{"M1": (B, n_1), …}``, or {} without.
     """
     loss_of = LOSSES[mlp.loss]
     L = mlp.n_layers
     names = param_names(L)
     kept = OPTIMIZER_STATE[opt.name]
 
-    def loss_and_forward(params: Params, eps: list[jax.Array], X: jax.Array, Y: jax.Array):
-        Zs, As = forward(mlp, params, X, eps)
-        return loss_of(As[-1], Y), (Zs, As)
+    def loss_and_forward(params: Params, eps: list[jax.Array], X, Y, masks):
+        Zs, As, Ds = forward(mlp, params, X, eps, masks)
+        return loss_of(As[-1], Y), (Zs, As, Ds)
 
-    def train_step(params: Params, opt_state, X: jax.Array, Y: jax.Array):
+    def train_step(params: Params, opt_state, X: jax.Array, Y: jax.Array, masks=None):
         B = X.shape[0]
         eps = [jnp.zeros((B, n), X.dtype) for n in mlp.sizes[1:]]  # (B, n_l), l = 1..L
         # ∂loss/∂eps_l at eps_l = 0 is ∂loss/∂Z_l: the error term dZ_l, from autodiff.
-        (loss, (Zs, As)), (grads, dZs) = jax.value_and_grad(
+        (loss, (Zs, As, Ds)), (grads, dZs) = jax.value_and_grad(
             loss_and_forward, argnums=(0, 1), has_aux=True
-        )(params, eps, X, Y)
+        )(params, eps, X, Y, masks or {})
         updates, new_state = tx.update(grads, opt_state, params)
         new_params = optax.apply_updates(params, updates)
 
         trace: dict[str, jax.Array] = {}
         for l in range(1, L + 1):
             trace[f"Z{l}"], trace[f"A{l}"] = Zs[l - 1], As[l - 1]
+            if l <= len(Ds):
+                trace[f"M{l}"], trace[f"D{l}"] = masks[f"M{l}"], Ds[l - 1]
         trace["loss"] = loss
         for l in range(L, 0, -1):
             trace[f"dZ{l}"], trace[f"dW{l}"], trace[f"db{l}"] = (

@@ -131,7 +131,7 @@ class TorchEngine:
         self.scheduler = make_scheduler(optimizer, self.optimizer)
         self._params = named_parameters(self.model)
         self._kept = OPTIMIZER_STATE[optimizer.name]
-        self._trace_names = names_of(mlp.n_layers, optimizer)
+        self._trace_names = names_of(mlp, optimizer)
         self._floats = [n for n in self._trace_names if n != "t"]  # converted in one copy
         self._loaded = False
 
@@ -216,11 +216,17 @@ class TorchEngine:
             state[position[id(tensor)]] = entry
         return {"state": state, "param_groups": self.optimizer.state_dict()["param_groups"]}
 
-    def step(self, X: np.ndarray, Y: np.ndarray) -> dict[str, np.ndarray]:
-        """One training step on ``X: (B, n_0)``, ``Y: (B, n_L)``; returns scratch's trace,
-        every float tensor converted in one copy (the step count apart: it is an integer)."""
+    def step(
+        self, X: np.ndarray, Y: np.ndarray, masks: dict[str, np.ndarray] | None = None
+    ) -> dict[str, np.ndarray]:
+        """One training step on ``X: (B, n_0)``, ``Y: (B, n_L)`` (and, with dropout, the
+        step's keep masks ``{"M1": (B, n_1), …}``); returns scratch's trace, every float
+        tensor converted in one copy (the step count apart: it is an integer)."""
         self._require_state()
+        if bool(masks) != bool(self.mlp.dropout):
+            raise ValueError("dropout masks are given exactly when the network has dropout")
         X, Y = self._tensor("X", X), self._tensor("Y", Y)
+        tensors = {k: self._tensor(k, m) for k, m in masks.items()} if masks else None
         trace = train_step(
             self.model,
             self.loss_fn,
@@ -230,6 +236,8 @@ class TorchEngine:
             self._params,
             self.opt.clip_norm,
             self.scheduler,
+            tensors,
+            self.mlp.dropout,
         )
         trace.update(self._read_state())
         floats = self._floats

@@ -148,6 +148,8 @@ def train_step(
     params: dict[str, nn.Parameter] | None = None,
     clip_norm: float = 0.0,
     scheduler=None,
+    masks: dict[str, torch.Tensor] | None = None,
+    dropout: float = 0.0,
 ) -> dict[str, torch.Tensor]:
     """One training step on ``X: (B, n_0)``, ``Y: (B, n_L)``, and the tensors of its trace
     under the trace's names, in dataflow order (PyTorch's layout). The optimizer's state after
@@ -155,6 +157,9 @@ def train_step(
     ``params`` is ``named_parameters(model)``, for a caller that keeps it.
 
     forward   Z_l = Linear_l(A_{l-1}),  A_l = activation_l(Z_l)       (B, n_l)
+    dropout   with ``masks`` (the step's keep masks M_l, given: never drawn here), each
+              hidden layer's D_l = A_l · (M_l / (1 - p)), ATen's dropout with M_l for its
+              random mask; layer l + 1 reads D_l, and autograd takes it back
     loss      the loss module on (A_L, Y), mean over the batch        ()
     backward  ``loss.backward()``: dZ_l from ``retain_grad`` on Z_l   (B, n_l),
               dW_l, db_l copied from the parameters' ``.grad`` before the update
@@ -177,6 +182,9 @@ def train_step(
         Z.retain_grad()  # keep ∂loss/∂Z_l, the error term, which autograd would free
         A = layers[2 * l - 1](Z)  # (B, n_l)
         trace[f"Z{l}"], trace[f"A{l}"] = Z, A
+        if masks is not None and l < L:
+            M = trace[f"M{l}"] = masks[f"M{l}"]  # (B, n_l)
+            A = trace[f"D{l}"] = A * (M / (1.0 - dropout))  # (B, n_l)
     loss = trace["loss"] = loss_fn(A, Y)
 
     loss.backward()

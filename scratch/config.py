@@ -33,17 +33,20 @@ def _choose(kind: str, name: str, table) -> None:
 
 @dataclass(frozen=True)
 class MLP:
-    """What the network is: layer widths, activations and the loss.
+    """What the network is: layer widths, activations, the loss and dropout.
 
     ``sizes = (n_0, n_1, …, n_L)``; hidden layers 1..L-1 use ``hidden``, layer L uses
     ``output``. The loss must fit the output activation (e.g. ``bce`` needs probabilities,
     so a sigmoid output; ``bce_logits`` and ``softmax_cross_entropy`` need raw logits).
+    ``dropout`` p in [0, 1): in training, each hidden unit's output is dropped with
+    probability p and the kept ones scaled by 1/(1 - p) (inverted dropout); 0: none.
     """
 
     sizes: tuple[int, ...]
     hidden: str = "sigmoid"
     output: str = "identity"
     loss: str = "bce_logits"
+    dropout: float = 0.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "sizes", tuple(self.sizes))
@@ -64,6 +67,14 @@ class MLP:
             )
         if self.loss == "softmax_cross_entropy" and self.sizes[-1] < 2:
             raise ScratchInputError("softmax_cross_entropy needs at least 2 outputs (n_L >= 2)")
+        p = self.dropout
+        if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p < 1:
+            raise ScratchInputError(f"dropout must be a number in [0, 1) (0: none); got {p!r}")
+        if p and len(self.sizes) < 3:
+            raise ScratchInputError(
+                "dropout acts on hidden layers, and this network has none: add a hidden "
+                "layer or set dropout = 0"
+            )
 
     @functools.cached_property
     def n_layers(self) -> int:

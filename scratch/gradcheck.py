@@ -7,7 +7,8 @@ h = 1e-6 balances the two at about 1e-10 relative error for smooth losses. Run i
 float64 only: in float32 the rounding term alone is about 1e-1.
 
 Error terms dZ_l are checked the same way by perturbing Z_l itself and running the rest
-of the forward pass from there.
+of the forward pass from there. With dropout the step's masks are held fixed: the loss is
+then a smooth function of the parameters again, and its derivative is what backprop gives.
 """
 
 from __future__ import annotations
@@ -16,22 +17,29 @@ import numpy as np
 
 from scratch.activations import get_activation
 from scratch.config import MLP
-from scratch.network import forward, linear, loss_and_output_grad
+from scratch.network import dropout, forward, linear, loss_and_output_grad
 
 Params = dict[str, np.ndarray]
 
 
-def loss_from_layer(mlp: MLP, params: Params, Z: np.ndarray, layer: int, Y: np.ndarray) -> float:
-    """The batch loss as a function of layer ``layer``'s pre-activation Z_l   (B, n_l).
+def loss_from_layer(
+    mlp: MLP, params: Params, Z: np.ndarray, layer: int, Y: np.ndarray, masks: dict | None = None
+) -> float:
+    """The batch loss as a function of layer ``layer``'s pre-activation Z_l   (B, n_l), with
+    the dropout ``masks`` fixed.
 
     Layer 0 has no activation: there Z is the input X itself.
     """
-    A = Z if layer == 0 else get_activation(mlp.activation_of(layer)).forward(Z)
+    A = Z if layer == 0 else _output(mlp, layer, Z, masks)
     for l in range(layer + 1, mlp.n_layers + 1):
-        A = get_activation(mlp.activation_of(l)).forward(
-            linear(A, params[f"W{l}"], params[f"b{l}"])
-        )
+        A = _output(mlp, l, linear(A, params[f"W{l}"], params[f"b{l}"]), masks)
     return float(loss_and_output_grad(mlp, A, Y)[0])
+
+
+def _output(mlp: MLP, l: int, Z: np.ndarray, masks: dict | None) -> np.ndarray:
+    """What layer l passes on: g_l(Z_l), through its dropout mask where it has one."""
+    A = get_activation(mlp.activation_of(l)).forward(Z)
+    return dropout(A, masks[f"M{l}"], mlp.dropout) if masks and l < mlp.n_layers else A
 
 
 def central_difference(f, x: np.ndarray, h: float) -> np.ndarray:
@@ -49,21 +57,27 @@ def central_difference(f, x: np.ndarray, h: float) -> np.ndarray:
 
 
 def numerical_gradients(
-    mlp: MLP, params: Params, X: np.ndarray, Y: np.ndarray, h: float = 1e-6
+    mlp: MLP,
+    params: Params,
+    X: np.ndarray,
+    Y: np.ndarray,
+    h: float = 1e-6,
+    masks: dict | None = None,
 ) -> dict[str, np.ndarray]:
-    """Finite-difference dZ_l, dW_l and db_l for every layer, under the trace's names."""
+    """Finite-difference dZ_l, dW_l and db_l for every layer, under the trace's names
+    (``masks``: the step's dropout masks, held fixed)."""
     if any(p.dtype != np.float64 for p in params.values()) or X.dtype != np.float64:
         raise ValueError("finite differences need float64 parameters and inputs")
     work = {p: v.copy() for p, v in params.items()}
-    fwd = forward(mlp, work, X)
+    fwd = forward(mlp, work, X, masks)
     numeric: dict[str, np.ndarray] = {}
     for l in range(mlp.n_layers, 0, -1):
         Z = fwd[f"Z{l}"].copy()
         numeric[f"dZ{l}"] = central_difference(
-            lambda Z=Z, l=l: loss_from_layer(mlp, work, Z, l, Y), Z, h
+            lambda Z=Z, l=l: loss_from_layer(mlp, work, Z, l, Y, masks), Z, h
         )
         for p in (f"W{l}", f"b{l}"):
             numeric[f"d{p}"] = central_difference(
-                lambda: loss_from_layer(mlp, work, X, 0, Y), work[p], h
+                lambda: loss_from_layer(mlp, work, X, 0, Y, masks), work[p], h
             )
     return numeric

@@ -11,6 +11,11 @@ a matrix is one example. The names match the math and the trace names of DESIGN.
 
 The 1/B of the mean lives in the loss's gradient ∂L/∂A_L (see ``losses.py``), so every
 error term below already carries it and the weight gradient is a plain sum over the batch.
+
+Dropout (``mlp.dropout`` = p > 0) acts in training on each hidden layer's output: the keep
+mask ``Ml`` (B, n_l) of 0s and 1s, drawn per step (``dropout_masks``), gives ``Dl`` =
+Al ⊙ Ml / (1 - p), which layer l + 1 reads in Al's place; the backward pass sends the error
+back through the same mask. Without masks (evaluation) the network runs without dropout.
 """
 
 from __future__ import annotations
@@ -28,10 +33,47 @@ def linear(A_prev: np.ndarray, W: np.ndarray, b: np.ndarray) -> np.ndarray:
     return A_prev @ W + b
 
 
-def forward(mlp: MLP, params: dict[str, np.ndarray], X: np.ndarray) -> dict[str, np.ndarray]:
+DROPOUT_STREAM = 1
+
+
+def dropout_masks(
+    mlp: MLP, batch: int, seed: int, step: int, dtype: str = "float64"
+) -> dict[str, np.ndarray]:
+    """The keep masks of one training step: Ml (B, n_l) for every hidden layer l = 1..L-1.
+
+    rng = numpy.random.default_rng([seed, step, 1]);  for l = 1..L-1, in order:
+    U_l = rng.random((B, n_l)) uniform on [0, 1),  M_l = 1 where U_l >= p, else 0.
+    Each unit is kept with probability 1 - p, independently; a step's masks depend on the
+    run's seed and the step's number alone, so every engine can be given the same ones.
+    (The last 1 names the stream: NumPy seeds [seed, 0] as it seeds [seed], which is the
+    batch schedule's generator.)
+    """
+    rng = np.random.default_rng([seed, step, DROPOUT_STREAM])
+    return {
+        f"M{l}": (rng.random((batch, mlp.sizes[l])) >= mlp.dropout).astype(dtype)
+        for l in range(1, mlp.n_layers)
+    }
+
+
+def dropout(A: np.ndarray, M: np.ndarray, p: float) -> np.ndarray:
+    """D_l = A_l ⊙ M_l / (1 - p)   (B, n_l): inverted dropout, so that the expected value of
+    each unit's output is its activation, and evaluation needs no rescaling."""
+    return A * M / (1.0 - p)
+
+
+def dropout_backward(dD: np.ndarray, M: np.ndarray, p: float) -> np.ndarray:
+    """dA_l = dD_l ⊙ M_l / (1 - p)   (B, n_l): a dropped unit passes no error back."""
+    return dD * M / (1.0 - p)
+
+
+def forward(
+    mlp: MLP, params: dict[str, np.ndarray], X: np.ndarray, masks: dict | None = None
+) -> dict[str, np.ndarray]:
     """The forward pass, recording Z1, A1, …, ZL, AL in dataflow order.
 
-    A_0 = X   (B, n_0);   for l = 1..L:  Z_l = A_{l-1} @ W_l + b_l,   A_l = g_l(Z_l)   (B, n_l)
+    A_0 = X   (B, n_0);   for l = 1..L:  Z_l = A_{l-1} @ W_l + b_l,   A_l = g_l(Z_l)   (B, n_l).
+    With ``masks`` (training with dropout), each hidden layer also records its mask M_l and
+    D_l = dropout(A_l, M_l, p), and layer l + 1 reads D_l in A_l's place.
     """
     trace: dict[str, np.ndarray] = {}
     A = X  # (B, n_0)
@@ -39,7 +81,17 @@ def forward(mlp: MLP, params: dict[str, np.ndarray], X: np.ndarray) -> dict[str,
         Z = linear(A, params[f"W{l}"], params[f"b{l}"])  # (B, n_l)
         A = get_activation(mlp.activation_of(l)).forward(Z)  # (B, n_l)
         trace[f"Z{l}"], trace[f"A{l}"] = Z, A
+        if masks is not None and l < mlp.n_layers:
+            M = trace[f"M{l}"] = masks[f"M{l}"]  # (B, n_l)
+            A = trace[f"D{l}"] = dropout(A, M, mlp.dropout)  # (B, n_l)
     return trace
+
+
+def layer_output(fwd: dict[str, np.ndarray], X: np.ndarray, l: int) -> np.ndarray:
+    """What layer l + 1 reads: X for l = 0, D_l where layer l drops units, else A_l."""
+    if l == 0:
+        return X
+    return fwd[f"D{l}"] if f"D{l}" in fwd else fwd[f"A{l}"]
 
 
 def loss_and_output_grad(mlp: MLP, A_L: np.ndarray, Y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -63,13 +115,25 @@ def bias_grad(dZ: np.ndarray) -> np.ndarray:
 
 
 def hidden_error(
-    dZ_next: np.ndarray, W_next: np.ndarray, Z: np.ndarray, A: np.ndarray, act: str
+    dZ_next: np.ndarray,
+    W_next: np.ndarray,
+    Z: np.ndarray,
+    A: np.ndarray,
+    act: str,
+    dropped: tuple[np.ndarray, float] | None = None,
 ) -> np.ndarray:
     """dZ_l = (dZ_{l+1} @ W_{l+1}.T) * g_l'(Z_l)
 
     (B, n_l) = ((B, n_{l+1}) @ (n_{l+1}, n_l)) * (B, n_l)
+
+    ``dropped`` = (M_l, p) where layer l drops units: the product is ∂loss/∂D_l, and goes
+    back through the dropout first: dZ_l = dropout_backward(dZ_{l+1} @ W_{l+1}.T, M_l, p)
+    * g_l'(Z_l), with g_l' at A_l, the activation before dropout.
     """
-    return (dZ_next @ W_next.T) * get_activation(act).derivative(Z, A)
+    dA = dZ_next @ W_next.T  # ∂loss/∂A_l: (B, n_{l+1}) @ (n_{l+1}, n_l)
+    if dropped is not None:  # it was ∂loss/∂D_l
+        dA = dropout_backward(dA, *dropped)
+    return dA * get_activation(act).derivative(Z, A)
 
 
 def backward(
@@ -82,47 +146,60 @@ def backward(
     """The backward pass: dZL, dWL, dbL, …, dZ1, dW1, db1 in dataflow order.
 
     dZ_L = dA_L * g_L'(Z_L);  for l = L..1:  dW_l = A_{l-1}.T @ dZ_l,  db_l = Σ_i dZ_l,
-    and, below the top, dZ_{l-1} = (dZ_l @ W_l.T) * g_{l-1}'(Z_{l-1}).
+    and, below the top, dZ_{l-1} = (dZ_l @ W_l.T) * g_{l-1}'(Z_{l-1}) (through layer l-1's
+    dropout mask where it has one); A_{l-1} is D_{l-1} there.
     """
     L = mlp.n_layers
     grads: dict[str, np.ndarray] = {}
     dZ = output_error(dA_L, fwd[f"Z{L}"], fwd[f"A{L}"], mlp.activation_of(L))  # (B, n_L)
     for l in range(L, 0, -1):
-        A_prev = X if l == 1 else fwd[f"A{l - 1}"]  # (B, n_{l-1})
+        A_prev = layer_output(fwd, X, l - 1)  # (B, n_{l-1})
         grads[f"dZ{l}"] = dZ
         grads[f"dW{l}"] = weight_grad(A_prev, dZ)  # (n_{l-1}, n_l)
         grads[f"db{l}"] = bias_grad(dZ)  # (n_l,)
         if l > 1:
+            mask = fwd.get(f"M{l - 1}")
             dZ = hidden_error(
-                dZ, params[f"W{l}"], fwd[f"Z{l - 1}"], fwd[f"A{l - 1}"], mlp.activation_of(l - 1)
+                dZ,
+                params[f"W{l}"],
+                fwd[f"Z{l - 1}"],
+                fwd[f"A{l - 1}"],
+                mlp.activation_of(l - 1),
+                None if mask is None else (mask, mlp.dropout),
             )  # (B, n_{l-1})
     return grads
 
 
 def forward_backward(
-    mlp: MLP, params: dict[str, np.ndarray], X: np.ndarray, Y: np.ndarray
+    mlp: MLP, params: dict[str, np.ndarray], X: np.ndarray, Y: np.ndarray, masks: dict | None = None
 ) -> dict[str, np.ndarray]:
-    """One batch's forward values, loss and gradients, as a trace in dataflow order."""
-    fwd = forward(mlp, params, X)
+    """One batch's forward values, loss and gradients, as a trace in dataflow order
+    (``masks``: the step's dropout masks, in training with dropout)."""
+    fwd = forward(mlp, params, X, masks)
     loss, dA_L = loss_and_output_grad(mlp, fwd[f"A{mlp.n_layers}"], Y)
     return {**fwd, "loss": np.asarray(loss), **backward(mlp, params, X, fwd, dA_L)}
 
 
 def forward_backward_per_example(
-    mlp: MLP, params: dict[str, np.ndarray], X: np.ndarray, Y: np.ndarray
+    mlp: MLP, params: dict[str, np.ndarray], X: np.ndarray, Y: np.ndarray, masks: dict | None = None
 ) -> dict[str, np.ndarray]:
     """The same trace, computed literally one example at a time.
 
     for i = 1..B:  forward x_i (1, n_0), take its loss ℓ_i and error terms dZ_l^(i), and
     accumulate dW_l += dW_l^(i), db_l += db_l^(i).   Then loss = (1/B) Σ ℓ_i,
     dW_l = (1/B) Σ_i dW_l^(i), db_l = (1/B) Σ_i db_l^(i), and row i of the batch's dZ_l is
-    dZ_l^(i) / B. This must equal ``forward_backward`` (the vectorized form).
+    dZ_l^(i) / B. This must equal ``forward_backward`` (the vectorized form). Example i
+    takes row i of each dropout mask.
     """
     B = X.shape[0]
-    rows = [forward_backward(mlp, params, X[i : i + 1], Y[i : i + 1]) for i in range(B)]
+
+    def row(i: int) -> dict | None:  # example i's own row of each mask
+        return None if masks is None else {k: m[i : i + 1] for k, m in masks.items()}
+
+    rows = [forward_backward(mlp, params, X[i : i + 1], Y[i : i + 1], row(i)) for i in range(B)]
     trace: dict[str, np.ndarray] = {}
     for name in rows[0]:
-        if kind_of(name) == "forward":  # each example's own row
+        if kind_of(name) in ("forward", "dropout_mask"):  # each example's own row
             trace[name] = np.concatenate([r[name] for r in rows])
         elif kind_of(name) == "error_term":  # each example's own row, weighted 1/B
             trace[name] = np.concatenate([r[name] for r in rows]) / B

@@ -13,7 +13,8 @@ Tensors come in families. A family is per step (``loss``), per layer (``Z`` give
 or per parameter (``Δ`` gives ΔW1, Δb1, …, one for every parameter ``W1, b1, …, WL, bL``).
 The dataflow order of a step's trace is
 
-    forward     Z1, A1, …, ZL, AL
+    forward     Z1, A1, …, ZL, AL       (with dropout, each hidden layer's Al is followed by
+                                         its mask Ml and its dropped-out output Dl)
     loss        loss
     backward    dZL, dWL, dbL, …, dZ1, dW1, db1        (layers from the top down)
     clipping    grad_norm                              (only when clip_norm > 0)
@@ -41,6 +42,7 @@ STAGES = {
     "batch": "batch",
     "input": "batch",
     "forward": "forward",
+    "dropout_mask": "forward",
     "loss": "loss",
     "error_term": "error terms",
     "gradient": "gradients",
@@ -104,6 +106,18 @@ FORWARD = (
            "activations.py:{act}", "A{l} = {act}(Z{l})"),
 )  # fmt: skip
 
+# With dropout, per hidden layer (l = 1..L-1), after A_l: the mask the step was given, and
+# the layer's output after dropout, which layer l + 1 reads in A_l's place.
+DROPOUT = (
+    Family("M", "dropout_mask", "layer", "(B, n_l)",
+           "the dropout keep mask of layer l: 1 keeps a unit, 0 drops it",
+           "network.py:dropout_masks",
+           "M{l} = 1 where U >= p, else 0; U uniform from rng([seed, step, 1])"),
+    Family("D", "forward", "layer", "(B, n_l)",
+           "layer l's output after inverted dropout: what layer l+1 reads",
+           "network.py:dropout", "D{l} = A{l} ⊙ M{l} / (1 - p)"),
+)  # fmt: skip
+
 LOSS = (
     Family("loss", "loss", "step", "()", "the loss, mean over the batch",
            "losses.py:{loss}", "loss = mean over the batch of {loss}(A{L}, Y)"),
@@ -119,6 +133,13 @@ OUTPUT_ERROR = Family(
     "dZ", "error_term", "layer", "(B, n_L)", "∂loss/∂Z_L, the error term of the top layer",
     "losses.py:{loss}, network.py:output_error, activations.py:{act}_derivative",
     "dZ{l} = ∂loss/∂A{l} * {act}'(Z{l})",
+)  # fmt: skip
+DROPPED_ERROR = Family(
+    "dZ", "error_term", "layer", "(B, n_l)",
+    "∂loss/∂Z_l, the error term of layer l, back through its dropout",
+    "network.py:hidden_error, network.py:dropout_backward, activations.py:{act}_derivative, "
+    "network.py:backward",
+    "dZ{l} = ((dZ{next} @ W{next}.T) ⊙ M{l} / (1 - p)) * {act}'(Z{l})",
 )  # fmt: skip
 GRADIENTS = {
     "W": Family("d", "gradient", "parameter", "", "∂loss/∂W_l", "network.py:weight_grad",
@@ -210,6 +231,7 @@ class Network(Protocol):
     """What the schema needs of a network (``scratch.config.MLP`` is one)."""
 
     loss: str
+    dropout: float
 
     @property
     def n_layers(self) -> int: ...
@@ -252,21 +274,30 @@ def batch_names() -> list[str]:
     return [f.prefix for f in BATCH]
 
 
-def names_of(n_layers: int, optimizer: OptimizerSettings) -> list[str]:
-    """Every tensor of a step's trace in a run with these optimizer settings."""
+def names_of(network: Network, optimizer: OptimizerSettings) -> list[str]:
+    """Every tensor of a step's trace in a run of this network with these optimizer settings."""
     scheduled = optimizer.lr_schedule != "constant"
-    return trace_names(n_layers, optimizer.name, bool(optimizer.clip_norm), scheduled)
+    clipped, dropout = bool(optimizer.clip_norm), bool(network.dropout)
+    return trace_names(network.n_layers, optimizer.name, clipped, scheduled, dropout)
 
 
 def trace_names(
-    n_layers: int, optimizer: str, clipped: bool = False, scheduled: bool = False
+    n_layers: int,
+    optimizer: str,
+    clipped: bool = False,
+    scheduled: bool = False,
+    dropout: bool = False,
 ) -> list[str]:
     """Every tensor of a step's trace, in dataflow order (see the module's docstring);
     ``clipped``: the run clips its gradients (``clip_norm`` > 0), so ``grad_norm`` is one;
-    ``scheduled``: its learning rate follows a schedule, so ``lr`` is one."""
+    ``scheduled``: its learning rate follows a schedule, so ``lr`` is one; ``dropout``: its
+    hidden layers drop units, so each has a mask ``Ml`` and an output ``Dl``."""
     L = n_layers
     params = param_names(L)
-    names = [f"{f.prefix}{l}" for l in range(1, L + 1) for f in FORWARD]
+    names = []
+    for l in range(1, L + 1):
+        names += [f"{f.prefix}{l}" for f in FORWARD]
+        names += [f"{f.prefix}{l}" for f in DROPOUT] if dropout and l < L else []
     names += [f.prefix for f in LOSS]
     for l in range(L, 0, -1):
         names.append(f"{ERROR_TERM.prefix}{l}")
@@ -308,7 +339,7 @@ class Tensor:
 
 
 _PER_STEP = {f.prefix: f for f in (*BATCH, *LOSS, GRADIENT_NORM, LEARNING_RATE, COUNTER)}
-_PER_LAYER = {f.prefix: f for f in FORWARD}
+_PER_LAYER = {f.prefix: f for f in (*FORWARD, *DROPOUT)}
 _PER_PARAMETER = {
     **{f.prefix: f for f in (UPDATE, NEW_PARAMETER)},
     **{f.prefix: f for f in STATE.values()},
@@ -390,12 +421,17 @@ def describe(name: str, network: Network, optimizer: OptimizerSettings) -> Descr
     """``name`` in a run of ``network`` with ``optimizer``: where it comes from, its equation."""
     tensor = parse(name)
     L, l = network.n_layers, tensor.layer
-    family = OUTPUT_ERROR if tensor.family is ERROR_TERM and l == L else tensor.family
+    dropped = bool(network.dropout)  # hidden layers drop units: layer l + 1 reads D_l
+    family = tensor.family
+    if family is ERROR_TERM and l == L:
+        family = OUTPUT_ERROR
+    elif family is ERROR_TERM and dropped:
+        family = DROPPED_ERROR
     fill = {
         "l": l,
         "L": L,
         "next": (l or 0) + 1,
-        "prev": "X" if l == 1 else f"A{(l or 1) - 1}",
+        "prev": "X" if l == 1 else f"{'D' if dropped else 'A'}{(l or 1) - 1}",
         "act": network.activation_of(l) if l else "",
         "loss": network.loss,
         "optimizer": optimizer.name,
@@ -406,6 +442,8 @@ def describe(name: str, network: Network, optimizer: OptimizerSettings) -> Descr
         "schedule": SCHEDULE_EQUATIONS.get(optimizer.lr_schedule, "lr"),
     }
     producer = family.producer.format(**fill)
+    if dropped and family is GRADIENTS["W"] and l > 1:  # which output of layer l-1 it reads
+        producer += ", network.py:layer_output"
     if optimizer.clip_norm and STAGES[family.kind] == "update":  # the gradient it was given
         producer += ", optimizers.py:clip_by_global_norm"
     producer = ", ".join(f"scratch/{part}" for part in producer.split(", "))

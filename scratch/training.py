@@ -1,7 +1,8 @@
 """Training: one step on a mini-batch, and a loop over a batch schedule that yields traces.
 
 A step's trace holds, in dataflow order (``trace_schema.py`` defines every name):
-    Z1, A1, …, ZL, AL                      forward values
+    Z1, A1, (M1, D1,) …, ZL, AL            forward values (a mask and the dropped-out
+                                           output per hidden layer, with dropout)
     loss                                   mean over the batch
     dZL, dWL, dbL, …, dZ1, dW1, db1        error terms and gradients
     grad_norm                              ‖g‖ before clipping (when clip_norm > 0)
@@ -19,8 +20,8 @@ from collections.abc import Iterable, Iterator
 import numpy as np
 
 from scratch import optimizers
-from scratch.config import MLP, Optimizer, check_inputs
-from scratch.network import forward, forward_backward
+from scratch.config import MLP, Optimizer, ScratchInputError, check_inputs
+from scratch.network import dropout_masks, forward, forward_backward
 from scratch.trace_schema import COUNTED, state_names
 
 Params = dict[str, np.ndarray]
@@ -45,15 +46,18 @@ def train_step(
     X: np.ndarray,
     Y: np.ndarray,
     check: bool = True,
+    masks: dict[str, np.ndarray] | None = None,
 ) -> tuple[dict[str, np.ndarray], Params, dict]:
     """Forward, backward and update on one batch: (trace, new parameters, new state).
 
     ``check``: the inputs are checked first (``config.check_inputs``); a loop that checked
-    its data once passes False.
+    its data once passes False. ``masks``: the step's dropout masks (``dropout_masks``),
+    required exactly when the network has dropout.
     """
     if check:
         check_inputs(mlp, params, X, Y)
-    trace = forward_backward(mlp, params, X, Y)
+    check_masks(mlp, masks, X.shape[0])  # always: without them the step would not drop
+    trace = forward_backward(mlp, params, X, Y, masks)
     grads = {p: trace[f"d{p}"] for p in params}
     if opt.clip_norm:
         grads, norm = optimizers.clip_by_global_norm(grads, opt.clip_norm)
@@ -68,6 +72,25 @@ def train_step(
     trace.update({name: new_state[name] for p in params for name in state_names(opt.name, p)})
     trace.update(new_params)
     return trace, new_params, new_state
+
+
+def check_masks(mlp: MLP, masks: dict[str, np.ndarray] | None, batch: int) -> None:
+    """Dropout masks for every hidden layer, (B, n_l) each, exactly when the network drops."""
+    if not mlp.dropout:
+        if masks:
+            raise ScratchInputError("dropout masks given to a network without dropout")
+        return
+    if masks is None:
+        raise ScratchInputError(
+            f"this network has dropout {mlp.dropout}: a training step needs its masks "
+            "(network.dropout_masks)"
+        )
+    for l in range(1, mlp.n_layers):
+        shape = np.shape(masks.get(f"M{l}"))
+        if shape != (batch, mlp.sizes[l]):
+            raise ScratchInputError(
+                f"mask M{l} has shape {shape}, expected {(batch, mlp.sizes[l])}"
+            )
 
 
 def epoch_batches(order: np.ndarray, batch_size: int, drop_last: bool = False) -> list[np.ndarray]:
@@ -93,17 +116,20 @@ def train(
     X: np.ndarray,
     Y: np.ndarray,
     batches: Iterable[np.ndarray],
+    seed: int = 0,
 ) -> Iterator[dict[str, np.ndarray]]:
     """Train on ``X[rows], Y[rows]`` for each index array ``rows`` in ``batches``, in order.
 
     Yields each step's trace; the trace's new parameters are the next step's start. Stops
-    with ``NonFiniteLossError`` naming the step where the loss stops being finite.
+    with ``NonFiniteLossError`` naming the step where the loss stops being finite. With
+    dropout, step k's masks are ``dropout_masks(mlp, B, seed, k)``.
     """
     check_inputs(mlp, params, X, Y)  # once, on the whole data set
     state = optimizers.init_state(opt, params)
     for step, rows in enumerate(batches):
         batch = minibatch(X, Y, rows)
-        trace, params, state = train_step(mlp, opt, params, state, *batch, check=False)
+        masks = dropout_masks(mlp, len(rows), seed, step, X.dtype) if mlp.dropout else None
+        trace, params, state = train_step(mlp, opt, params, state, *batch, check=False, masks=masks)
         if not np.isfinite(trace["loss"]):
             raise NonFiniteLossError(step, float(trace["loss"]))
         yield trace

@@ -44,7 +44,7 @@ FAST_SPEC = {
 @dataclass(frozen=True)
 class Fault:
     name: str
-    category: str  # activation, loss, backward, optimizer, data, precision
+    category: str  # activation, loss, backward, optimizer, dropout, data, precision
     description: str
     patch: Callable[[], contextlib.AbstractContextManager]
     expected_tensor: str  # the first tensor, in dataflow order, that the fault changes
@@ -75,6 +75,7 @@ CLIP_SPEC = {"clip_norm": 0.5}  # the first step's global norm is 0.70: it clips
 SCHEDULE_SPEC = {"lr_schedule": "step", "lr_step_size": 2, "lr_gamma": 0.5}
 # two warm-up updates, then a cosine over the other four of the six, down to 0.01
 COSINE_SPEC = {"lr_schedule": "cosine", "lr_warmup": 2, "lr_min": 0.01}
+DROPOUT_SPEC = {"dropout": 0.3}  # the first step drops 9 of 30 units of layer 1, 5 of 25 of 2
 
 FAULTS = (
     # Activations: the derivative's sign or form.
@@ -183,8 +184,8 @@ FAULTS = (
         edit(
             NET,
             "hidden_error",
-            "(dZ_next @ W_next.T) * get_activation(act).derivative(Z, A)",
-            "(dZ_next @ W_next.T)",
+            "return dA * get_activation(act).derivative(Z, A)",
+            "return dA",
         ),
         "dZ2",
     ),
@@ -397,6 +398,97 @@ FAULTS = (
         ),
         "lr",
         COSINE_SPEC,
+    ),
+    # Dropout.
+    Fault(
+        "dropout-not-inverted",
+        "dropout",
+        "the kept units not scaled by 1/(1 - p) in training (the scaling left to evaluation, "
+        "as in the original dropout, while the network is evaluated without it)",
+        edit(NET, "dropout", "A * M / (1.0 - p)", "A * M"),
+        "D1",
+        DROPOUT_SPEC,
+    ),
+    Fault(
+        "dropout-divides-by-rate",
+        "dropout",
+        "the kept units scaled by 1/p, the drop rate taken for the keep probability",
+        edit(NET, "dropout", "A * M / (1.0 - p)", "A * M / p"),
+        "D1",
+        DROPOUT_SPEC,
+    ),
+    Fault(
+        "mask-keeps-with-rate",
+        "dropout",
+        "each unit kept with probability p instead of 1 - p (U < p keeps it)",
+        edit(NET, "dropout_masks", ">= mlp.dropout", "< mlp.dropout"),
+        "M1",
+        DROPOUT_SPEC,
+    ),
+    Fault(
+        "one-mask-for-the-batch",
+        "dropout",
+        "one mask row drawn per layer and shared by every example of the batch",
+        edit(
+            NET,
+            "dropout_masks",
+            "rng.random((batch, mlp.sizes[l]))",
+            "rng.random((1, mlp.sizes[l])).repeat(batch, axis=0)",
+        ),
+        "M1",
+        DROPOUT_SPEC,
+    ),
+    Fault(
+        "mask-redrawn-in-backward",
+        "dropout",
+        "the backward pass draws a fresh mask instead of reusing the forward pass's",
+        edit(
+            NET,
+            "backward",
+            'mask = fwd.get(f"M{l - 1}")',
+            'mask = dropout_masks(mlp, len(X), 1, l).get(f"M{l - 1}") if fwd.get(f"M{l - 1}") '
+            "is not None else None",
+        ),
+        "dZ2",
+        DROPOUT_SPEC,
+    ),
+    Fault(
+        "dropout-backward-without-mask",
+        "dropout",
+        "the error goes back through dropout scaled by 1/(1 - p) but not masked: dropped "
+        "units pass it on",
+        edit(NET, "dropout_backward", "dD * M / (1.0 - p)", "dD / (1.0 - p)"),
+        "dZ2",
+        DROPOUT_SPEC,
+    ),
+    Fault(
+        "dropout-backward-unscaled",
+        "dropout",
+        "the error goes back through the mask without the forward pass's 1/(1 - p)",
+        edit(NET, "dropout_backward", "dD * M / (1.0 - p)", "dD * M"),
+        "dZ2",
+        DROPOUT_SPEC,
+    ),
+    Fault(
+        "derivative-at-dropped-output",
+        "dropout",
+        "g'(Z_l) computed from the dropped-out output D_l instead of the activation A_l",
+        edit(NET, "backward", 'fwd[f"A{l - 1}"],', "layer_output(fwd, X, l - 1),"),
+        "dZ2",
+        DROPOUT_SPEC,
+    ),
+    Fault(
+        "weight-grad-reads-activation",
+        "dropout",
+        "dW_{l+1} = A_l.T @ dZ_{l+1}: the activation before dropout instead of D_l",
+        edit(
+            NET,
+            "layer_output",
+            'return fwd[f"D{l}"] if f"D{l}" in fwd else fwd[f"A{l}"]',
+            'return fwd[f"A{l}"]',
+        ),
+        "dW3",
+        DROPOUT_SPEC,
     ),
     # Data handling inside scratch.
     Fault(

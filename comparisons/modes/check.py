@@ -115,7 +115,7 @@ def _references(case: Case, inputs: RunInputs, recorded: Recorded | None):
     if recorded is None:
         return make_references(inputs), None
     spec = json.loads(json.dumps(inputs.spec.to_dict()))
-    names = names_of(inputs.mlp.n_layers, inputs.optimizer)
+    names = names_of(inputs.mlp, inputs.optimizer)
     taken = recorded.case(case.name, spec, inputs.schedule.sha256, names)
     references = inputs.spec.engines[1:]
     return {name: ReplayEngine(taken, name) for name in references}, taken.state

@@ -66,9 +66,10 @@ def record_case(case: Case, references: tuple[str, ...]):
         params, state = scratch.state()
         for part, values in (("params", params), ("state", state)):
             arrays.update({key(step.index, part, k): np.asarray(v) for k, v in values.items()})
+        given = inputs.given(step)
         for name, engine in refs.items():
             engine.set_state(params, state)
-            trace = engine.step(X[step.rows], Y[step.rows])
+            trace = engine.step(X[step.rows], Y[step.rows], **given)
             arrays.update({key(step.index, name, k): np.asarray(v) for k, v in trace.items()})
-        scratch.step(X[step.rows], Y[step.rows])
+        scratch.step(X[step.rows], Y[step.rows], **given)
     return arrays, inputs

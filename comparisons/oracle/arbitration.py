@@ -45,6 +45,14 @@ def _arbitrate(inputs: RunInputs, divergence: Divergence, at: DivergentStep) -> 
             tensor,
             {},
         )
+    if kind == "dropout_mask":  # every reference applies the mask it was given
+        return _verdict(
+            "scratch",
+            f"scratch is wrong: its dropout mask {tensor} is not the one the step's seed gives "
+            "(data/dropout.py)",
+            tensor,
+            {},
+        )
     problem = divergence.comparison.problem
     if divergence.comparison.engine == "scratch" or problem:  # in place, kept, shape, missing
         return _verdict("scratch", f"scratch is wrong: {problem}", tensor, {})
@@ -52,7 +60,8 @@ def _arbitrate(inputs: RunInputs, divergence: Divergence, at: DivergentStep) -> 
     loss = float(at.traces["scratch"].get("loss", np.nan))
     allowed = _judges_allowance(inputs, at, tensor)
     if kind in ("error_term", "gradient") and inputs.spec.dtype == "float64":
-        numeric = numerical_gradients(inputs.mlp, at.params, at.X, at.Y)
+        masks = inputs.given(inputs.schedule.steps[divergence.step]).get("masks")
+        numeric = numerical_gradients(inputs.mlp, at.params, at.X, at.Y, masks=masks)
         values[FD] = numeric[tensor]
     agree = {}
     for a, b in itertools.combinations(values, 2):

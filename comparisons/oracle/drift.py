@@ -56,7 +56,13 @@ def drift(
     if under_test.is_scratch:
         # Looked up on the module, so that a fault patched into scratch's loop shows here.
         ours = scratch.training.train(
-            inputs.mlp, inputs.optimizer, inputs.start(), X, Y, (s.rows for s in steps)
+            inputs.mlp,
+            inputs.optimizer,
+            inputs.start(),
+            X,
+            Y,
+            (s.rows for s in steps),
+            inputs.spec.seed,  # scratch draws its own dropout masks
         )
     else:  # made here, not in the loop's generator: a broken factory is bad input
         engine = under_test.make(inputs.mlp, inputs.optimizer, inputs.spec.dtype)
@@ -72,7 +78,8 @@ def drift(
                 trace, nonfinite = _next(ours, step.index)
                 traces = {}
                 for engine, reference in references.items():
-                    traces[engine] = reference.step(X[step.rows], Y[step.rows])
+                    given = inputs.given(step)
+                    traces[engine] = reference.step(X[step.rows], Y[step.rows], **given)
         except ContractError:
             raise
         except _Unusable as unusable:
@@ -127,7 +134,8 @@ def _free_loop(engine, name: str, inputs: RunInputs):
     where = f"--engine {name}: step()"
     wanted = ["loss", *inputs.params0]
     for step in inputs.schedule.steps:
-        trace = as_arrays(engine.step(X[step.rows], Y[step.rows]), where, copy=True)
+        given = inputs.given(step)
+        trace = as_arrays(engine.step(X[step.rows], Y[step.rows], **given), where, copy=True)
         missing = [n for n in wanted if n not in trace]
         if missing:
             raise _Unusable(missing[0], "not provided by the engine under test: drift follows it")

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
+import scratch.network
 import scratch.training
 from comparisons.oracle.batching import scratch_batching
 from comparisons.oracle.compare import Comparison, mismatch
@@ -23,6 +24,7 @@ from comparisons.oracle.isolation import in_place_writes, same_bits
 from comparisons.run.contract import (
     ContractError,
     as_arrays,
+    check_takes_masks,
     load_state,
     read_state,
     required_names,
@@ -45,7 +47,7 @@ class Driven:
         self.inputs, self.under_test, self.engine = inputs, under_test, engine
         self.scratch = under_test.is_scratch
         self.where = f"--engine {under_test.name}"
-        self.trace_names = names_of(inputs.mlp.n_layers, inputs.optimizer)
+        self.trace_names = names_of(inputs.mlp, inputs.optimizer)
         self.names = set(self.trace_names)
         # scratch's batching is checked before its trace; another engine is given its batch
         self.expected = [*(batch_names() if self.scratch else []), *self.trace_names]
@@ -53,6 +55,8 @@ class Driven:
         complete = getattr(engine, "complete", False)
         n_layers, optimizer = inputs.mlp.n_layers, inputs.optimizer.name
         self.required = set(self.trace_names if complete else required_names(n_layers, optimizer))
+        if inputs.mlp.dropout and not self.scratch:
+            check_takes_masks(engine, self.where)
         self._batches: tuple[int, list[np.ndarray]] = (-1, [])
 
     def position(self, tensor: str) -> int:
@@ -98,7 +102,7 @@ class Driven:
             return {}, None, []
         try:
             with np.errstate(all="ignore"):  # a NaN or inf is judged, not warned about
-                trace = self.engine.step(*batch)
+                trace = self.engine.step(*batch, **self.given(step, batch))
         except Exception as error:  # a bug of the engine's is a verdict, not a crash
             failure, partial = engine_failure("scratch", self.under_test.package, step, error)
             failure.computed = [n for n in self.expected if n in partial]
@@ -113,6 +117,17 @@ class Driven:
             trace = as_arrays(trace, f"{self.where}: step()", copy=True)
         foreign = [n for n in trace if n not in self.names]
         return {n: trace[n] for n in self.trace_names if n in trace}, None, foreign
+
+    def given(self, step: Step, batch) -> dict:
+        """What the step is given besides X and Y (``RunInputs.given``). Scratch draws its
+        own dropout masks (``network.dropout_masks``, looked up when called, so that a fault
+        patched into it shows): the references are given the schedule's, and the traces' M_l
+        hold scratch's to them exactly."""
+        inputs = self.inputs
+        if not (self.scratch and inputs.mlp.dropout):
+            return inputs.given(step)
+        B, seed, dtype = len(batch[0]), inputs.spec.seed, inputs.spec.dtype
+        return {"masks": scratch.network.dropout_masks(inputs.mlp, B, seed, step.index, dtype)}
 
     # --- what it writes and keeps ---------------------------------------------------------
 
@@ -134,7 +149,7 @@ class Driven:
         engine.set_state(*given)
         try:
             with np.errstate(all="ignore"):
-                engine.step(*batch)
+                engine.step(*batch, **self.given(step, batch))
         except ValueError as error:  # "assignment destination is read-only"
             where = engine_failure("scratch", self.under_test.package, step, error)[0].where
             file_line, _, function = where.partition(" in ")

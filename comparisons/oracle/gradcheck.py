@@ -61,11 +61,11 @@ class _Raised(Exception):
         self.step, self.error = step, error
 
 
-def _call(step, function, *args):
-    """``function(*args)``, a call into the engine: its exception is the engine's failure at
-    ``step`` (a verdict), a broken contract bad input."""
+def _call(step, function, *args, **kwargs):
+    """``function(*args, **kwargs)``, a call into the engine: its exception is the engine's
+    failure at ``step`` (a verdict), a broken contract bad input."""
     try:
-        return function(*args)
+        return function(*args, **kwargs)
     except ContractError:
         raise
     except Exception as error:
@@ -81,7 +81,7 @@ def _gradcheck(inputs, n_steps, on_step, under_test, per_step):
     probe = None
     if not under_test.is_scratch:  # a second engine, whose losses are differentiated
         probe = under_test.make(*settings)
-    order = names_of(inputs.mlp.n_layers, inputs.optimizer)
+    order = names_of(inputs.mlp, inputs.optimizer)
     for step in inputs.schedule.steps[:n_steps]:
         if probe is None:
             params, state = engine.state()
@@ -89,7 +89,9 @@ def _gradcheck(inputs, n_steps, on_step, under_test, per_step):
             params, state = read_state(engine, inputs.mlp, inputs.optimizer, where)
         params = {k: np.array(v) for k, v in params.items()}
         Xb, Yb = X[step.rows], Y[step.rows]
-        rows = judged_rows(inputs.mlp, params, Xb)
+        given = inputs.given(step)  # the step's dropout masks, held fixed
+        rows = judged_rows(inputs.mlp, params, Xb, given.get("masks"))
+        kept = {k: {n: m[rows] for n, m in v.items()} for k, v in given.items()}  # their rows
         entry = {"step": step.index, "epoch": step.epoch, "rows": int(rows.sum()), "max_rel": {}}
         per_step.append(entry)
         if not rows.any():
@@ -97,15 +99,18 @@ def _gradcheck(inputs, n_steps, on_step, under_test, per_step):
         else:
             with np.errstate(all="ignore"):  # a non-finite value is judged, not warned about
                 if probe is None:
-                    analytic = forward_backward(inputs.mlp, params, Xb[rows], Yb[rows])
-                    numeric = numerical_gradients(inputs.mlp, params, Xb[rows], Yb[rows])
+                    masks = kept.get("masks")
+                    analytic = forward_backward(inputs.mlp, params, Xb[rows], Yb[rows], masks)
+                    numeric = numerical_gradients(
+                        inputs.mlp, params, Xb[rows], Yb[rows], masks=masks
+                    )
                 else:
                     load_state(probe, params, state, where)
-                    analytic = _call(step, probe.step, Xb[rows], Yb[rows])
+                    analytic = _call(step, probe.step, Xb[rows], Yb[rows], **kept)
                     # a copy: the probe steps again for every difference, and may reuse buffers
                     analytic = as_arrays(analytic, f"{where}: step()", copy=True)
                     batch = probe, params, state, Xb[rows], Yb[rows], where
-                    numeric = _call(step, engine_gradients, *batch)
+                    numeric = _call(step, engine_gradients, *batch, given=kept)
             loss = float(analytic["loss"]) if "loss" in analytic else float("nan")
             results = [
                 compare(name, analytic[name], numeric[name], FD, fd_allowed(numeric[name], loss))
@@ -134,7 +139,7 @@ def _gradcheck(inputs, n_steps, on_step, under_test, per_step):
             first = Divergence(step.index, step.epoch, step.batch, c, upstream, look_at)
             return per_step, first, None, None
         with np.errstate(all="ignore"):
-            _call(step, engine.step, Xb, Yb)
+            _call(step, engine.step, Xb, Yb, **given)
         if on_step is not None:
             on_step(step.index)
     return per_step, None, None, None
@@ -148,20 +153,22 @@ def engine_gradients(
     Y: np.ndarray,
     where: str = "the engine",
     h: float = 1e-6,
+    given: dict | None = None,
 ) -> dict[str, np.ndarray]:
     """Central differences of the loss an engine's ``step`` reports, for every parameter:
     ``dW``, ``db`` under the trace's names. The engine is reloaded before every step, so the
-    update each step makes never leaks into the next evaluation."""
+    update each step makes never leaks into the next evaluation; ``given``: what each step
+    is given besides X and Y (the dropout masks, held fixed)."""
     work = {p: np.array(v, np.float64) for p, v in params.items()}
 
     def loss() -> float:
         load_state(engine, work, state, where)
-        trace = as_arrays(engine.step(X, Y), f"{where}: step()")
+        trace = as_arrays(engine.step(X, Y, **(given or {})), f"{where}: step()")
         value = trace.get("loss")
         if value is None or value.size != 1 or value.dtype.kind != "f":
-            given = "missing" if value is None else f"shaped {value.shape}, {value.dtype}"
+            found = "missing" if value is None else f"shaped {value.shape}, {value.dtype}"
             raise ContractError(
-                f"{where}: step()'s loss is {given}, not one number: finite differences "
+                f"{where}: step()'s loss is {found}, not one number: finite differences "
                 "differentiate it"
             )
         return float(value.reshape(-1)[0])
@@ -179,18 +186,33 @@ def fd_allowed(numeric: np.ndarray, loss: float) -> np.ndarray:
 
 
 FLOORED = (
-    "every row is where BCE's gradient is floored (A(1 - A) < 1e-12, PyTorch's convention, "
-    "which scratch follows): there it is not the loss's derivative, so finite differences "
-    "cannot judge it"
+    "every row is where the loss is not differentiable within reach of a central difference "
+    "(a ReLU kink next to a pre-activation, or BCE's floored gradient, A(1 - A) < 1e-12, "
+    "PyTorch's convention, which scratch follows): finite differences cannot judge it"
 )
+# Central differences step θ by h = 1e-6, which moves a pre-activation by about that much; a
+# row with a ReLU or leaky ReLU unit this close to its kink could straddle it, and then the
+# difference averages the slopes of both sides (half the slope of a ReLU at exactly 0, where
+# backprop takes one side). Such rows happen where a row's inputs to a layer are all zero:
+# the pre-activation is then the bias, 0 at the start (a row whose units dropout dropped).
+KINK_MARGIN = 1e-4
+KINKED = ("relu", "leaky_relu")
 
 
-def judged_rows(mlp, params: dict, X: np.ndarray) -> np.ndarray:
-    """The rows of a batch finite differences can judge: all, except, for a BCE loss on
+def judged_rows(mlp, params: dict, X: np.ndarray, masks: dict | None = None) -> np.ndarray:
+    """The rows of a batch finite differences can judge: all, except the rows that have a
+    ReLU or leaky ReLU unit within ``KINK_MARGIN`` of its kink and, for a BCE loss on
     probabilities, the rows whose output is so saturated (A(1 - A) < 1e-12) that the
-    gradient follows PyTorch's floor instead of the derivative of the loss."""
-    if mlp.loss != "bce":
-        return np.ones(X.shape[0], dtype=bool)
+    gradient follows PyTorch's floor instead of the derivative of the loss. ``masks``: the
+    step's dropout masks."""
     with np.errstate(all="ignore"):
-        A = forward(mlp, params, X)[f"A{mlp.n_layers}"]
-    return np.all(A * (1.0 - A) >= 1e-12, axis=1)
+        fwd = forward(mlp, params, X, masks)
+    judged = np.ones(X.shape[0], dtype=bool)
+    for l in range(1, mlp.n_layers + 1):
+        if mlp.activation_of(l) in KINKED:
+            judged &= np.all(np.abs(fwd[f"Z{l}"]) > KINK_MARGIN, axis=1)
+    if mlp.loss == "bce":
+        A = fwd[f"A{mlp.n_layers}"]
+        with np.errstate(all="ignore"):
+            judged &= np.all(A * (1.0 - A) >= 1e-12, axis=1)
+    return judged

@@ -152,7 +152,7 @@ def _copies(params: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
 def chunk_steps(inputs: RunInputs) -> int:
     """How many steps a chunk takes: CHUNK_STEPS, fewer where a step's trace is large."""
     batch = len(inputs.schedule.steps[0].rows) if inputs.schedule.steps else 1
-    names = names_of(inputs.mlp.n_layers, inputs.optimizer)
+    names = names_of(inputs.mlp, inputs.optimizer)
     elements = sum(math.prod(shape_of(n, inputs.mlp.sizes, batch)) for n in names)
     return max(1, min(CHUNK_STEPS, CHUNK_BYTES // (8 * elements)))
 
@@ -190,6 +190,7 @@ class _Taken:
     missing: list = field(default_factory=list)  # required tensors its trace left out
     foreign: list = field(default_factory=list)  # names outside the schema it gave
     kept: list = field(default_factory=list)  # what it keeps unlike its trace (not scratch)
+    given: dict = field(default_factory=dict)  # the step's dropout masks, for the references
 
 
 class _Runner:
@@ -248,6 +249,7 @@ class _Runner:
             trace, failure, foreign = driven.step(step, batch)
             in_place, writer = driven.in_place(step, (params, state), pristine, given, batch)
             t = _Taken(step, *given, Xb, Yb, checks, trace, failure, in_place, writer)
+            t.given = self.inputs.given(step)
             taken.append(t)
             if failure is not None:
                 break
@@ -282,7 +284,7 @@ class _Runner:
             try:
                 engine.set_state(t.params, t.state)
                 with np.errstate(all="ignore"):
-                    traces.append(engine.step(t.X, t.Y))
+                    traces.append(engine.step(t.X, t.Y, **t.given))
             except Exception as error:
                 failure, _ = engine_failure(name, package_of(engine), t.step, error)
                 return [*traces, {}], failure

@@ -138,8 +138,9 @@ def stacked_allowances(steps: Steps, traces: Arrays, dtype: str) -> Arrays:
     X = np.asarray(steps.X, np.float64)
     E: Arrays = {}
 
-    # forward: Z_l = A_{l-1} @ W_l + b_l;  A_l = g(Z_l)
+    # forward: Z_l = A_{l-1} @ W_l + b_l;  A_l = g(Z_l);  with dropout D_l = A_l ⊙ M_l/(1 - p)
     A_prev, E_prev = X, np.zeros_like(X)
+    scales = _dropout_scales(mlp, f64)
     for l in range(1, L + 1):
         n = A_prev.shape[-1] + 1
         absW = np.abs(W[f"W{l}"])
@@ -151,6 +152,10 @@ def stacked_allowances(steps: Steps, traces: Arrays, dtype: str) -> Arrays:
         own = r.library_ulps * u * np.abs(A) if act in LIBRARY else u * np.abs(A)
         E[f"A{l}"] = _slope(act, Z, A) * E[f"Z{l}"] + own
         A_prev, E_prev = A, E[f"A{l}"]
+        if l in scales:  # the mask is exact; the scaling by 1/(1 - p) rounds
+            E[f"M{l}"] = np.zeros_like(A)
+            A_prev = f64[f"D{l}"]
+            E_prev = E[f"D{l}"] = scales[l] * E_prev + DROPOUT_ROUNDINGS * u * np.abs(A_prev)
 
     # the loss and the top layer's error term, per loss head
     E["loss"], E[f"dZ{L}"] = _head(steps, f64, E, r)
@@ -159,8 +164,9 @@ def stacked_allowances(steps: Steps, traces: Arrays, dtype: str) -> Arrays:
     B = X.shape[-2]
     for l in range(L, 0, -1):
         dZ, E_dZ = f64[f"dZ{l}"], E[f"dZ{l}"]
-        A_prev = X if l == 1 else f64[f"A{l - 1}"]
-        E_Aprev = np.zeros_like(X) if l == 1 else E[f"A{l - 1}"]
+        below = f"D{l - 1}" if l - 1 in scales else f"A{l - 1}"  # what layer l read
+        A_prev = X if l == 1 else f64[below]
+        E_Aprev = np.zeros_like(X) if l == 1 else E[below]
         E[f"dW{l}"] = (
             _T(gamma(B, u) * np.abs(A_prev) + E_Aprev) @ np.abs(dZ) + _T(np.abs(A_prev)) @ E_dZ
         )
@@ -169,6 +175,9 @@ def stacked_allowances(steps: Steps, traces: Arrays, dtype: str) -> Arrays:
             absW = np.abs(W[f"W{l}"])
             P = dZ @ _T(W[f"W{l}"])  # (K, B, n_{l-1}), before the slope
             E_P = (gamma(dZ.shape[-1], u) * np.abs(dZ) + E_dZ) @ _T(absW)
+            if l - 1 in scales:  # back through the dropout: P ⊙ M/(1 - p)
+                P = P * scales[l - 1]
+                E_P = E_P * scales[l - 1] + DROPOUT_ROUNDINGS * u * np.abs(P)
             act = mlp.activation_of(l - 1)
             Zp, Ap = f64[f"Z{l - 1}"], f64[f"A{l - 1}"]
             slope = _slope(act, Zp, Ap)
@@ -189,6 +198,19 @@ def stacked_allowances(steps: Steps, traces: Arrays, dtype: str) -> Arrays:
             e = E[name] if E[name].shape[0] == K else np.broadcast_to(E[name], (K, 1, 1))
             out[name] = (r.safety * (e + tiny)).reshape((K, *shape_of(name, mlp.sizes, B)))
     return out
+
+
+# D = A ⊙ M / (1 - p) rounds 1 - p, and then once (scratch: (A·M)/(1 - p)) or twice
+# (PyTorch's dropout form A·(M/(1 - p)), JAX's where(M, A/(1 - p), 0)): three roundings of D.
+DROPOUT_ROUNDINGS = 3.0
+
+
+def _dropout_scales(mlp: MLP, f64: Arrays) -> dict[int, np.ndarray]:
+    """Each dropping layer's M_l / (1 - p), from the masks in the trace: {l: (K, B, n_l)}."""
+    if not mlp.dropout:
+        return {}
+    keep = 1.0 - mlp.dropout
+    return {l: f64[f"M{l}"] / keep for l in range(1, mlp.n_layers) if f"M{l}" in f64}
 
 
 def _matrices(array: np.ndarray) -> np.ndarray:

@@ -56,6 +56,7 @@ EXACT = {
     "batch": "row indices: scratch's batching must match the schedule",
     "input": "the batch's X and Y are copied, not computed",
     "counter": "an integer count: nothing to round",
+    "dropout_mask": "the step's dropout mask is given to every engine, not computed",
 }
 
 # For a tensor the roundoff analysis does not cover (a family added to the trace schema

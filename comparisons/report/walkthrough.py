@@ -44,13 +44,18 @@ def walkthrough(
                 with np.errstate(invalid="ignore"):  # inf - inf: a diverged run's first step
                     diff = np.abs(theirs - mine)
                 max_abs[engine] = float(np.max(diff, initial=0.0))
+        equation = about.equation
+        mask = _numbers(value) if about.tensor.kind == "dropout_mask" else None
+        if mask is not None:  # the mask's effect, in words
+            dropped = int(np.count_nonzero(mask == 0))
+            equation += f"  ({dropped} of {mask.size} units dropped at this step)"
         rows.append(
             {
                 "tensor": tensor,
                 "stage": STAGES[about.tensor.kind],
                 "kind": about.tensor.kind,
                 "layer": about.tensor.layer,
-                "equation": about.equation,
+                "equation": equation,
                 "shape": list(np.shape(value)),
                 "values": values,
                 "max_abs_vs_scratch": max_abs,

@@ -16,6 +16,8 @@ The factory
     ``mlp.activation_of(l)``   layer l's activation (l = 1..L): sigmoid, tanh, relu,
                                leaky_relu (slope 0.01), identity
     ``mlp.loss``               mse, bce, bce_logits, softmax_cross_entropy
+    ``mlp.dropout``            p, the rate of inverted dropout on every hidden layer in
+                               training (0: none); see ``step``
     ``optimizer.name``         sgd, momentum, nesterov, adam, adamw
     ``optimizer.lr, momentum, beta1, beta2, eps, l2, weight_decay, clip_norm``   floats
     ``optimizer.lr_schedule``  "constant", "step" (``lr_step_size``, ``lr_gamma``) or
@@ -39,6 +41,11 @@ The engine
         walkthrough shows each with its equation). Which names are required is below. What
         the engine keeps must be what the trace says: ``state()`` after the step is compared
         with the trace's new parameters and optimizer state, and ``t`` must go up by one.
+        With dropout (``mlp.dropout`` = p > 0) it is called as ``step(X, Y, masks=masks)``:
+        ``masks = {"M1": (B, n_1), …, "M{L-1}": …}``, each hidden layer's keep mask of 0s
+        and 1s for this step (the engine draws none), to be applied as D_l = A_l·M_l/(1 - p),
+        layer l + 1 reading D_l. The trace may then hold ``Ml`` (the mask it applied) and
+        ``Dl`` (optional, as forward values are).
     ``predict(X) -> A_L``
         The network's output ``(n, n_L)`` with the current parameters.
 
@@ -57,6 +64,7 @@ arrays on a GPU must be copied to the host first.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping
 from typing import Protocol, runtime_checkable
 
@@ -76,7 +84,7 @@ class EngineUnderTest(Protocol):
 
     def state(self) -> tuple[dict[str, np.ndarray], dict]: ...
 
-    def step(self, X: np.ndarray, Y: np.ndarray) -> dict[str, np.ndarray]: ...
+    def step(self, X: np.ndarray, Y: np.ndarray, **given) -> dict[str, np.ndarray]: ...
 
     def predict(self, X: np.ndarray) -> np.ndarray: ...
 
@@ -147,6 +155,20 @@ def load_state(engine, params: dict, opt_state: dict, where: str) -> None:
         raise ContractError(
             f"{where}: set_state() raised {type(error).__name__}: {error}"
         ) from error
+
+
+def check_takes_masks(engine: object, where: str) -> None:
+    """``ContractError`` unless ``engine.step`` takes the keyword ``masks`` (a run with
+    dropout gives it the step's masks)."""
+    try:
+        inspect.signature(engine.step).bind(None, None, masks={})
+    except TypeError:
+        raise ContractError(
+            f"{where}: this run has dropout, and its step() takes no masks: dropout needs "
+            "step(X, Y, masks), masks the step's keep masks (see comparisons/run/contract.py)"
+        ) from None
+    except ValueError:  # no signature to read (a builtin): its call will say
+        pass
 
 
 def check_engine(engine: object, where: str) -> None:

@@ -4,7 +4,8 @@ Each case is a 12-row synthetic problem (two epochs) with a few spec changes. To
 run every activation in a hidden layer and in the output layer (forward and derivative),
 every loss head, every optimizer with and without L2 and decoupled decay, gradient clipping
 (clipping and not, with L2, in each dtype), a step-decay learning rate (with Adam and with
-AdamW's decay, in each dtype) and a cosine one with warm-up (in each dtype), float64 and
+AdamW's decay, in each dtype), a cosine one with warm-up (in each dtype), dropout (in each
+dtype, through two hidden layers and through three), float64 and
 float32, batch size 1, a partial last batch, drop_last, no shuffle, several outputs, depth 1
 and depth 4. Some cases also set up the conditions under which the classic bugs show: square
 weights (a transposed W fits), saturated outputs (the BCE clamp), logits in the hundreds (a
@@ -112,13 +113,14 @@ CASES = (
         },
     ),
     Case(
-        "depth4-tanh-bce_logits-adam-float32-step_lr",
+        "depth4-tanh-bce_logits-adam-float32-step_lr-dropout",
         {
             "hidden": (5, 4, 3),
             "activation": "tanh",
             "optimizer": "adam",
             "lr": 0.01,
             "dtype": "float32",
+            "dropout": 0.25,
             **STEP_DECAY,
         },
     ),
@@ -136,13 +138,14 @@ CASES = (
         },
     ),
     Case(
-        "tanh-mse_leaky_relu-momentum",
+        "tanh-mse_leaky_relu-momentum-dropout",
         {
             "activation": "tanh",
             "loss": "mse",
             "output": "leaky_relu",
             "optimizer": "momentum",
             "lr": 0.02,
+            "dropout": 0.3,
         },
     ),
     Case(

@@ -40,7 +40,7 @@ class Engine(Protocol):
 
     def set_state(self, params: Params, opt_state: dict) -> None: ...
 
-    def step(self, X: np.ndarray, Y: np.ndarray) -> dict[str, np.ndarray]: ...
+    def step(self, X: np.ndarray, Y: np.ndarray, masks=None) -> dict[str, np.ndarray]: ...
 
     def predict(self, X: np.ndarray) -> np.ndarray: ...
 
@@ -66,12 +66,14 @@ class ScratchEngine:
         """Parameters and optimizer state: what lockstep loads into every other engine."""
         return self._params, self._state
 
-    def step(self, X: np.ndarray, Y: np.ndarray) -> dict[str, np.ndarray]:
+    def step(
+        self, X: np.ndarray, Y: np.ndarray, masks: dict | None = None
+    ) -> dict[str, np.ndarray]:
         # scratch checks its inputs once per batch shape: the data were checked when loaded,
         # and the oracle compares every shape of every step anyway
         check = X.shape not in self._checked
         trace, self._params, self._state = train_step(
-            self.mlp, self.optimizer, self._params, self._state, X, Y, check=check
+            self.mlp, self.optimizer, self._params, self._state, X, Y, check=check, masks=masks
         )
         self._checked.add(X.shape)
         return trace

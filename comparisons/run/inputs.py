@@ -25,6 +25,8 @@ from data import (
     make_schedule,
     make_synthetic,
 )
+from data.dropout import keep_masks
+from data.schedule import Step
 from data.standardize import standardize_splits
 from scratch.config import MLP, Optimizer
 from scratch.initializers import init_params
@@ -54,6 +56,24 @@ class RunInputs:
     def start(self) -> dict[str, np.ndarray]:
         """Fresh, writable copies of the first parameters, for an engine to own."""
         return {p: np.array(v) for p, v in self.params0.items()}
+
+    def given(self, step: Step) -> dict[str, dict[str, np.ndarray]]:
+        """What every engine's ``step`` is given besides X and Y, as keyword arguments: the
+        step's dropout masks (``data/dropout.py``, read-only) as ``masks``; nothing without
+        dropout."""
+        if not self.mlp.dropout:
+            return {}
+        masks = keep_masks(
+            self.spec.seed,
+            step.index,
+            len(step.rows),
+            self.mlp.sizes[1:-1],
+            self.mlp.dropout,
+            self.spec.dtype,
+        )
+        for mask in masks.values():
+            mask.flags.writeable = False
+        return {"masks": masks}
 
 
 def load_splits(spec: RunSpec, data_dir: str | None = None) -> tuple[dict[str, Arrays], dict]:

@@ -110,7 +110,8 @@ class ReplayEngine:
     def set_state(self, params: dict, opt_state: dict) -> None:
         self._params = dict(params)
 
-    def step(self, X: np.ndarray, Y: np.ndarray) -> dict[str, np.ndarray]:
+    def step(self, X: np.ndarray, Y: np.ndarray, masks=None) -> dict[str, np.ndarray]:
+        """The next recorded trace (recorded with the step's masks: its M_l are theirs)."""
         if self._next >= self.case.steps:
             raise IndexError(f"{self.case.name}: {self.case.steps} steps were recorded")
         trace = self.case.trace(self.name, self._next)

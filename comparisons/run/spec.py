@@ -58,6 +58,7 @@ class RunSpec:
     activation: str = "sigmoid"
     output: str = "identity"
     loss: str = "bce_logits"
+    dropout: float = 0.0  # the rate p of each hidden unit's dropout in training; 0: none
     init: str = "glorot_uniform"
     init_gain: float = 1.0  # scales the initial weights; large gains saturate the outputs
     optimizer: Optimizer = field(default_factory=Optimizer)  # keys: see OPTIMIZER_KEYS
@@ -88,6 +89,10 @@ class RunSpec:
             )
         if any(n < 1 for n in self.hidden):
             raise SpecError(f"hidden: every width must be >= 1; got {shown(list(self.hidden))}")
+        if not 0 <= self.dropout < 1:  # NaN fails both comparisons
+            raise SpecError(f"dropout: must be in [0, 1) (0: no dropout); got {self.dropout}")
+        if self.dropout and not self.hidden:
+            raise SpecError("dropout: acts on hidden layers, and hidden is empty; add one")
         if not self.engines or len(set(self.engines)) != len(self.engines):
             raise SpecError(f"engines: must list distinct engines; got {shown(list(self.engines))}")
         for engine in self.engines:
@@ -108,7 +113,8 @@ class RunSpec:
         return 1 if classes == 2 else classes
 
     def mlp(self, n_features: int, n_outputs: int) -> MLP:
-        return MLP((n_features, *self.hidden, n_outputs), self.activation, self.output, self.loss)
+        sizes = (n_features, *self.hidden, n_outputs)
+        return MLP(sizes, self.activation, self.output, self.loss, self.dropout)
 
     def _flat(self) -> dict[str, object]:
         out: dict[str, object] = {}

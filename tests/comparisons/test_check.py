@@ -9,6 +9,7 @@ import itertools
 import numpy as np
 import pytest
 
+import scratch.network
 from comparisons import cli
 from comparisons.faults.catalogue import FAULTS
 from comparisons.modes.check import run_check
@@ -85,7 +86,10 @@ def test_gradient_clipping_runs_clipping_and_not_with_l2_in_each_dtype(dtype):
         engine = ScratchEngine(inputs.mlp, inputs.optimizer, dtype)
         engine.set_state(inputs.params0, initial_state(inputs.optimizer, inputs.params0))
         X, Y = inputs.train
-        norms = [engine.step(X[s.rows], Y[s.rows])["grad_norm"] for s in inputs.schedule.steps]
+        norms = [
+            engine.step(X[s.rows], Y[s.rows], **inputs.given(s))["grad_norm"]
+            for s in inputs.schedule.steps
+        ]
         above = [float(n) > inputs.optimizer.clip_norm for n in norms]
         assert any(above) and not all(above), (case.name, norms)
 
@@ -103,7 +107,10 @@ def test_a_step_decay_schedule_decays_within_a_case_of_each_dtype(dtype):
         engine = ScratchEngine(inputs.mlp, inputs.optimizer, dtype)
         engine.set_state(inputs.params0, initial_state(inputs.optimizer, inputs.params0))
         X, Y = inputs.train
-        rates = {float(engine.step(X[s.rows], Y[s.rows])["lr"]) for s in inputs.schedule.steps}
+        rates = {
+            float(engine.step(X[s.rows], Y[s.rows], **inputs.given(s))["lr"])
+            for s in inputs.schedule.steps
+        }
         assert len(rates) >= 2, (case.name, rates)
 
 
@@ -123,10 +130,34 @@ def test_a_cosine_schedule_warms_up_and_decays_within_a_case_of_each_dtype(dtype
         engine = ScratchEngine(inputs.mlp, opt, dtype)
         engine.set_state(inputs.params0, initial_state(opt, inputs.params0))
         X, Y = inputs.train
-        rates = [float(engine.step(X[s.rows], Y[s.rows])["lr"]) for s in inputs.schedule.steps]
+        rates = [
+            float(engine.step(X[s.rows], Y[s.rows], **inputs.given(s))["lr"])
+            for s in inputs.schedule.steps
+        ]
         top = rates.index(max(rates))
         assert rates[0] < opt.lr and top == opt.lr_warmup and rates[-1] < rates[top], rates
         assert max(rates) == pytest.approx(opt.lr, rel=1e-6)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_dropout_drops_units_and_keeps_them_within_a_case_of_each_dtype(dtype):
+    """A dropout case of each dtype: its masks drop some units of every hidden layer and
+    keep others."""
+    cases = [c for c in CASES if c.spec(()).dropout and c.spec(()).dtype == dtype]
+    assert cases
+    for case in cases:
+        inputs = build_inputs(case.spec(()))
+        engine = ScratchEngine(inputs.mlp, inputs.optimizer, dtype)
+        engine.set_state(inputs.params0, initial_state(inputs.optimizer, inputs.params0))
+        X, Y = inputs.train
+        layers = range(1, inputs.mlp.n_layers)
+        kept, units = dict.fromkeys(layers, 0.0), dict.fromkeys(layers, 0)
+        for s in inputs.schedule.steps:
+            trace = engine.step(X[s.rows], Y[s.rows], **inputs.given(s))
+            for l in layers:
+                kept[l] += trace[f"M{l}"].sum()
+                units[l] += trace[f"M{l}"].size
+        assert all(0 < kept[l] < units[l] for l in layers), (case.name, kept, units)
 
 
 @pytest.fixture(scope="module")
@@ -171,13 +202,20 @@ def first_changed(case_name: str, step: int, fault) -> str:
     engine = ScratchEngine(inputs.mlp, inputs.optimizer, inputs.spec.dtype)
     engine.set_state(inputs.params0, initial_state(inputs.optimizer, inputs.params0))
     for s in inputs.schedule.steps[:step]:
-        engine.step(X[s.rows], Y[s.rows])
+        engine.step(X[s.rows], Y[s.rows], **inputs.given(s))
     rows = inputs.schedule.steps[step].rows
 
     def trace():
         params, state = ({k: np.copy(v) for k, v in d.items()} for d in engine.state())
+        masks = None  # scratch's own draw (a fault may be in it), looked up when called
+        if inputs.mlp.dropout:
+            spec = inputs.spec
+            masks = scratch.network.dropout_masks(
+                inputs.mlp, len(rows), spec.seed, step, spec.dtype
+            )
         with np.errstate(all="ignore"):
-            return train_step(inputs.mlp, inputs.optimizer, params, state, X[rows], Y[rows])[0]
+            batch = X[rows], Y[rows]
+            return train_step(inputs.mlp, inputs.optimizer, params, state, *batch, masks=masks)[0]
 
     sound = trace()
     with fault.patch():

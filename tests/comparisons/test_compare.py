@@ -16,7 +16,7 @@ def test_every_number_of_the_tolerance_tables_has_a_reason():
         assert all(table["exact"].values())
     assert ROUNDOFF["float64"].unit == np.finfo(np.float64).eps / 2
     assert ROUNDOFF["float32"].unit == np.finfo(np.float32).eps / 2
-    assert set(EXACT) == {"batch", "input", "counter"}
+    assert set(EXACT) == {"batch", "input", "counter", "dropout_mask"}
     assert FALLBACK["float64"].rtol <= 1e-9
 
 
@@ -94,3 +94,18 @@ def test_trace_comparison_reports_missing_and_extra_tensors():
         assert_traces_agree(ours, {"Z1": np.ones(2)}, "jax")
     extra = compare_traces(ours, {**ours, "dZ9": np.ones(1)}, "jax")
     assert extra[-1].problem == "in jax's trace but not in scratch's"
+
+
+def test_finite_differences_leave_out_the_rows_at_a_relu_kink():
+    """A row whose inputs to a ReLU layer are all zero (every unit before it dropped) has its
+    pre-activation at the bias, 0 at the start: a central difference straddles the kink
+    there and averages both slopes, so the row is not judged; the other rows are."""
+    from comparisons.oracle.gradcheck import judged_rows
+    from scratch import MLP, init_params
+
+    mlp = MLP((3, 4, 1), hidden="relu", output="identity", loss="mse")
+    params = init_params(mlp, 0)
+    X = np.array([[0.5, -1.0, 2.0], [0.0, 0.0, 0.0], [1.0, 1.0, -0.5]])
+    np.testing.assert_array_equal(judged_rows(mlp, params, X), [True, False, True])
+    tanh = MLP((3, 4, 1), hidden="tanh", output="identity", loss="mse")
+    assert judged_rows(tanh, params, X).all()  # smooth: every row judged

@@ -488,3 +488,38 @@ def test_drift_follows_only_a_loss_and_parameters_shaped_and_typed_as_the_run(ch
     report = run_drift(inputs, under_test=under_test_of(cls))
     assert report["verdict"] == "disagree"
     assert (report["first_divergence"]["step"], report["first_divergence"]["tensor"]) == (0, tensor)
+
+
+# --- dropout: the masks are an input of the step ------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def dropped():
+    return build_inputs(synthetic_spec(dropout=0.4, engines=("scratch", "torch")))
+
+
+def test_an_engine_whose_step_takes_no_masks_is_refused_in_a_dropout_run(dropped):
+    with pytest.raises(ContractError, match="this run has dropout, and its step\\(\\) takes no"):
+        lockstep(dropped, {}, under_test=under_test_of(factory()))
+
+
+@pytest.mark.torch
+def test_an_engine_given_the_masks_agrees_and_one_that_ignores_them_is_caught_at_d1(dropped):
+    """The engine under test is given the schedule's masks: one that applies them agrees
+    with PyTorch; one that runs without dropout (evaluation mode in training) is caught at
+    the first dropped-out output, D1, and its masks are what it was given."""
+    refs = {"torch": make_engine("torch", dropped.mlp, dropped.optimizer, "float64")}
+
+    class Given(Wrapped):
+        def step(self, X, Y, masks=None):
+            return self._inner.step(X, Y, masks=masks)
+
+    class Ignores(Wrapped):
+        def step(self, X, Y, masks=None):
+            trace = self._inner.step(X, Y, masks={k: np.ones_like(m) for k, m in masks.items()})
+            return {**trace, **masks}  # claims the masks it was given
+
+    assert lockstep(dropped, refs, under_test=under_test_of(Given)).verdict == "agree"
+    result = lockstep(dropped, refs, under_test=under_test_of(Ignores))
+    assert result.verdict == "disagree"
+    assert result.first_divergence.comparison.tensor == "D1"

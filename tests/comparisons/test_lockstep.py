@@ -103,10 +103,10 @@ def pairwise(*factors: list) -> list[tuple]:
     return rows
 
 
-# The options past the plain MLP (gradient clipping, a step-decay learning rate) enter the
-# full tier as a covering set of the whole product, not as more factors of it: every pair of
-# values of any two options (activation, head, optimizer, dtype, batch size, clipping,
-# schedule) meets in at least one run.
+# The options past the plain MLP (gradient clipping, a learning-rate schedule, dropout) enter
+# the full tier as a covering set of the whole product, not as more factors of it: every pair
+# of values of any two options (activation, head, optimizer, dtype, batch size, clipping,
+# schedule, dropout) meets in at least one run.
 FACTORS = [
     ACTIVATIONS,
     HEADS,
@@ -115,6 +115,7 @@ FACTORS = [
     [1, 5],
     [0.0, 0.3],  # clip_norm
     ["constant", "step", "cosine"],  # lr_schedule (see SCHEDULES)
+    [0.0, 0.4],  # dropout
 ]
 SCHEDULES = {
     "constant": {},
@@ -130,21 +131,22 @@ OPTIONS = [
 @pytest.mark.slow
 @pytest.mark.parametrize("reference", REFERENCES)
 @pytest.mark.parametrize(
-    ("activation", "heads", "optimizer", "dtype", "batch_size", "clip_norm", "schedule"), OPTIONS
+    ("activation", "heads", "optimizer", "dtype", "batch_size", "clip_norm", "schedule", "dropout"),
+    OPTIONS,
 )
 def test_options_covering_set(
-    reference, activation, heads, optimizer, dtype, batch_size, clip_norm, schedule
+    reference, activation, heads, optimizer, dtype, batch_size, clip_norm, schedule, dropout
 ):
     args = (reference, activation, heads, optimizer, dtype, batch_size)
-    more = SCHEDULES[schedule]
-    assert_matrix_run_agrees(*args, clip_norm=clip_norm, lr_schedule=schedule, **more)
+    more = {**SCHEDULES[schedule], "clip_norm": clip_norm, "dropout": dropout}
+    assert_matrix_run_agrees(*args, lr_schedule=schedule, **more)
 
 
 def test_the_covering_set_covers_every_pair():
     rows = pairwise(*FACTORS)
     for (i, f), (j, g) in itertools.combinations(enumerate(FACTORS), 2):
         assert {(r[i], r[j]) for r in rows} == set(itertools.product(f, g)), (i, j)
-    assert len(rows) < 45  # far below the product's 3,600
+    assert len(rows) < 45  # far below the product's 7,200
 
 
 @pytest.mark.realdata

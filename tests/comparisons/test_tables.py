@@ -76,3 +76,19 @@ def test_the_tables_of_a_report_read_back_from_json_are_the_same(tmp_path):
     report, out = run(tmp_path, "run")
     assert steps_csv(report) == (out / "steps.csv").read_text(encoding="utf-8")
     assert metrics_csv(report) == (out / "metrics.csv").read_text(encoding="utf-8")
+
+
+def test_the_walkthrough_of_a_dropout_run_shows_each_mask_and_what_it_dropped(tmp_path):
+    """Each hidden layer's mask and dropped-out output follow its activation; the mask's
+    row says how many units the step dropped (counted here from data/dropout.py's draw)."""
+    from data.dropout import keep_masks
+
+    report, out = run(tmp_path, "run", "--set", "dropout=0.5")
+    rows = {entry["tensor"]: entry for entry in report["walkthrough"]}
+    assert list(rows)[:8] == ["Z1", "A1", "M1", "D1", "Z2", "A2", "M2", "D2"]
+    masks = keep_masks(0, 0, 40, (8, 4), 0.5, "float64")  # the spec's seed; one batch of 40
+    for l in (1, 2):
+        dropped = int((masks[f"M{l}"] == 0).sum())
+        assert f"({dropped} of {masks[f'M{l}'].size} units dropped" in rows[f"M{l}"]["equation"]
+    assert rows["Z2"]["equation"] == "Z2 = D1 @ W2 + b2"
+    assert "units dropped at this step" in (out / "report.md").read_text(encoding="utf-8")

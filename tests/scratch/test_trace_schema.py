@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import re
 
@@ -12,6 +13,7 @@ import pytest
 from scratch import MLP, Optimizer, ScratchInputError, init_params
 from scratch.activations import ACTIVATIONS
 from scratch.losses import LOSSES
+from scratch.network import dropout_masks
 from scratch.optimizers import init_state
 from scratch.trace_schema import (
     OPTIMIZER_STATE,
@@ -21,6 +23,7 @@ from scratch.trace_schema import (
     is_weight_shaped,
     kind_of,
     layer_of,
+    names_of,
     parse,
     shape_of,
     trace_names,
@@ -110,6 +113,8 @@ PARSED = {
     "X": ("input", None, None, False),
     "Y": ("input", None, None, False),
     "t": ("counter", None, None, False),
+    "M2": ("dropout_mask", 2, None, False),
+    "D1": ("forward", 1, None, False),
 }
 
 
@@ -161,8 +166,10 @@ def missing_producers(optimizer: Optimizer) -> set[str]:
     """Every producer part, over every name of every network, that names no function
     defined in the scratch module it names."""
     missing = set()
-    for mlp in every_network():
-        for name in batch_names() + trace_names(mlp.n_layers, optimizer.name):
+    networks = every_network()
+    networks += [dataclasses.replace(mlp, dropout=0.5) for mlp in networks]
+    for mlp in networks:
+        for name in batch_names() + names_of(mlp, optimizer):
             for part in describe(name, mlp, optimizer).producer.split(", "):
                 m = PRODUCER.fullmatch(part)
                 if m is None:
@@ -216,6 +223,43 @@ def test_every_tensors_stated_shape_is_the_shape_scratch_computes(optimizer):
     params = init_params(mlp, seed=0)
     X, Y = np.ones((5, 4)), np.ones((5, 2))
     trace = train_step(mlp, opt, params, init_state(opt, params), X, Y)[0]
+    assert {n: np.shape(v) for n, v in trace.items()} == {
+        n: shape_of(n, mlp.sizes, 5) for n in trace
+    }
+
+
+# --- dropout -----------------------------------------------------------------------------
+
+
+def test_with_dropout_each_hidden_layer_traces_its_mask_and_dropped_output_after_a():
+    names = trace_names(MLP_421.n_layers, "sgd", dropout=True)
+    forward = ["Z1", "A1", "M1", "D1", "Z2", "A2", "M2", "D2", "Z3", "A3"]
+    assert names == forward + SGD_3_LAYERS[6:]
+
+
+def test_a_dropout_run_describes_what_each_layer_reads_and_the_error_through_the_mask():
+    mlp = MLP((4, 3, 2, 1), hidden="tanh", output="identity", loss="mse", dropout=0.5)
+    opt = Optimizer()
+    assert describe("Z2", mlp, opt).equation == "Z2 = D1 @ W2 + b2"
+    assert describe("dW3", mlp, opt).equation == "dW3 = D2.T @ dZ3"
+    assert "network.py:layer_output" in describe("dW3", mlp, opt).producer
+    assert describe("D1", mlp, opt).equation == "D1 = A1 ⊙ M1 / (1 - p)"
+    hidden = describe("dZ2", mlp, opt)
+    assert hidden.equation == "dZ2 = ((dZ3 @ W3.T) ⊙ M2 / (1 - p)) * tanh'(Z2)"
+    assert "network.py:dropout_backward" in hidden.producer
+    assert describe("dZ3", mlp, opt).equation == "dZ3 = ∂loss/∂A3 * identity'(Z3)"
+    plain = MLP((4, 3, 2, 1), hidden="tanh", output="identity", loss="mse")
+    assert describe("Z2", plain, opt).equation == "Z2 = A1 @ W2 + b2"
+
+
+def test_a_dropout_step_traces_exactly_the_schemas_names_in_their_shapes(rng):
+    mlp = MLP((4, 3, 2, 2), "relu", "identity", "mse", dropout=0.3)
+    opt = Optimizer("adam", clip_norm=1.0)
+    params = init_params(mlp, seed=0)
+    X, Y = rng.normal(size=(5, 4)), np.ones((5, 2))
+    masks = dropout_masks(mlp, 5, 0, 0)
+    trace = train_step(mlp, opt, params, init_state(opt, params), X, Y, masks=masks)[0]
+    assert list(trace) == names_of(mlp, opt)
     assert {n: np.shape(v) for n, v in trace.items()} == {
         n: shape_of(n, mlp.sizes, 5) for n in trace
     }
