@@ -22,7 +22,8 @@ def train_scratch(inputs: RunInputs) -> Iterator[EpochSummary]:
     """Run the whole schedule with the scratch engine, one summary per epoch."""
     X, Y = inputs.train
     steps = inputs.schedule.steps
-    traces = train(inputs.mlp, inputs.optimizer, inputs.start(), X, Y, (s.rows for s in steps))
+    batches = (s.rows for s in steps)  # dropout's masks from the run's seed, as in lockstep
+    traces = train(inputs.mlp, inputs.optimizer, inputs.start(), X, Y, batches, inputs.spec.seed)
     losses: list[float] = []
     for step, trace in zip(steps, traces, strict=True):
         losses.append(float(trace["loss"]))

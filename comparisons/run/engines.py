@@ -1,8 +1,8 @@
 """The engine interface, scratch's engine, and the factory that makes any engine by name.
 
 Every engine — scratch, PyTorch, JAX — offers the same four calls (the contract is written
-out in ``reference/__init__.py``): ``set_state(params, opt_state)``, ``step(X, Y) -> trace``,
-``predict(X) -> A_L`` and ``params()``.
+out in ``reference/__init__.py``): ``set_state(params, opt_state)``, ``step(X, Y) -> trace``
+(``step(X, Y, masks=…)`` with dropout), ``predict(X) -> A_L`` and ``params()``.
 
 The references are named here as ``module:class`` and imported only when a run asks for
 them, so that a scratch-only command never loads a framework.

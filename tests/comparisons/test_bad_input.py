@@ -182,6 +182,7 @@ OUT = [
     case("bench-out-is-a-file", "bench --out x", "a file, not a folder", a_file),
     case("check-out-dot", "check --out .", "the current folder"),
 ]
+DROPOUT_RANGE = "dropout: must be in [0, 1) (0: no dropout)"
 SPEC = [
     case("unknown-key", f"{SET} colour=red", "colour: unknown key; known keys: dataset"),
     case("unicode-key", f"{SET} épochs=1", "épochs: unknown key"),
@@ -203,8 +204,8 @@ SPEC = [
     case("l2-inf", f"{SET} l2=inf", "l2 must be a finite number; got inf"),
     case("l2-negative", f"{SET} l2=-1", "l2 and weight_decay >= 0"),
     case("eps-inf", f"{SET} eps=inf", "eps must be a finite number; got inf"),
-    case("dropout-one", f"{SET} dropout=1", "dropout: must be in [0, 1) (0: no dropout); got 1.0"),
-    case("dropout-nan", f"{SET} dropout=nan", "dropout: must be in [0, 1) (0: no dropout); got nan"),
+    case("dropout-one", f"{SET} dropout=1", f"{DROPOUT_RANGE}; got 1.0"),
+    case("dropout-nan", f"{SET} dropout=nan", f"{DROPOUT_RANGE}; got nan"),
     case("dropout-text", f"{SET} dropout=half", "dropout: expected a number; got 'half'"),
     case(
         "dropout-without-hidden-layers",

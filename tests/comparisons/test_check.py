@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import scratch.network
+import scratch.training
 from comparisons import cli
 from comparisons.faults.catalogue import FAULTS
 from comparisons.modes.check import run_check
@@ -243,3 +244,21 @@ def test_check_fails_on_every_fault_naming_its_function(sound_scratch, fault):
     judged_by_the_trace = d["kind"] not in ("batch", "input") and d["engine"] != "scratch"
     if judged_by_the_trace and report["verdict"] == "disagree":
         assert d["tensor"] == first_changed(report["failed_case"], d["step"], fault)
+
+
+@pytest.mark.torch
+def test_check_catches_scratchs_training_loop_drawing_the_wrong_steps_masks(sound_scratch):
+    """Lockstep gives scratch each step's masks; its own loop (``train``) draws them itself,
+    and only check's drift case runs it: a loop that draws step k + 1's masks disagrees."""
+    from comparisons.faults.patching import edit
+
+    wrong = edit(
+        scratch.training,
+        "train",
+        "dropout_masks(mlp, len(rows), seed, step,",
+        "dropout_masks(mlp, len(rows), seed, step + 1,",
+    )
+    with wrong():
+        report = run_check(("torch",))
+    assert report["verdict"] == "disagree"
+    assert report["failed_case"].startswith("drift:") and "dropout" in report["failed_case"]

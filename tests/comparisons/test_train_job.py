@@ -30,3 +30,18 @@ def test_train_command_on_synthetic_data_prints_every_epoch(capsys):
 def test_train_command_refuses_a_bad_key_with_exit_2(capsys):
     assert main(["train", "--set", "batch_size=-1"]) == 2
     assert capsys.readouterr().err.strip() == "error: batch_size: must be >= 1; got -1"
+
+
+def test_train_with_dropout_draws_the_runs_masks_from_the_runs_seed():
+    """`train` trains exactly as the oracle's scratch does: with seed 3 its masks are seed
+    3's, so its accuracy is the lockstep run's."""
+    from comparisons.modes.lockstep import run_lockstep
+
+    spec = RunSpec().replace(
+        dataset="synthetic", dropout=0.5, seed=3, epochs=2, engines=("scratch",)
+    )
+    inputs = build_inputs(spec)
+    *_, last = train_scratch(inputs)
+    report = run_lockstep(inputs)
+    oracle = report["metrics"]["scratch"]
+    assert last.accuracy == {split: oracle[split]["accuracy"] for split in last.accuracy}
