@@ -75,6 +75,16 @@ def test_the_cases_cover_every_batch_shape_dtype_and_depth(condition):
     assert covered(condition)
 
 
+def scratch_run(case) -> tuple:
+    """The case's inputs and sound scratch's trace of each of its steps."""
+    inputs = build_inputs(case.spec(()))
+    engine = ScratchEngine(inputs.mlp, inputs.optimizer, inputs.spec.dtype)
+    engine.set_state(inputs.params0, initial_state(inputs.optimizer, inputs.params0))
+    X, Y = inputs.train
+    steps = inputs.schedule.steps
+    return inputs, [engine.step(X[s.rows], Y[s.rows], **inputs.given(s)) for s in steps]
+
+
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_gradient_clipping_runs_clipping_and_not_with_l2_in_each_dtype(dtype):
     """In a case of each dtype that clips (with L2 added after), the global norm is above the
@@ -82,15 +92,9 @@ def test_gradient_clipping_runs_clipping_and_not_with_l2_in_each_dtype(dtype):
     clipping = [c for c in CASES if c.spec(()).optimizer.clip_norm and c.spec(()).dtype == dtype]
     assert clipping
     for case in clipping:
-        inputs = build_inputs(case.spec(()))
+        inputs, traces = scratch_run(case)
         assert inputs.optimizer.l2
-        engine = ScratchEngine(inputs.mlp, inputs.optimizer, dtype)
-        engine.set_state(inputs.params0, initial_state(inputs.optimizer, inputs.params0))
-        X, Y = inputs.train
-        norms = [
-            engine.step(X[s.rows], Y[s.rows], **inputs.given(s))["grad_norm"]
-            for s in inputs.schedule.steps
-        ]
+        norms = [trace["grad_norm"] for trace in traces]
         above = [float(n) > inputs.optimizer.clip_norm for n in norms]
         assert any(above) and not all(above), (case.name, norms)
 
@@ -104,14 +108,7 @@ def test_a_step_decay_schedule_decays_within_a_case_of_each_dtype(dtype):
     cases = [c for c in scheduled if c.spec(()).dtype == dtype]
     assert cases
     for case in cases:
-        inputs = build_inputs(case.spec(()))
-        engine = ScratchEngine(inputs.mlp, inputs.optimizer, dtype)
-        engine.set_state(inputs.params0, initial_state(inputs.optimizer, inputs.params0))
-        X, Y = inputs.train
-        rates = {
-            float(engine.step(X[s.rows], Y[s.rows], **inputs.given(s))["lr"])
-            for s in inputs.schedule.steps
-        }
+        rates = {float(trace["lr"]) for trace in scratch_run(case)[1]}
         assert len(rates) >= 2, (case.name, rates)
 
 
@@ -126,15 +123,9 @@ def test_a_cosine_schedule_warms_up_and_decays_within_a_case_of_each_dtype(dtype
     ]
     assert cases
     for case in cases:
-        inputs = build_inputs(case.spec(()))
+        inputs, traces = scratch_run(case)
         opt = inputs.optimizer
-        engine = ScratchEngine(inputs.mlp, opt, dtype)
-        engine.set_state(inputs.params0, initial_state(opt, inputs.params0))
-        X, Y = inputs.train
-        rates = [
-            float(engine.step(X[s.rows], Y[s.rows], **inputs.given(s))["lr"])
-            for s in inputs.schedule.steps
-        ]
+        rates = [float(trace["lr"]) for trace in traces]
         top = rates.index(max(rates))
         assert rates[0] < opt.lr and top == opt.lr_warmup and rates[-1] < rates[top], rates
         assert max(rates) == pytest.approx(opt.lr, rel=1e-6)
@@ -147,14 +138,10 @@ def test_dropout_drops_units_and_keeps_them_within_a_case_of_each_dtype(dtype):
     cases = [c for c in CASES if c.spec(()).dropout and c.spec(()).dtype == dtype]
     assert cases
     for case in cases:
-        inputs = build_inputs(case.spec(()))
-        engine = ScratchEngine(inputs.mlp, inputs.optimizer, dtype)
-        engine.set_state(inputs.params0, initial_state(inputs.optimizer, inputs.params0))
-        X, Y = inputs.train
+        inputs, traces = scratch_run(case)
         layers = range(1, inputs.mlp.n_layers)
         kept, units = dict.fromkeys(layers, 0.0), dict.fromkeys(layers, 0)
-        for s in inputs.schedule.steps:
-            trace = engine.step(X[s.rows], Y[s.rows], **inputs.given(s))
+        for trace in traces:
             for l in layers:
                 kept[l] += trace[f"M{l}"].sum()
                 units[l] += trace[f"M{l}"].size
