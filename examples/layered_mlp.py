@@ -30,22 +30,22 @@ BCE_GRAD_FLOOR = 1e-12  # ... and floors A(1 - A) in its gradient
 
 
 class Dense:
-    """Z = X @ W + b."""
+    """Z = X @ W + b (Z = X @ W without a bias: before batch normalization)."""
 
-    def __init__(self, n_in: int, n_out: int, dtype):
+    def __init__(self, n_in: int, n_out: int, dtype, bias: bool = True):
         self.W = np.zeros((n_in, n_out), dtype=dtype)  # set_state fills W and b in
-        self.b = np.zeros(n_out, dtype=dtype)
+        self.b = np.zeros(n_out, dtype=dtype) if bias else None
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         self.x = x  # (B, n_in): the input, kept for dW
-        return x @ self.W + self.b  # (B, n_out)
+        return x @ self.W if self.b is None else x @ self.W + self.b  # (B, n_out)
 
     def backward(self, dz: np.ndarray) -> np.ndarray:
         """From dZ = ∂loss/∂Z (B, n_out):
         dW = Xᵀ dZ (n_in, n_out);  db = Σ over the batch of dZ (n_out,);
         returns dX = dZ Wᵀ (B, n_in), with W as it was in forward (before any update)."""
         self.dW = self.x.T @ dz
-        self.db = dz.sum(axis=0)
+        self.db = None if self.b is None else dz.sum(axis=0)
         return dz @ self.W.T
 
 
@@ -66,6 +66,42 @@ class Dropout:
 
     def backward(self, grad: np.ndarray) -> np.ndarray:
         return grad * self.scale
+
+
+# --- batch normalization: over the batch's rows, per unit -------------------------------------
+
+
+class BatchNorm:
+    """In training: mu = mean(z), var = mean((z - mu)²), x̂ = (z - mu)/√(var + ε),
+    y = γ·x̂ + β, and the running statistics move toward the batch's (PyTorch's convention: m
+    weighs the batch's, the variance kept is unbiased, × B/(B - 1)). In evaluation,
+    y = γ·(z - running mean)/√(running var + ε) + β. Backward, in the compact form:
+    dz = γ/(B·√(var + ε))·(B·dy - Σ dy - x̂·Σ(dy·x̂)), every row's through every row's."""
+
+    def __init__(self, n: int, momentum: float, eps: float, dtype):
+        self.gamma, self.beta = np.ones(n, dtype=dtype), np.zeros(n, dtype=dtype)
+        self.running_mean, self.running_var = np.zeros(n, dtype=dtype), np.ones(n, dtype=dtype)
+        self.momentum, self.eps = float(momentum), float(eps)
+
+    def forward(self, z: np.ndarray) -> np.ndarray:
+        B, m = len(z), self.momentum
+        self.mu = z.mean(axis=0)  # (n,)
+        self.var = ((z - self.mu) ** 2).mean(axis=0)  # (n,), biased
+        self.inv_std = 1 / np.sqrt(self.var + self.eps)
+        self.xhat = (z - self.mu) * self.inv_std  # (B, n)
+        self.running_mean = (1 - m) * self.running_mean + m * self.mu
+        self.running_var = (1 - m) * self.running_var + m * self.var * (B / (B - 1))
+        return self.gamma * self.xhat + self.beta
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        B = len(dy)
+        self.dgamma = (dy * self.xhat).sum(axis=0)
+        self.dbeta = dy.sum(axis=0)
+        return self.gamma * self.inv_std / B * (B * dy - self.dbeta - self.xhat * self.dgamma)
+
+    def evaluate(self, z: np.ndarray) -> np.ndarray:
+        scale = self.gamma / np.sqrt(self.running_var + self.eps)
+        return (z - self.running_mean) * scale + self.beta
 
 
 # --- activations: A = g(Z) forward; dZ = dA * g'(Z) backward, elementwise ------------------
@@ -235,8 +271,10 @@ class SGD:
         self.t = 0  # steps taken
         self.buffers: dict[str, dict[str, np.ndarray]] = {}  # {"W1": {"momentum": v}, …}
 
-    def step(self, layers: list[Dense]) -> None:
-        """One update of every layer's W and b (new arrays: nothing is changed in place)."""
+    def step(self, params: list[tuple[str, object, str]]) -> None:
+        """One update of every parameter (new arrays: nothing is changed in place).
+        ``params`` lists (name, layer, attribute): ("W1", Dense 1, "W") is Dense 1's W, its
+        gradient the layer's ``dW``; batch normalization's gamma and beta likewise."""
         self.t += 1  # t = 1 at the first step
         if self.schedule == "step":  # lr·γ every step_size updates: lr·γ^⌊(t - 1) / s⌋
             self.lr = self.base_lr * self.gamma ** ((self.t - 1) // self.step_size)
@@ -250,15 +288,16 @@ class SGD:
                 half = 0.5 * (1 + float(np.cos(np.pi * (done - w) / (self.decay_steps - w))))
                 self.lr = self.lr_min + (self.base_lr - self.lr_min) * half
         scale = 1.0
+        grads = [getattr(layer, "d" + attr) for _, layer, attr in params]
         if self.clip_norm:
-            squares = [np.sum(x * x) for layer in layers for x in (layer.dW, layer.db)]
-            self.norm = np.sqrt(sum(squares))
+            self.norm = np.sqrt(sum(np.sum(g * g) for g in grads))
             scale = min(1.0, self.clip_norm / (self.norm + 1e-6))
-        for l, layer in enumerate(layers, start=1):
-            dW, db = layer.dW * scale, layer.db * scale
-            g = dW + self.l2 * layer.W if self.l2 else dW
-            layer.W = self.rule(f"W{l}", self.decay(layer.W), g)
-            layer.b = self.rule(f"b{l}", layer.b, db)
+        for (name, layer, attr), g in zip(params, grads, strict=True):
+            theta, g = getattr(layer, attr), g * scale
+            if attr == "W":  # L2 and decay touch the weights only
+                g = g + self.l2 * theta if self.l2 else g
+                theta = self.decay(theta)
+            setattr(layer, attr, self.rule(name, theta, g))
 
     def decay(self, W: np.ndarray) -> np.ndarray:
         return W  # only AdamW shrinks the weights before its rule
@@ -340,26 +379,46 @@ class LayeredMLP:
         self.dtype = np.dtype(dtype)
         self.L = mlp.n_layers
         n = mlp.sizes
+        normalized = [mlp.batch_norm and l < self.L for l in range(self.L + 1)]
         self.layers = [  # layer l at index l - 1: (its Dense, its activation)
-            (Dense(n[l - 1], n[l], self.dtype), ACTIVATIONS[mlp.activation_of(l)]())
+            (
+                Dense(n[l - 1], n[l], self.dtype, bias=not normalized[l]),
+                ACTIVATIONS[mlp.activation_of(l)](),
+            )
             for l in range(1, self.L + 1)
         ]
         self.dense = [dense for dense, _ in self.layers]
+        # hidden layer l's batch normalization, between its Dense and its activation
+        bn = (mlp.bn_momentum, mlp.bn_eps, self.dtype) if mlp.batch_norm else None
+        self.norms = {l: BatchNorm(n[l], *bn) for l in range(1, self.L)} if bn else {}
         # one dropout per hidden layer (l = 1..L-1), with dropout; evaluation runs without
         self.drops = [Dropout(mlp.dropout) for _ in range(self.L - 1)] if mlp.dropout else []
         self.loss = LOSSES[mlp.loss]()
         self.optimizer = OPTIMIZERS[optimizer.name](optimizer)
         self.counted = optimizer.name in COUNTED
-        self.names = [f"{letter}{l}" for l in range(1, self.L + 1) for letter in "Wb"]
+        self.params = []  # (name, layer, attribute), in the order W1, b1, (gamma1, beta1,) W2, …
+        for l, dense in enumerate(self.dense, start=1):
+            self.params += [(f"W{l}", dense, "W")]
+            self.params += [(f"b{l}", dense, "b")] if dense.b is not None else []
+            if l in self.norms:
+                self.params += [(f"gamma{l}", self.norms[l], "gamma")]
+                self.params += [(f"beta{l}", self.norms[l], "beta")]
+        self.names = [name for name, _, _ in self.params]
+        self.running = [  # the running statistics, kept in the state
+            (f"{attr}{l}", norm, attr)
+            for l, norm in self.norms.items()
+            for attr in ("running_mean", "running_var")
+        ]
 
     # the contract ---------------------------------------------------------------------------
 
     def set_state(self, params, opt_state):
         """Start from copies of ``params`` and ``opt_state`` (the caller's arrays may be
         read-only; they are never written to)."""
-        for l, layer in enumerate(self.dense, start=1):
-            layer.W = np.array(params[f"W{l}"], dtype=self.dtype)  # np.array copies
-            layer.b = np.array(params[f"b{l}"], dtype=self.dtype)
+        for name, layer, attr in self.params:
+            setattr(layer, attr, np.array(params[name], dtype=self.dtype))  # np.array copies
+        for name, norm, attr in self.running:
+            setattr(norm, attr, np.array(opt_state[name], dtype=self.dtype))
         self.optimizer.t = int(opt_state["t"])
         slots = self.optimizer.slots
         self.optimizer.buffers = {
@@ -369,10 +428,9 @@ class LayeredMLP:
 
     def state(self):
         """(params, opt_state) the next step starts from: copies, for the caller to keep."""
-        params = {}
-        for l, layer in enumerate(self.dense, start=1):
-            params[f"W{l}"], params[f"b{l}"] = layer.W.copy(), layer.b.copy()
+        params = {name: getattr(layer, attr).copy() for name, layer, attr in self.params}
         opt_state = {"t": self.optimizer.t}
+        opt_state.update({name: getattr(n, attr).copy() for name, n, attr in self.running})
         for p in self.names:  # per parameter, in the order W1, b1, W2, …
             for s in self.optimizer.slots:
                 opt_state[f"{s}_{p}"] = self.optimizer.buffers[p][s].copy()
@@ -388,9 +446,14 @@ class LayeredMLP:
         # layer's dropout: D_l = A_l·M_l/(1 - p), which the next layer reads
         a = X
         for l, (layer, activation) in enumerate(self.layers, start=1):
-            z = layer.forward(a)
-            a = activation.forward(z)
-            trace[f"Z{l}"], trace[f"A{l}"] = z, a
+            z = trace[f"Z{l}"] = layer.forward(a)
+            if l in self.norms:  # N_l = BN(Z_l), which the activation reads
+                norm = self.norms[l]
+                z = trace[f"N{l}"] = norm.forward(z)
+                trace.update({f"mu{l}": norm.mu, f"var{l}": norm.var, f"xhat{l}": norm.xhat})
+                trace[f"running_mean{l}"] = norm.running_mean
+                trace[f"running_var{l}"] = norm.running_var
+            a = trace[f"A{l}"] = activation.forward(z)
             if self.drops and l < self.L:
                 mask = np.asarray(masks[f"M{l}"], dtype=self.dtype)
                 a = self.drops[l - 1].forward(a, mask)
@@ -406,11 +469,18 @@ class LayeredMLP:
             if self.drops and l < self.L:
                 grad = self.drops[l - 1].backward(grad)
             dz = activation.backward(grad)
+            if l in self.norms:  # back through the batch normalization (compact form)
+                norm = self.norms[l]
+                trace[f"dN{l}"] = dz
+                dz = norm.backward(dz)
+                trace[f"dgamma{l}"], trace[f"dbeta{l}"] = norm.dgamma, norm.dbeta
             grad = layer.backward(dz)
-            trace[f"dZ{l}"], trace[f"dW{l}"], trace[f"db{l}"] = dz, layer.dW, layer.db
+            trace[f"dZ{l}"], trace[f"dW{l}"] = dz, layer.dW
+            if layer.db is not None:
+                trace[f"db{l}"] = layer.db
 
         # update: every W and b, by the optimizer's rule (after clipping, if it clips)
-        self.optimizer.step(self.dense)
+        self.optimizer.step(self.params)
         if self.optimizer.norm is not None:
             trace["grad_norm"] = np.asarray(self.optimizer.norm, dtype=self.dtype)
         if self.optimizer.schedule != "constant":
@@ -428,8 +498,9 @@ class LayeredMLP:
     def predict(self, X):
         """A_L, the network's output for X, with the current parameters."""
         a = np.asarray(X, dtype=self.dtype)
-        for layer, activation in self.layers:  # without dropout: evaluation
-            a = activation.forward(layer.forward(a))
+        for l, (layer, activation) in enumerate(self.layers, start=1):
+            z = layer.forward(a)  # evaluation: no dropout, batch norm's running statistics
+            a = activation.forward(self.norms[l].evaluate(z) if l in self.norms else z)
         return a
 
 

@@ -23,7 +23,7 @@ from reference.jax_mlp import (
     OPTIMIZERS,
     STATE_FIELDS,
     Params,
-    forward,
+    evaluate,
     learning_rate,
     make_optimizer,
     make_train_step,
@@ -37,6 +37,7 @@ from scratch.trace_schema import (
     param_names,
     parameter_shapes,
     parse,
+    running_names,
     shape_of,
     state_names,
 )
@@ -71,23 +72,26 @@ def compiled(mlp: MLP, optimizer: Optimizer):
     configuration, dtype and batch shape (the last, partial batch of an epoch is a second
     shape), not once per engine: a test matrix makes hundreds of engines.
     """
-    names = param_names(mlp.n_layers)
-    weights_only = {p: parse(p).decays for p in names}  # decay never touches b_l
+    names = param_names(mlp.n_layers, mlp.batch_norm)
+    weights_only = {p: parse(p).decays for p in names}  # decay never touches b, gamma, beta
     tx = make_optimizer(optimizer, weights_only)
     train_step = make_train_step(mlp, optimizer, tx)
     floats = [n for n in names_of(mlp, optimizer) if n != "t"]
-    kept = [n for p in names for n in state_names(optimizer.name, p)]
+    running = running_names(mlp.n_layers, mlp.batch_norm)
+    kept = [n for p in names for n in state_names(optimizer.name, p)] + running
     schedule = learning_rate(optimizer)
 
     def engine_step(params: Params, state: dict, t, X, Y, masks: dict):
         opt_state = write_state(optimizer, names, tx.init(params), state, t)
-        new_params, _, trace = train_step(params, opt_state, X, Y, masks)
+        before = {n: state[n] for n in running}
+        new_params, _, trace = train_step(params, opt_state, X, Y, masks, before)
         if callable(schedule):  # the lr optax took: its schedule at the count, t
             trace["lr"] = jnp.asarray(schedule(t), X.dtype)
         flat = jnp.concatenate([jnp.reshape(trace[n], -1) for n in floats])
         return new_params, {n: trace[n] for n in kept}, trace.get("t", t + 1), flat
 
-    predict = jax.jit(lambda params, X: forward(mlp, params, X)[1][-1])  # without dropout
+    # evaluation: without dropout, batch normalization with the running statistics
+    predict = jax.jit(lambda params, state, X: evaluate(mlp, params, X, state))
     return jax.jit(engine_step), predict
 
 
@@ -125,15 +129,16 @@ class JaxEngine:
             raise ValueError(f"device {device!r} is not available to JAX: {err}") from None
         self.mlp, self.optimizer = mlp, optimizer
         self.dtype = np.dtype(dtype)
-        self._names = param_names(mlp.n_layers)
+        self._names = param_names(mlp.n_layers, mlp.batch_norm)
         self._trace_names = names_of(mlp, optimizer)
         self._floats = [n for n in self._trace_names if n != "t"]
         self._kept = [n for p in self._names for n in state_names(optimizer.name, p)]
+        self._kept += running_names(mlp.n_layers, mlp.batch_norm)  # batch norm's statistics
         self._step, self._forward = compiled(mlp, optimizer)
         # Arrays from NumPy go straight into the jitted functions on the default device (jit
         # moves them in C++, for a tenth of device_put's cost); elsewhere through device_put.
         self._direct = self.device == jax.devices()[0]
-        self._shapes = parameter_shapes(mlp.sizes)
+        self._shapes = parameter_shapes(mlp.sizes, mlp.batch_norm)
         self._layouts: dict[int, list] = {}  # the flat trace's layout per batch size
         self._params: Params | None = None
         self._state: dict = {}
@@ -201,7 +206,8 @@ class JaxEngine:
     def predict(self, X: np.ndarray) -> np.ndarray:
         """A_L (n, n_L): the network's output on X (n, n_0) with the current parameters."""
         self._check_ready()
-        return self._checked(np.asarray(self._forward(self._params, self._put(X))))
+        running = {n: self._state[n] for n in self._kept if n.startswith("running_")}
+        return self._checked(np.asarray(self._forward(self._params, running, self._put(X))))
 
     def params(self) -> dict[str, np.ndarray]:
         """The current parameters W1, b1, …, WL, bL, canonical layout, engine dtype."""

@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import optax
 
 from scratch.config import MLP, Optimizer
-from scratch.trace_schema import COUNTED, OPTIMIZER_STATE, STATE, param_names
+from scratch.trace_schema import COUNTED, OPTIMIZER_STATE, STATE, param_names, parse
 
 Params = dict[str, jax.Array]
 
@@ -149,29 +149,69 @@ def forward(
     mlp: MLP,
     params: Params,
     X: jax.Array,
-    eps: list[jax.Array] | None = None,
+    taps: dict[str, jax.Array] | None = None,
     masks: dict[str, jax.Array] | None = None,
-) -> tuple[list[jax.Array], list[jax.Array], list[jax.Array]]:
-    """The forward pass: ([Z1, …, ZL], [A1, …, AL], [D1, …, D_{L-1}] with dropout, else []).
+) -> dict[str, jax.Array]:
+    """The forward pass in training, under the trace's names: Z_l and A_l, and with batch
+    normalization mu_l, var_l, xhat_l, N_l; with dropout D_l.
 
-    A_0 = X   (B, n_0);   for l = 1..L:  Z_l = A_{l-1} @ W_l + b_l (+ eps_l),  A_l = g_l(Z_l)
-    (B, n_l). ``eps_l`` is a zero (B, n_l) added only so that autodiff can report ∂loss/∂Z_l.
-    With ``masks`` (the step's keep masks, given: never drawn here), each hidden layer's
-    D_l = where(M_l, A_l / (1 - p), 0), as flax's Dropout writes it, and layer l + 1 reads D_l.
+    A_0 = X   (B, n_0);   for l = 1..L:  Z_l = A_{l-1} @ W_l + b_l,  A_l = g_l(Z_l)   (B, n_l).
+    Batch normalization, written out as a pure function (flax's ``BatchNorm`` keeps its
+    statistics in a module's mutable state; the same arithmetic, here in plain jnp):
+    mu_l = mean(Z_l), var_l = mean((Z_l - mu_l)²), xhat_l = (Z_l - mu_l)/√(var_l + ε),
+    N_l = gamma_l·xhat_l + beta_l, A_l = g_l(N_l). With ``masks`` (the step's keep masks,
+    given: never drawn here), D_l = where(M_l, A_l/(1 - p), 0), as flax's Dropout writes it,
+    and layer l + 1 reads D_l. ``taps``: zeros added to a tensor of the same name, only so
+    that autodiff can report the loss's gradient with respect to it (dZ_l, dN_l, …).
     """
-    Zs, As, Ds = [], [], []
+    taps = taps or {}
+    out: dict[str, jax.Array] = {}
+
+    def tapped(name: str, value: jax.Array) -> jax.Array:
+        out[name] = value = value + taps[name] if name in taps else value
+        return value
+
     A = X  # (B, n_0)
     for l in range(1, mlp.n_layers + 1):
-        Z = jnp.matmul(A, params[f"W{l}"], precision=PRECISION) + params[f"b{l}"]  # (B, n_l)
-        if eps is not None:
-            Z = Z + eps[l - 1]
-        A = ACTIVATIONS[mlp.activation_of(l)](Z)  # (B, n_l)
-        Zs.append(Z)
-        As.append(A)
-        if masks and l < mlp.n_layers:
-            A = jnp.where(masks[f"M{l}"] != 0, A / (1.0 - mlp.dropout), 0.0)  # (B, n_l)
-            Ds.append(A)
-    return Zs, As, Ds
+        Z = jnp.matmul(A, params[f"W{l}"], precision=PRECISION)  # (B, n_l)
+        Z = tapped(f"Z{l}", Z + params[f"b{l}"] if f"b{l}" in params else Z)  # no b before BN
+        hidden = l < mlp.n_layers
+        if mlp.batch_norm and hidden:
+            mu = tapped(f"mu{l}", jnp.mean(Z, axis=0))  # (n_l,)
+            var = tapped(f"var{l}", jnp.mean((Z - mu) ** 2, axis=0))  # (n_l,)
+            xhat = tapped(f"xhat{l}", (Z - mu) / jnp.sqrt(var + mlp.bn_eps))  # (B, n_l)
+            Z = tapped(f"N{l}", params[f"gamma{l}"] * xhat + params[f"beta{l}"])  # (B, n_l)
+        A = out[f"A{l}"] = ACTIVATIONS[mlp.activation_of(l)](Z)  # (B, n_l)
+        if masks and hidden:
+            A = out[f"D{l}"] = jnp.where(masks[f"M{l}"] != 0, A / (1.0 - mlp.dropout), 0.0)
+    return out
+
+
+def evaluate(mlp: MLP, params: Params, X: jax.Array, running: dict | None = None) -> jax.Array:
+    """A_L (n, n_L) in evaluation: no dropout; batch normalization with the running
+    statistics, N_l = gamma_l·(Z_l - running_mean_l)/√(running_var_l + ε) + beta_l."""
+    A = X
+    for l in range(1, mlp.n_layers + 1):
+        Z = jnp.matmul(A, params[f"W{l}"], precision=PRECISION)
+        Z = Z + params[f"b{l}"] if f"b{l}" in params else Z
+        if mlp.batch_norm and l < mlp.n_layers:
+            mean, var = running[f"running_mean{l}"], running[f"running_var{l}"]
+            xhat = (Z - mean) / jnp.sqrt(var + mlp.bn_eps)
+            Z = params[f"gamma{l}"] * xhat + params[f"beta{l}"]
+        A = ACTIVATIONS[mlp.activation_of(l)](Z)
+    return A
+
+
+def running_stats(mlp: MLP, running: dict, values: dict, B: int) -> dict[str, jax.Array]:
+    """The running statistics after the step, PyTorch's convention (which scratch follows):
+    mean ← (1 - m)·mean + m·mu, var ← (1 - m)·var + m·var_B·B/(B - 1). flax's BatchNorm
+    weighs them the other way (its momentum 0.99 is 1 - m) and keeps the biased variance."""
+    m, out = mlp.bn_momentum, {}
+    for l in range(1, mlp.n_layers):
+        out[f"running_mean{l}"] = (1 - m) * running[f"running_mean{l}"] + m * values[f"mu{l}"]
+        unbiased = values[f"var{l}"] * (B / (B - 1))
+        out[f"running_var{l}"] = (1 - m) * running[f"running_var{l}"] + m * unbiased
+    return out
 
 
 # Each optimizer from scratch's settings, its learning rate (a number or an optax schedule,
@@ -271,40 +311,49 @@ def _in_adams_state(path, value) -> bool:
 def make_train_step(mlp: MLP, opt: Optimizer, tx: optax.GradientTransformation) -> Callable:
     """The training step as one pure function (to be jitted):
 
-    (params, opt_state, X (B, n_0), Y (B, n_L), masks) -> (new params, new opt_state, trace
-    tensors); ``masks``: the step's dropout masks ``{"M1": (B, n_1), …}``, or {} without.
+    (params, opt_state, X (B, n_0), Y (B, n_L), masks, running) -> (new params, new
+    opt_state, trace tensors); ``masks``: the step's dropout masks ``{"M1": (B, n_1), …}``,
+    or {} without; ``running``: the running statistics before the step (batch norm), or {}.
     """
     loss_of = LOSSES[mlp.loss]
     L = mlp.n_layers
-    names = param_names(L)
+    names = param_names(L, mlp.batch_norm)
     kept = OPTIMIZER_STATE[opt.name]
+    tapped = {"Z": range(1, L + 1)}  # the tensors whose gradient the trace reports
+    if mlp.batch_norm:
+        tapped.update(dict.fromkeys(("mu", "var", "xhat", "N"), range(1, L)))
 
-    def loss_and_forward(params: Params, eps: list[jax.Array], X, Y, masks):
-        Zs, As, Ds = forward(mlp, params, X, eps, masks)
-        return loss_of(As[-1], Y), (Zs, As, Ds)
+    def loss_and_forward(params: Params, taps: dict, X, Y, masks):
+        values = forward(mlp, params, X, taps, masks)
+        return loss_of(values[f"A{L}"], Y), values
 
-    def train_step(params: Params, opt_state, X: jax.Array, Y: jax.Array, masks=None):
+    def train_step(params: Params, opt_state, X: jax.Array, Y: jax.Array, masks=None, running=None):
         B = X.shape[0]
-        eps = [jnp.zeros((B, n), X.dtype) for n in mlp.sizes[1:]]  # (B, n_l), l = 1..L
-        # ∂loss/∂eps_l at eps_l = 0 is ∂loss/∂Z_l: the error term dZ_l, from autodiff.
-        (loss, (Zs, As, Ds)), (grads, dZs) = jax.value_and_grad(
+        taps = {
+            f"{name}{l}": jnp.zeros((B, mlp.sizes[l]) if name in ("Z", "xhat", "N") else
+                                    (mlp.sizes[l],), X.dtype)
+            for name, layers in tapped.items()
+            for l in layers
+        }  # fmt: skip
+        # ∂loss/∂tap at tap = 0 is ∂loss/∂(the tensor): dZ_l, dN_l, …, from autodiff.
+        (loss, values), (grads, dtaps) = jax.value_and_grad(
             loss_and_forward, argnums=(0, 1), has_aux=True
-        )(params, eps, X, Y, masks or {})
+        )(params, taps, X, Y, masks or {})
         updates, new_state = tx.update(grads, opt_state, params)
         new_params = optax.apply_updates(params, updates)
 
-        trace: dict[str, jax.Array] = {}
-        for l in range(1, L + 1):
-            trace[f"Z{l}"], trace[f"A{l}"] = Zs[l - 1], As[l - 1]
-            if l <= len(Ds):
-                trace[f"M{l}"], trace[f"D{l}"] = masks[f"M{l}"], Ds[l - 1]
+        trace: dict[str, jax.Array] = dict(values)
+        for l in range(1, L):
+            if masks:
+                trace[f"M{l}"] = masks[f"M{l}"]
+        if mlp.batch_norm:
+            trace.update(running_stats(mlp, running, values, B))
         trace["loss"] = loss
         for l in range(L, 0, -1):
-            trace[f"dZ{l}"], trace[f"dW{l}"], trace[f"db{l}"] = (
-                dZs[l - 1],
-                grads[f"W{l}"],
-                grads[f"b{l}"],
-            )
+            for name in ("N", "xhat", "var", "mu") if mlp.batch_norm and l < L else ():
+                trace[f"d{name}{l}"] = dtaps[f"{name}{l}"]
+            trace[f"dZ{l}"] = dtaps[f"Z{l}"]
+            trace.update({f"d{p}": grads[p] for p in names if parse(p).layer == l})
         if opt.clip_norm:
             trace["grad_norm"] = optax.tree.norm(grads)  # the norm before clipping
         for p in names:

@@ -17,6 +17,7 @@ import torch
 from reference.torch_mlp import (
     LOSSES,
     STATE_KEYS,
+    batch_norms,
     choose,
     make_model,
     make_optimizer,
@@ -31,6 +32,7 @@ from scratch.trace_schema import (
     STATE,
     is_weight_shaped,
     names_of,
+    running_names,
     state_names,
 )
 
@@ -130,6 +132,8 @@ class TorchEngine:
         self.optimizer = make_optimizer(optimizer, self.model)
         self.scheduler = make_scheduler(optimizer, self.optimizer)
         self._params = named_parameters(self.model)
+        self._norms = batch_norms(self.model)  # layer -> its BatchNorm1d
+        self._running = running_names(mlp.n_layers, mlp.batch_norm)
         self._kept = OPTIMIZER_STATE[optimizer.name]
         self._trace_names = names_of(mlp, optimizer)
         self._floats = [n for n in self._trace_names if n != "t"]  # converted in one copy
@@ -151,12 +155,16 @@ class TorchEngine:
         """
         if sorted(params) != sorted(self._params):
             raise ValueError(f"parameters must be {list(self._params)}; got {sorted(params)}")
-        wanted = {"t"} | {s for p in self._params for s in state_names(self.opt.name, p)}
+        wanted = {"t", *self._running}
+        wanted |= {s for p in self._params for s in state_names(self.opt.name, p)}
         if not wanted <= set(opt_state):
             raise ValueError(f"optimizer state lacks {sorted(wanted - set(opt_state))}")
         with torch.no_grad():
             for p, tensor in self._params.items():
                 load_into(tensor, p, params[p])
+            for l, norm in self._norms.items():  # BatchNorm1d's running statistics
+                load_into(norm.running_mean, f"running_mean{l}", opt_state[f"running_mean{l}"])
+                load_into(norm.running_var, f"running_var{l}", opt_state[f"running_var{l}"])
             if not self._kept and not COUNTED[self.opt.name]:
                 pass  # plain SGD keeps no state
             elif self._resident():
@@ -261,10 +269,15 @@ class TorchEngine:
         return out
 
     def predict(self, X: np.ndarray) -> np.ndarray:
-        """A_L = model(X)   (n, n_L), under ``torch.no_grad`` (no graph is built)."""
+        """A_L = model(X)   (n, n_L), under ``torch.no_grad`` (no graph is built), in
+        ``eval()`` mode: BatchNorm1d normalizes with its running statistics."""
         self._require_state()
-        with torch.no_grad():
-            A_L = self.model(self._tensor("X", X))
+        self.model.eval()
+        try:
+            with torch.no_grad():
+                A_L = self.model(self._tensor("X", X))
+        finally:
+            self.model.train()
         return to_canonical(f"A{self.mlp.n_layers}", A_L, self.dtype)
 
     def params(self) -> dict[str, np.ndarray]:

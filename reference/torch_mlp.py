@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from scratch.config import MLP, Optimizer
-from scratch.trace_schema import param_names
+from scratch.trace_schema import param_names, parse
 
 ACTIVATIONS = {
     "sigmoid": nn.Sigmoid,  # A = 1 / (1 + exp(-Z))
@@ -82,7 +82,9 @@ def choose(kind: str, name: str, table) -> object:
 
 
 def make_model(mlp: MLP, dtype: torch.dtype, device: torch.device) -> nn.Sequential:
-    """``Linear, activation, Linear, activation, …``; its weights come from scratch.
+    """``Linear, activation, Linear, activation, …``, with ``BatchNorm1d`` between each hidden
+    layer's Linear and its activation in a batch-normalized network; its weights come from
+    scratch. Layer l is the model's l-th module (an ``nn.Sequential`` of those).
 
     ``skip_init``: no random draw (the weights are loaded from scratch before any step), and
     torch's global generator is left untouched.
@@ -90,27 +92,49 @@ def make_model(mlp: MLP, dtype: torch.dtype, device: torch.device) -> nn.Sequent
     layers: list[nn.Module] = []
     for l in range(1, mlp.n_layers + 1):
         n_in, n_out = mlp.sizes[l - 1], mlp.sizes[l]
-        layers.append(nn.utils.skip_init(nn.Linear, n_in, n_out, dtype=dtype, device=device))
-        layers.append(choose("activation", mlp.activation_of(l), ACTIVATIONS)())
+        normalized = mlp.batch_norm and l < mlp.n_layers  # then without a bias, as is usual
+        linear = nn.utils.skip_init(
+            nn.Linear, n_in, n_out, bias=not normalized, dtype=dtype, device=device
+        )
+        layer = [linear]
+        if normalized:
+            # running ← (1 - m)·running + m·batch's, the variance kept unbiased: PyTorch's
+            norm = nn.BatchNorm1d(
+                n_out, eps=mlp.bn_eps, momentum=mlp.bn_momentum, dtype=dtype, device=device
+            )
+            layer.append(norm)
+        layer.append(choose("activation", mlp.activation_of(l), ACTIVATIONS)())
+        layers.append(nn.Sequential(*layer))
     return nn.Sequential(*layers)
 
 
+def batch_norms(model: nn.Sequential) -> dict[int, nn.BatchNorm1d]:
+    """Each batch-normalized layer's ``BatchNorm1d``, by layer number."""
+    return {
+        l: layer[1]
+        for l, layer in enumerate(model, start=1)
+        if isinstance(layer[1], nn.BatchNorm1d)
+    }
+
+
 def named_parameters(model: nn.Sequential) -> dict[str, nn.Parameter]:
-    """``{"W1": weight of Linear 1, "b1": its bias, …}``: the trace's names for them."""
-    linears = model[0::2]
-    params = [t for layer in linears for t in (layer.weight, layer.bias)]
-    return dict(zip(param_names(len(linears)), params, strict=True))
+    """``{"W1": weight of Linear 1, "b1": its bias, "gamma1": BatchNorm1d's weight, "beta1":
+    its bias, …}``: the trace's names for them."""
+    params = [t for layer in model for module in layer for t in module.parameters()]
+    names = param_names(len(model), bool(batch_norms(model)))
+    return dict(zip(names, params, strict=True))
 
 
 def make_optimizer(opt: Optimizer, model: nn.Sequential) -> torch.optim.Optimizer:
     """The torch.optim optimizer ``opt`` names, with its decay on the weights only: the
-    weights' parameter group gets λ, the biases' group 0."""
+    weights' parameter group gets λ, the biases' (and batch normalization's γ and β) 0."""
     make = choose("optimizer", opt.name, OPTIMIZERS)
     decay = opt.weight_decay if opt.name == "adamw" else opt.l2
-    linears = model[0::2]
+    params = named_parameters(model)
+    decays = {p: parse(p).decays for p in params}
     groups = [
-        {"params": [layer.weight for layer in linears], "weight_decay": decay},
-        {"params": [layer.bias for layer in linears], "weight_decay": 0.0},
+        {"params": [t for p, t in params.items() if decays[p]], "weight_decay": decay},
+        {"params": [t for p, t in params.items() if not decays[p]], "weight_decay": 0.0},
     ]
     return make(groups, opt)
 
@@ -157,6 +181,12 @@ def train_step(
     ``params`` is ``named_parameters(model)``, for a caller that keeps it.
 
     forward   Z_l = Linear_l(A_{l-1}),  A_l = activation_l(Z_l)       (B, n_l)
+    batch     with batch normalization, N_l = BatchNorm1d_l(Z_l) in training mode (it
+    norm      moves its running statistics, read after it) and A_l = activation_l(N_l);
+              dN_l from ``retain_grad``. BatchNorm1d keeps mu_l, var_l and x̂_l to itself:
+              they are computed again from Z_l with torch operations, as the schema
+              defines them, and ``torch.autograd.grad`` gives their gradients from dN_l
+              (``_batch_norm_parts``); dgamma_l, dbeta_l are BatchNorm1d's .grad
     dropout   with ``masks`` (the step's keep masks M_l, given: never drawn here), each
               hidden layer's D_l = A_l · (M_l / (1 - p)), ATen's dropout with M_l for its
               random mask; layer l + 1 reads D_l, and autograd takes it back
@@ -170,18 +200,24 @@ def train_step(
     update    ``optimizer.step()``; Δθ = new - old, and the new θ
     """
     params = params if params is not None else named_parameters(model)
-    layers = list(model)  # Linear_1, activation_1, …, Linear_L, activation_L
-    L = len(params) // 2
+    L = len(model)  # layer l: (Linear_l, [BatchNorm1d_l,] activation_l)
+    norms = batch_norms(model)
     before = {p: t.detach().clone() for p, t in params.items()}
     optimizer.zero_grad(set_to_none=True)  # no gradient left from a previous step
 
     trace: dict[str, torch.Tensor] = {}
     A = X  # (B, n_0)
-    for l in range(1, L + 1):
-        Z = layers[2 * l - 2](A)  # (B, n_l)
+    for l, layer in enumerate(model, start=1):
+        Z = layer[0](A)  # (B, n_l)
         Z.retain_grad()  # keep ∂loss/∂Z_l, the error term, which autograd would free
-        A = layers[2 * l - 1](Z)  # (B, n_l)
-        trace[f"Z{l}"], trace[f"A{l}"] = Z, A
+        trace[f"Z{l}"] = Z
+        if l in norms:
+            N = norms[l](Z)  # (B, n_l); updates the running statistics
+            N.retain_grad()
+            trace[f"running_mean{l}"] = norms[l].running_mean.detach().clone()
+            trace[f"running_var{l}"] = norms[l].running_var.detach().clone()
+            trace[f"N{l}"] = Z = N
+        A = trace[f"A{l}"] = layer[-1](Z)  # (B, n_l)
         if masks is not None and l < L:
             M = trace[f"M{l}"] = masks[f"M{l}"]  # (B, n_l)
             A = trace[f"D{l}"] = A * (M / (1.0 - dropout))  # (B, n_l)
@@ -189,11 +225,17 @@ def train_step(
 
     loss.backward()
     for l in range(L, 0, -1):
+        if l in norms:
+            trace[f"dN{l}"] = trace[f"N{l}"].grad
+            trace.update(_batch_norm_parts(l, trace[f"Z{l}"], norms[l], trace[f"dN{l}"]))
+            trace[f"dgamma{l}"] = params[f"gamma{l}"].grad.clone()
+            trace[f"dbeta{l}"] = params[f"beta{l}"].grad.clone()
         trace[f"dZ{l}"] = trace[f"Z{l}"].grad
         # copies: torch.optim may change .grad in place (CUDA's default multi-tensor SGD
         # adds μ·v into it for Nesterov), and the trace is read after the step
         trace[f"dW{l}"] = params[f"W{l}"].grad.clone()
-        trace[f"db{l}"] = params[f"b{l}"].grad.clone()
+        if f"b{l}" in params:  # not before a BatchNorm1d
+            trace[f"db{l}"] = params[f"b{l}"].grad.clone()
     if clip_norm:
         trace["grad_norm"] = nn.utils.clip_grad_norm_(params.values(), clip_norm)
     if scheduler is not None:
@@ -207,3 +249,18 @@ def train_step(
         trace[f"Δ{p}"] = t.detach() - before[p]
     trace.update({p: t.detach() for p, t in params.items()})
     return trace
+
+
+def _batch_norm_parts(l: int, Z: torch.Tensor, norm: nn.BatchNorm1d, dN: torch.Tensor) -> dict:
+    """mu_l, var_l and x̂_l, which BatchNorm1d does not expose, written as the trace schema
+    defines them in torch operations on Z_l, and their gradients, ``torch.autograd.grad`` of
+    N_l = γ·x̂_l + β given dN_l (mu's through x̂ and var both)."""
+    with torch.enable_grad():
+        Z = Z.detach().requires_grad_()
+        mu = Z.mean(dim=0)
+        var = ((Z - mu) ** 2).mean(dim=0)
+        xhat = (Z - mu) / torch.sqrt(var + norm.eps)
+        N = norm.weight.detach() * xhat + norm.bias.detach()
+        dxhat, dvar, dmu = torch.autograd.grad(N, [xhat, var, mu], grad_outputs=dN)
+    values = {"mu": mu, "var": var, "xhat": xhat, "dxhat": dxhat, "dvar": dvar, "dmu": dmu}
+    return {f"{name}{l}": value.detach() for name, value in values.items()}

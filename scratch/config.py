@@ -40,6 +40,10 @@ class MLP:
     so a sigmoid output; ``bce_logits`` and ``softmax_cross_entropy`` need raw logits).
     ``dropout`` p in [0, 1): in training, each hidden unit's output is dropped with
     probability p and the kept ones scaled by 1/(1 - p) (inverted dropout); 0: none.
+    ``batch_norm``: each hidden layer normalizes its pre-activation over the batch before the
+    activation (scale ``gammal``, shift ``betal``), keeping running statistics with momentum
+    ``bn_momentum`` m (running ← (1 - m)·running + m·batch's, PyTorch's convention) and
+    ``bn_eps`` ε under the square root.
     """
 
     sizes: tuple[int, ...]
@@ -47,6 +51,9 @@ class MLP:
     output: str = "identity"
     loss: str = "bce_logits"
     dropout: float = 0.0
+    batch_norm: bool = False
+    bn_momentum: float = 0.1
+    bn_eps: float = 1e-5
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "sizes", tuple(self.sizes))
@@ -75,6 +82,21 @@ class MLP:
                 "dropout acts on hidden layers, and this network has none: add a hidden "
                 "layer or set dropout = 0"
             )
+        if not isinstance(self.batch_norm, (bool, np.bool_)):
+            raise ScratchInputError(f"batch_norm must be true or false; got {self.batch_norm!r}")
+        if self.batch_norm and len(self.sizes) < 3:
+            raise ScratchInputError(
+                "batch_norm acts on hidden layers, and this network has none: add a hidden "
+                "layer or set batch_norm = false"
+            )
+        m, eps = self.bn_momentum, self.bn_eps
+        for name, value in (("bn_momentum", m), ("bn_eps", eps)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ScratchInputError(f"{name} must be a number; got {value!r}")
+        if not 0 <= m <= 1:
+            raise ScratchInputError(f"bn_momentum must be in [0, 1]; got {m}")
+        if not 0 < eps < math.inf:
+            raise ScratchInputError(f"bn_eps must be a finite number > 0; got {eps}")
 
     @functools.cached_property
     def n_layers(self) -> int:
@@ -176,7 +198,7 @@ class Optimizer:
 
 def check_inputs(mlp: MLP, params: dict[str, np.ndarray], X: np.ndarray, Y: np.ndarray) -> None:
     """Fail early, with a message that says what is wrong, on inputs backprop cannot use."""
-    shapes = parameter_shapes(mlp.sizes)
+    shapes = parameter_shapes(mlp.sizes, mlp.batch_norm)
     if sorted(params) != sorted(shapes):
         raise ScratchInputError(f"parameters must be {list(shapes)}; got {sorted(params)}")
     for name, shape in shapes.items():

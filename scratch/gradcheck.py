@@ -17,7 +17,8 @@ import numpy as np
 
 from scratch.activations import get_activation
 from scratch.config import MLP
-from scratch.network import dropout, forward, linear, loss_and_output_grad
+from scratch.network import batch_norm, dropout, forward, linear, loss_and_output_grad
+from scratch.trace_schema import layer_parameters
 
 Params = dict[str, np.ndarray]
 
@@ -30,16 +31,20 @@ def loss_from_layer(
 
     Layer 0 has no activation: there Z is the input X itself.
     """
-    A = Z if layer == 0 else _output(mlp, layer, Z, masks)
+    A = Z if layer == 0 else _output(mlp, layer, Z, masks, params)
     for l in range(layer + 1, mlp.n_layers + 1):
-        A = _output(mlp, l, linear(A, params[f"W{l}"], params[f"b{l}"]), masks)
+        A = _output(mlp, l, linear(A, params[f"W{l}"], params.get(f"b{l}")), masks, params)
     return float(loss_and_output_grad(mlp, A, Y)[0])
 
 
-def _output(mlp: MLP, l: int, Z: np.ndarray, masks: dict | None) -> np.ndarray:
-    """What layer l passes on: g_l(Z_l), through its dropout mask where it has one."""
+def _output(mlp: MLP, l: int, Z: np.ndarray, masks: dict | None, params: Params) -> np.ndarray:
+    """What layer l passes on: g_l(Z_l) (of its batch normalization, in training, where it
+    has one), through its dropout mask where it has one."""
+    hidden = l < mlp.n_layers
+    if mlp.batch_norm and hidden:
+        Z = batch_norm(Z, params[f"gamma{l}"], params[f"beta{l}"], mlp.bn_eps)["N"]
     A = get_activation(mlp.activation_of(l)).forward(Z)
-    return dropout(A, masks[f"M{l}"], mlp.dropout) if masks and l < mlp.n_layers else A
+    return dropout(A, masks[f"M{l}"], mlp.dropout) if masks and hidden else A
 
 
 def central_difference(f, x: np.ndarray, h: float) -> np.ndarray:
@@ -64,8 +69,9 @@ def numerical_gradients(
     h: float = 1e-6,
     masks: dict | None = None,
 ) -> dict[str, np.ndarray]:
-    """Finite-difference dZ_l, dW_l and db_l for every layer, under the trace's names
-    (``masks``: the step's dropout masks, held fixed)."""
+    """Finite-difference dZ_l, dW_l and db_l (and dgamma_l, dbeta_l with batch
+    normalization) for every layer, under the trace's names (``masks``: the step's dropout
+    masks, held fixed)."""
     if any(p.dtype != np.float64 for p in params.values()) or X.dtype != np.float64:
         raise ValueError("finite differences need float64 parameters and inputs")
     work = {p: v.copy() for p, v in params.items()}
@@ -76,7 +82,8 @@ def numerical_gradients(
         numeric[f"dZ{l}"] = central_difference(
             lambda Z=Z, l=l: loss_from_layer(mlp, work, Z, l, Y, masks), Z, h
         )
-        for p in (f"W{l}", f"b{l}"):
+        for kind in layer_parameters(mlp.n_layers, mlp.batch_norm, l):
+            p = f"{kind.letter}{l}"
             numeric[f"d{p}"] = central_difference(
                 lambda: loss_from_layer(mlp, work, X, 0, Y, masks), work[p], h
             )

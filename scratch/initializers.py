@@ -54,6 +54,8 @@ def init_params(
     gain: float = 1.0,
 ) -> dict[str, np.ndarray]:
     """Draw W1, b1, …, WL, bL from one seeded generator, layer by layer; biases start at 0.
+    With batch normalization each hidden layer has no b, and its gamma starts at 1 and its
+    beta at 0 (as PyTorch's BatchNorm1d's).
 
     The draws are made in float64 and rounded to ``dtype``, so a float32 run starts from
     the float64 run's weights rounded to float32.
@@ -68,5 +70,9 @@ def init_params(
     for l in range(1, mlp.n_layers + 1):
         n_in, n_out = mlp.sizes[l - 1], mlp.sizes[l]
         params[f"W{l}"] = draw(rng, n_in, n_out, gain).astype(dtype)  # (n_{l-1}, n_l)
-        params[f"b{l}"] = np.zeros(n_out, dtype=dtype)  # (n_l,)
+        if mlp.batch_norm and l < mlp.n_layers:  # no bias before batch normalization
+            params[f"gamma{l}"] = np.ones(n_out, dtype=dtype)  # (n_l,)
+            params[f"beta{l}"] = np.zeros(n_out, dtype=dtype)  # (n_l,)
+        else:
+            params[f"b{l}"] = np.zeros(n_out, dtype=dtype)  # (n_l,)
     return params

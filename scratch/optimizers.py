@@ -132,11 +132,18 @@ RULES: dict[str, Rule] = {
 
 
 def init_state(opt: Optimizer, params: Params) -> dict:
-    """Zero buffers for every parameter, and the step counter t = 0."""
+    """Zero buffers for every parameter, and the step counter t = 0. A batch-normalized
+    layer (a ``gammal`` among the parameters) also starts its running statistics: mean 0,
+    variance 1 (PyTorch's BatchNorm1d's)."""
     state: dict = {"t": 0}
     for p, theta in params.items():
         for name in state_names(opt.name, p):
             state[name] = np.zeros_like(theta)
+    for p, theta in params.items():
+        if p.startswith("gamma"):
+            l = p.removeprefix("gamma")
+            state[f"running_mean{l}"] = np.zeros_like(theta)
+            state[f"running_var{l}"] = np.ones_like(theta)
     return state
 
 

@@ -13,10 +13,13 @@ Tensors come in families. A family is per step (``loss``), per layer (``Z`` give
 or per parameter (``Δ`` gives ΔW1, Δb1, …, one for every parameter ``W1, b1, …, WL, bL``).
 The dataflow order of a step's trace is
 
-    forward     Z1, A1, …, ZL, AL       (with dropout, each hidden layer's Al is followed by
-                                         its mask Ml and its dropped-out output Dl)
+    forward     Z1, A1, …, ZL, AL       (with batch normalization, each hidden layer's Zl is
+                                         followed by mul, varl, running_meanl, running_varl,
+                                         xhatl and Nl, and Al = g(Nl); with dropout, each
+                                         hidden layer's Al by its mask Ml and its output Dl)
     loss        loss
-    backward    dZL, dWL, dbL, …, dZ1, dW1, db1        (layers from the top down)
+    backward    dZL, dWL, dbL, …, dZ1, dW1, db1        (layers from the top down; a batch-
+                normalized layer's dZl is preceded by dNl, dgammal, dbetal, dxhatl, dvarl, dmul)
     clipping    grad_norm                              (only when clip_norm > 0)
     schedule    lr                                     (only with a learning-rate schedule)
     update      ΔW1, Δb1, …, ΔWL, ΔbL
@@ -43,8 +46,11 @@ STAGES = {
     "input": "batch",
     "forward": "forward",
     "dropout_mask": "forward",
+    "batch_stat": "forward",
+    "running_stat": "forward",
     "loss": "loss",
     "error_term": "error terms",
+    "batch_stat_grad": "error terms",
     "gradient": "gradients",
     "gradient_norm": "gradients",
     "learning_rate": "update",
@@ -58,7 +64,9 @@ KINDS = tuple(STAGES)
 
 @dataclass(frozen=True)
 class Parameter:
-    """A kind of parameter each layer has: ``W`` (weights) or ``b`` (biases)."""
+    """A kind of parameter a layer has: ``W`` (weights) and ``b`` (biases) in every layer;
+    ``gamma`` and ``beta`` (batch normalization's scale and shift) in each hidden layer of a
+    batch-normalized network."""
 
     letter: str
     shape: str
@@ -71,7 +79,12 @@ PARAMETERS = (
     Parameter("W", "(n_{l-1}, n_l)", "the weights of layer l", weight_shaped=True, decays=True),
     Parameter("b", "(n_l,)", "the biases of layer l", weight_shaped=False, decays=False),
 )
-_PARAMETER = {p.letter: p for p in PARAMETERS}
+# Batch normalization's own parameters (never decayed, as is the custom for them).
+BN_PARAMETERS = (
+    Parameter("gamma", "(n_l,)", "batch normalization's scale γ of layer l", False, False),
+    Parameter("beta", "(n_l,)", "batch normalization's shift β of layer l", False, False),
+)
+_PARAMETER = {p.letter: p for p in (*PARAMETERS, *BN_PARAMETERS)}
 
 
 @dataclass(frozen=True)
@@ -118,6 +131,54 @@ DROPOUT = (
            "network.py:dropout", "D{l} = A{l} ⊙ M{l} / (1 - p)"),
 )  # fmt: skip
 
+# With batch normalization, per hidden layer (l = 1..L-1), after Z_l: the batch's statistics,
+# the running statistics after the step, the normalized Z_l and its scaled and shifted form
+# N_l, which the activation reads in Z_l's place (A_l = g(N_l)).
+BATCH_NORM = (
+    Family("mu", "batch_stat", "layer", "(n_l,)", "μ_B, the batch mean of Z_l",
+           "network.py:batch_norm", "mu{l} = mean over the batch of Z{l}"),
+    Family("var", "batch_stat", "layer", "(n_l,)",
+           "σ²_B, the batch variance of Z_l (biased: divided by B)",
+           "network.py:batch_norm", "var{l} = mean over the batch of (Z{l} - mu{l})²"),
+    Family("running_mean", "running_stat", "layer", "(n_l,)",
+           "the running mean after the step (evaluation normalizes with it)",
+           "network.py:running_stats", "running_mean{l} ← (1 - m)·running_mean{l} + m·mu{l}"),
+    Family("running_var", "running_stat", "layer", "(n_l,)",
+           "the running variance after the step (unbiased: the batch's times B/(B - 1))",
+           "network.py:running_stats",
+           "running_var{l} ← (1 - m)·running_var{l} + m·var{l}·B/(B - 1)"),
+    Family("xhat", "forward", "layer", "(B, n_l)", "Z_l normalized with the batch's statistics",
+           "network.py:batch_norm", "xhat{l} = (Z{l} - mu{l}) / √(var{l} + ε)"),
+    Family("N", "forward", "layer", "(B, n_l)",
+           "the batch-normalized pre-activation, scaled and shifted: the activation's input",
+           "network.py:batch_norm", "N{l} = gamma{l} ⊙ xhat{l} + beta{l}"),
+)  # fmt: skip
+NORMALIZED_ACTIVATION = Family(
+    "A", "forward", "layer", "(B, n_l)", "activation of layer l, of its normalized N_l",
+    "activations.py:{act}", "A{l} = {act}(N{l})",
+)  # fmt: skip
+# Backward through a batch-normalized layer, step by step (network.py:batch_norm_backward),
+# from the error at its output N_l down to the error term dZ_l.
+BATCH_NORM_BACKWARD = (
+    Family("dN", "error_term", "layer", "(B, n_l)", "∂loss/∂N_l, the error at the normalized "
+           "pre-activation",
+           "network.py:hidden_error, activations.py:{act}_derivative, network.py:backward",
+           "dN{l} = (dZ{next} @ W{next}.T) * {act}'(N{l})"),
+    Family("dxhat", "error_term", "layer", "(B, n_l)", "∂loss/∂x̂_l",
+           "network.py:batch_norm_backward", "dxhat{l} = dN{l} ⊙ gamma{l}"),
+    Family("dvar", "batch_stat_grad", "layer", "(n_l,)", "∂loss/∂σ²_B of layer l",
+           "network.py:batch_norm_backward",
+           "dvar{l} = Σ over the batch of dxhat{l} ⊙ (Z{l} - mu{l}) · (-½)(var{l} + ε)^(-3/2)"),
+    Family("dmu", "batch_stat_grad", "layer", "(n_l,)", "∂loss/∂μ_B of layer l (through x̂ "
+           "and σ²)", "network.py:batch_norm_backward",
+           "dmu{l} = -Σ dxhat{l} / √(var{l} + ε) + dvar{l} · (-2/B)·Σ (Z{l} - mu{l})"),
+)  # fmt: skip
+NORMALIZED_ERROR = Family(
+    "dZ", "error_term", "layer", "(B, n_l)", "∂loss/∂Z_l, back through the batch normalization",
+    "network.py:batch_norm_backward, network.py:backward",
+    "dZ{l} = dxhat{l} / √(var{l} + ε) + dvar{l} · 2(Z{l} - mu{l})/B + dmu{l}/B",
+)  # fmt: skip
+
 LOSS = (
     Family("loss", "loss", "step", "()", "the loss, mean over the batch",
            "losses.py:{loss}", "loss = mean over the batch of {loss}(A{L}, Y)"),
@@ -146,6 +207,11 @@ GRADIENTS = {
                 "dW{l} = {prev}.T @ dZ{l}"),
     "b": Family("d", "gradient", "parameter", "", "∂loss/∂b_l", "network.py:bias_grad",
                 "db{l} = Σ over the batch of dZ{l}"),
+    "gamma": Family("d", "gradient", "parameter", "", "∂loss/∂γ_l",
+                    "network.py:batch_norm_backward",
+                    "dgamma{l} = Σ over the batch of dN{l} ⊙ xhat{l}"),
+    "beta": Family("d", "gradient", "parameter", "", "∂loss/∂β_l",
+                   "network.py:batch_norm_backward", "dbeta{l} = Σ over the batch of dN{l}"),
 }  # fmt: skip
 
 # The global norm of every gradient together, before clipping; only in a run that clips.
@@ -232,6 +298,7 @@ class Network(Protocol):
 
     loss: str
     dropout: float
+    batch_norm: bool
 
     @property
     def n_layers(self) -> int: ...
@@ -251,16 +318,44 @@ class OptimizerSettings(Protocol):
 # --- names and order --------------------------------------------------------------------
 
 
-def param_names(n_layers: int) -> list[str]:
-    """W1, b1, …, WL, bL: every parameter, in order."""
-    return [f"{p.letter}{l}" for l in range(1, n_layers + 1) for p in PARAMETERS]
+def layer_parameters(n_layers: int, batch_norm: bool, l: int) -> tuple[Parameter, ...]:
+    """The kinds of parameter layer l has: W and b; in a hidden layer of a batch-normalized
+    network W, gamma and beta (no b: the batch's mean would cancel it, and beta shifts)."""
+    if batch_norm and l < n_layers:
+        return (PARAMETERS[0], *BN_PARAMETERS)
+    return PARAMETERS
 
 
-def parameter_shapes(sizes: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
+def param_names(n_layers: int, batch_norm: bool = False) -> list[str]:
+    """W1, b1, …, WL, bL (W1, gamma1, beta1, … in batch-normalized layers): every parameter,
+    in order."""
+    return [
+        f"{p.letter}{l}"
+        for l in range(1, n_layers + 1)
+        for p in layer_parameters(n_layers, batch_norm, l)
+    ]
+
+
+def parameter_shapes(
+    sizes: tuple[int, ...], batch_norm: bool = False
+) -> dict[str, tuple[int, ...]]:
     """The canonical shape of every parameter of a network of widths ``(n_0, …, n_L)``:
-    ``Wl: (n_{l-1}, n_l)``, ``bl: (n_l,)``."""
-    shapes = {"W": lambda l: (sizes[l - 1], sizes[l]), "b": lambda l: (sizes[l],)}
-    return {f"{p.letter}{l}": shapes[p.letter](l) for l in range(1, len(sizes)) for p in PARAMETERS}
+    ``Wl: (n_{l-1}, n_l)``, ``bl``, ``gammal``, ``betal``: ``(n_l,)``."""
+    L = len(sizes) - 1
+    return {
+        f"{p.letter}{l}": (sizes[l - 1], sizes[l]) if p.weight_shaped else (sizes[l],)
+        for l in range(1, L + 1)
+        for p in layer_parameters(L, batch_norm, l)
+    }
+
+
+def running_names(n_layers: int, batch_norm: bool = False) -> list[str]:
+    """running_mean1, running_var1, …: the running statistics a batch-normalized network keeps
+    in its state (besides its parameters), one pair per hidden layer."""
+    if not batch_norm:
+        return []
+    running = [f.prefix for f in BATCH_NORM if f.kind == "running_stat"]
+    return [f"{prefix}{l}" for l in range(1, n_layers) for prefix in running]
 
 
 @functools.lru_cache(maxsize=1024)
@@ -278,7 +373,8 @@ def names_of(network: Network, optimizer: OptimizerSettings) -> list[str]:
     """Every tensor of a step's trace in a run of this network with these optimizer settings."""
     scheduled = optimizer.lr_schedule != "constant"
     clipped, dropout = bool(optimizer.clip_norm), bool(network.dropout)
-    return trace_names(network.n_layers, optimizer.name, clipped, scheduled, dropout)
+    batch_norm = bool(network.batch_norm)
+    return trace_names(network.n_layers, optimizer.name, clipped, scheduled, dropout, batch_norm)
 
 
 def trace_names(
@@ -287,21 +383,31 @@ def trace_names(
     clipped: bool = False,
     scheduled: bool = False,
     dropout: bool = False,
+    batch_norm: bool = False,
 ) -> list[str]:
     """Every tensor of a step's trace, in dataflow order (see the module's docstring);
     ``clipped``: the run clips its gradients (``clip_norm`` > 0), so ``grad_norm`` is one;
     ``scheduled``: its learning rate follows a schedule, so ``lr`` is one; ``dropout``: its
-    hidden layers drop units, so each has a mask ``Ml`` and an output ``Dl``."""
+    hidden layers drop units, so each has a mask ``Ml`` and an output ``Dl``;
+    ``batch_norm``: its hidden layers are batch-normalized (``BATCH_NORM``, and the
+    parameters gammal and betal)."""
     L = n_layers
-    params = param_names(L)
+    params = param_names(L, batch_norm)
     names = []
     for l in range(1, L + 1):
-        names += [f"{f.prefix}{l}" for f in FORWARD]
+        normalized = batch_norm and l < L
+        names.append(f"Z{l}")
+        names += [f"{f.prefix}{l}" for f in BATCH_NORM] if normalized else []
+        names.append(f"A{l}")
         names += [f"{f.prefix}{l}" for f in DROPOUT] if dropout and l < L else []
     names += [f.prefix for f in LOSS]
     for l in range(L, 0, -1):
+        if batch_norm and l < L:
+            dN, dxhat, dvar, dmu = (f"{f.prefix}{l}" for f in BATCH_NORM_BACKWARD)
+            names += [dN, f"dgamma{l}", f"dbeta{l}", dxhat, dvar, dmu]
         names.append(f"{ERROR_TERM.prefix}{l}")
-        names += [f"{GRADIENTS[p.letter].prefix}{p.letter}{l}" for p in PARAMETERS]
+        own = layer_parameters(L, batch_norm, l)
+        names += [f"{GRADIENTS[p.letter].prefix}{p.letter}{l}" for p in PARAMETERS if p in own]
     names += [GRADIENT_NORM.prefix] if clipped else []
     names += [LEARNING_RATE.prefix] if scheduled else []
     names += [UPDATE.prefix + p for p in params]
@@ -312,6 +418,11 @@ def trace_names(
 
 
 # --- what a name means ------------------------------------------------------------------
+
+
+def _kind_of_parameter(parameter: str) -> Parameter:
+    """``W2`` -> the weights' Parameter, ``gamma1`` -> batch normalization's scale's."""
+    return _PARAMETER[parameter.rstrip("0123456789")]
 
 
 @dataclass(frozen=True)
@@ -331,22 +442,24 @@ class Tensor:
     @property
     def weight_shaped(self) -> bool:
         """Laid out as (n_{l-1}, n_l), like W_l: W2, dW2, ΔW2, momentum_W2, …"""
-        return self.parameter is not None and _PARAMETER[self.parameter[0]].weight_shaped
+        return self.parameter is not None and _kind_of_parameter(self.parameter).weight_shaped
 
     @property
     def decays(self) -> bool:
-        return self.parameter is not None and _PARAMETER[self.parameter[0]].decays
+        return self.parameter is not None and _kind_of_parameter(self.parameter).decays
 
 
 _PER_STEP = {f.prefix: f for f in (*BATCH, *LOSS, GRADIENT_NORM, LEARNING_RATE, COUNTER)}
-_PER_LAYER = {f.prefix: f for f in (*FORWARD, *DROPOUT)}
+_PER_LAYER = {f.prefix: f for f in (*FORWARD, *DROPOUT, *BATCH_NORM, *BATCH_NORM_BACKWARD)}
 _PER_PARAMETER = {
     **{f.prefix: f for f in (UPDATE, NEW_PARAMETER)},
     **{f.prefix: f for f in STATE.values()},
 }
-_LETTERS = "|".join(re.escape(p.letter) for p in PARAMETERS)
+_LETTERS = "|".join(re.escape(p) for p in sorted(_PARAMETER, key=len, reverse=True))
 _LAYER_NAME = re.compile(
-    "(?P<prefix>" + "|".join(map(re.escape, [*_PER_LAYER, ERROR_TERM.prefix])) + r")(?P<layer>\d+)"
+    "(?P<prefix>"
+    + "|".join(map(re.escape, sorted([*_PER_LAYER, ERROR_TERM.prefix], key=len, reverse=True)))
+    + r")(?P<layer>\d+)"
 )
 _PARAMETER_NAME = re.compile(
     "(?P<prefix>"
@@ -383,7 +496,7 @@ def shape_of(name: str, sizes: tuple[int, ...], batch: int) -> tuple[int, ...]:
     """The shape of trace tensor ``name`` in a network of widths ``sizes = (n_0, …, n_L)`` on a
     batch of ``batch`` rows, read from its family's (or its parameter's) shape template."""
     tensor = parse(name)
-    template = tensor.family.shape or _PARAMETER[tensor.parameter[0]].shape
+    template = tensor.family.shape or _kind_of_parameter(tensor.parameter).shape
     l = tensor.layer or 0
     values = {"B": batch, "n_l": sizes[l], "n_{l-1}": sizes[l - 1] if l else 0}
     values.update({"n_0": sizes[0], "n_L": sizes[-1]})
@@ -422,11 +535,16 @@ def describe(name: str, network: Network, optimizer: OptimizerSettings) -> Descr
     tensor = parse(name)
     L, l = network.n_layers, tensor.layer
     dropped = bool(network.dropout)  # hidden layers drop units: layer l + 1 reads D_l
+    normalized = bool(getattr(network, "batch_norm", False)) and l is not None and l < L
     family = tensor.family
     if family is ERROR_TERM and l == L:
         family = OUTPUT_ERROR
+    elif family is ERROR_TERM and normalized:
+        family = NORMALIZED_ERROR
     elif family is ERROR_TERM and dropped:
         family = DROPPED_ERROR
+    elif family is _PER_LAYER["A"] and normalized:
+        family = NORMALIZED_ACTIVATION
     fill = {
         "l": l,
         "L": L,
@@ -442,12 +560,18 @@ def describe(name: str, network: Network, optimizer: OptimizerSettings) -> Descr
         "schedule": SCHEDULE_EQUATIONS.get(optimizer.lr_schedule, "lr"),
     }
     producer = family.producer.format(**fill)
+    equation = family.equation.format(**fill)
+    if normalized and family is _PER_LAYER["Z"]:  # no bias before batch normalization
+        equation = equation.removesuffix(f" + b{l}")
     if dropped and family is GRADIENTS["W"] and l > 1:  # which output of layer l-1 it reads
         producer += ", network.py:layer_output"
+    if dropped and family is _PER_LAYER["dN"]:  # back through the dropout first
+        producer += ", network.py:dropout_backward"
+        equation = equation.replace("(dZ", "((dZ").replace(".T)", f".T) ⊙ M{l} / (1 - p))")
     if optimizer.clip_norm and STAGES[family.kind] == "update":  # the gradient it was given
         producer += ", optimizers.py:clip_by_global_norm"
     producer = ", ".join(f"scratch/{part}" for part in producer.split(", "))
-    return Described(tensor, producer, family.equation.format(**fill))
+    return Described(tensor, producer, equation)
 
 
 def _rule(tensor: Tensor, optimizer: OptimizerSettings) -> str:

@@ -21,8 +21,8 @@ import numpy as np
 
 from scratch import optimizers
 from scratch.config import MLP, Optimizer, ScratchInputError, check_inputs
-from scratch.network import dropout_masks, forward, forward_backward
-from scratch.trace_schema import COUNTED, state_names
+from scratch.network import dropout_masks, evaluate, forward_backward
+from scratch.trace_schema import COUNTED, running_names, state_names
 
 Params = dict[str, np.ndarray]
 
@@ -57,7 +57,15 @@ def train_step(
     if check:
         check_inputs(mlp, params, X, Y)
     check_masks(mlp, masks, X.shape[0])  # always: without them the step would not drop
-    trace = forward_backward(mlp, params, X, Y, masks)
+    running = None
+    if mlp.batch_norm:
+        if X.shape[0] < 2:
+            raise ScratchInputError(
+                "batch normalization needs at least 2 rows in a batch (one row has no "
+                "variance); got 1"
+            )
+        running = {n: state[n] for n in running_names(mlp.n_layers, True)}
+    trace = forward_backward(mlp, params, X, Y, masks, running)
     grads = {p: trace[f"d{p}"] for p in params}
     if opt.clip_norm:
         grads, norm = optimizers.clip_by_global_norm(grads, opt.clip_norm)
@@ -65,6 +73,7 @@ def train_step(
     if opt.lr_schedule != "constant":
         trace["lr"] = np.asarray(optimizers.learning_rate(opt, state["t"] + 1), dtype=X.dtype)
     new_params, new_state = optimizers.update(opt, params, grads, state)
+    new_state.update({n: trace[n] for n in running or ()})  # the running statistics
     for p in params:
         trace[f"Δ{p}"] = new_params[p] - params[p]
     if COUNTED[opt.name]:
@@ -153,6 +162,9 @@ def accuracy_of(mlp: MLP, A_L: np.ndarray, Y: np.ndarray) -> float:
     return float(np.mean(classify(mlp, A_L) == truth))
 
 
-def accuracy(mlp: MLP, params: Params, X: np.ndarray, Y: np.ndarray) -> float:
-    """The accuracy of the network with ``params`` on (X, Y)."""
-    return accuracy_of(mlp, forward(mlp, params, X)[f"A{mlp.n_layers}"], Y)
+def accuracy(
+    mlp: MLP, params: Params, X: np.ndarray, Y: np.ndarray, running: dict | None = None
+) -> float:
+    """The accuracy of the network with ``params`` on (X, Y), in evaluation (``running``: the
+    running statistics, with batch normalization)."""
+    return accuracy_of(mlp, evaluate(mlp, params, X, running), Y)

@@ -93,7 +93,7 @@ class JaxStep:
 
         def step(params, opt_state, X, Y):
             def loss(params):
-                return loss_of(jax_mlp.forward(mlp, params, X)[1][-1], Y)
+                return loss_of(jax_mlp.forward(mlp, params, X)[f"A{mlp.n_layers}"], Y)
 
             value, grads = jax.value_and_grad(loss)(params)
             updates, opt_state = tx.update(grads, opt_state, params)

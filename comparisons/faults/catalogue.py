@@ -44,7 +44,7 @@ FAST_SPEC = {
 @dataclass(frozen=True)
 class Fault:
     name: str
-    category: str  # activation, loss, backward, optimizer, dropout, data, precision
+    category: str  # activation, loss, backward, optimizer, dropout, batch_norm, data, precision
     description: str
     patch: Callable[[], contextlib.AbstractContextManager]
     expected_tensor: str  # the first tensor, in dataflow order, that the fault changes
@@ -75,7 +75,8 @@ CLIP_SPEC = {"clip_norm": 0.5}  # the first step's global norm is 0.70: it clips
 SCHEDULE_SPEC = {"lr_schedule": "step", "lr_step_size": 2, "lr_gamma": 0.5}
 # two warm-up updates, then a cosine over the other four of the six, down to 0.01
 COSINE_SPEC = {"lr_schedule": "cosine", "lr_warmup": 2, "lr_min": 0.01}
-DROPOUT_SPEC = {"dropout": 0.3}  # the first step drops 9 of 30 units of layer 1, 5 of 25 of 2
+DROPOUT_SPEC = {"dropout": 0.3}
+BN_SPEC = {"batch_norm": True}  # the first step drops 9 of 30 units of layer 1, 5 of 25 of 2
 
 FAULTS = (
     # Activations: the derivative's sign or form.
@@ -489,6 +490,76 @@ FAULTS = (
         ),
         "dW3",
         DROPOUT_SPEC,
+    ),
+    # Batch normalization.
+    Fault(
+        "bn-unbiased-variance",
+        "batch_norm",
+        "the forward pass normalizes with the unbiased variance, Σ(Z - μ)²/(B - 1)",
+        edit(
+            NET,
+            "batch_norm",
+            "((Z - mu) ** 2).mean(axis=0)",
+            "((Z - mu) ** 2).sum(axis=0) / (len(Z) - 1)",
+        ),
+        "var1",
+        BN_SPEC,
+    ),
+    Fault(
+        "bn-eps-outside-sqrt",
+        "batch_norm",
+        "ε added outside the square root: (Z - μ)/(√σ² + ε)",
+        edit(NET, "batch_norm", "np.sqrt(var + eps)", "(np.sqrt(var) + eps)"),
+        "xhat1",
+        BN_SPEC,
+    ),
+    Fault(
+        "bn-running-momentum-swapped",
+        "batch_norm",
+        "the running statistics weigh the old value by m and the batch's by 1 - m (flax's and "
+        "Keras's momentum convention in a run that follows PyTorch's)",
+        edit(
+            NET,
+            "running_stats",
+            "return (1 - m) * mean + m * mu, (1 - m) * var + m * var_B * (B / (B - 1))",
+            "return m * mean + (1 - m) * mu, m * var + (1 - m) * var_B * (B / (B - 1))",
+        ),
+        "running_mean1",
+        BN_SPEC,
+    ),
+    Fault(
+        "bn-running-variance-biased",
+        "batch_norm",
+        "the running variance kept biased (the batch's σ², not σ²·B/(B - 1))",
+        edit(NET, "running_stats", "m * var_B * (B / (B - 1))", "m * var_B"),
+        "running_var1",
+        BN_SPEC,
+    ),
+    Fault(
+        "bn-variance-gradient-without-1-over-B",
+        "batch_norm",
+        "the variance's path of dZ without its 1/B: dσ²·2(Z - μ) instead of dσ²·2(Z - μ)/B",
+        edit(NET, "batch_norm_backward", "dvar * 2.0 * centered / B", "dvar * 2.0 * centered"),
+        "dZ2",
+        BN_SPEC,
+    ),
+    Fault(
+        "bn-mean-path-dropped",
+        "batch_norm",
+        "dZ without the mean's path, dμ/B (as if μ were a constant)",
+        edit(NET, "batch_norm_backward", " + dmu / B", ""),
+        "dZ2",
+        BN_SPEC,
+    ),
+    Fault(
+        "bn-gamma-gradient-from-output",
+        "batch_norm",
+        "dγ = Σ dN ⊙ N, the scaled output, instead of Σ dN ⊙ x̂",
+        edit(
+            NET, "batch_norm_backward", '"dgamma": (dN * xhat)', '"dgamma": (dN * (gamma * xhat))'
+        ),
+        "dgamma2",
+        BN_SPEC,
     ),
     # Data handling inside scratch.
     Fault(

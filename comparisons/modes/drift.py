@@ -28,8 +28,8 @@ def run_drift(
     result = drift(inputs, refs, on_step=on_step, under_test=under_test)
     metrics, verdict = None, None
     if result.diverged is None and result.first_divergence is None and result.failure is None:
-        params = result.final_params["scratch"]
-        metrics, result.failure = evaluate_all(inputs, under_test, params, refs)
+        params, state = result.final_params["scratch"], result.final_state
+        metrics, result.failure = evaluate_all(inputs, under_test, params, state, refs)
         if metrics is not None:
             verdict = drift_verdict(metrics, inputs.spec.dtype)
     timings = {"total_s": time.perf_counter() - started}

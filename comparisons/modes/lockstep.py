@@ -31,7 +31,8 @@ def run_lockstep(
     run_s = time.perf_counter() - started
     metrics = None
     if result.verdict in ("agree", "disagree"):  # a diverged or stopped run has none
-        metrics, failure = evaluate_all(inputs, under_test, result.final_params, refs)
+        final = result.final_params, result.final_state
+        metrics, failure = evaluate_all(inputs, under_test, *final, refs)
         result.failure = result.failure or failure
     steps = walkthrough(result.first_step_traces, inputs.mlp, inputs.optimizer)
     timings = {"run_s": run_s, "total_s": time.perf_counter() - started}

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from comparisons.run.inputs import RunInputs
+from scratch.trace_schema import running_names
 from scratch.training import accuracy, train
 
 
@@ -29,11 +30,14 @@ def train_scratch(inputs: RunInputs) -> Iterator[EpochSummary]:
         losses.append(float(trace["loss"]))
         if step.index + 1 == len(steps) or steps[step.index + 1].epoch != step.epoch:
             params = {p: trace[p] for p in inputs.params0}
+            running = {
+                n: trace[n] for n in running_names(inputs.mlp.n_layers, inputs.mlp.batch_norm)
+            }
             yield EpochSummary(
                 epoch=step.epoch + 1,
                 mean_loss=float(np.mean(losses)),
                 accuracy={
-                    name: accuracy(inputs.mlp, params, Xs, Ys)
+                    name: accuracy(inputs.mlp, params, Xs, Ys, running)
                     for name, (Xs, Ys) in inputs.splits.items()
                 },
             )

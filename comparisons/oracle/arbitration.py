@@ -62,7 +62,8 @@ def _arbitrate(inputs: RunInputs, divergence: Divergence, at: DivergentStep) -> 
     if kind in ("error_term", "gradient") and inputs.spec.dtype == "float64":
         masks = inputs.given(inputs.schedule.steps[divergence.step]).get("masks")
         numeric = numerical_gradients(inputs.mlp, at.params, at.X, at.Y, masks=masks)
-        values[FD] = numeric[tensor]
+        if tensor in numeric:  # not dN, dxhat: finite differences perturb Z and θ only
+            values[FD] = numeric[tensor]
     agree = {}
     for a, b in itertools.combinations(values, 2):
         # No NaN or inf agrees with anything (compare's rule), so a NaN against an inf never

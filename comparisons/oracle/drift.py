@@ -24,6 +24,7 @@ from comparisons.run.contract import ContractError, as_arrays, load_state
 from comparisons.run.engines import Engine, initial_state
 from comparisons.run.inputs import RunInputs
 from comparisons.run.under_test import SCRATCH, UnderTest
+from scratch.trace_schema import running_names
 from scratch.training import NonFiniteLossError
 
 
@@ -32,6 +33,7 @@ class DriftResult:
     engines: list[str]
     per_step: list[dict] = field(default_factory=list)
     final_params: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+    final_state: dict[str, np.ndarray] = field(default_factory=dict)  # scratch's running stats
     first_divergence: dict | None = None  # the first step beyond the drift allowance
     diverged: dict | None = None  # every engine's loss non-finite at the same step
     failure: EngineFailure | None = None  # an engine raised
@@ -70,6 +72,7 @@ def drift(
         ours = _free_loop(engine, under_test.name, inputs)
     result = DriftResult(engines=["scratch", *references])
     params = dict(inputs.params0)
+    running = running_names(inputs.mlp.n_layers, inputs.mlp.batch_norm)
     loss_scale = None
     for step in steps:
         try:
@@ -103,6 +106,7 @@ def drift(
         losses.update({n: float(t["loss"]) for n, t in traces.items()})
         if not nonfinite:
             params = {p: trace[p] for p in inputs.params0}
+            result.final_state = {n: trace[n] for n in running if n in trace}
         gaps = {n: max(_relative_gap(t[p], params[p]) for p in params) for n, t in traces.items()}
         result.per_step.append(
             {"step": step.index, "epoch": step.epoch, "loss": losses, "param_drift": gaps}

@@ -54,7 +54,8 @@ class Driven:
         # every tensor is required of a complete engine (scratch); of others, the contract's
         complete = getattr(engine, "complete", False)
         n_layers, optimizer = inputs.mlp.n_layers, inputs.optimizer.name
-        self.required = set(self.trace_names if complete else required_names(n_layers, optimizer))
+        required = required_names(n_layers, optimizer, inputs.mlp.batch_norm)
+        self.required = set(self.trace_names if complete else required)
         if inputs.mlp.dropout and not self.scratch:
             check_takes_masks(engine, self.where)
         self._batches: tuple[int, list[np.ndarray]] = (-1, [])

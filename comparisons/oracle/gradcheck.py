@@ -209,8 +209,9 @@ def judged_rows(mlp, params: dict, X: np.ndarray, masks: dict | None = None) -> 
         fwd = forward(mlp, params, X, masks)
     judged = np.ones(X.shape[0], dtype=bool)
     for l in range(1, mlp.n_layers + 1):
-        if mlp.activation_of(l) in KINKED:
-            judged &= np.all(np.abs(fwd[f"Z{l}"]) > KINK_MARGIN, axis=1)
+        if mlp.activation_of(l) in KINKED:  # its input: Z_l, or N_l where batch-normalized
+            into = fwd.get(f"N{l}", fwd[f"Z{l}"])
+            judged &= np.all(np.abs(into) > KINK_MARGIN, axis=1)
     if mlp.loss == "bce":
         A = fwd[f"A{mlp.n_layers}"]
         with np.errstate(all="ignore"):

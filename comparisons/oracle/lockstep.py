@@ -76,8 +76,8 @@ class LockstepResult:
     per_step: list[dict] = field(default_factory=list)
     first_step_traces: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
     final_params: dict[str, np.ndarray] = field(default_factory=dict)
-    # optional tensors the engine under test left out of its trace: never compared, so
-    # never counted as agreement (the report lists them)
+    final_state: dict = field(default_factory=dict)  # its state then (running statistics)
+    # optional tensors the engine under test left out: never compared (the report lists them)
     not_provided: list[str] = field(default_factory=list)
 
     @property
@@ -139,8 +139,8 @@ def lockstep(
     for group in _chunks(inputs.schedule.steps if steps is None else steps, size):
         if runner.run(group, stop_at_first, on_step):
             break
-    final = runner.final_params or _copies(as_arrays(engine.state()[0], "state()"))
-    result.final_params = final
+    final = runner.final or tuple(_copies(as_arrays(part, "state()")) for part in engine.state())
+    result.final_params, result.final_state = final
     result.not_provided = [n for n in runner.trace_names if n in runner.not_provided]
     return result
 
@@ -186,7 +186,7 @@ class _Taken:
     traces: dict = field(default_factory=dict)  # every reference's that ran at this step
     allowed: dict = field(default_factory=dict)  # the roundoff allowances of scratch's trace
     compared: dict = field(default_factory=dict)  # per reference, where judged with the chunk
-    after: dict | None = None  # scratch's parameters after the step, where it ran ahead
+    after: tuple | None = None  # scratch's parameters and state after it, if it ran ahead
     missing: list = field(default_factory=list)  # required tensors its trace left out
     foreign: list = field(default_factory=list)  # names outside the schema it gave
     kept: list = field(default_factory=list)  # what it keeps unlike its trace (not scratch)
@@ -203,7 +203,7 @@ class _Runner:
         self.not_provided: set[str] = set()
         self.reload = reload  # step index -> the state the engine under test starts it from
         self._kind_positions: dict[tuple[str, ...], tuple] = {}
-        self.final_params: dict | None = None  # scratch's, where the run stopped mid-chunk
+        self.final: tuple | None = None  # scratch's params and state, if it stopped mid-chunk
 
     def run(self, steps: list[Step], stop_at_first: bool, on_step) -> bool:
         """Take, replay and judge one chunk; True when the run must stop."""
@@ -219,7 +219,7 @@ class _Runner:
                 on_step(t.step.index)
             if result.verdict in ("error", "diverged") or (stop_at_first and not result.agree):
                 if t.after is not None:  # scratch ran ahead: its parameters after this step
-                    self.final_params = {k: np.array(v) for k, v in t.after.items()}
+                    self.final = tuple(_copies(part) for part in t.after)
                 return True
         return False
 
@@ -240,7 +240,7 @@ class _Runner:
             given = {k: views[k] for k in params}, {k: views[k] for k in state}
             if taken:
                 before = taken[-1]
-                before.after = given[0]  # what scratch had after it, should the run stop there
+                before.after = given  # what scratch had after it, should the run stop there
                 # Its trace, as it was then: the step scratch is about to take could write
                 # into arrays the last one returned (its new parameters, a buffer it reuses).
                 before.trace = {n: np.array(v) for n, v in before.trace.items()}

@@ -20,13 +20,19 @@ from scratch.training import accuracy_of
 
 
 def evaluate_all(
-    inputs: RunInputs, under_test: UnderTest, params: dict, references: Mapping[str, Engine]
+    inputs: RunInputs,
+    under_test: UnderTest,
+    params: dict,
+    state: dict,
+    references: Mapping[str, Engine],
 ) -> tuple[dict | None, EngineFailure | None]:
-    """``evaluate`` for the engine under test, with ``params``, and every reference; where
+    """``evaluate`` for the engine under test, with ``params`` and what of ``state`` its
+    evaluation reads (batch normalization's running statistics), and every reference; where
     the engine under test's ``predict`` raises, no metrics and the failure (a bug of the
     engine's, a verdict like any other: never a crash of the oracle)."""
     engine = under_test.make(inputs.mlp, inputs.optimizer, inputs.spec.dtype)
-    engine.set_state(params, initial_state(inputs.optimizer, params))
+    fresh = initial_state(inputs.optimizer, params)
+    engine.set_state(params, {**fresh, **{k: v for k, v in state.items() if k in fresh}})
     try:
         ours = evaluate(inputs, {under_test.name: engine})[under_test.name]
     except ContractError:

@@ -144,13 +144,16 @@ def stacked_allowances(steps: Steps, traces: Arrays, dtype: str) -> Arrays:
     for l in range(1, L + 1):
         n = A_prev.shape[-1] + 1
         absW = np.abs(W[f"W{l}"])
-        E[f"Z{l}"] = (gamma(n, u) * np.abs(A_prev) + E_prev) @ absW + gamma(n, u) * np.abs(
-            W[f"b{l}"]
-        )
+        bias = np.abs(W[f"b{l}"]) if f"b{l}" in W else 0.0  # none before batch norm
+        E[f"Z{l}"] = (gamma(n, u) * np.abs(A_prev) + E_prev) @ absW + gamma(n, u) * bias
         act = mlp.activation_of(l)
         Z, A = f64[f"Z{l}"], f64[f"A{l}"]
+        into = f"Z{l}"  # what the activation reads: Z_l, or N_l where it is batch-normalized
+        if f"N{l}" in f64:
+            E.update(_batch_norm(steps, f64, W, E, l, r))
+            Z, into = f64[f"N{l}"], f"N{l}"
         own = r.library_ulps * u * np.abs(A) if act in LIBRARY else u * np.abs(A)
-        E[f"A{l}"] = _slope(act, Z, A) * E[f"Z{l}"] + own
+        E[f"A{l}"] = _slope(act, Z, A) * E[into] + own
         A_prev, E_prev = A, E[f"A{l}"]
         if l in scales:  # the mask is exact; the scaling by 1/(1 - p) rounds
             E[f"M{l}"] = np.zeros_like(A)
@@ -179,13 +182,19 @@ def stacked_allowances(steps: Steps, traces: Arrays, dtype: str) -> Arrays:
                 P = P * scales[l - 1]
                 E_P = E_P * scales[l - 1] + DROPOUT_ROUNDINGS * u * np.abs(P)
             act = mlp.activation_of(l - 1)
-            Zp, Ap = f64[f"Z{l - 1}"], f64[f"A{l - 1}"]
+            into = f"N{l - 1}" if f"N{l - 1}" in f64 else f"Z{l - 1}"  # the activation's input
+            Zp, Ap = f64[into], f64[f"A{l - 1}"]
             slope = _slope(act, Zp, Ap)
-            E[f"dZ{l - 1}"] = (
+            E_in = (
                 E_P * slope
-                + np.abs(P) * _slope_error(act, Zp, Ap, E[f"Z{l - 1}"], E[f"A{l - 1}"], u)
+                + np.abs(P) * _slope_error(act, Zp, Ap, E[into], E[f"A{l - 1}"], u)
                 + r.library_ulps * u * np.abs(P * slope)
             )
+            if into == f"Z{l - 1}":
+                E[f"dZ{l - 1}"] = E_in
+            else:  # dN, then back through the batch normalization to dZ
+                E[f"dN{l - 1}"] = E_in
+                E.update(_batch_norm_backward(steps, f64, W, E, l - 1, r))
 
     E.update(_update(steps, f64, W, E, r))
     # Below the smallest normal number a value's error is absolute, not relative (and an
@@ -197,6 +206,90 @@ def stacked_allowances(steps: Steps, traces: Arrays, dtype: str) -> Arrays:
         if name in E:  # in the shape the schema gives the tensor, whatever scratch's is
             e = E[name] if E[name].shape[0] == K else np.broadcast_to(E[name], (K, 1, 1))
             out[name] = (r.safety * (e + tiny)).reshape((K, *shape_of(name, mlp.sizes, B)))
+    return out
+
+
+def _batch_norm(steps: Steps, f64: Arrays, W: Arrays, E: Arrays, l: int, r: Roundoff) -> Arrays:
+    """The errors of layer l's batch normalization in training, from Z_l's: the batch mean
+    and the (two-pass) variance are sums of B terms; 1/√(var + ε) carries half var's relative
+    error and a few roundings; x̂ = (Z - μ)·s, N = γ·x̂ + β (PyTorch fuses them as
+    Z·(γs) + (β - μγs), whose rounding, u·|Z|·|γ|s, E_Z already exceeds); the running
+    statistics move by m times the batch's."""
+    u = r.unit
+    mlp = steps.mlp
+    Z, E_Z = f64[f"Z{l}"], E[f"Z{l}"]
+    B = Z.shape[-2]
+    mu, var, xhat, N = (f64[f"{n}{l}"] for n in ("mu", "var", "xhat", "N"))
+    C = Z - mu
+    E_mu = (gamma(B, u) * _rows(np.abs(Z)) + _rows(E_Z)) / B
+    E_C = E_Z + E_mu + u * np.abs(C)
+    E_var = (gamma(B + 1, u) * _rows(C * C) + _rows(2.0 * np.abs(C) * E_C)) / B
+    s, E_s = _inv_std(var, E_var, mlp.bn_eps, r)
+    E_xhat = np.abs(C) * E_s + s * E_C + u * np.abs(xhat)
+    absgamma = np.abs(W[f"gamma{l}"])
+    out = {f"mu{l}": E_mu, f"var{l}": E_var, f"xhat{l}": E_xhat}
+    out[f"N{l}"] = absgamma * E_xhat + u * (np.abs(absgamma * xhat) + np.abs(N))
+    m, unbiased = mlp.bn_momentum, B / (B - 1)
+    old_mean = np.abs(_matrices(steps.state[f"running_mean{l}"]))
+    old_var = np.abs(_matrices(steps.state[f"running_var{l}"]))
+    out[f"running_mean{l}"] = m * E_mu + 3.0 * u * ((1 - m) * old_mean + m * np.abs(mu))
+    out[f"running_var{l}"] = m * unbiased * E_var + 4.0 * u * (
+        (1 - m) * old_var + m * unbiased * var
+    )
+    return out
+
+
+def _inv_std(var: np.ndarray, E_var: np.ndarray, eps: float, r: Roundoff):
+    """s = 1/√(var + ε) and its error: half var's relative error, the sum's and the root's
+    and the quotient's roundings, and a library's few ulps (an rsqrt)."""
+    s = 1.0 / np.sqrt(var + eps)
+    return s, s * (E_var / (2.0 * (var + eps)) + (3.0 + r.library_ulps) * r.unit)
+
+
+def _batch_norm_backward(
+    steps: Steps, f64: Arrays, W: Arrays, E: Arrays, l: int, r: Roundoff
+) -> Arrays:
+    """The errors of the step-by-step backward pass through layer l's batch normalization,
+    from dN's (``network.py:batch_norm_backward``'s equations, term by term). PyTorch's
+    BatchNorm1d takes the compact form, γs/B·(B·dN - ΣdN - x̂·Σ(dN·x̂)): its terms are these
+    terms regrouped, of the same magnitudes, so the bound holds for it too."""
+    Z, mu, var, xhat = (f64[f"{n}{l}"] for n in ("Z", "mu", "var", "xhat"))
+    dN, dxhat, dvar, dmu = (f64[f"{n}{l}"] for n in ("dN", "dxhat", "dvar", "dmu"))
+    E_Z, E_mu, E_var, E_xhat, E_dN = (E[f"{n}{l}"] for n in ("Z", "mu", "var", "xhat", "dN"))
+    u = r.unit
+    B = Z.shape[-2]
+    g = gamma(B, u)
+    C = Z - mu
+    E_C = E_Z + E_mu + u * np.abs(C)
+    absgamma = np.abs(W[f"gamma{l}"])
+    out = {
+        f"dgamma{l}": g * _rows(np.abs(dN * xhat))
+        + _rows(E_dN * np.abs(xhat) + np.abs(dN) * E_xhat),
+        f"dbeta{l}": g * _rows(np.abs(dN)) + _rows(E_dN),
+    }
+    E_dxhat = absgamma * E_dN + u * np.abs(dxhat)
+    s, E_s = _inv_std(var, E_var, steps.mlp.bn_eps, r)
+    T = _rows(dxhat * C)
+    E_T = g * _rows(np.abs(dxhat * C)) + _rows(E_dxhat * np.abs(C) + np.abs(dxhat) * E_C)
+    E_dvar = 0.5 * (E_T * s**3 + np.abs(T) * 3.0 * s * s * E_s) + 3.0 * u * np.abs(dvar)
+    S = _rows(dxhat)
+    E_S = g * _rows(np.abs(dxhat)) + _rows(E_dxhat)
+    sum_C, E_sum_C = _rows(C), g * _rows(np.abs(C)) + _rows(E_C)
+    E_dmu = (
+        s * E_S
+        + np.abs(S) * E_s
+        + (2.0 / B) * (E_dvar * np.abs(sum_C) + np.abs(dvar) * E_sum_C)
+        + 3.0 * u * np.abs(dmu)
+    )
+    terms = np.abs(dxhat * s) + np.abs(dvar * 2.0 * C / B) + np.abs(dmu / B)
+    out[f"dxhat{l}"], out[f"dvar{l}"], out[f"dmu{l}"] = E_dxhat, E_dvar, E_dmu
+    out[f"dZ{l}"] = (
+        E_dxhat * s
+        + np.abs(dxhat) * E_s
+        + (2.0 / B) * (E_dvar * np.abs(C) + np.abs(dvar) * E_C)
+        + E_dmu / B
+        + 4.0 * u * terms
+    )
     return out
 
 
@@ -372,7 +465,11 @@ def _update(steps: Steps, f64: Arrays, W: Arrays, E: Arrays, r: Roundoff) -> Arr
             m = opt.beta1 * old["first"] + (1 - opt.beta1) * g
             v = opt.beta2 * old["second"] + (1 - opt.beta2) * g * g
             E_m = (1 - opt.beta1) * E_g + u * (np.abs(opt.beta1 * old["first"]) + np.abs(g))
-            E_v = (1 - opt.beta2) * 2.0 * np.abs(g) * E_g + u * (opt.beta2 * old["second"] + v)
+            # g² is off by 2|g|·E_g + E_g²: the second-order term is all there is where g is
+            # a cancellation to ~0 (a bias before batch normalization: 0 in one engine)
+            E_v = (1 - opt.beta2) * (2.0 * np.abs(g) + E_g) * E_g + u * (
+                opt.beta2 * old["second"] + v
+            )
             out[names["first"]], out[names["second"]] = E_m, E_v
             c1, c2 = 1 - opt.beta1**t, 1 - opt.beta2**t
             m_hat, v_hat = m / c1, v / c2

@@ -18,6 +18,11 @@ The factory
     ``mlp.loss``               mse, bce, bce_logits, softmax_cross_entropy
     ``mlp.dropout``            p, the rate of inverted dropout on every hidden layer in
                                training (0: none); see ``step``
+    ``mlp.batch_norm``         batch normalization between each hidden layer's linear map
+                               and its activation (with ``mlp.bn_momentum`` m and
+                               ``mlp.bn_eps`` ε; ``scratch/network.py`` states the
+                               equations): parameters ``gammal``, ``betal`` and, in the
+                               state, ``running_meanl``, ``running_varl``
     ``optimizer.name``         sgd, momentum, nesterov, adam, adamw
     ``optimizer.lr, momentum, beta1, beta2, eps, l2, weight_decay, clip_norm``   floats
     ``optimizer.lr_schedule``  "constant", "step" (``lr_step_size``, ``lr_gamma``) or
@@ -31,7 +36,9 @@ The engine
         Start from these parameters and optimizer state (copy them: they may be read-only).
         ``params``: ``{"W1": (n_0, n_1), "b1": (n_1,), …}``, a row of X is one example.
         ``opt_state``: ``{"t": steps taken}`` and, per parameter p, ``momentum_<p>``
-        (momentum, nesterov) or ``adam_m_<p>`` and ``adam_v_<p>`` (adam, adamw).
+        (momentum, nesterov) or ``adam_m_<p>`` and ``adam_v_<p>`` (adam, adamw); with batch
+        normalization, each hidden layer's running statistics ``running_meanl`` and
+        ``running_varl`` (n_l,) too: ``predict`` normalizes with them.
     ``state() -> (params, opt_state)``
         What its next step starts from, in the same layout.
     ``step(X, Y) -> trace``
@@ -70,7 +77,13 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from scratch.trace_schema import kind_of, parameter_shapes, state_names, trace_names
+from scratch.trace_schema import (
+    kind_of,
+    parameter_shapes,
+    running_names,
+    state_names,
+    trace_names,
+)
 
 METHODS = ("set_state", "state", "step", "predict")
 REQUIRED_KINDS = ("loss", "gradient", "parameter")  # the new parameters are "parameter"
@@ -94,9 +107,10 @@ class ContractError(ValueError):
     reported in one line (exit 2), not a verdict about its numbers."""
 
 
-def required_names(n_layers: int, optimizer: str) -> list[str]:
+def required_names(n_layers: int, optimizer: str, batch_norm: bool = False) -> list[str]:
     """The trace tensors every engine under test must provide, in dataflow order."""
-    return [n for n in trace_names(n_layers, optimizer) if kind_of(n) in REQUIRED_KINDS]
+    names = trace_names(n_layers, optimizer, batch_norm=batch_norm)
+    return [n for n in names if kind_of(n) in REQUIRED_KINDS]
 
 
 def as_arrays(values: Mapping, where: str, copy: bool = False) -> dict:
@@ -128,8 +142,10 @@ def read_state(engine, mlp, optimizer, where: str) -> tuple[dict, dict]:
     if not (isinstance(got, tuple | list) and len(got) == 2):
         raise ContractError(f"{where}: state() must return (params, opt_state); got {got!r:.80}")
     params, opt_state = (as_arrays(part, f"{where}: state()") for part in got)
-    shapes = parameter_shapes(tuple(mlp.sizes))
+    batch_norm = bool(getattr(mlp, "batch_norm", False))
+    shapes = parameter_shapes(tuple(mlp.sizes), batch_norm)
     wanted = ["t", *(s for p in shapes for s in state_names(optimizer.name, p))]
+    wanted += running_names(mlp.n_layers, batch_norm)
     for found, expected, what in ((params, shapes, "parameters"), (opt_state, wanted, "state")):
         missing = [k for k in expected if k not in found]
         if missing:

@@ -5,7 +5,8 @@ run every activation in a hidden layer and in the output layer (forward and deri
 every loss head, every optimizer with and without L2 and decoupled decay, gradient clipping
 (clipping and not, with L2, in each dtype), a step-decay learning rate (with Adam and with
 AdamW's decay, in each dtype), a cosine one with warm-up (in each dtype), dropout (in each
-dtype, through two hidden layers and through three), float64 and
+dtype, through two hidden layers and through three), batch normalization (in each dtype, with
+dropout after it in one, with PyTorch's momentum and another), float64 and
 float32, batch size 1, a partial last batch, drop_last, no shuffle, several outputs, depth 1
 and depth 4. Some cases also set up the conditions under which the classic bugs show: square
 weights (a transposed W fits), saturated outputs (the BCE clamp), logits in the hundreds (a
@@ -63,8 +64,9 @@ CASES = (
         },
     ),
     Case(
-        "relu-softmax-nesterov-drop_last-cosine_lr",
+        "relu-softmax-nesterov-drop_last-cosine_lr-batch_norm",
         {
+            "batch_norm": True,
             "activation": "relu",
             "loss": "softmax_cross_entropy",
             "synthetic_classes": 3,
@@ -113,8 +115,10 @@ CASES = (
         },
     ),
     Case(
-        "depth4-tanh-bce_logits-adam-float32-step_lr-dropout",
+        "depth4-tanh-bce_logits-adam-float32-step_lr-dropout-batch_norm",
         {
+            "batch_norm": True,
+            "bn_momentum": 0.3,
             "hidden": (5, 4, 3),
             "activation": "tanh",
             "optimizer": "adam",
@@ -165,7 +169,8 @@ CASES = (
 # The short drift run: scratch's own training loop (which draws its own dropout masks)
 # against the references' free loops.
 DRIFT_CASE = Case(
-    "drift: sigmoid-bce_logits-sgd-dropout", {"activation": "sigmoid", "lr": 0.1, "dropout": 0.3}
+    "drift: sigmoid-bce_logits-sgd-dropout-batch_norm",
+    {"activation": "sigmoid", "lr": 0.1, "dropout": 0.3, "batch_norm": True},
 )
 # Finite differences in float64 at the first steps of every float64 case.
 GRADCHECK_STEPS = 2

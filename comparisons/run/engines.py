@@ -20,7 +20,7 @@ from comparisons.run.spec import SpecError
 from data import cache_root
 from scratch import optimizers
 from scratch.config import MLP, Optimizer
-from scratch.network import forward
+from scratch.network import evaluate
 from scratch.training import train_step
 
 Params = dict[str, np.ndarray]
@@ -79,7 +79,8 @@ class ScratchEngine:
         return trace
 
     def predict(self, X: np.ndarray) -> np.ndarray:
-        return forward(self.mlp, self._params, X)[f"A{self.mlp.n_layers}"]
+        """A_L in evaluation: no dropout; batch normalization with the running statistics."""
+        return evaluate(self.mlp, self._params, X, self._state)
 
     def params(self) -> Params:
         return dict(self._params)

@@ -122,6 +122,12 @@ def build_inputs(spec: RunSpec, data_dir: str | None = None) -> RunInputs:
         len(X), spec.batch_size, spec.epochs, spec.seed, spec.shuffle, spec.drop_last
     )
     optimizer = _with_decay_length(spec.optimizer, len(schedule))
+    if spec.batch_norm and min(len(s.rows) for s in schedule.steps) < 2:
+        raise SpecError(
+            f"batch_norm: a batch of this schedule has 1 row ({len(X)} rows in batches of "
+            f"{spec.batch_size}), and batch normalization needs at least 2 (one row has no "
+            "variance); choose another batch_size or set drop_last = true"
+        )
     params0 = init_params(mlp, spec.seed, spec.init, spec.dtype, spec.init_gain)
     for array in [*params0.values(), *(a for split in splits.values() for a in split)]:
         array.flags.writeable = False

@@ -59,6 +59,9 @@ class RunSpec:
     output: str = "identity"
     loss: str = "bce_logits"
     dropout: float = 0.0  # the rate p of each hidden unit's dropout in training; 0: none
+    batch_norm: bool = False  # batch normalization in every hidden layer, before g
+    bn_momentum: float = 0.1  # its running statistics' momentum (PyTorch's convention)
+    bn_eps: float = 1e-5  # its ε under the square root
     init: str = "glorot_uniform"
     init_gain: float = 1.0  # scales the initial weights; large gains saturate the outputs
     optimizer: Optimizer = field(default_factory=Optimizer)  # keys: see OPTIMIZER_KEYS
@@ -93,6 +96,12 @@ class RunSpec:
             raise SpecError(f"dropout: must be in [0, 1) (0: no dropout); got {self.dropout}")
         if self.dropout and not self.hidden:
             raise SpecError("dropout: acts on hidden layers, and hidden is empty; add one")
+        if self.batch_norm and not self.hidden:
+            raise SpecError("batch_norm: acts on hidden layers, and hidden is empty; add one")
+        if not 0 <= self.bn_momentum <= 1:
+            raise SpecError(f"bn_momentum: must be in [0, 1]; got {self.bn_momentum}")
+        if not 0 < self.bn_eps < float("inf"):
+            raise SpecError(f"bn_eps: must be a finite number > 0; got {self.bn_eps}")
         if not self.engines or len(set(self.engines)) != len(self.engines):
             raise SpecError(f"engines: must list distinct engines; got {shown(list(self.engines))}")
         for engine in self.engines:
@@ -114,7 +123,16 @@ class RunSpec:
 
     def mlp(self, n_features: int, n_outputs: int) -> MLP:
         sizes = (n_features, *self.hidden, n_outputs)
-        return MLP(sizes, self.activation, self.output, self.loss, self.dropout)
+        return MLP(
+            sizes,
+            self.activation,
+            self.output,
+            self.loss,
+            self.dropout,
+            self.batch_norm,
+            self.bn_momentum,
+            self.bn_eps,
+        )
 
     def _flat(self) -> dict[str, object]:
         out: dict[str, object] = {}

@@ -208,6 +208,14 @@ SPEC = [
     case("dropout-nan", f"{SET} dropout=nan", f"{DROPOUT_RANGE}; got nan"),
     case("dropout-text", f"{SET} dropout=half", "dropout: expected a number; got 'half'"),
     case(
+        "batch-norm-one-row-batch",
+        f"{SET} batch_norm=true --set synthetic_rows=11 --set batch_size=5",
+        "batch_norm: a batch of this schedule has 1 row (11 rows in batches of 5)",
+    ),
+    case("bn-momentum-range", f"{SET} bn_momentum=2", "bn_momentum: must be in [0, 1]; got 2.0"),
+    case("bn-eps-zero", f"{SET} bn_eps=0", "bn_eps: must be a finite number > 0; got 0.0"),
+    case("batch-norm-not-bool", f"{SET} batch_norm=1", "batch_norm: expected true or false"),
+    case(
         "dropout-without-hidden-layers",
         f"{SET} dropout=0.5 --set hidden=[]",
         "dropout: acts on hidden layers, and hidden is empty; add one",

@@ -148,6 +148,22 @@ def test_dropout_drops_units_and_keeps_them_within_a_case_of_each_dtype(dtype):
         assert all(0 < kept[l] < units[l] for l in layers), (case.name, kept, units)
 
 
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_batch_norm_runs_in_a_case_of_each_dtype_and_moves_its_running_statistics(dtype):
+    """A batch-normalized case of each dtype (one with dropout after it, one with another
+    momentum than PyTorch's default): every step moves the running statistics."""
+    cases = [c for c in CASES if c.spec(()).batch_norm and c.spec(()).dtype == dtype]
+    assert cases
+    specs = [c.spec(()) for c in CASES if c.spec(()).batch_norm]
+    assert any(s.dropout for s in specs) and any(s.bn_momentum != 0.1 for s in specs)
+    for case in cases:
+        inputs, traces = scratch_run(case)
+        before = initial_state(inputs.optimizer, inputs.params0)["running_mean1"]
+        for trace in traces:
+            assert not np.array_equal(trace["running_mean1"], before), case.name
+            before = trace["running_mean1"]
+
+
 @pytest.fixture(scope="module")
 def check_against_torch() -> dict:
     """check against PyTorch alone, once per test module and worker."""

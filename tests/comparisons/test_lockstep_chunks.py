@@ -19,13 +19,15 @@ from comparisons.run.engines import make_engine
 from comparisons.run.inputs import build_inputs
 from comparisons.run.spec import RunSpec
 
-# 41 rows in batches of 4: ten steps of one shape, then one of a single row, per epoch.
+# 41 rows in batches of 4: ten steps of one shape, then one of a single row, per epoch (42,
+# and two rows, with batch normalization, which needs two).
 LONGER = {"synthetic_rows": 41, "batch_size": 4}
 CHUNKS = [1, 3, None]  # one at a time, ragged chunks, the default
 
 
 def spec_for(changes: dict) -> RunSpec:
-    return RunSpec().replace(**{**changes, **LONGER, "engines": ("scratch", "torch")})
+    longer = {**LONGER, "synthetic_rows": 42} if changes.get("batch_norm") else LONGER
+    return RunSpec().replace(**{**changes, **longer, "engines": ("scratch", "torch")})
 
 
 def everything(result: LockstepResult) -> str:

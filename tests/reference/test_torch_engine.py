@@ -47,7 +47,7 @@ def test_set_state_puts_W_transposed_into_nn_linear_from_read_only_arrays():
         value.flags.writeable = False
     engine = make("torch", mlp, Optimizer("sgd"))
     engine.set_state(params, {"t": 0})
-    for l, linear in enumerate(engine.model[0::2], start=1):
+    for l, linear in enumerate((layer[0] for layer in engine.model), start=1):
         assert tuple(linear.weight.shape) == (mlp.sizes[l], mlp.sizes[l - 1])
         np.testing.assert_array_equal(linear.weight.detach().numpy(), params[f"W{l}"].T)
         np.testing.assert_array_equal(linear.bias.detach().numpy(), params[f"b{l}"])

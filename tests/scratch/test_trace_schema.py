@@ -114,6 +114,13 @@ PARSED = {
     "Y": ("input", None, None, False),
     "t": ("counter", None, None, False),
     "M2": ("dropout_mask", 2, None, False),
+    "mu1": ("batch_stat", 1, None, False),
+    "running_var2": ("running_stat", 2, None, False),
+    "dvar1": ("batch_stat_grad", 1, None, False),
+    "dN2": ("error_term", 2, None, False),
+    "gamma1": ("parameter", 1, "gamma1", False),
+    "dbeta2": ("gradient", 2, "beta2", False),
+    "momentum_gamma1": ("optimizer_state", 1, "gamma1", False),
     "D1": ("forward", 1, None, False),
 }
 
@@ -263,3 +270,29 @@ def test_a_dropout_step_traces_exactly_the_schemas_names_in_their_shapes(rng):
     assert {n: np.shape(v) for n, v in trace.items()} == {
         n: shape_of(n, mlp.sizes, 5) for n in trace
     }
+
+
+# --- batch normalization -------------------------------------------------------------------
+
+
+def test_a_batch_normalized_layer_traces_its_statistics_after_z_and_its_gradients_before_dz():
+    names = trace_names(3, "sgd", batch_norm=True)
+    bn = ["mu1", "var1", "running_mean1", "running_var1", "xhat1", "N1"]
+    assert names[:8] == ["Z1", *bn, "A1"]
+    top = names.index("db3")
+    assert names[top + 1 : top + 9] == [
+        "dN2", "dgamma2", "dbeta2", "dxhat2", "dvar2", "dmu2", "dZ2", "dW2"
+    ]  # fmt: skip
+    assert "db2" not in names and "db1" not in names  # no bias before batch norm
+    assert names[-8:] == ["W1", "gamma1", "beta1", "W2", "gamma2", "beta2", "W3", "b3"]
+
+
+def test_a_batch_normalized_layer_describes_z_without_bias_and_a_of_n():
+    mlp = MLP((4, 3, 2, 1), hidden="relu", output="identity", loss="mse", batch_norm=True)
+    opt = Optimizer()
+    assert describe("Z1", mlp, opt).equation == "Z1 = X @ W1"
+    assert describe("Z3", mlp, opt).equation == "Z3 = A2 @ W3 + b3"
+    assert describe("A2", mlp, opt).equation == "A2 = relu(N2)"
+    assert describe("dN2", mlp, opt).equation == "dN2 = (dZ3 @ W3.T) * relu'(N2)"
+    assert "batch_norm_backward" in describe("dZ2", mlp, opt).producer
+    assert shape_of("dvar1", mlp.sizes, 7) == (3,) and shape_of("xhat1", mlp.sizes, 7) == (7, 3)
