@@ -35,6 +35,7 @@ class Dense:
     def __init__(self, n_in: int, n_out: int, dtype, bias: bool = True):
         self.W = np.zeros((n_in, n_out), dtype=dtype)  # set_state fills W and b in
         self.b = np.zeros(n_out, dtype=dtype) if bias else None
+        self.db = None
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         self.x = x  # (B, n_in): the input, kept for dW
@@ -45,7 +46,8 @@ class Dense:
         dW = Xᵀ dZ (n_in, n_out);  db = Σ over the batch of dZ (n_out,);
         returns dX = dZ Wᵀ (B, n_in), with W as it was in forward (before any update)."""
         self.dW = self.x.T @ dz
-        self.db = None if self.b is None else dz.sum(axis=0)
+        if self.b is not None:  # no bias before batch normalization
+            self.db = dz.sum(axis=0)
         return dz @ self.W.T
 
 

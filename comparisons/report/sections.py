@@ -94,7 +94,7 @@ def run_section(report: dict) -> tuple[Block, ...]:
             "network",
             cell(
                 f"{net['sizes']} ({', '.join(net['activations'])}), loss {net['loss']}, "
-                f"{net['parameters']} parameters"
+                f"{net['parameters']} parameters{_layers_line(spec)}"
             ),
         ),
         ("optimizer", cell(_optimizer_line(spec))),
@@ -120,6 +120,16 @@ def run_section(report: dict) -> tuple[Block, ...]:
     if files:
         blocks.append(table(["split", "file", ("rows", True), "sha256"], files))
     return tuple(blocks)
+
+
+def _layers_line(spec: dict) -> str:
+    """Batch normalization and dropout in the hidden layers, where the run has them."""
+    text = ""
+    if spec.get("batch_norm"):
+        text += f"; batch normalization (momentum {spec['bn_momentum']}, ε {spec['bn_eps']})"
+    if spec.get("dropout"):
+        text += f"; dropout p = {spec['dropout']}"
+    return text
 
 
 def _optimizer_line(spec: dict) -> str:

@@ -91,4 +91,14 @@ def test_the_walkthrough_of_a_dropout_run_shows_each_mask_and_what_it_dropped(tm
         dropped = int((masks[f"M{l}"] == 0).sum())
         assert f"({dropped} of {masks[f'M{l}'].size} units dropped" in rows[f"M{l}"]["equation"]
     assert rows["Z2"]["equation"] == "Z2 = D1 @ W2 + b2"
-    assert "units dropped at this step" in (out / "report.md").read_text(encoding="utf-8")
+    markdown = (out / "report.md").read_text(encoding="utf-8")
+    assert "units dropped at this step" in markdown and "dropout p = 0.5" in markdown
+
+
+def test_a_batch_normalized_run_says_so_and_walks_through_its_statistics(tmp_path):
+    report, out = run(tmp_path, "run", "--set", "batch_norm=true", "--set", "bn_momentum=0.25")
+    rows = [entry["tensor"] for entry in report["walkthrough"]]
+    assert rows[:8] == ["Z1", "mu1", "var1", "running_mean1", "running_var1", "xhat1", "N1", "A1"]
+    markdown = (out / "report.md").read_text(encoding="utf-8")
+    assert "batch normalization (momentum 0.25, ε 1e-05)" in markdown
+    assert "`Z1 = X @ W1`" in markdown and "`A1 = sigmoid(N1)`" in markdown
