@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import optax
 
 from scratch.config import MLP, Optimizer
-from scratch.trace_schema import COUNTED, OPTIMIZER_STATE, STATE, param_names, parse
+from scratch.trace_schema import COUNTED, OPTIMIZER_STATE, STATE, param_names, parse, shape_of
 
 Params = dict[str, jax.Array]
 
@@ -329,12 +329,11 @@ def make_train_step(mlp: MLP, opt: Optimizer, tx: optax.GradientTransformation) 
 
     def train_step(params: Params, opt_state, X: jax.Array, Y: jax.Array, masks=None, running=None):
         B = X.shape[0]
-        taps = {
-            f"{name}{l}": jnp.zeros((B, mlp.sizes[l]) if name in ("Z", "xhat", "N") else
-                                    (mlp.sizes[l],), X.dtype)
+        taps = {  # a zero of each tapped tensor's shape
+            f"{name}{l}": jnp.zeros(shape_of(f"{name}{l}", mlp.sizes, B), X.dtype)
             for name, layers in tapped.items()
             for l in layers
-        }  # fmt: skip
+        }
         # ∂loss/∂tap at tap = 0 is ∂loss/∂(the tensor): dZ_l, dN_l, …, from autodiff.
         (loss, values), (grads, dtaps) = jax.value_and_grad(
             loss_and_forward, argnums=(0, 1), has_aux=True
@@ -342,10 +341,7 @@ def make_train_step(mlp: MLP, opt: Optimizer, tx: optax.GradientTransformation) 
         updates, new_state = tx.update(grads, opt_state, params)
         new_params = optax.apply_updates(params, updates)
 
-        trace: dict[str, jax.Array] = dict(values)
-        for l in range(1, L):
-            if masks:
-                trace[f"M{l}"] = masks[f"M{l}"]
+        trace: dict[str, jax.Array] = {**values, **(masks or {})}  # the masks it applied
         if mlp.batch_norm:
             trace.update(running_stats(mlp, running, values, B))
         trace["loss"] = loss
