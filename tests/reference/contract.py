@@ -20,6 +20,7 @@ from comparisons.oracle.compare import assert_traces_agree
 from comparisons.oracle.roundoff import Step, allowances
 from scratch.config import MLP, Optimizer
 from scratch.initializers import init_params
+from scratch.network import dropout_masks
 from scratch.optimizers import init_state
 from scratch.training import train_step
 from tests.scratch.cases import targets
@@ -87,8 +88,9 @@ def steps_agree(
     for i, (X, Y) in enumerate(batches):
         if lockstep or i == 0:
             engine.set_state(params, state)
-        got = engine.step(X, Y)
-        expected, new_params, new_state = train_step(mlp, opt, params, state, X, Y)
+        given = {"masks": dropout_masks(mlp, len(X), 0, i, X.dtype)} if mlp.dropout else {}
+        got = engine.step(X, Y, **given)
+        expected, new_params, new_state = train_step(mlp, opt, params, state, X, Y, **given)
         allowed = allowances(Step(mlp, opt, params, state, X, Y), expected, X.dtype.name)
         assert_traces_agree(expected, got, engine.name, where=f"step {i}", allowed=allowed)
         params, state = new_params, new_state

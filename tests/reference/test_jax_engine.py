@@ -169,10 +169,11 @@ def jax_gpu():
 
 
 @pytest.mark.gpu
+@pytest.mark.parametrize("layers", [{}, {"dropout": 0.3, "batch_norm": True}], ids=["", "bn-drop"])
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("opt", [pytest.param(o, id=label(o)) for o in OPTIMIZERS])
-def test_gpu_steps_agree_with_scratch(jax_gpu, rng, opt, dtype):
-    mlp = MLP((4, 6, 5, 3), "tanh", "identity", "softmax_cross_entropy")
+def test_gpu_steps_agree_with_scratch(jax_gpu, rng, opt, dtype, layers):
+    mlp = MLP((4, 6, 5, 3), "tanh", "identity", "softmax_cross_entropy", **layers)
     engine = make("jax", mlp, opt, dtype, device="gpu")
     params, state = start(mlp, opt, dtype)
     steps_agree(engine, mlp, opt, params, state, [batch(rng, mlp, dtype) for _ in range(2)])

@@ -122,10 +122,14 @@ def cuda():
 
 
 @pytest.mark.gpu
+@pytest.mark.parametrize("layers", [{}, {"dropout": 0.3, "batch_norm": True}], ids=["", "bn-drop"])
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("opt", OPTIMIZER_PARAMS)
-def test_cuda_steps_agree_with_scratch_with_float32_matmuls_pinned_highest(cuda, rng, opt, dtype):
-    mlp = MLP((4, 6, 5, 3), "tanh", "identity", "softmax_cross_entropy")
+def test_cuda_steps_agree_with_scratch_with_float32_matmuls_pinned_highest(
+    cuda, rng, opt, dtype, layers
+):
+    """Also with BatchNorm1d (cuDNN's on the GPU) and the dropout masks given."""
+    mlp = MLP((4, 6, 5, 3), "tanh", "identity", "softmax_cross_entropy", **layers)
     engine = make("torch", mlp, opt, dtype, device="cuda")
     assert cuda.get_float32_matmul_precision() == "highest"  # no TF32
     params, state = start(mlp, opt, dtype)
