@@ -228,7 +228,9 @@ def batch_norm_backward(
     centered = Z - mu  # (B, n_l)
     inv_std = 1.0 / np.sqrt(var + eps)  # (n_l,)
     dxhat = dN * gamma
-    dvar = (dxhat * centered).sum(axis=0) * -0.5 * inv_std**3
+    # Σ dxhat ⊙ (Z - mu) · (var + ε)^(-3/2), written as Σ dxhat ⊙ xhat · (var + ε)^(-1): the
+    # same number, without the product of two large factors (in float32 a wide Z overflowed)
+    dvar = (dxhat * xhat).sum(axis=0) * -0.5 * inv_std**2
     dmu = -(dxhat * inv_std).sum(axis=0) + dvar * -2.0 * centered.sum(axis=0) / B
     dZ = dxhat * inv_std + dvar * 2.0 * centered / B + dmu / B
     return {

@@ -119,15 +119,27 @@ def test_clipping_by_the_global_norm(reference, rng, opt, dtype, threshold):
     steps_agree(engine, mlp, clipping, params, state, batches)
 
 
-@pytest.mark.parametrize("dtype", ["float64", "float32"])
-@pytest.mark.parametrize(
-    ("hidden", "dropout", "batch_norm"),
-    [("tanh", 0.3, False), ("relu", 0.0, True), ("sigmoid", 0.4, True)],
-    ids=["dropout", "batch-norm", "both"],
-)
-@pytest.mark.parametrize(
-    "opt", [pytest.param(OPTIMIZERS[2], id="nesterov"), pytest.param(OPTIMIZERS[4], id="adamw")]
-)
+def layer_cases() -> list:
+    """Dropout, batch norm and both, with two optimizers in two dtypes: the quick tier takes
+    both layers together with AdamW in each dtype, the slow tier every combination."""
+    cases = []
+    layers = [("tanh", 0.3, False), ("relu", 0.0, True), ("sigmoid", 0.4, True)]
+    names = ["dropout", "batch-norm", "both"]
+    for (hidden, dropout, batch_norm), name in zip(layers, names, strict=True):
+        for opt, label_ in ((OPTIMIZERS[2], "nesterov"), (OPTIMIZERS[4], "adamw")):
+            for dtype in ("float64", "float32"):
+                quick = name == "both" and label_ == "adamw"
+                cases.append(
+                    pytest.param(
+                        hidden, dropout, batch_norm, opt, dtype,
+                        id=f"{label_}-{name}-{dtype}",
+                        marks=() if quick else pytest.mark.slow,
+                    )
+                )  # fmt: skip
+    return cases
+
+
+@pytest.mark.parametrize(("hidden", "dropout", "batch_norm", "opt", "dtype"), layer_cases())
 def test_dropout_and_batch_norm_in_lockstep_and_free_running(
     reference, rng, hidden, dropout, batch_norm, opt, dtype
 ):

@@ -168,3 +168,22 @@ def test_batch_norm_refuses_a_batch_of_one_row_and_has_no_per_example_form(rng):
 def test_bad_batch_norm_settings_are_refused(kwargs, message):
     with pytest.raises(ScratchInputError, match=exactly(message)):
         MLP(**{"sizes": (3, 2, 1), **kwargs})
+
+
+def test_the_backward_pass_stays_finite_where_z_is_wide_in_float32():
+    """dvar = Σ dxhat ⊙ (Z - μ)·(σ² + ε)^(-3/2) multiplied two large factors first and
+    overflowed float32 (Z ~ 1e15, dN ~ 1e21, a run training away), where PyTorch's autograd
+    did not: written with x̂ it is the same number, and finite."""
+    from scratch.network import batch_norm, batch_norm_backward
+
+    rng = np.random.default_rng(0)
+    Z64, dN64 = rng.normal(size=(5, 3)) * 1e15, rng.normal(size=(5, 3)) * 1e21
+    gamma = np.full(3, 2.0)
+    results = {}
+    for dtype in (np.float64, np.float32):
+        Z, dN, g = Z64.astype(dtype), dN64.astype(dtype), gamma.astype(dtype)
+        bn = batch_norm(Z, g, g * 0, 1e-5)
+        results[dtype] = batch_norm_backward(dN, Z, bn["mu"], bn["var"], bn["xhat"], g, 1e-5)
+    for name, value in results[np.float32].items():
+        assert np.isfinite(value).all(), name
+        np.testing.assert_allclose(value, results[np.float64][name], rtol=2e-3, err_msg=name)
