@@ -36,9 +36,11 @@ def run_check(
     cases: tuple[Case, ...] = CASES,
     under_test: UnderTest = SCRATCH,
     recorded: Recorded | None = None,
+    until_first_failure: bool = False,
 ) -> dict:
     """Every case; the report's verdict is the worst case's. With ``recorded``, against the
-    recorded traces of ``references``."""
+    recorded traces of ``references``. ``until_first_failure``: stop after the first case
+    that does not agree (its verdict and first divergence are the report's either way)."""
     started = time.perf_counter()
     if recorded is not None:
         recorded.check_references(references)
@@ -47,7 +49,9 @@ def run_check(
         results.append(run_case(case, references, under_test, recorded))
         if on_case is not None:
             on_case(i)
-    if recorded is None:
+        if until_first_failure and results[-1]["verdict"] != "agree":
+            break
+    if recorded is None and not (until_first_failure and results[-1]["verdict"] != "agree"):
         results.append(_drift_case(references, under_test))
     report = {
         "schema_version": SCHEMA_VERSION,

@@ -240,7 +240,7 @@ def sound_scratch(check_against_torch):
 @pytest.mark.parametrize("fault", REAL_FAULTS, ids=[f.name for f in REAL_FAULTS])
 def test_check_fails_on_every_fault_naming_its_function(sound_scratch, fault):
     with np.errstate(all="ignore"), fault.patch():
-        report = run_check(("torch",))
+        report = run_check(("torch",), until_first_failure=True)
     assert report["verdict"] in ("disagree", "error")
     d = report["first_divergence"]
     assert fault.where in d["look_at"]
@@ -265,3 +265,17 @@ def test_check_catches_scratchs_training_loop_drawing_the_wrong_steps_masks(soun
         report = run_check(("torch",))
     assert report["verdict"] == "disagree"
     assert report["failed_case"].startswith("drift:") and "dropout" in report["failed_case"]
+
+
+@pytest.mark.torch
+def test_check_until_the_first_failure_reports_what_the_whole_check_does(sound_scratch):
+    """The faults' tests stop at the first case that fails: the same verdict, failed case
+    and first divergence as the whole check, from fewer cases."""
+    fault = next(f for f in REAL_FAULTS if f.name == "clip-per-tensor")
+    with np.errstate(all="ignore"), fault.patch():
+        whole = run_check(("torch",))
+        first = run_check(("torch",), until_first_failure=True)
+    assert first["verdict"] == whole["verdict"] == "disagree"
+    for key in ("failed_case", "first_divergence", "arbitration"):
+        assert first[key] == whole[key], key
+    assert len(first["cases"]) < len(whole["cases"])

@@ -95,12 +95,14 @@ def pairwise(*factors: list, valid=lambda row: True) -> list[tuple]:
         return {((i, row[i]), (j, row[j])) for i, j in itertools.combinations(range(len(row)), 2)}
 
     candidates = [row for row in itertools.product(*factors) if valid(row)]
-    uncovered = set().union(*(pairs(row) for row in candidates))
+    index: dict = {}  # each pair a bit, each candidate the bits of its pairs: fast to count
+    masks = [sum(1 << index.setdefault(p, len(index)) for p in pairs(row)) for row in candidates]
+    uncovered = (1 << len(index)) - 1
     rows = []
     while uncovered:
-        best = max(candidates, key=lambda row: len(pairs(row) & uncovered))
-        rows.append(best)
-        uncovered -= pairs(best)
+        best = max(range(len(candidates)), key=lambda k: (masks[k] & uncovered).bit_count())
+        rows.append(candidates[best])
+        uncovered &= ~masks[best]
     return rows
 
 
