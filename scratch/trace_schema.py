@@ -30,7 +30,8 @@ and the oracle checks the batch itself (``rows``, ``X``, ``Y``) before all of th
 
 Each family names the scratch function that produces it (``producer``): that is where a
 reader should look when the tensor is the first to disagree. ``{act}``, ``{loss}`` and
-``{optimizer}`` in a producer or equation are filled in for the run by ``describe``.
+``{optimizer}`` in a producer or equation are filled in for the run by
+``trace_equations.describe``.
 """
 
 from __future__ import annotations
@@ -153,10 +154,6 @@ BATCH_NORM = (
            "the batch-normalized pre-activation, scaled and shifted: the activation's input",
            "network.py:batch_norm", "N{l} = gamma{l} ⊙ xhat{l} + beta{l}"),
 )  # fmt: skip
-NORMALIZED_ACTIVATION = Family(
-    "A", "forward", "layer", "(B, n_l)", "activation of layer l, of its normalized N_l",
-    "activations.py:{act}", "A{l} = {act}(N{l})",
-)  # fmt: skip
 # Backward through a batch-normalized layer, step by step (network.py:batch_norm_backward),
 # from the error at its output N_l down to the error term dZ_l.
 BATCH_NORM_BACKWARD = (
@@ -173,12 +170,6 @@ BATCH_NORM_BACKWARD = (
            "and σ²)", "network.py:batch_norm_backward",
            "dmu{l} = -Σ dxhat{l} / √(var{l} + ε) + dvar{l} · (-2/B)·Σ (Z{l} - mu{l})"),
 )  # fmt: skip
-NORMALIZED_ERROR = Family(
-    "dZ", "error_term", "layer", "(B, n_l)", "∂loss/∂Z_l, back through the batch normalization",
-    "network.py:batch_norm_backward, network.py:backward",
-    "dZ{l} = dxhat{l} / √(var{l} + ε) + dvar{l} · 2(Z{l} - mu{l})/B + dmu{l}/B",
-)  # fmt: skip
-
 LOSS = (
     Family("loss", "loss", "step", "()", "the loss, mean over the batch",
            "losses.py:{loss}", "loss = mean over the batch of {loss}(A{L}, Y)"),
@@ -189,18 +180,6 @@ ERROR_TERM = Family(
     "dZ", "error_term", "layer", "(B, n_l)", "∂loss/∂Z_l, the error term (delta) of layer l",
     "network.py:hidden_error, activations.py:{act}_derivative, network.py:backward",
     "dZ{l} = (dZ{next} @ W{next}.T) * {act}'(Z{l})",
-)  # fmt: skip
-OUTPUT_ERROR = Family(
-    "dZ", "error_term", "layer", "(B, n_L)", "∂loss/∂Z_L, the error term of the top layer",
-    "losses.py:{loss}, network.py:output_error, activations.py:{act}_derivative",
-    "dZ{l} = ∂loss/∂A{l} * {act}'(Z{l})",
-)  # fmt: skip
-DROPPED_ERROR = Family(
-    "dZ", "error_term", "layer", "(B, n_l)",
-    "∂loss/∂Z_l, the error term of layer l, back through its dropout",
-    "network.py:hidden_error, network.py:dropout_backward, activations.py:{act}_derivative, "
-    "network.py:backward",
-    "dZ{l} = ((dZ{next} @ W{next}.T) ⊙ M{l} / (1 - p)) * {act}'(Z{l})",
 )  # fmt: skip
 GRADIENTS = {
     "W": Family("d", "gradient", "parameter", "", "∂loss/∂W_l", "network.py:weight_grad",
@@ -271,25 +250,6 @@ OPTIMIZER_STATE: dict[str, tuple[str, ...]] = {
     "nesterov": ("momentum",),
     "adam": ("adam_m", "adam_v"),
     "adamw": ("adam_m", "adam_v"),
-}
-# The function of optimizers.py that holds each optimizer's rule (adamw is adam's rule after
-# the decoupled decay that ``optimizers.update`` applies).
-RULE_FUNCTIONS = {"sgd": "sgd", "momentum": "momentum", "nesterov": "nesterov", "adam": "adam"}
-RULE_FUNCTIONS["adamw"] = "adam"
-# Each learning-rate schedule as an equation in t (the update's count, 1 for the first).
-SCHEDULE_EQUATIONS = {
-    "constant": "lr",
-    "step": "lr·γ^⌊(t - 1) / s⌋",
-    "cosine": "lr·t/(w + 1) while t <= w, "
-    "then lr_min + (lr - lr_min)·½(1 + cos(π·(t - 1 - w)/(D - w)))",
-}
-# Each optimizer's update as an equation in g (the gradient the optimizer sees) and θ.
-UPDATE_RULES = {
-    "sgd": "-lr·g",
-    "momentum": "-lr·v,  v = μ·v + g",
-    "nesterov": "-lr·(g + μ·v),  v = μ·v + g",
-    "adam": "-lr·m̂/(√v̂ + ε),  m̂ = m/(1-β1^t),  v̂ = v/(1-β2^t)",
-    "adamw": "-lr·λ·θ - lr·m̂/(√v̂ + ε)",
 }
 
 
@@ -516,73 +476,3 @@ def layer_of(name: str) -> int | None:
 
 def is_weight_shaped(name: str) -> bool:
     return parse(name).weight_shaped
-
-
-# --- what a name means in one run ---------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Described:
-    """A tensor of one run's trace, with its producer and equation filled in."""
-
-    tensor: Tensor
-    producer: str  # "scratch/network.py:hidden_error, scratch/activations.py:tanh_derivative"
-    equation: str
-
-
-def describe(name: str, network: Network, optimizer: OptimizerSettings) -> Described:
-    """``name`` in a run of ``network`` with ``optimizer``: where it comes from, its equation."""
-    tensor = parse(name)
-    L, l = network.n_layers, tensor.layer
-    dropped = bool(network.dropout)  # hidden layers drop units: layer l + 1 reads D_l
-    normalized = bool(getattr(network, "batch_norm", False)) and l is not None and l < L
-    family = tensor.family
-    if family is ERROR_TERM and l == L:
-        family = OUTPUT_ERROR
-    elif family is ERROR_TERM and normalized:
-        family = NORMALIZED_ERROR
-    elif family is ERROR_TERM and dropped:
-        family = DROPPED_ERROR
-    elif family is _PER_LAYER["A"] and normalized:
-        family = NORMALIZED_ACTIVATION
-    fill = {
-        "l": l,
-        "L": L,
-        "next": (l or 0) + 1,
-        "prev": "X" if l == 1 else f"{'D' if dropped else 'A'}{(l or 1) - 1}",
-        "act": network.activation_of(l) if l else "",
-        "loss": network.loss,
-        "optimizer": optimizer.name,
-        "rule_function": RULE_FUNCTIONS[optimizer.name],
-        "p": tensor.parameter,
-        "name": name,
-        "rule": _rule(tensor, optimizer),
-        "schedule": SCHEDULE_EQUATIONS.get(optimizer.lr_schedule, "lr"),
-    }
-    producer = family.producer.format(**fill)
-    equation = family.equation.format(**fill)
-    if normalized and family is _PER_LAYER["Z"]:  # no bias before batch normalization
-        equation = equation.removesuffix(f" + b{l}")
-    if dropped and family is GRADIENTS["W"] and l > 1:  # which output of layer l-1 it reads
-        producer += ", network.py:layer_output"
-    if dropped and family is _PER_LAYER["dN"]:  # back through the dropout first
-        producer += ", network.py:dropout_backward"
-        equation = equation.replace("(dZ", "((dZ").replace(".T)", f".T) ⊙ M{l} / (1 - p))")
-    if optimizer.clip_norm and STAGES[family.kind] == "update":  # the gradient it was given
-        producer += ", optimizers.py:clip_by_global_norm"
-    producer = ", ".join(f"scratch/{part}" for part in producer.split(", "))
-    return Described(tensor, producer, equation)
-
-
-def _rule(tensor: Tensor, optimizer: OptimizerSettings) -> str:
-    """The update rule written out for one parameter: L2 and decoupled decay touch only the
-    parameters that decay (the weights)."""
-    p = tensor.parameter
-    if p is None:
-        return ""
-    g = f"s·d{p}" if optimizer.clip_norm else f"d{p}"
-    g = f"({g} + l2·{p})" if optimizer.l2 and tensor.decays else g
-    name = optimizer.name
-    rule = UPDATE_RULES["adam" if name == "adamw" and not tensor.decays else name]
-    clipping = ",  s = min(1, clip_norm/(grad_norm + 1e-6))" if optimizer.clip_norm else ""
-    return re.sub(r"\bg\b", g, rule).replace("θ", p) + clipping

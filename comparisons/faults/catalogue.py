@@ -12,71 +12,18 @@ point for the fault to count as localized. A fault that cannot change behaviour 
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from unittest import mock
 
-import scratch.activations
-import scratch.losses
-import scratch.network
-import scratch.optimizers
-import scratch.training
+from comparisons.faults.fault import ACT, FAST_SPEC, LOSS, NET, OPT, TRAIN, Fault
+from comparisons.faults.options import OPTION_FAULTS
 from comparisons.faults.patching import edit
 
-# The fast oracle's problem: 12 synthetic rows, batches of 5 (the last one has 2 rows), two
-# epochs, network (4, 6, 5, 1). Small enough that the whole catalogue runs in seconds.
-FAST_SPEC = {
-    "dataset": "synthetic",
-    "synthetic_rows": 12,
-    "synthetic_features": 4,
-    "hidden": (6, 5),
-    "activation": "sigmoid",
-    "loss": "bce_logits",
-    "output": "identity",
-    "optimizer": "sgd",
-    "lr": 0.1,
-    "epochs": 2,
-    "batch_size": 5,
-}
+__all__ = ["FAST_SPEC", "FAULTS", "FAULTS_BY_NAME", "Fault"]
 
-
-@dataclass(frozen=True)
-class Fault:
-    name: str
-    category: str  # activation, loss, backward, optimizer, dropout, batch_norm, data, precision
-    description: str
-    patch: Callable[[], contextlib.AbstractContextManager]
-    expected_tensor: str  # the first tensor, in dataflow order, that the fault changes
-    spec: dict = field(default_factory=dict)  # run-spec changes under which the fault shows
-    equivalent: bool = False  # cannot change behaviour (a test proves it)
-    location: str = ""  # the function the fault breaks, where ``patch`` cannot say
-
-    def run_spec(self) -> dict:
-        return {**FAST_SPEC, **self.spec}
-
-    @property
-    def where(self) -> str:
-        """``scratch/<module>.py:<function>``: the function the fault breaks."""
-        return getattr(self.patch, "where", self.location)
-
-
-ACT = scratch.activations
-LOSS = scratch.losses
-NET = scratch.network
-TRAIN = scratch.training
-OPT = scratch.optimizers
 MOMENTUM = 'opt.momentum * state["momentum"] + g'
 MOMENTUM_SPEC = {"optimizer": "momentum", "lr": 0.02, "momentum": 0.9}
 ADAM_SPEC = {"optimizer": "adam", "lr": 0.01}
 IN_PLACE_SGD = "theta -= opt.lr * g\n    return theta, {}"
-CLIP_SPEC = {"clip_norm": 0.5}  # the first step's global norm is 0.70: it clips
-# decays at the third and the fifth of the six updates
-SCHEDULE_SPEC = {"lr_schedule": "step", "lr_step_size": 2, "lr_gamma": 0.5}
-# two warm-up updates, then a cosine over the other four of the six, down to 0.01
-COSINE_SPEC = {"lr_schedule": "cosine", "lr_warmup": 2, "lr_min": 0.01}
-DROPOUT_SPEC = {"dropout": 0.3}
-BN_SPEC = {"batch_norm": True}  # the first step drops 9 of 30 units of layer 1, 5 of 25 of 2
 
 FAULTS = (
     # Activations: the derivative's sign or form.
@@ -144,7 +91,7 @@ FAULTS = (
         "bce-clip-bound",
         "loss",
         "BCE clamps log at -10 instead of PyTorch's -100 (shows on saturated outputs)",
-        lambda: mock.patch.object(scratch.losses, "BCE_LOG_FLOOR", -10.0),
+        lambda: mock.patch.object(LOSS, "BCE_LOG_FLOOR", -10.0),
         "loss",
         # Gain 15: enough saturated outputs that some log terms fall below -10, few so
         # saturated (|Z| > 25) that A(1 - A) itself loses its digits in float64.
@@ -315,252 +262,7 @@ FAULTS = (
         "ΔW1",
         {**ADAM_SPEC, "l2": 0.05},
     ),
-    # Gradient clipping by global norm.
-    Fault(
-        "clip-per-tensor",
-        "optimizer",
-        "each gradient clipped by its own norm instead of the norm of all of them together",
-        edit(
-            OPT,
-            "clip_by_global_norm",
-            "g * scale for p, g",
-            "g * min(1.0, clip_norm / (np.sqrt(np.sum(g * g)) + CLIP_EPS)) for p, g",
-        ),
-        "ΔW1",
-        CLIP_SPEC,
-    ),
-    Fault(
-        "clip-norm-squared",
-        "optimizer",
-        "the global norm without its square root: Σ g² taken for ‖g‖",
-        edit(OPT, "clip_by_global_norm", "np.sqrt(sum(", "(sum("),
-        "grad_norm",
-        CLIP_SPEC,
-    ),
-    Fault(
-        "clip-without-eps",
-        "optimizer",
-        "the clipping scale c / ‖g‖ (optax's clip_by_global_norm) in a run that follows "
-        "PyTorch's c / (‖g‖ + 1e-6)",
-        edit(OPT, "clip_by_global_norm", "clip_norm / (norm + CLIP_EPS)", "clip_norm / norm"),
-        "ΔW1",
-        CLIP_SPEC,
-    ),
-    # Learning-rate schedules.
-    Fault(
-        "schedule-one-step-late",
-        "optimizer",
-        "the step-decay schedule one update late: lr·γ^⌊t / s⌋ for the t-th update",
-        edit(OPT, "learning_rate", "((t - 1) // opt.lr_step_size)", "(t // opt.lr_step_size)"),
-        "lr",
-        SCHEDULE_SPEC,
-    ),
-    Fault(
-        "schedule-decays-every-update",
-        "optimizer",
-        "the learning rate multiplied by γ at every update instead of every s updates",
-        edit(OPT, "learning_rate", "((t - 1) // opt.lr_step_size)", "(t - 1)"),
-        "lr",
-        SCHEDULE_SPEC,
-    ),
-    Fault(
-        "schedule-not-applied",
-        "optimizer",
-        "the schedule's lr reported but the update taken with the base lr",
-        edit(OPT, "update", "lr=learning_rate(opt, t), ", ""),
-        "ΔW1",
-        SCHEDULE_SPEC,
-    ),
-    Fault(
-        "warmup-one-update-short",
-        "optimizer",
-        "the warm-up divides by w instead of w + 1: it reaches lr one update early",
-        edit(OPT, "learning_rate", "opt.lr * (k + 1) / (w + 1)", "opt.lr * (k + 1) / w"),
-        "lr",
-        COSINE_SPEC,
-    ),
-    Fault(
-        "cosine-ignores-warmup",
-        "optimizer",
-        "the cosine's progress counted from the first update instead of the warm-up's end",
-        edit(OPT, "learning_rate", "min(k - w, D - w)", "min(k, D - w)"),
-        "lr",
-        COSINE_SPEC,
-    ),
-    Fault(
-        "cosine-without-floor",
-        "optimizer",
-        "the cosine decays to 0 instead of lr_min: lr·½(1 + cos(…))",
-        edit(
-            OPT,
-            "learning_rate",
-            "opt.lr_min + (opt.lr - opt.lr_min) * 0.5",
-            "opt.lr * 0.5",
-        ),
-        "lr",
-        COSINE_SPEC,
-    ),
-    # Dropout.
-    Fault(
-        "dropout-not-inverted",
-        "dropout",
-        "the kept units not scaled by 1/(1 - p) in training (the scaling left to evaluation, "
-        "as in the original dropout, while the network is evaluated without it)",
-        edit(NET, "dropout", "A * M / (1.0 - p)", "A * M"),
-        "D1",
-        DROPOUT_SPEC,
-    ),
-    Fault(
-        "dropout-divides-by-rate",
-        "dropout",
-        "the kept units scaled by 1/p, the drop rate taken for the keep probability",
-        edit(NET, "dropout", "A * M / (1.0 - p)", "A * M / p"),
-        "D1",
-        DROPOUT_SPEC,
-    ),
-    Fault(
-        "mask-keeps-with-rate",
-        "dropout",
-        "each unit kept with probability p instead of 1 - p (U < p keeps it)",
-        edit(NET, "dropout_masks", ">= mlp.dropout", "< mlp.dropout"),
-        "M1",
-        DROPOUT_SPEC,
-    ),
-    Fault(
-        "one-mask-for-the-batch",
-        "dropout",
-        "one mask row drawn per layer and shared by every example of the batch",
-        edit(
-            NET,
-            "dropout_masks",
-            "rng.random((batch, mlp.sizes[l]))",
-            "rng.random((1, mlp.sizes[l])).repeat(batch, axis=0)",
-        ),
-        "M1",
-        DROPOUT_SPEC,
-    ),
-    Fault(
-        "mask-redrawn-in-backward",
-        "dropout",
-        "the backward pass draws a fresh mask instead of reusing the forward pass's",
-        edit(
-            NET,
-            "backward",
-            'mask = fwd.get(f"M{l - 1}")',
-            'mask = dropout_masks(mlp, len(X), 1, l).get(f"M{l - 1}") if fwd.get(f"M{l - 1}") '
-            "is not None else None",
-        ),
-        "dZ2",
-        DROPOUT_SPEC,
-    ),
-    Fault(
-        "dropout-backward-without-mask",
-        "dropout",
-        "the error goes back through dropout scaled by 1/(1 - p) but not masked: dropped "
-        "units pass it on",
-        edit(NET, "dropout_backward", "dD * M / (1.0 - p)", "dD / (1.0 - p)"),
-        "dZ2",
-        DROPOUT_SPEC,
-    ),
-    Fault(
-        "dropout-backward-unscaled",
-        "dropout",
-        "the error goes back through the mask without the forward pass's 1/(1 - p)",
-        edit(NET, "dropout_backward", "dD * M / (1.0 - p)", "dD * M"),
-        "dZ2",
-        DROPOUT_SPEC,
-    ),
-    Fault(
-        "derivative-at-dropped-output",
-        "dropout",
-        "g'(Z_l) computed from the dropped-out output D_l instead of the activation A_l",
-        edit(NET, "backward", 'fwd[f"A{l - 1}"],', "layer_output(fwd, X, l - 1),"),
-        "dZ2",
-        DROPOUT_SPEC,
-    ),
-    Fault(
-        "weight-grad-reads-activation",
-        "dropout",
-        "dW_{l+1} = A_l.T @ dZ_{l+1}: the activation before dropout instead of D_l",
-        edit(
-            NET,
-            "layer_output",
-            'return fwd[f"D{l}"] if f"D{l}" in fwd else fwd[f"A{l}"]',
-            'return fwd[f"A{l}"]',
-        ),
-        "dW3",
-        DROPOUT_SPEC,
-    ),
-    # Batch normalization.
-    Fault(
-        "bn-unbiased-variance",
-        "batch_norm",
-        "the forward pass normalizes with the unbiased variance, Σ(Z - μ)²/(B - 1)",
-        edit(
-            NET,
-            "batch_norm",
-            "((Z - mu) ** 2).mean(axis=0)",
-            "((Z - mu) ** 2).sum(axis=0) / (len(Z) - 1)",
-        ),
-        "var1",
-        BN_SPEC,
-    ),
-    Fault(
-        "bn-eps-outside-sqrt",
-        "batch_norm",
-        "ε added outside the square root: (Z - μ)/(√σ² + ε)",
-        edit(NET, "batch_norm", "np.sqrt(var + eps)", "(np.sqrt(var) + eps)"),
-        "xhat1",
-        BN_SPEC,
-    ),
-    Fault(
-        "bn-running-momentum-swapped",
-        "batch_norm",
-        "the running statistics weigh the old value by m and the batch's by 1 - m (flax's and "
-        "Keras's momentum convention in a run that follows PyTorch's)",
-        edit(
-            NET,
-            "running_stats",
-            "return (1 - m) * mean + m * mu, (1 - m) * var + m * var_B * (B / (B - 1))",
-            "return m * mean + (1 - m) * mu, m * var + (1 - m) * var_B * (B / (B - 1))",
-        ),
-        "running_mean1",
-        BN_SPEC,
-    ),
-    Fault(
-        "bn-running-variance-biased",
-        "batch_norm",
-        "the running variance kept biased (the batch's σ², not σ²·B/(B - 1))",
-        edit(NET, "running_stats", "m * var_B * (B / (B - 1))", "m * var_B"),
-        "running_var1",
-        BN_SPEC,
-    ),
-    Fault(
-        "bn-variance-gradient-without-1-over-B",
-        "batch_norm",
-        "the variance's path of dZ without its 1/B: dσ²·2(Z - μ) instead of dσ²·2(Z - μ)/B",
-        edit(NET, "batch_norm_backward", "dvar * 2.0 * centered / B", "dvar * 2.0 * centered"),
-        "dZ2",
-        BN_SPEC,
-    ),
-    Fault(
-        "bn-mean-path-dropped",
-        "batch_norm",
-        "dZ without the mean's path, dμ/B (as if μ were a constant)",
-        edit(NET, "batch_norm_backward", " + dmu / B", ""),
-        "dZ2",
-        BN_SPEC,
-    ),
-    Fault(
-        "bn-gamma-gradient-from-output",
-        "batch_norm",
-        "dγ = Σ dN ⊙ N, the scaled output, instead of Σ dN ⊙ x̂",
-        edit(
-            NET, "batch_norm_backward", '"dgamma": (dN * xhat)', '"dgamma": (dN * (gamma * xhat))'
-        ),
-        "dgamma2",
-        BN_SPEC,
-    ),
+    *OPTION_FAULTS,  # clipping, schedules, dropout, batch norm: options.py
     # Data handling inside scratch.
     Fault(
         "shuffle-x-not-y",

@@ -8,7 +8,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from comparisons.faults.catalogue import FAULTS, Fault
+from comparisons.faults.catalogue import FAULTS
+from comparisons.faults.fault import Fault
 from comparisons.oracle.arbitration import arbitrate
 from comparisons.oracle.lockstep import lockstep
 from comparisons.report import markdown

@@ -32,7 +32,8 @@ from comparisons.run.contract import (
 from comparisons.run.inputs import RunInputs
 from comparisons.run.under_test import UnderTest
 from data.schedule import Step
-from scratch.trace_schema import batch_names, describe, names_of
+from scratch.trace_equations import describe
+from scratch.trace_schema import batch_names, names_of
 
 NOT_PROVIDED = "not provided by the engine under test, and the contract requires it"
 FOREIGN = "not a name of the trace schema (scratch/trace_schema.py): misspelt?"

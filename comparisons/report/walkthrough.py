@@ -9,7 +9,8 @@ from __future__ import annotations
 import numpy as np
 
 from scratch.config import MLP, Optimizer
-from scratch.trace_schema import STAGES, describe
+from scratch.trace_equations import describe
+from scratch.trace_schema import STAGES
 
 N_VALUES = 3  # numbers shown per engine and tensor
 

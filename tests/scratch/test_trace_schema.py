@@ -15,10 +15,10 @@ from scratch.activations import ACTIVATIONS
 from scratch.losses import LOSSES
 from scratch.network import dropout_masks
 from scratch.optimizers import init_state
+from scratch.trace_equations import describe
 from scratch.trace_schema import (
     OPTIMIZER_STATE,
     batch_names,
-    describe,
     dtype_of,
     is_weight_shaped,
     kind_of,
