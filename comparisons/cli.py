@@ -10,8 +10,10 @@ its own default folder, ``reports/COMMAND``; what ``--out`` may be: report/atomi
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
+import threading
 import traceback
 import unicodedata
 from collections.abc import Callable, Sequence
@@ -27,6 +29,7 @@ from comparisons.modes.gradcheck import run_gradcheck
 from comparisons.modes.lockstep import run_lockstep
 from comparisons.modes.record import record
 from comparisons.modes.train import train_scratch
+from comparisons.oracle.workers import reference_workers, usable_cpus
 from comparisons.progress import Progress, Terminated, end_line, sigterm_raises
 from comparisons.report.atomic_folder import OutFolderError, prepare_out_folder, write_report_folder
 from comparisons.report.html import render_html
@@ -55,6 +58,7 @@ EXIT_STATUS = {
     "diverged": EXIT_DIVERGED,
 }
 REPORTS = Path("reports")  # each command that writes has its own folder: reports/run, …
+JOBS_VARIABLE = "BACKPROP_ORACLE_JOBS"  # run --jobs's default, where set
 GRADCHECK_STEPS = 3  # gradcheck's default --steps (or all the run has, when fewer)
 BAD_INPUT = (
     SpecError,
@@ -117,6 +121,34 @@ def _device_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _run_options(parser: argparse.ArgumentParser) -> None:
+    """run's options: drift's, and how many processes the run may use."""
+    _device_options(parser)
+    parser.add_argument(
+        "--jobs",
+        type=_jobs,
+        default=os.environ.get(JOBS_VARIABLE, "auto"),
+        help="processes the run may use: 1 runs every engine in this one; N > 1 runs up to "
+        "N - 1 references in processes of their own, overlapping scratch's steps and the "
+        "comparisons (the verdict and report are the same); auto, the default, is the CPUs "
+        f"this process may use (default from ${JOBS_VARIABLE}, else auto)",
+    )
+
+
+def _jobs(value: str) -> int:
+    if value == "auto":
+        return usable_cpus()
+    try:
+        jobs = int(value)
+    except ValueError:
+        jobs = 0
+    if jobs < 1:
+        raise argparse.ArgumentTypeError(
+            f"give a whole number of 1 or more, or auto; got {value!r}"
+        )
+    return jobs
+
+
 def _engine_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--engine",
@@ -140,6 +172,10 @@ def _out_option(parser: argparse.ArgumentParser, command: str) -> None:
 
 
 def _load(args: argparse.Namespace, **overrides: object):
+    return build_inputs(_spec(args, **overrides))
+
+
+def _spec(args: argparse.Namespace, **overrides: object):
     assignments = list(args.assignments)
     if args.dtype:
         assignments.append(f"dtype={args.dtype}")
@@ -151,7 +187,7 @@ def _load(args: argparse.Namespace, **overrides: object):
                 f"e.g. {','.join(ENGINES)}"
             )
         overrides.setdefault("engines", names)
-    return build_inputs(load_spec(args.config, assignments, overrides))
+    return load_spec(args.config, assignments, overrides)
 
 
 def _progress(args: argparse.Namespace, inputs, label: str, total: int | None = None):
@@ -179,10 +215,23 @@ def headline(report: dict) -> list[str]:
 
 def cmd_run(args: argparse.Namespace) -> int:
     under_test = load_under_test(args.engine)
-    inputs = _load(args)
-    progress = _progress(args, inputs, "lockstep")
-    report = run_lockstep(inputs, on_step=progress, device=args.device, under_test=under_test)
-    return _write_and_report(args, report)
+    spec = _spec(args)
+    # the workers start importing their frameworks while this process loads the data
+    with reference_workers(spec.engines, args.jobs) as apart:
+        if apart:  # the report's plotting stack, imported while the run waits on them
+            threading.Thread(target=_import_plots, daemon=True).start()
+        inputs = build_inputs(spec)
+        progress = _progress(args, inputs, "lockstep")
+        report = run_lockstep(
+            inputs, on_step=progress, device=args.device, under_test=under_test, apart=apart
+        )
+        for worker in apart.values():
+            worker.stop()  # they end while the report is written
+        return _write_and_report(args, report)
+
+
+def _import_plots() -> None:
+    importlib.import_module("comparisons.report.plots")
 
 
 def cmd_drift(args: argparse.Namespace) -> int:
@@ -336,7 +385,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 COMMANDS: dict[str, tuple[Callable, Callable, str, str]] = {
     "run": (
         cmd_run,
-        _device_options,
+        _run_options,
         "the lockstep oracle: every engine, every step, every tensor; writes the report",
         "Step scratch, PyTorch and JAX through the same mini-batches. Before each step every "
         "reference is loaded with scratch's parameters and optimizer state; after it every "

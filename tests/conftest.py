@@ -39,6 +39,10 @@ def occupancy_dir() -> Path:
 # (The toy reports of the atomic-write tests, which have no schema_version, are not checked.)
 os.environ["BACKPROP_ORACLE_VALIDATE"] = "1"
 
+# `run` keeps every engine in its own process unless a test asks for workers (--jobs): a
+# worker pays PyTorch's import again (~3 s), and the test processes already fill the CPUs.
+os.environ["BACKPROP_ORACLE_JOBS"] = "1"
+
 
 # Framework markers: a test marked `torch` or `jax` is skipped where the framework is not
 # installed, except where BACKPROP_ORACLE_REQUIRE names it (tox's torch, jax and py envs):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from comparisons.oracle.arbitration import arbitrate
 from comparisons.oracle.lockstep import lockstep
@@ -23,10 +23,13 @@ def run_lockstep(
     on_step: OnStep | None = None,
     device: str = "cpu",
     under_test: UnderTest = SCRATCH,
+    apart: Mapping | None = None,
 ) -> dict:
+    """The run's report. ``apart``: references in worker processes (``oracle/workers.py``),
+    started by the caller; the others are made here."""
     started = time.perf_counter()
     under_test.check_references([e for e in inputs.spec.engines if e != "scratch"])
-    refs = make_references(inputs, device)
+    refs = make_references(inputs, device, apart)
     result = lockstep(inputs, refs, on_step=on_step, under_test=under_test)
     run_s = time.perf_counter() - started
     metrics = None
@@ -36,7 +39,7 @@ def run_lockstep(
         result.failure = result.failure or failure
     steps = walkthrough(result.first_step_traces, inputs.mlp, inputs.optimizer)
     timings = {"run_s": run_s, "total_s": time.perf_counter() - started}
-    env = fingerprint(inputs.spec.engines, device)
+    env = fingerprint(inputs.spec.engines, device, apart)
     report = lockstep_report(inputs, result, metrics, steps, env, timings)
     report["under_test"] = under_test.describe()
     if result.first_divergence is not None:

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from comparisons.oracle.compare import Comparison
+from comparisons.oracle.compare import Comparison, flat_index
 from scratch.trace_schema import parse
 
 
@@ -225,3 +225,14 @@ def _kind(name: object) -> str | None:
         return parse(name).kind
     except KeyError:
         return None
+
+
+def first_nonfinite(trace: dict, order: list[str]):
+    """(tensor, index, value) of the first non-finite value of the trace, in dataflow order."""
+    for name in order:
+        if name in trace:
+            value = np.asarray(trace[name], np.float64)
+            bad = np.flatnonzero(~np.isfinite(value.reshape(-1)))
+            if bad.size:
+                return name, flat_index(bad[0], value.shape), float(value.reshape(-1)[bad[0]])
+    return None

@@ -19,6 +19,8 @@ The steps go in chunks, for speed: scratch takes a few steps of one batch shape 
 kept as it was when taken), the references replay them from scratch's states, and the
 chunk's allowances and comparisons are computed as arrays with a row per step; then each
 step is judged in order. Nothing a run reports depends on the chunks (a test proves it).
+References in worker processes (``workers.py``) replay chunks while this process takes the
+next ones; their chunks are judged in the same order, with the same findings.
 
 The run keeps per-step summaries only, never every tensor of every step, so memory does not
 grow with the tensors' size times the number of steps. The first step's traces are kept
@@ -27,18 +29,18 @@ whole, for the report's equation walkthrough.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Iterator, Mapping
+from collections import deque
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from comparisons.oracle.chunk_compare import compare_rows
+from comparisons.oracle.chunks import chunk_steps, chunks, chunks_ahead
 from comparisons.oracle.compare import (
     Comparison,
     FlatTrace,
     compare_trace_flat,
-    flat_index,
     kind_or_unknown,
     mismatch,
 )
@@ -47,20 +49,20 @@ from comparisons.oracle.divergence import (
     Divergence,
     DivergentStep,
     EngineFailure,
-    engine_failure,
-    package_of,
+    first_nonfinite,
 )
 from comparisons.oracle.driven import FOREIGN, NOT_PROVIDED, Driven
 from comparisons.oracle.isolation import IN_PLACE, read_only
 from comparisons.oracle.roundoff import Step as RoundoffStep
 from comparisons.oracle.roundoff import Steps, stacked_allowances
+from comparisons.oracle.workers import Worker, replay
 from comparisons.oracle.worst import WorstTable
 from comparisons.run.contract import as_arrays, load_state
 from comparisons.run.engines import Engine, initial_state
 from comparisons.run.inputs import RunInputs
 from comparisons.run.under_test import SCRATCH, UnderTest
 from data.schedule import Step
-from scratch.trace_schema import batch_names, names_of, shape_of
+from scratch.trace_schema import batch_names
 
 
 @dataclass
@@ -91,14 +93,6 @@ class LockstepResult:
     @property
     def agree(self) -> bool:
         return self.verdict == "agree"
-
-
-# Scratch runs ahead by up to CHUNK_STEPS steps of one batch shape; the references then replay
-# them, and the chunk is judged in a few array passes over matrices with a row per step. A
-# chunk's matrix is kept within about CHUNK_BYTES, so that those passes run in the CPU's cache
-# (measured: a 5-64-64-1 run takes 3.0 ms a step in chunks of 8, 3.7 ms in chunks of 32).
-CHUNK_STEPS = 32
-CHUNK_BYTES = 2 * 2**20
 
 
 def lockstep(
@@ -136,9 +130,20 @@ def lockstep(
     result.per_tensor = {name: WorstTable() for name in references}
     runner = _Runner(inputs, Driven(inputs, under_test, engine), references, result, reload)
     size = chunk or chunk_steps(inputs)
-    for group in _chunks(inputs.schedule.steps if steps is None else steps, size):
-        if runner.run(group, stop_at_first, on_step):
-            break
+    # With references in workers, scratch and the references kept here run ahead by up to
+    # ``ahead`` chunks while the workers replay; the chunks are judged in order all the same.
+    ahead = runner.ahead(size)
+    pending: deque[_Chunk] = deque()
+    stopped = False
+    for group in chunks(inputs.schedule.steps if steps is None else steps, size):
+        pending.append(runner.start(group))
+        while pending and not stopped and (len(pending) > ahead or runner.ready()):
+            stopped = runner.finish(pending.popleft(), stop_at_first, on_step)
+        if stopped or (pending and any(t.failure for t in pending[-1].taken)):
+            break  # (a failure taken: no step after it is judged)
+    while pending and not stopped:
+        stopped = runner.finish(pending.popleft(), stop_at_first, on_step)
+    runner.drop()
     final = runner.final or tuple(_copies(as_arrays(part, "state()")) for part in engine.state())
     result.final_params, result.final_state = final
     result.not_provided = [n for n in runner.trace_names if n in runner.not_provided]
@@ -147,26 +152,6 @@ def lockstep(
 
 def _copies(params: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     return {k: np.array(v) for k, v in params.items()}
-
-
-def chunk_steps(inputs: RunInputs) -> int:
-    """How many steps a chunk takes: CHUNK_STEPS, fewer where a step's trace is large."""
-    batch = len(inputs.schedule.steps[0].rows) if inputs.schedule.steps else 1
-    names = names_of(inputs.mlp, inputs.optimizer)
-    elements = sum(math.prod(shape_of(n, inputs.mlp.sizes, batch)) for n in names)
-    return max(1, min(CHUNK_STEPS, CHUNK_BYTES // (8 * elements)))
-
-
-def _chunks(steps: list[Step], size: int) -> Iterator[list[Step]]:
-    """Consecutive steps of one batch shape, at most ``size`` at a time."""
-    group: list[Step] = []
-    for step in steps:
-        if group and (len(group) == size or len(step.rows) != len(group[0].rows)):
-            yield group
-            group = []
-        group.append(step)
-    if group:
-        yield group
 
 
 @dataclass(eq=False)  # compared by identity
@@ -193,6 +178,13 @@ class _Taken:
     given: dict = field(default_factory=dict)  # the step's dropout masks, for the references
 
 
+@dataclass(eq=False)
+class _Chunk:
+    taken: list[_Taken]  # scratch's steps
+    todo: list[_Taken]  # those the references replay
+    here: dict  # the replays of the references kept in this process: name -> (traces, failure)
+
+
 class _Runner:
     """One chunk of lockstep steps at a time; the findings go into ``result``."""
 
@@ -204,12 +196,17 @@ class _Runner:
         self.reload = reload  # step index -> the state the engine under test starts it from
         self._kind_positions: dict[tuple[str, ...], tuple] = {}
         self.final: tuple | None = None  # scratch's params and state, if it stopped mid-chunk
+        self.last: _Taken | None = None  # the last step taken
+        self.workers = {n: e for n, e in references.items() if isinstance(e, Worker)}
 
-    def run(self, steps: list[Step], stop_at_first: bool, on_step) -> bool:
-        """Take, replay and judge one chunk; True when the run must stop."""
-        result = self.result
-        taken = self._take(steps)
-        self._replay(taken)
+    def start(self, steps: list[Step]) -> _Chunk:
+        """Take one chunk with scratch and start every reference replaying it."""
+        return self._submit(self._take(steps))
+
+    def finish(self, chunk: _Chunk, stop_at_first: bool, on_step) -> bool:
+        """Gather the chunk's replays, judge it; True when the run must stop."""
+        result, taken = self.result, chunk.taken
+        self._gather(chunk)
         self._allow(taken)
         self._compare_together(taken)
         for t in taken:
@@ -222,6 +219,20 @@ class _Runner:
                     self.final = tuple(_copies(part) for part in t.after)
                 return True
         return False
+
+    def ahead(self, size: int) -> int:
+        """How many chunks may wait to be judged: none without workers (each is judged as
+        soon as it is taken)."""
+        return chunks_ahead(self.inputs, size, len(self.refs)) if self.workers else 0
+
+    def ready(self) -> bool:
+        """Whether every worker has answered the oldest chunk waiting."""
+        return bool(self.workers) and all(w.ready() for w in self.workers.values())
+
+    def drop(self) -> None:
+        """The workers forget the chunks taken after the run stopped."""
+        for worker in self.workers.values():
+            worker.drop_pending()
 
     # --- scratch takes the chunk --------------------------------------------------------
 
@@ -238,8 +249,7 @@ class _Runner:
             pristine = {k: np.copy(v) for k, v in {**params, **state}.items()}  # copy once
             views = {k: read_only(v) for k, v in pristine.items()}
             given = {k: views[k] for k in params}, {k: views[k] for k in state}
-            if taken:
-                before = taken[-1]
+            if (before := self.last) is not None:
                 before.after = given  # what scratch had after it, should the run stop there
                 # Its trace, as it was then: the step scratch is about to take could write
                 # into arrays the last one returned (its new parameters, a buffer it reuses).
@@ -251,6 +261,7 @@ class _Runner:
             t = _Taken(step, *given, Xb, Yb, checks, trace, failure, in_place, writer)
             t.given = self.inputs.given(step)
             taken.append(t)
+            self.last = t
             if failure is not None:
                 break
             t.foreign = foreign
@@ -262,33 +273,33 @@ class _Runner:
 
     # --- the references replay it --------------------------------------------------------
 
-    def _replay(self, taken: list[_Taken]) -> None:
-        """Every reference from scratch's state before each step, on the same batch. A
-        reference runs a step unless one before it raised there (a partial trace of scratch's
-        is compared too); where one raises, the chunk ends at that step."""
-        for name, engine in self.refs.items():
-            todo = [t for t in taken if t.failure is None or t.failure.engine == "scratch"]
-            traces, failure = self._replay_one(name, engine, todo)
-            for t, trace in zip(todo, traces, strict=False):
-                t.traces[name] = trace
-            if failure is not None:
-                at = taken.index(todo[len(traces) - 1])
+    def _submit(self, taken: list[_Taken]) -> _Chunk:
+        """Every reference starts on the chunk from scratch's state before each step, on the
+        same batch: the workers first, then the references kept here, which replay it now.
+        A reference runs every step but the one scratch failed at (its partial trace is
+        compared too)."""
+        todo = [t for t in taken if t.failure is None or t.failure.engine == "scratch"]
+        jobs = [(t.step, t.params, t.state, t.X, t.Y, t.given) for t in todo]
+        for worker in self.workers.values():
+            worker.submit(jobs)
+        here = {n: replay(n, e, jobs) for n, e in self.refs.items() if n not in self.workers}
+        return _Chunk(taken, todo, here)
+
+    def _gather(self, chunk: _Chunk) -> None:
+        """Each reference's traces of the chunk, in the references' order: where one raised,
+        the chunk ends at that step, and the references after it are not asked for it."""
+        taken = chunk.taken
+        for name in self.refs:
+            traces, failure = chunk.here.get(name) or self.workers[name].collect()
+            asked = {id(t) for t in taken if t.failure is None or t.failure.engine == "scratch"}
+            for t, trace in zip(chunk.todo, traces, strict=False):
+                if id(t) in asked:
+                    t.traces[name] = trace
+            failed = chunk.todo[len(traces) - 1] if failure is not None else None
+            if failed is not None and id(failed) in asked:
+                at = taken.index(failed)
                 taken[at].failure = taken[at].failure or failure
                 del taken[at + 1 :]
-
-    def _replay_one(self, name: str, engine, todo: list[_Taken]):
-        """One reference's traces of the steps ``todo``, each from scratch's state before
-        it, and its failure where it raises (the last trace is then that step's, empty)."""
-        traces = []
-        for t in todo:
-            try:
-                engine.set_state(t.params, t.state)
-                with np.errstate(all="ignore"):
-                    traces.append(engine.step(t.X, t.Y, **t.given))
-            except Exception as error:
-                failure, _ = engine_failure(name, package_of(engine), t.step, error)
-                return [*traces, {}], failure
-        return traces, None
 
     # --- the chunk's allowances and comparisons, together --------------------------------
 
@@ -420,7 +431,7 @@ class _Runner:
     def _judge(self, step, failures, trace, params, state, Xb, Yb, traces, allowed) -> None:
         """The step's finding, in dataflow order: the first failing tensor decides."""
         result, names = self.result, [*batch_names(), *trace]
-        nonfinite = _first_nonfinite(trace, self.expected) if not self.refs else None
+        nonfinite = first_nonfinite(trace, self.expected) if not self.refs else None
         if not failures and nonfinite is None:
             return
         if not failures:  # scratch alone, non-finite
@@ -487,14 +498,3 @@ def _stacked_allowances(inputs: RunInputs, group: list[tuple[_Taken, dict]]) -> 
             return stacked_allowances(steps, traces, inputs.spec.dtype)
     except (ValueError, TypeError, KeyError, IndexError):
         return None
-
-
-def _first_nonfinite(trace: dict, order: list[str]):
-    """(tensor, index, value) of the first non-finite value of the trace, in dataflow order."""
-    for name in order:
-        if name in trace:
-            value = np.asarray(trace[name], np.float64)
-            bad = np.flatnonzero(~np.isfinite(value.reshape(-1)))
-            if bad.size:
-                return name, flat_index(bad[0], value.shape), float(value.reshape(-1)[bad[0]])
-    return None

@@ -64,7 +64,7 @@ def _torch(engines: list[str]) -> dict[str, Any] | None:
     import torch
 
     return {
-        "version": torch.__version__,
+        "version": str(torch.__version__),  # a str, not torch's TorchVersion subclass of it
         "num_threads": torch.get_num_threads(),
         "float32_matmul_precision": torch.get_float32_matmul_precision(),
         "cuda_available": torch.cuda.is_available(),
@@ -90,8 +90,16 @@ def _jax(engines: list[str]) -> dict[str, Any] | None:
     }
 
 
-def fingerprint(engines: list[str], device: str = "cpu") -> dict[str, Any]:
-    """JSON-ready facts about this process; frameworks only if the run used them."""
+def fingerprint(engines: list[str], device: str = "cpu", apart=None) -> dict[str, Any]:
+    """JSON-ready facts about this process; frameworks only if the run used them, each as
+    the process that ran it sees it (``apart``: the references' worker processes)."""
+    apart = apart or {}
+
+    def framework(name: str) -> dict[str, Any] | None:
+        if name in apart and name in engines:
+            return apart[name].call(framework_facts, name)
+        return FRAMEWORKS[name](engines)
+
     return {
         "python": sys.version.split()[0],
         "implementation": platform.python_implementation(),
@@ -103,6 +111,14 @@ def fingerprint(engines: list[str], device: str = "cpu") -> dict[str, Any]:
         "device": device,
         "numpy": np.__version__,
         "blas": _blas(),
-        "torch": _torch(engines),
-        "jax": _jax(engines),
+        "torch": framework("torch"),
+        "jax": framework("jax"),
     }
+
+
+FRAMEWORKS = {"torch": _torch, "jax": _jax}
+
+
+def framework_facts(_engine, name: str) -> dict[str, Any] | None:
+    """The framework ``name``'s facts in a reference's worker process (called there)."""
+    return FRAMEWORKS[name]([name])

@@ -11,6 +11,7 @@ them, so that a scratch-only command never loads a framework.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Mapping
 from typing import Protocol
 
 import numpy as np
@@ -130,20 +131,30 @@ def persistent_jax_cache() -> None:
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 
 
-def make_references(inputs: RunInputs, device: str = "cpu") -> dict:
+def make_references(inputs: RunInputs, device: str = "cpu", apart: Mapping | None = None) -> dict:
     """One engine per reference the spec names (scratch is driven by the runners); on
-    ``device`` "gpu", a framework that sees no GPU is bad input (SpecError)."""
-    refs = {}
+    ``device`` "gpu", a framework that sees no GPU is bad input (SpecError). A reference in
+    ``apart`` (a worker process of ``oracle/workers.py``, started earlier) is built there:
+    an error building it comes with the worker's first answer."""
+    refs, apart = {}, apart or {}
     for name in inputs.spec.engines:
-        if name == "scratch":
-            continue
-        try:
-            refs[name] = make_engine(name, inputs.mlp, inputs.optimizer, inputs.spec.dtype, device)
-        except ValueError as err:
-            if device == "cpu":
-                raise
-            raise SpecError(
-                f"--device {device}: {err}; run on a machine whose {name} sees a GPU, or "
-                f"leave --device out (the references on the CPU)"
-            ) from None
+        settings = (name, inputs.mlp, inputs.optimizer, inputs.spec.dtype, device)
+        if name in apart:
+            apart[name].build(make_reference, *settings)
+            refs[name] = apart[name]
+        elif name != "scratch":
+            refs[name] = make_reference(*settings)
     return refs
+
+
+def make_reference(name: str, mlp: MLP, optimizer: Optimizer, dtype: str, device: str):
+    """``make_engine`` for a reference, where a framework that sees no GPU is bad input."""
+    try:
+        return make_engine(name, mlp, optimizer, dtype, device)
+    except ValueError as err:
+        if device == "cpu":
+            raise
+        raise SpecError(
+            f"--device {device}: {err}; run on a machine whose {name} sees a GPU, or "
+            f"leave --device out (the references on the CPU)"
+        ) from None

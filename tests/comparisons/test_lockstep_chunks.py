@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 
 from comparisons.faults.catalogue import FAULTS
-from comparisons.oracle import lockstep as lockstep_module
-from comparisons.oracle.lockstep import LockstepResult, chunk_steps, lockstep
+from comparisons.oracle import chunks as chunks_module
+from comparisons.oracle.chunks import chunk_steps
+from comparisons.oracle.lockstep import LockstepResult, lockstep
 from comparisons.run.engines import make_engine
 from comparisons.run.inputs import build_inputs
 from comparisons.run.spec import RunSpec
@@ -131,6 +132,6 @@ def test_a_chunk_holds_fewer_steps_when_a_steps_traces_are_large():
         spec = RunSpec().replace(dataset="synthetic", hidden=hidden, batch_size=batch)
         return chunk_steps(build_inputs(spec))
 
-    assert chunk((8, 4), 50) == lockstep_module.CHUNK_STEPS
-    assert 1 < chunk((64, 64), 50) < lockstep_module.CHUNK_STEPS
+    assert chunk((8, 4), 50) == chunks_module.CHUNK_STEPS
+    assert 1 < chunk((64, 64), 50) < chunks_module.CHUNK_STEPS
     assert chunk((1024, 1024), 1000) == 1

@@ -1,0 +1,270 @@
+"""References in processes of their own, so that their work and the oracle's overlap.
+
+A lockstep step's references depend only on scratch's state before it (DESIGN: each step's
+differences are its own), so a reference can replay a chunk of steps in another process
+while this one takes the next chunk with scratch, replays it with the references it keeps,
+and compares. On a machine of two or more CPUs that is most of a run's time: a PyTorch
+reference spends ~2.5 s importing its framework and ~1 ms a step, which the rest of the run
+no longer waits for.
+
+A worker is a spawned process (never forked: a fork of a process holding PyTorch's or JAX's
+threads can deadlock) that builds one reference engine from the run's settings and answers
+messages over a pipe, one reply per message, in order:
+
+    ("replay", jobs)         the traces of the steps ``jobs``, each from the state given
+                             with it, and the failure where the engine raised (``replay``)
+    ("call", fn, args)       ``fn(engine, *args)``: ``predict``, ``params``, the framework's
+                             fingerprint; ``fn`` a module-level function (sent by name)
+    ("close",)               end
+
+Everything a worker sends back is data (NumPy arrays, an ``EngineFailure``); an exception it
+raises outside a step (while building the engine, in a call) comes back and is raised here
+again, as it would have been in process; a worker that dies is an ``EngineFailure`` of its
+reference, never a hang.
+"""
+
+from __future__ import annotations
+
+import importlib
+import multiprocessing
+import os
+import queue
+import threading
+from collections import deque
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import numpy as np
+
+from comparisons.oracle.divergence import EngineFailure, engine_failure, package_of
+from comparisons.oracle.isolation import read_only
+from comparisons.run.engines import REFERENCES
+from data.schedule import Step
+
+# One job: (step, params, state, X, Y, given) where given is the step's extra inputs (masks).
+Job = tuple
+
+
+def replay(name: str, engine, jobs: list[Job]) -> tuple[list[dict], EngineFailure | None]:
+    """The engine's traces of ``jobs``, each step from the parameters and state given with
+    it, and its failure where it raises (the last trace is then that step's, empty)."""
+    traces = []
+    for step, params, state, X, Y, given in jobs:
+        try:
+            engine.set_state(params, state)
+            with np.errstate(all="ignore"):
+                traces.append(engine.step(X, Y, **given))
+        except Exception as error:
+            failure, _ = engine_failure(name, package_of(engine), step, error)
+            return [*traces, {}], failure
+    return traces, None
+
+
+@contextmanager
+def reference_workers(engines, jobs: int) -> Iterator[dict[str, Worker]]:
+    """Workers for as many of the references ``engines`` names as ``jobs`` processes leave
+    room for (this process is one of them), PyTorch first (its import is the longest);
+    closed on the way out, whatever happened."""
+    started: dict[str, Worker] = {}
+    try:
+        for name in apart(engines, jobs):
+            started[name] = Worker(name, REFERENCES[name].partition(":")[0])
+        yield started
+    finally:
+        for worker in started.values():
+            worker.close()
+
+
+def apart(engines, jobs: int) -> list[str]:
+    """The references among ``engines`` that get a worker of their own when the run may use
+    ``jobs`` processes: jobs - 1 of them (this process is one), PyTorch first."""
+    return [n for n in REFERENCES if n in engines][: max(0, jobs - 1)]
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity, not the machine's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+class Worker:
+    """A reference engine in a spawned process, behind the calls lockstep and the metrics
+    make of an engine: ``submit``/``collect`` a chunk's replay, ``predict``, ``params``."""
+
+    def __init__(self, name: str, module: str):
+        """Start the process, which imports ``module`` (the reference's framework) while
+        this one goes on; ``build`` then gives it the engine to make."""
+        context = multiprocessing.get_context("spawn")
+        self.name = name
+        # Two one-way pipes, and a thread here that does the sending: this process never
+        # waits to send while the worker waits to send it a reply (a full pipe each way).
+        requests, self._requests = context.Pipe(duplex=False)
+        self._replies, replies = context.Pipe(duplex=False)
+        self._process = context.Process(
+            target=_serve, args=(requests, replies, module), name=f"reference {name}", daemon=True
+        )
+        self._process.start()
+        requests.close()
+        replies.close()
+        self._outbox: queue.SimpleQueue = queue.SimpleQueue()
+        self._sender = threading.Thread(target=self._send_all, name=f"to {name}", daemon=True)
+        self._sender.start()
+        self._pending: deque[tuple[Step, Step]] = deque()  # each replay's first, last step
+        self._discard = 0  # replays submitted and no longer wanted
+        self._stash: deque = deque()  # replies received by ``ready``, not yet used
+        self._stopped = False
+
+    def build(self, make: Callable, *args) -> None:
+        """The worker's engine is ``make(*args)`` (a module-level function and picklable
+        arguments); an error making it is raised by the next call that waits on a reply."""
+        self._send(("build", make, args))
+
+    def submit(self, jobs: list[Job]) -> None:
+        """Replay ``jobs`` in the worker; ``collect`` returns what ``replay`` would have."""
+        self._send(("replay", jobs))
+        self._pending.append((jobs[0][0], jobs[-1][0]))
+
+    def ready(self) -> bool:
+        """Whether the oldest submitted replay's answer has come (``collect`` won't wait)."""
+        while self._replies.poll():
+            try:
+                self._stash.append(self._replies.recv())
+            except (EOFError, OSError):
+                return True  # collect says so
+        kinds = [kind for kind, _ in self._stash]
+        return kinds.count("replayed") > self._discard or "raised" in kinds
+
+    def collect(self) -> tuple[list[dict], EngineFailure | None]:
+        """The oldest submitted replay's traces and failure, in ``replay``'s form."""
+        first, last = self._pending.popleft()
+        try:
+            return self._reply()
+        except _Died as died:
+            steps = f"step {first.index}" + (f" to {last.index}" if last is not first else "")
+            reason = f"its process {died.reason} while replaying {steps}"
+            return [{}], EngineFailure(
+                self.name, first.index, first.epoch, first.batch, "WorkerDied", reason, "?"
+            )
+
+    def drop_pending(self) -> None:
+        """Forget every replay submitted and not collected (a run that stopped early)."""
+        self._discard += len(self._pending)
+        self._pending.clear()
+
+    def call(self, fn: Callable, *args):
+        """``fn(engine, *args)`` in the worker, its value here (its exception raised here)."""
+        self._send(("call", fn, args))
+        try:
+            return self._reply()
+        except _Died as died:
+            raise RuntimeError(f"the {self.name} reference's process {died.reason}") from None
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        return self.call(_predict, X)
+
+    def params(self) -> dict:
+        return self.call(_params)
+
+    def stop(self) -> None:
+        """Ask the process to end, without waiting for it (``close`` waits)."""
+        if not self._stopped:
+            self._stopped = True
+            self._outbox.put(("close",))
+            self._outbox.put(None)
+
+    def close(self) -> None:
+        """End the process: asked, then killed if it has not ended within seconds."""
+        self.stop()
+        self._sender.join(timeout=5)
+        self._process.join(timeout=5)
+        if self._process.is_alive():
+            self._process.kill()
+            self._process.join()
+        self._requests.close()
+        self._replies.close()
+
+    def _send(self, message) -> None:
+        self._outbox.put(message)
+
+    def _send_all(self) -> None:
+        """The sending thread: each message in order, until None (or the worker is gone:
+        the reply waited for then says so)."""
+        while (message := self._outbox.get()) is not None:
+            try:
+                self._requests.send(message)
+            except (BrokenPipeError, OSError):
+                return
+
+    def _reply(self):
+        """The next reply that answers a message (not the engine's "built", not a
+        discarded replay's): its value, or the worker's exception raised here."""
+        while True:
+            if self._stash:
+                kind, value = self._stash.popleft()
+            else:
+                try:
+                    kind, value = self._replies.recv()
+                except (EOFError, OSError):
+                    self._process.join(timeout=5)
+                    raise _Died(f"ended with exit status {self._process.exitcode}") from None
+            if kind == "raised":
+                raise value
+            if kind == "replayed" and self._discard:
+                self._discard -= 1
+            elif kind != "built":
+                return value
+
+
+class _Died(Exception):
+    def __init__(self, reason: str):
+        self.reason = reason
+
+
+def _predict(engine, X):
+    return np.asarray(engine.predict(X))
+
+
+def _params(engine):
+    return {k: np.asarray(v) for k, v in engine.params().items()}
+
+
+def _serve(requests, replies, module: str) -> None:
+    """The worker: import ``module``, build the engine it is given, then answer messages
+    until told to close (or until the oracle's process is gone)."""
+    try:
+        importlib.import_module(module)
+    except Exception:  # building the engine imports it again, and says why
+        pass
+    engine = None
+    while True:
+        try:
+            message = requests.recv()
+        except EOFError:
+            return
+        kind, *rest = message
+        if kind == "close":
+            return
+        try:
+            if kind == "build":
+                make, args = rest
+                engine = make(*args)
+                replies.send(("built", None))
+            elif kind == "replay":
+                jobs = [
+                    (step, _frozen(params), _frozen(state), read_only(X), read_only(Y), given)
+                    for step, params, state, X, Y, given in rest[0]
+                ]
+                replies.send(("replayed", replay(engine.name, engine, jobs)))
+            else:
+                fn, args = rest
+                replies.send(("value", fn(engine, *args)))
+        except Exception as error:
+            replies.send(("raised", error))
+
+
+def _frozen(arrays: dict) -> dict:
+    """Read-only views, as the references get in process: a reference that writes into its
+    inputs raises in either."""
+    return {k: read_only(v) for k, v in arrays.items()}
