@@ -56,6 +56,18 @@ def _missing(framework: str) -> list[str]:
     return [m for m in FRAMEWORK_MODULES[framework] if importlib.util.find_spec(m) is None]
 
 
+@pytest.fixture(autouse=True)
+def _figures_where_asked(request, monkeypatch):
+    """Drawing a report's figures takes ~0.5 s (matplotlib): the tests of the figures
+    (marked ``figures``) and the slow tier draw them; in the quick tier's other tests,
+    report.html is written without them (its text and tables as ever)."""
+    node = request.node
+    if node.get_closest_marker("figures") is None and node.get_closest_marker("slow") is None:
+        from comparisons.report import sections
+
+        monkeypatch.setattr(sections, "figures", lambda report: ())
+
+
 def pytest_runtest_setup(item: pytest.Item) -> None:
     required = set(filter(None, os.environ.get("BACKPROP_ORACLE_REQUIRE", "").split(",")))
     for framework in FRAMEWORK_MODULES:

@@ -35,6 +35,8 @@ from comparisons.report.html import render_html
 from comparisons.run.inputs import build_inputs
 from comparisons.run.spec import RunSpec
 
+pytestmark = pytest.mark.figures
+
 FLAGS = [
     "--headless",
     "--no-sandbox",  # root in containers; the page is our own file

@@ -28,6 +28,8 @@ from comparisons.report.text import first_divergence_lines, verdict_line
 from comparisons.run.inputs import build_inputs
 from comparisons.run.spec import RunSpec
 
+pytestmark = pytest.mark.figures
+
 VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "wbr"}
 URL_ATTRS = {"src", "href", "srcset", "action", "formaction", "poster", "data", "background"}
 EXTERNAL = ("http://", "https://", "//")

@@ -19,6 +19,7 @@ from comparisons.oracle.lockstep import LockstepResult, lockstep
 from comparisons.run.engines import make_engine
 from comparisons.run.inputs import build_inputs
 from comparisons.run.spec import RunSpec
+from tests.tiers import every
 
 # 41 rows in batches of 4: ten steps of one shape, then one of a single row, per epoch (42,
 # and two rows, with batch normalization, which needs two).
@@ -77,11 +78,7 @@ def test_a_sound_run_reports_the_same_whatever_the_chunks(stop_at_first):
     assert '"verdict": "agree"' in one and one == ragged == default
 
 
-FAULT_PARAMS = [
-    pytest.param(f, id=f.name, marks=[] if i % 4 == 0 else [pytest.mark.slow])
-    for i, f in enumerate(FAULTS)
-    if not f.equivalent
-]
+FAULT_PARAMS = every(8, [f for f in FAULTS if not f.equivalent], name=lambda f: f.name)
 
 
 @pytest.mark.torch

@@ -161,6 +161,7 @@ def _report(out) -> dict:
 SMALL = ["--set", "dataset=synthetic", "--set", "synthetic_rows=41", "--set", "batch_size=4"]
 
 
+@pytest.mark.slow  # a worker process: ~3 s of PyTorch's import each
 def test_run_with_jobs_writes_the_report_one_process_writes(tmp_path):
     one, two = tmp_path / "one", tmp_path / "two"
     base = ["run", *SMALL, "--engines", "scratch,torch", "--quiet"]
