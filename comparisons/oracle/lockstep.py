@@ -280,7 +280,7 @@ class _Runner:
         compared too)."""
         todo = [t for t in taken if t.failure is None or t.failure.engine == "scratch"]
         jobs = [(t.step, t.params, t.state, t.X, t.Y, t.given) for t in todo]
-        for worker in self.workers.values():
+        for worker in self.workers.values():  # (never empty: a chunk takes a step at least)
             worker.submit(jobs)
         here = {n: replay(n, e, jobs) for n, e in self.refs.items() if n not in self.workers}
         return _Chunk(taken, todo, here)

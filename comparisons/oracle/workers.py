@@ -2,25 +2,27 @@
 
 A lockstep step's references depend only on scratch's state before it (DESIGN: each step's
 differences are its own), so a reference can replay a chunk of steps in another process
-while this one takes the next chunk with scratch, replays it with the references it keeps,
-and compares. On a machine of two or more CPUs that is most of a run's time: a PyTorch
-reference spends ~2.5 s importing its framework and ~1 ms a step, which the rest of the run
-no longer waits for.
+while this one takes the next chunks with scratch, replays them with the references it
+keeps, and judges the earlier ones in order. What it saves is mostly the frameworks' own
+time: PyTorch spends ~2.5 s importing (torch, then torch._dynamo, which every torch.optim
+optimizer imports) and ~1 ms a step, which the rest of the run no longer waits for.
 
 A worker is a spawned process (never forked: a fork of a process holding PyTorch's or JAX's
-threads can deadlock) that builds one reference engine from the run's settings and answers
-messages over a pipe, one reply per message, in order:
+threads can deadlock). It imports its reference's module as soon as it starts, then answers
+messages, one reply each, in order:
 
+    ("build", make, args)    its engine is make(*args)                 -> "built"
     ("replay", jobs)         the traces of the steps ``jobs``, each from the state given
                              with it, and the failure where the engine raised (``replay``)
-    ("call", fn, args)       ``fn(engine, *args)``: ``predict``, ``params``, the framework's
-                             fingerprint; ``fn`` a module-level function (sent by name)
-    ("close",)               end
+    ("call", fn, args)       fn(engine, *args): ``predict``, ``params``, the framework's
+                             facts for the fingerprint (fn module-level: sent by name)
+    ("close",)               end (no reply)
 
 Everything a worker sends back is data (NumPy arrays, an ``EngineFailure``); an exception it
-raises outside a step (while building the engine, in a call) comes back and is raised here
-again, as it would have been in process; a worker that dies is an ``EngineFailure`` of its
-reference, never a hang.
+raises outside a step (building its engine, in a call) comes back and is raised here, as it
+would have been in process; a worker that dies is an ``EngineFailure`` of its reference
+("WorkerDied"), never a hang. Two one-way pipes, and a thread here that does the sending:
+neither side ever waits to send while the other waits to send to it.
 """
 
 from __future__ import annotations
@@ -28,7 +30,9 @@ from __future__ import annotations
 import importlib
 import multiprocessing
 import os
+import pickle
 import queue
+import signal
 import threading
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -70,6 +74,10 @@ def reference_workers(engines, jobs: int) -> Iterator[dict[str, Worker]]:
         for name in apart(engines, jobs):
             started[name] = Worker(name, REFERENCES[name].partition(":")[0])
         yield started
+    except BaseException:  # bad input, an interrupt: nothing to wait for
+        for worker in started.values():
+            worker.kill()
+        raise
     finally:
         for worker in started.values():
             worker.close()
@@ -174,6 +182,10 @@ class Worker:
             self._outbox.put(("close",))
             self._outbox.put(None)
 
+    def kill(self) -> None:
+        self._process.kill()
+        self.close()
+
     def close(self) -> None:
         """End the process: asked, then killed if it has not ended within seconds."""
         self.stop()
@@ -232,39 +244,44 @@ def _params(engine):
 
 def _serve(requests, replies, module: str) -> None:
     """The worker: import ``module``, build the engine it is given, then answer messages
-    until told to close (or until the oracle's process is gone)."""
+    until told to close, or until the oracle's process is gone (its pipes closed). Ctrl-C
+    is the oracle's to handle: it ends its workers."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         importlib.import_module(module)
     except Exception:  # building the engine imports it again, and says why
         pass
     engine = None
-    while True:
-        try:
-            message = requests.recv()
-        except EOFError:
-            return
-        kind, *rest = message
-        if kind == "close":
-            return
-        try:
-            if kind == "build":
-                make, args = rest
-                engine = make(*args)
-                replies.send(("built", None))
-            elif kind == "replay":
-                jobs = [
-                    (step, _frozen(params), _frozen(state), read_only(X), read_only(Y), given)
-                    for step, params, state, X, Y, given in rest[0]
-                ]
-                replies.send(("replayed", replay(engine.name, engine, jobs)))
-            else:
-                fn, args = rest
-                replies.send(("value", fn(engine, *args)))
-        except Exception as error:
-            replies.send(("raised", error))
+    try:
+        while (message := requests.recv())[0] != "close":
+            kind, *rest = message
+            try:
+                if kind == "build":
+                    make, args = rest
+                    engine = make(*args)
+                    answer = ("built", None)
+                elif kind == "replay":
+                    jobs = [_frozen(job) for job in rest[0]]
+                    answer = ("replayed", replay(engine.name, engine, jobs))
+                else:
+                    fn, args = rest
+                    answer = ("value", fn(engine, *args))
+            except Exception as error:
+                answer = ("raised", error)
+            try:
+                replies.send(answer)
+            except (pickle.PicklingError, TypeError, AttributeError) as error:
+                # sent as a message when it cannot be sent whole (pickling comes first)
+                what = f"{type(answer[1]).__name__}: {answer[1]}"
+                replies.send(("raised", RuntimeError(f"{what} (not sendable: {error})")))
+    except (BrokenPipeError, EOFError, OSError):
+        return
 
 
-def _frozen(arrays: dict) -> dict:
-    """Read-only views, as the references get in process: a reference that writes into its
-    inputs raises in either."""
-    return {k: read_only(v) for k, v in arrays.items()}
+def _frozen(job: Job) -> Job:
+    """Read-only views of a job's arrays, as the references get in process: a reference
+    that writes into its inputs raises in either."""
+    step, params, state, X, Y, given = job
+    params = {k: read_only(v) for k, v in params.items()}
+    state = {k: read_only(v) for k, v in state.items()}
+    return step, params, state, read_only(X), read_only(Y), given
