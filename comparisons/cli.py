@@ -231,7 +231,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _import_plots() -> None:
-    importlib.import_module("comparisons.report.plots")
+    try:
+        importlib.import_module("comparisons.report.plots")
+    except ImportError:  # no matplotlib (an optional extra): the report says so, later
+        pass
 
 
 def cmd_drift(args: argparse.Namespace) -> int:
