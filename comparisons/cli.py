@@ -20,6 +20,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from comparisons import bench
+from comparisons import cli_options as options
+from comparisons.cli_options import Parser, UsageError
 from comparisons.faults.catalogue import FAULTS
 from comparisons.faults.runner import render_markdown as render_faults_markdown
 from comparisons.faults.runner import run_catalogue
@@ -29,7 +31,7 @@ from comparisons.modes.gradcheck import run_gradcheck
 from comparisons.modes.lockstep import run_lockstep
 from comparisons.modes.record import record
 from comparisons.modes.train import train_scratch
-from comparisons.oracle.workers import reference_workers, usable_cpus
+from comparisons.oracle.workers import reference_workers
 from comparisons.progress import Progress, Terminated, end_line, sigterm_raises
 from comparisons.report.atomic_folder import OutFolderError, prepare_out_folder, write_report_folder
 from comparisons.report.html import render_html
@@ -38,11 +40,11 @@ from comparisons.report.tables import csv_renderers
 from comparisons.report.text import headline_details, verdict_line
 from comparisons.run.contract import ContractError
 from comparisons.run.coverage import CASES
-from comparisons.run.engines import DEVICES, REFERENCES
+from comparisons.run.engines import REFERENCES
 from comparisons.run.inputs import build_inputs
-from comparisons.run.recorded import BUNDLED, MANIFEST, load_recorded
+from comparisons.run.recorded import MANIFEST, load_recorded
 from comparisons.run.spec import ENGINES, SpecError, load_spec, shown
-from comparisons.run.under_test import ENTRY_POINTS, load_under_test
+from comparisons.run.under_test import load_under_test
 from data import DataError
 from scratch.config import ScratchInputError
 from scratch.training import NonFiniteLossError
@@ -57,8 +59,6 @@ EXIT_STATUS = {
     "error": EXIT_DISAGREE,
     "diverged": EXIT_DIVERGED,
 }
-REPORTS = Path("reports")  # each command that writes has its own folder: reports/run, …
-JOBS_VARIABLE = "BACKPROP_ORACLE_JOBS"  # run --jobs's default, where set
 GRADCHECK_STEPS = 3  # gradcheck's default --steps (or all the run has, when fewer)
 BAD_INPUT = (
     SpecError,
@@ -68,107 +68,6 @@ BAD_INPUT = (
     OutFolderError,
     ContractError,
 )
-
-
-class UsageError(Exception):
-    """A command line argparse cannot parse: reported in one line, exit 2."""
-
-
-class Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # argparse's own prints the usage too: two lines or more
-        raise UsageError(f"{message}; see {self.prog} --help")
-
-
-def _spec_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--config",
-        metavar="FILE",
-        help="a TOML file of run-spec keys (configs/*.toml); without it, the Occupancy model",
-    )
-    parser.add_argument(
-        "--set",
-        dest="assignments",
-        metavar="KEY=VALUE",
-        action="append",
-        default=[],
-        help="override one run-spec key, e.g. --set lr=0.1 --set hidden=[16,8] (repeatable)",
-    )
-    parser.add_argument(
-        "--dtype", choices=("float64", "float32"), help="shorthand for --set dtype=…"
-    )
-    parser.add_argument("--quiet", action="store_true", help="print only the verdict lines")
-
-
-def _oracle_options(parser: argparse.ArgumentParser) -> None:
-    _spec_options(parser)
-    parser.add_argument(
-        "--engines",
-        metavar="LIST",
-        help=f"comma-separated engines to run, scratch first (default: {','.join(ENGINES)})",
-    )
-    _engine_option(parser)
-
-
-def _device_options(parser: argparse.ArgumentParser) -> None:
-    """run's and drift's options: the oracle's, and where the references run."""
-    _oracle_options(parser)
-    parser.add_argument(
-        "--device",
-        choices=DEVICES,
-        default="cpu",
-        help="where the references run (default: cpu); gpu: PyTorch on CUDA and JAX on its GPU "
-        "backend, float32 matmuls pinned to full float32; scratch stays on the CPU",
-    )
-
-
-def _run_options(parser: argparse.ArgumentParser) -> None:
-    """run's options: drift's, and how many processes the run may use."""
-    _device_options(parser)
-    parser.add_argument(
-        "--jobs",
-        type=_jobs,
-        default=os.environ.get(JOBS_VARIABLE, "auto"),
-        help="processes the run may use: 1 runs every engine in this one; N > 1 runs up to "
-        "N - 1 references in processes of their own, overlapping scratch's steps and the "
-        "comparisons (the verdict and report are the same); auto, the default, is the CPUs "
-        f"this process may use (default from ${JOBS_VARIABLE}, else auto)",
-    )
-
-
-def _jobs(value: str) -> int:
-    if value == "auto":
-        return usable_cpus()
-    try:
-        jobs = int(value)
-    except ValueError:
-        jobs = 0
-    if jobs < 1:
-        raise argparse.ArgumentTypeError(
-            f"give a whole number of 1 or more, or auto; got {value!r}"
-        )
-    return jobs
-
-
-def _engine_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--engine",
-        metavar="MODULE:FACTORY",
-        help="the engine under test in scratch's place: any implementation of the engine "
-        "contract (comparisons/run/contract.py), as module:factory (imported from the current "
-        f"folder or installed) or a name registered in the entry-point group {ENTRY_POINTS} "
-        "(default: scratch)",
-    )
-
-
-def _out_option(parser: argparse.ArgumentParser, command: str) -> None:
-    parser.add_argument(
-        "--out",
-        metavar="DIR",
-        type=Path,
-        default=REPORTS / command,
-        help="the report folder: a missing or empty folder, or one this tool wrote; replaced "
-        f"as a whole when the command ends (default: {REPORTS / command})",
-    )
 
 
 def _load(args: argparse.Namespace, **overrides: object):
@@ -274,25 +173,6 @@ def cmd_check(args: argparse.Namespace) -> int:
     )
 
 
-def _check_options(parser: argparse.ArgumentParser) -> None:
-    _references_options(
-        parser,
-        "the references to check scratch against (default: torch,jax; torch alone is faster)",
-        "print only the verdict lines",
-    )
-    _engine_option(parser)
-    parser.add_argument(
-        "--recorded",
-        metavar="DIR",
-        type=Path,
-        nargs="?",
-        const=BUNDLED,
-        help="check against the references' traces recorded in DIR by the record command "
-        "instead of running them: no framework needed (without DIR: the set that comes with "
-        "the package, comparisons/recorded)",
-    )
-
-
 def cmd_record(args: argparse.Namespace) -> int:
     references = _references(args.engines, "--engines")
     progress = Progress(len(CASES), "record", enabled=not args.quiet)
@@ -305,20 +185,6 @@ def cmd_record(args: argparse.Namespace) -> int:
         f"into {out} ({size / 1e6:.2f} MB)"
     )
     return EXIT_AGREE
-
-
-def _record_options(parser: argparse.ArgumentParser) -> None:
-    _references_options(
-        parser,
-        "the references to record (default: torch,jax)",
-        "print only the summary line",
-    )
-
-
-def _references_options(parser: argparse.ArgumentParser, engines: str, quiet: str) -> None:
-    """``--engines`` (references only) and ``--quiet``, as check and faults take them."""
-    parser.add_argument("--engines", default="torch,jax", metavar="LIST", help=engines)
-    parser.add_argument("--quiet", action="store_true", help=quiet)
 
 
 def _references(text: str, option: str) -> tuple[str, ...]:
@@ -358,14 +224,6 @@ def cmd_faults(args: argparse.Namespace) -> int:
     return EXIT_AGREE if s["all_caught"] else EXIT_DISAGREE
 
 
-def _faults_options(parser: argparse.ArgumentParser) -> None:
-    _references_options(
-        parser,
-        "the references to run each fault against (default: torch,jax)",
-        "print only the summary",
-    )
-
-
 def cmd_train(args: argparse.Namespace) -> int:
     inputs = _load(args, engines=("scratch",))  # so the memory estimate counts scratch alone
     spec, splits = inputs.spec, list(inputs.splits)
@@ -388,7 +246,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 COMMANDS: dict[str, tuple[Callable, Callable, str, str]] = {
     "run": (
         cmd_run,
-        _run_options,
+        options.run_options,
         "the lockstep oracle: every engine, every step, every tensor; writes the report",
         "Step scratch, PyTorch and JAX through the same mini-batches. Before each step every "
         "reference is loaded with scratch's parameters and optimizer state; after it every "
@@ -398,7 +256,7 @@ COMMANDS: dict[str, tuple[Callable, Callable, str, str]] = {
     ),
     "drift": (
         cmd_drift,
-        _device_options,
+        options.device_options,
         "free-running trajectories from the same start; how far they drift apart",
         "Train every engine freely from the same initial weights through the same batches and "
         "record, per step, each reference's loss and parameter drift from scratch. The verdict "
@@ -406,14 +264,14 @@ COMMANDS: dict[str, tuple[Callable, Callable, str, str]] = {
     ),
     "gradcheck": (
         cmd_gradcheck,
-        _oracle_options,
+        options.oracle_options,
         "scratch's backprop against central finite differences (float64, no framework)",
         "Check every error term and gradient of scratch against central finite differences "
         "at the first --steps steps of the run, in float64. Needs no framework.",
     ),
     "check": (
         cmd_check,
-        _check_options,
+        options.check_options,
         "after changing scratch: every code path of scratch in short lockstep runs",
         "Run the covering set of short lockstep runs that together execute every code path of "
         "scratch (every activation, loss head, optimizer, dtype, batch shape; "
@@ -426,7 +284,7 @@ COMMANDS: dict[str, tuple[Callable, Callable, str, str]] = {
     ),
     "record": (
         cmd_record,
-        _record_options,
+        options.record_options,
         "record the references' traces of check's covering set, for check --recorded",
         "Step sound scratch through every case of check's covering set; before each step load "
         "every reference with scratch's state and record the state and each reference's trace "
@@ -437,7 +295,7 @@ COMMANDS: dict[str, tuple[Callable, Callable, str, str]] = {
     ),
     "faults": (
         cmd_faults,
-        _faults_options,
+        options.faults_options,
         "run the catalogue of deliberate scratch faults through the oracle",
         "Apply each fault of the catalogue (comparisons/faults/catalogue.py) to scratch in "
         "memory and run the fast oracle: was it caught, by which tensor at which step, was the "
@@ -455,7 +313,7 @@ COMMANDS: dict[str, tuple[Callable, Callable, str, str]] = {
     ),
     "train": (
         cmd_train,
-        _spec_options,
+        options.spec_options,
         "train the scratch model alone; per-epoch loss and accuracy on each split",
         "Train the scratch NumPy model alone (no framework needed) and print, per epoch, the "
         "mean training loss and the accuracy on every split.",
@@ -471,11 +329,11 @@ def build_parser() -> argparse.ArgumentParser:
         "4 internal error, 130/143 interrupted (SIGINT/SIGTERM).",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name, (handler, options, summary, description) in COMMANDS.items():
+    for name, (handler, add_options, summary, description) in COMMANDS.items():
         command = sub.add_parser(name, help=summary, description=description)
-        options(command)
+        add_options(command)
         if name in ("run", "drift", "gradcheck", "check", "faults", "record"):
-            _out_option(command, name)
+            options.out_option(command, name)
         if name == "gradcheck":
             command.add_argument(
                 "--steps",

@@ -53,6 +53,7 @@ ROOMS = {
     "comparisons.bench": 4,
     "comparisons.progress": 4,
     "comparisons.cli": 5,
+    "comparisons.cli_options": 5,
     "comparisons.pytest_plugin": 5,
     "comparisons.__main__": 6,
     "comparisons": 6,  # the package's own __init__
