@@ -39,8 +39,9 @@ def occupancy_dir() -> Path:
 # (The toy reports of the atomic-write tests, which have no schema_version, are not checked.)
 os.environ["BACKPROP_ORACLE_VALIDATE"] = "1"
 
-# `run` keeps every engine in its own process unless a test asks for workers (--jobs): a
-# worker pays PyTorch's import again (~3 s), and the test processes already fill the CPUs.
+# `run` keeps every engine in the test's own process unless the test asks for workers
+# (--jobs): a worker pays PyTorch's import again (~3 s), and the test processes already fill
+# the CPUs.
 os.environ["BACKPROP_ORACLE_JOBS"] = "1"
 
 
