@@ -17,6 +17,7 @@ import sys
 from collections.abc import Iterator
 
 from comparisons.bench.optional import installed, load
+from comparisons.oracle.workers import usable_cpus
 
 XLA_ONE_THREAD = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
 
@@ -25,7 +26,7 @@ XLA_ONE_THREAD = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_thread
 def fixed_threads(threads: int, engines: list[str]) -> Iterator[dict]:
     """Every thread pool fixed at ``threads`` while active (restored after); yields what each
     pool is, for the report. Frameworks are imported here, so that their pools exist."""
-    info: dict = {"requested": threads, "usable_cpus": len(os.sched_getaffinity(0))}
+    info: dict = {"requested": threads, "usable_cpus": usable_cpus()}
     torch = load("torch", missing_ok=True) if {"torch", "torch.compile"} & set(engines) else None
     xla = xla_threads(threads) if "jax" in engines else None
     before = torch.get_num_threads() if torch else None

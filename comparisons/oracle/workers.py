@@ -14,7 +14,7 @@ messages, one reply each, in order:
     ("build", make, args)    its engine is make(*args)                 -> "built"
     ("replay", jobs)         the traces of the steps ``jobs``, each from the state given
                              with it, and the failure where the engine raised (``replay``)
-    ("call", fn, args)       fn(engine, *args): ``predict``, ``params``, the framework's
+    ("call", fn, args)       fn(engine, *args): ``predict``, the framework's
                              facts for the fingerprint (fn module-level: sent by name)
     ("close",)               end (no reply)
 
@@ -78,7 +78,7 @@ def reference_workers(engines, jobs: int) -> Iterator[dict[str, Worker]]:
         for worker in started.values():
             worker.kill()
         raise
-    finally:
+    else:
         for worker in started.values():
             worker.close()
 
@@ -99,7 +99,7 @@ def usable_cpus() -> int:
 
 class Worker:
     """A reference engine in a spawned process, behind the calls lockstep and the metrics
-    make of an engine: ``submit``/``collect`` a chunk's replay, ``predict``, ``params``."""
+    make of an engine: ``submit``/``collect`` a chunk's replay, ``predict``."""
 
     def __init__(self, name: str, module: str):
         """Start the process, which imports ``module`` (the reference's framework) while
@@ -172,9 +172,6 @@ class Worker:
     def predict(self, X: np.ndarray) -> np.ndarray:
         return self.call(_predict, X)
 
-    def params(self) -> dict:
-        return self.call(_params)
-
     def stop(self) -> None:
         """Ask the process to end, without waiting for it (``close`` waits)."""
         if not self._stopped:
@@ -236,10 +233,6 @@ class _Died(Exception):
 
 def _predict(engine, X):
     return np.asarray(engine.predict(X))
-
-
-def _params(engine):
-    return {k: np.asarray(v) for k, v in engine.params().items()}
 
 
 def _serve(requests, replies, module: str) -> None:

@@ -96,7 +96,7 @@ def fingerprint(engines: list[str], device: str = "cpu", apart=None) -> dict[str
     apart = apart or {}
 
     def framework(name: str) -> dict[str, Any] | None:
-        if name in apart and name in engines:
+        if name in apart:
             return apart[name].call(framework_facts, name)
         return FRAMEWORKS[name](engines)
 

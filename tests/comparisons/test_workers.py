@@ -7,6 +7,7 @@ reference, not a hang; and ``run --jobs`` writes the report ``--jobs 1`` writes.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 
@@ -72,7 +73,7 @@ def test_a_reference_in_a_worker_reports_what_it_does_in_process(
     if one_ahead:
         monkeypatch.setattr(chunks, "AHEAD_BYTES", 1)
     inputs = build_inputs(SPEC)
-    patch = FAULTS_BY_NAME[fault].patch() if fault else _nothing()
+    patch = FAULTS_BY_NAME[fault].patch() if fault else contextlib.nullcontext()
     with np.errstate(all="ignore"), patch:
         here = lockstep(inputs, in_process(inputs), stop_at_first=stop_at_first, chunk=chunk)
         apart = lockstep(inputs, {"torch": worker}, stop_at_first=stop_at_first, chunk=chunk)
@@ -177,11 +178,3 @@ def test_a_bad_jobs_value_is_one_line_exit_2(value, capsys, tmp_path):
     code = cli.main(["run", *SMALL, "--jobs", value, "--out", str(tmp_path / "r")])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "--jobs" in err[0]
-
-
-class _nothing:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
