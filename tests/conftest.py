@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from comparisons.run.engines import jax_cache_settings
+
 
 @pytest.fixture
 def rng() -> np.random.Generator:
@@ -43,6 +45,13 @@ os.environ["BACKPROP_ORACLE_VALIDATE"] = "1"
 # (--jobs): a worker pays PyTorch's import again (~3 s), and the test processes already fill
 # the CPUs.
 os.environ["BACKPROP_ORACLE_JOBS"] = "1"
+
+# JAX's persistent compilation cache, the one `run` uses (the tool's user cache): a test process
+# loads each compiled step from disk instead of compiling it again (~0.5 s a configuration).
+# Set before JAX is imported, so that it holds in every test and every process a test starts,
+# whichever test comes first (before, only a test that ran the CLI turned it on, for the rest).
+for _option, _value in jax_cache_settings().items():
+    os.environ.setdefault(_option.upper(), str(_value))
 
 
 # Framework markers: a test marked `torch` or `jax` is skipped where the framework is not

@@ -127,8 +127,17 @@ def persistent_jax_cache() -> None:
     (JAX's default keeps only those over a second; ours take about half of one)."""
     jax = importlib.import_module("jax")
     if jax.config.jax_compilation_cache_dir is None:
-        jax.config.update("jax_compilation_cache_dir", str(cache_root() / "jax"))
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+        for option, value in jax_cache_settings().items():
+            jax.config.update(option, value)
+
+
+def jax_cache_settings() -> dict[str, object]:
+    """``persistent_jax_cache``'s JAX options (each also read from the environment variable
+    of its name in capitals, before JAX is imported: how the test suite shares the cache)."""
+    return {
+        "jax_compilation_cache_dir": str(cache_root() / "jax"),
+        "jax_persistent_cache_min_compile_time_secs": 0.0,
+    }
 
 
 def make_references(inputs: RunInputs, device: str = "cpu", apart: Mapping | None = None) -> dict:
