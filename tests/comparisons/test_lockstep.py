@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 
+import numpy as np
 import pytest
 
 from comparisons.run.inputs import build_inputs
@@ -90,21 +91,28 @@ def assert_matrix_run_agrees(reference, activation, heads, optimizer, dtype, bat
 def pairwise(*factors: list, valid=lambda row: True) -> list[tuple]:
     """A covering set of the factors' product: every pair of values of any two factors that a
     ``valid`` row can hold is in at least one row (greedy: each row the candidate that covers
-    most pairs not yet covered)."""
-
-    def pairs(row: tuple) -> set:
-        return {((i, row[i]), (j, row[j])) for i, j in itertools.combinations(range(len(row)), 2)}
-
-    candidates = [row for row in itertools.product(*factors) if valid(row)]
-    index: dict = {}  # each pair a bit, each candidate the bits of its pairs: fast to count
-    masks = [sum(1 << index.setdefault(p, len(index)) for p in pairs(row)) for row in candidates]
-    uncovered = (1 << len(index)) - 1
-    rows = []
-    while uncovered:
-        best = max(range(len(candidates)), key=lambda k: (masks[k] & uncovered).bit_count())
-        rows.append(candidates[best])
-        uncovered &= ~masks[best]
-    return rows
+    most pairs not yet covered, the first such in the product's order)."""
+    rows = [
+        (row, at)
+        for at in itertools.product(*(range(len(f)) for f in factors))
+        if valid(row := tuple(f[k] for f, k in zip(factors, at, strict=True)))
+    ]
+    # Each pair of (factor, value)s a column, each candidate a row of 1s where it holds one.
+    columns, start = [], 0
+    positions = np.array([at for _, at in rows])  # (candidates, factors) value positions
+    for i, j in itertools.combinations(range(len(factors)), 2):
+        columns.append(start + positions[:, i] * len(factors[j]) + positions[:, j])
+        start += len(factors[i]) * len(factors[j])
+    holds = np.zeros((len(rows), start), dtype=np.float32)
+    for column in columns:
+        holds[np.arange(len(rows)), column] = 1
+    uncovered = holds.any(axis=0).astype(np.float32)  # the pairs some candidate holds
+    chosen = []
+    while uncovered.any():
+        best = int(np.argmax(holds @ uncovered))  # counts are small integers: exact
+        chosen.append(rows[best][0])
+        uncovered[holds[best] > 0] = 0
+    return chosen
 
 
 # The options past the plain MLP (gradient clipping, a learning-rate schedule, dropout, batch
