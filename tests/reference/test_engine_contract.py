@@ -1,17 +1,12 @@
-"""The engine contract (``reference/__init__.py``), once for both references: every trace
-tensor agrees with scratch's for every activation × loss head × optimizer, and each engine
-loads, keeps, copies, predicts and refuses as the contract says.
-
-The quick tier runs a pairwise covering set of the matrix (every activation meets every loss
-head and every optimizer, every head every optimizer: 30 cases, each a JAX compilation of
-~0.5 s) in float64, and three float32 cases; the rest of the product, in both dtypes, is
-marked slow.
+"""The engine contract (``reference/__init__.py``), once for both references: each engine
+loads, keeps, copies, predicts and refuses as the contract says, runs free, decays, clips,
+schedules, drops out and normalizes as scratch does. Every trace tensor of every activation
+× loss head × optimizer × dtype: ``test_contract_matrix.py``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import itertools
 
 import numpy as np
 import pytest
@@ -33,57 +28,8 @@ from tests.reference.contract import (
     steps_agree,
     with_l2,
 )
-from tests.scratch.cases import LOSS_HEADS
 
 pytestmark = pytest.mark.parametrize("reference", REFERENCES)
-
-HIDDEN = list(ACTIVATIONS)
-# float32 in the quick tier: a few cases (tests/comparisons/test_lockstep.py runs every
-# optimizer in float32); the last, a linear network with adamw, is the worst float32 case
-# seen over the product.
-FLOAT32_QUICK = {
-    ("sigmoid", 4, "nesterov"),
-    ("relu", 5, "momentum"),
-    ("identity", 0, "adamw"),
-}
-
-
-def matrix() -> list:
-    """activation × loss head × optimizer × dtype. L2 rides along with every optimizer but
-    adamw (which takes decoupled decay) on the odd heads. Quick: in float64 the optimizer
-    turning with activation + head, which covers every pair of the three; FLOAT32_QUICK."""
-    cases = []
-    for (a, hidden), (h, (loss, out, K)), (o, opt), dtype in itertools.product(
-        enumerate(HIDDEN), enumerate(LOSS_HEADS), enumerate(OPTIMIZERS), ["float64", "float32"]
-    ):
-        if h % 2 and opt.name != "adamw":
-            opt = with_l2(opt)
-        if dtype == "float64":
-            quick = o == (a + h) % len(OPTIMIZERS)
-        else:
-            quick = (hidden, h, opt.name) in FLOAT32_QUICK
-        cases.append(
-            pytest.param(
-                hidden,
-                loss,
-                out,
-                K,
-                opt,
-                dtype,
-                id=f"{hidden}-{loss}-{out}-{label(opt)}-{dtype}",
-                marks=() if quick else pytest.mark.slow,
-            )
-        )
-    return cases
-
-
-@pytest.mark.parametrize(("hidden", "loss", "out", "K", "opt", "dtype"), matrix())
-def test_two_steps_agree_with_scratch(reference, rng, hidden, loss, out, K, opt, dtype):
-    """Lockstep from scratch's zero state, then from the nonzero state it reached."""
-    mlp = MLP((4, 6, 5, K), hidden, out, loss)
-    engine = make(reference, mlp, opt, dtype)
-    params, state = start(mlp, opt, dtype)
-    steps_agree(engine, mlp, opt, params, state, [batch(rng, mlp, dtype) for _ in range(2)])
 
 
 @pytest.mark.parametrize("opt", [pytest.param(o, id=label(o)) for o in OPTIMIZERS])
