@@ -49,6 +49,29 @@ def with_l2(opt: Optimizer, l2: float = 0.1) -> Optimizer:
     return dataclasses.replace(opt, l2=l2)
 
 
+STEP_DECAY = {"lr_schedule": "step", "lr_step_size": 2, "lr_gamma": 0.3}
+# five updates: two of warm-up, then a cosine over six (not finished within the five)
+COSINE = {"lr_schedule": "cosine", "lr_warmup": 2, "lr_min": 0.001, "lr_decay_steps": 8}
+
+
+def both_references(cases: list, jax_quick: set[str]) -> list:
+    """The pytest params ``cases`` (ids given, no reference) as params (reference, *case) for
+    each reference: against PyTorch each case as it is marked; against JAX, only the cases
+    whose ids ``jax_quick`` names stay in the quick tier, the others are slow (every JAX case
+    is a compilation: ~0.15 s even from the persistent cache, PyTorch's ~10 ms)."""
+    unknown = jax_quick - {case.id for case in cases}
+    assert not unknown, f"jax_quick names no case: {sorted(unknown)}"
+    params = []
+    for reference in REFERENCES:
+        (name,) = reference.values
+        for case in cases:
+            marks = [*reference.marks, *case.marks]
+            if name == "jax" and case.id not in jax_quick:
+                marks.append(pytest.mark.slow)
+            params.append(pytest.param(name, *case.values, id=f"{case.id}-{name}", marks=marks))
+    return params
+
+
 def label(opt: Optimizer) -> str:
     return opt.name + ("+l2" if opt.l2 else "")
 

@@ -1,7 +1,7 @@
 """The engine contract (``reference/__init__.py``), once for both references: each engine
-loads, keeps, copies, predicts and refuses as the contract says, runs free, decays, clips,
-schedules, drops out and normalizes as scratch does. Every trace tensor of every activation
-× loss head × optimizer × dtype: ``test_contract_matrix.py``.
+loads, keeps, copies, predicts and refuses as the contract says, and drops out and
+normalizes as scratch does. Its sweeps (every trace tensor of every activation × loss head ×
+optimizer × dtype, free running, clipping, schedules, weight decay): ``test_contract_matrix.py``.
 """
 
 from __future__ import annotations
@@ -18,51 +18,18 @@ from scratch.network import dropout_masks, evaluate
 from scratch.trace_schema import OPTIMIZER_STATE
 from scratch.training import train_step
 from tests.reference.contract import (
+    COSINE,
     OPTIMIZERS,
     REFERENCES,
+    STEP_DECAY,
     batch,
     engine_module,
-    label,
     make,
     start,
     steps_agree,
-    with_l2,
 )
 
 pytestmark = pytest.mark.parametrize("reference", REFERENCES)
-
-
-@pytest.mark.parametrize("opt", [pytest.param(o, id=label(o)) for o in OPTIMIZERS])
-def test_free_running_engine_follows_scratchs_own_training(reference, rng, opt):
-    """set_state once, then four steps on the engine's own state."""
-    mlp = MLP((4, 6, 5, 3), "tanh", "identity", "softmax_cross_entropy")
-    params, state = start(mlp, opt)
-    batches = [batch(rng, mlp, "float64") for _ in range(4)]
-    steps_agree(make(reference, mlp, opt), mlp, opt, params, state, batches, lockstep=False)
-
-
-@pytest.mark.parametrize("dtype", ["float64", "float32"])
-@pytest.mark.parametrize(
-    "opt",
-    [
-        pytest.param(with_l2(OPTIMIZERS[1]), id="momentum+l2"),
-        pytest.param(OPTIMIZERS[4], id="adamw"),
-    ],
-)
-@pytest.mark.parametrize("threshold", [0.5, 2.0], ids=["clipping", "not-clipping"])
-def test_clipping_by_the_global_norm(reference, rng, opt, dtype, threshold):
-    """clip_norm at half, then at twice the first step's gradient norm: the step that clips
-    and the one that does not agree with scratch, grad_norm (the norm before clipping) too,
-    and decay is added after clipping in every engine."""
-    mlp = MLP((4, 6, 5, 3), "tanh", "identity", "softmax_cross_entropy")
-    params, state = start(mlp, opt, dtype)
-    X, Y = batch(rng, mlp, dtype)
-    trace = train_step(mlp, opt, params, state, X, Y)[0]
-    norm = float(np.sqrt(sum(np.sum(trace[f"d{p}"].astype(np.float64) ** 2) for p in params)))
-    clipping = dataclasses.replace(opt, clip_norm=threshold * norm)
-    engine = make(reference, mlp, clipping, dtype)
-    batches = [(X, Y)] + [batch(rng, mlp, dtype) for _ in range(2)]
-    steps_agree(engine, mlp, clipping, params, state, batches)
 
 
 def layer_cases() -> list:
@@ -112,33 +79,6 @@ def test_dropout_and_batch_norm_in_lockstep_and_free_running(
     )
 
 
-STEP_DECAY = {"lr_schedule": "step", "lr_step_size": 2, "lr_gamma": 0.3}
-# five updates: two of warm-up, then a cosine over six (not finished within the five)
-COSINE = {"lr_schedule": "cosine", "lr_warmup": 2, "lr_min": 0.001, "lr_decay_steps": 8}
-
-
-@pytest.mark.parametrize("dtype", ["float64", "float32"])
-@pytest.mark.parametrize(
-    "opt",
-    [
-        pytest.param(dataclasses.replace(OPTIMIZERS[2], **STEP_DECAY), id="nesterov-step"),
-        pytest.param(dataclasses.replace(OPTIMIZERS[4], **STEP_DECAY), id="adamw-step"),
-        pytest.param(dataclasses.replace(OPTIMIZERS[1], **COSINE), id="momentum-cosine"),
-        pytest.param(dataclasses.replace(OPTIMIZERS[3], **COSINE), id="adam-cosine"),
-    ],
-)
-def test_a_schedule_in_lockstep_and_free_running(reference, rng, opt, dtype):
-    """Five updates across two decays (step) or the warm-up's end (cosine): the lr of each (a
-    trace tensor) and every update agree with scratch, loaded before every step and running
-    free on the engine's own state."""
-    mlp = MLP((4, 6, 5, 3), "tanh", "identity", "softmax_cross_entropy")
-    params, state = start(mlp, opt, dtype)
-    batches = [batch(rng, mlp, dtype) for _ in range(5)]
-    for lockstep in (True, False):
-        engine = make(reference, mlp, opt, dtype)
-        steps_agree(engine, mlp, opt, params, state, batches, lockstep=lockstep)
-
-
 @pytest.mark.parametrize("schedule", [STEP_DECAY, COSINE], ids=["step", "cosine"])
 def test_a_schedule_loaded_at_any_step_count_gives_that_steps_lr(reference, rng, schedule):
     """The state after t updates, loaded out of order (again at t = 0 after three steps, then
@@ -154,45 +94,6 @@ def test_a_schedule_loaded_at_any_step_count_gives_that_steps_lr(reference, rng,
         expected = train_step(mlp, opt, params, at_t, X, Y)[0]
         # PyTorch's schedulers compute each lr from the last: a rounding or so per update
         assert engine.step(X, Y)["lr"] == pytest.approx(expected["lr"], rel=1e-14), t
-
-
-# Each decayed optimizer, and how much further its first step moves W than the same step
-# without decay (None where there is no closed form: Adam normalizes the L2 gradient).
-DECAYED = [
-    pytest.param(with_l2(OPTIMIZERS[0]), 1.0, id="sgd+l2"),
-    pytest.param(with_l2(OPTIMIZERS[1]), 1.0, id="momentum+l2"),
-    pytest.param(with_l2(OPTIMIZERS[2]), 1.0 + OPTIMIZERS[2].momentum, id="nesterov+l2"),
-    pytest.param(with_l2(OPTIMIZERS[3]), None, id="adam+l2"),
-    pytest.param(OPTIMIZERS[4], 1.0, id="adamw"),
-]
-
-
-@pytest.mark.parametrize(("decayed", "factor"), DECAYED)
-def test_weight_decay_touches_weights_only(reference, rng, decayed, factor):
-    """The same first step with and without decay: every bias moves bit for bit the same,
-    the weights differently (by factor·lr·λ·W more, where that has a closed form)."""
-    mlp = MLP((4, 6, 5, 2), "tanh", "identity", "mse")
-    plain = Optimizer("adam" if decayed.name == "adamw" else decayed.name, lr=decayed.lr)
-    decay = decayed.l2 or decayed.weight_decay
-    params, _ = start(mlp, plain)
-    X, Y = batch(rng, mlp, "float64")
-    traces = []
-    for opt in (decayed, plain):
-        engine = make(reference, mlp, opt)
-        engine.set_state(*start(mlp, opt))
-        traces.append(engine.step(X, Y))
-    with_decay, without = traces
-    for l in (1, 2, 3):
-        np.testing.assert_array_equal(with_decay[f"Δb{l}"], without[f"Δb{l}"])
-        assert np.any(with_decay[f"ΔW{l}"] != without[f"ΔW{l}"]), f"ΔW{l}"
-        if factor is not None:
-            # Exact in real arithmetic; the 1e-9 is float64 rounding of two separate steps.
-            np.testing.assert_allclose(
-                with_decay[f"ΔW{l}"] - without[f"ΔW{l}"],
-                -factor * decayed.lr * decay * params[f"W{l}"],
-                rtol=1e-9,
-                err_msg=f"ΔW{l}",
-            )
 
 
 def test_nothing_leaks_between_steps_or_between_engine_and_caller(reference, rng):
