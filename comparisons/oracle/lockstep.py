@@ -291,12 +291,12 @@ class _Runner:
         taken = chunk.taken
         for name in self.refs:
             traces, failure = chunk.here.get(name) or self.workers[name].collect()
-            asked = {id(t) for t in taken if t.failure is None or t.failure.engine == "scratch"}
+            asked = {t for t in taken if t.failure is None or t.failure.engine == "scratch"}
             for t, trace in zip(chunk.todo, traces, strict=False):
-                if id(t) in asked:
+                if t in asked:
                     t.traces[name] = trace
             failed = chunk.todo[len(traces) - 1] if failure is not None else None
-            if failed is not None and id(failed) in asked:
+            if failed is not None and failed in asked:
                 at = taken.index(failed)
                 taken[at].failure = taken[at].failure or failure
                 del taken[at + 1 :]
