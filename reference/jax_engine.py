@@ -216,13 +216,14 @@ class JaxEngine:
 
     def _put(self, array: np.ndarray, dtype=None) -> jax.Array | np.ndarray:
         """NumPy -> an input of the jitted functions on the engine's device, in the engine's
-        dtype unless told: on the default device a private, read-only NumPy copy (jit moves
-        it to the device; no one can change it in place meanwhile), elsewhere a device_put."""
-        if not self._direct:
-            return jax.device_put(np.asarray(array, dtype=dtype or self.dtype), self.device)
+        dtype unless told: a private, read-only NumPy copy, which jit moves to the default
+        device itself, and device_put moves elsewhere. The copy is what keeps the caller's
+        arrays out of the engine: device_put onto a CPU device may alias a 64-byte-aligned
+        NumPy array (zero-copy), so that the caller writing it later would change the engine's
+        state (seen where the default device is a GPU and the engine is on the CPU)."""
         copy = np.array(array, dtype=dtype or self.dtype)
         copy.flags.writeable = False
-        return copy
+        return copy if self._direct else jax.device_put(copy, self.device)
 
     def _checked(self, out: np.ndarray) -> np.ndarray:
         """A float result in the engine's dtype; anything else is a bug, not a cast."""

@@ -195,3 +195,40 @@ def test_every_test_process_compiles_into_a_persistent_cache():
 
     assert jax.config.jax_compilation_cache_dir
     assert jax.config.jax_persistent_cache_min_compile_time_secs == 0
+
+
+def aligned(array: np.ndarray, to: int = 64) -> np.ndarray:
+    """A copy of ``array`` whose data starts on a ``to``-byte boundary (NumPy's own
+    allocations are aligned to 16 bytes only: whether one lands on 64 is chance)."""
+    raw = np.empty(array.nbytes + to, dtype=np.uint8)
+    start = -raw.ctypes.data % to
+    out = raw[start : start + array.nbytes].view(array.dtype).reshape(array.shape)
+    out[...] = array
+    return out
+
+
+@pytest.mark.parametrize("device_put", [False, True], ids=["its-own-path", "device-put"])
+def test_the_callers_arrays_are_copied_on_either_path_onto_the_device(rng, device_put):
+    """The caller reusing its arrays after set_state changes nothing in the engine, also
+    where they are 64-byte aligned, which device_put onto a CPU device would alias. The
+    device_put path is an engine's on a device that is not JAX's default (the CPU where a
+    GPU is: where the contract test first failed, on a lent H200 host); forced here."""
+    mlp = MLP((4, 6, 2), "relu", "identity", "mse")
+    opt = Optimizer("adam", lr=0.01)
+    params, state = start(mlp, opt)
+    X, Y = batch(rng, mlp, "float64")
+    _, params, state = train_step(mlp, opt, params, state, X, Y)  # nonzero moments, t = 1
+    engine = make("jax", mlp, opt)
+    if device_put:
+        engine._direct = False
+    engine.set_state(params, state)
+    expected = engine.step(X, Y)
+
+    theirs = {name: aligned(value) for name, value in params.items()}
+    their_state = {k: v if k == "t" else aligned(v) for k, v in state.items()}
+    engine.set_state(theirs, their_state)
+    for value in [*theirs.values(), *(v for k, v in their_state.items() if k != "t")]:
+        value[...] = np.nan
+    trace = engine.step(X, Y)
+    for name in expected:
+        np.testing.assert_array_equal(trace[name], expected[name], err_msg=name)
