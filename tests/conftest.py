@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from comparisons.run.engines import jax_cache_settings
+from comparisons.run.engines import JAX_ENVIRONMENT, jax_cache_settings
 
 
 @pytest.fixture
@@ -52,6 +52,10 @@ os.environ["BACKPROP_ORACLE_JOBS"] = "1"
 # whichever test comes first (before, only a test that ran the CLI turned it on, for the rest).
 for _option, _value in jax_cache_settings().items():
     os.environ.setdefault(_option.upper(), str(_value))
+# and, on a machine with a GPU, JAX takes its memory as run's engines do (not 75% of the card in
+# every test process, which ran a GPU out of memory under `pytest -n 16`)
+for _variable, _value in JAX_ENVIRONMENT.items():
+    os.environ.setdefault(_variable, _value)
 
 
 # Framework markers: a test marked `torch` or `jax` is skipped where the framework is not

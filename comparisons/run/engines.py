@@ -11,6 +11,7 @@ them, so that a scratch-only command never loads a framework.
 from __future__ import annotations
 
 import importlib
+import os
 from collections.abc import Mapping
 from typing import Protocol
 
@@ -105,6 +106,8 @@ def make_engine(name: str, mlp: MLP, optimizer: Optimizer, dtype: str, device: s
     if name not in REFERENCES:
         raise ValueError(f"unknown engine {name!r}; choose scratch, {', '.join(REFERENCES)}")
     if name == "jax":
+        for variable, value in JAX_ENVIRONMENT.items():
+            os.environ.setdefault(variable, value)
         persistent_jax_cache()
     if name == "torch" and device == "cpu":
         importlib.import_module("torch").set_num_threads(1)
@@ -129,6 +132,15 @@ def persistent_jax_cache() -> None:
     if jax.config.jax_compilation_cache_dir is None:
         for option, value in jax_cache_settings().items():
             jax.config.update(option, value)
+
+
+# Read by JAX when its backends start (the first jax.devices() or computation), so set before:
+# JAX on a GPU takes memory as it needs it instead of 75% of the card up front. The oracle's
+# arrays are tiny, and several processes share one GPU: the test processes, or a run's
+# references in workers (each process starts every backend JAX has, even to compute on the
+# CPU). With JAX's default, 16 test processes on one H200 ran out of its memory. A value the
+# user set is kept.
+JAX_ENVIRONMENT = {"XLA_PYTHON_CLIENT_PREALLOCATE": "false"}
 
 
 def jax_cache_settings() -> dict[str, object]:

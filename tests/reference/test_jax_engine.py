@@ -7,6 +7,8 @@ JAX (tests/conftest.py skips these tests where it is absent).
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -232,3 +234,17 @@ def test_the_callers_arrays_are_copied_on_either_path_onto_the_device(rng, devic
     trace = engine.step(X, Y)
     for name in expected:
         np.testing.assert_array_equal(trace[name], expected[name], err_msg=name)
+
+
+@pytest.mark.parametrize(("theirs", "expected"), [(None, "false"), ("true", "true")])
+def test_jax_takes_gpu_memory_as_it_needs_it_unless_the_user_said(monkeypatch, theirs, expected):
+    """run's JAX engines never preallocate most of a GPU (several processes share one), set
+    before JAX's backends start; a user's own XLA_PYTHON_CLIENT_PREALLOCATE is kept."""
+    from comparisons.run.engines import make_engine
+
+    if theirs is None:
+        monkeypatch.delenv("XLA_PYTHON_CLIENT_PREALLOCATE", raising=False)
+    else:
+        monkeypatch.setenv("XLA_PYTHON_CLIENT_PREALLOCATE", theirs)
+    make_engine("jax", MLP((2, 1), "tanh", "identity", "mse"), SGD, "float64")
+    assert os.environ["XLA_PYTHON_CLIENT_PREALLOCATE"] == expected
