@@ -14,6 +14,7 @@ from comparisons import cli
 from comparisons.faults.catalogue import FAULTS_BY_NAME
 from comparisons.report import atomic_folder
 from comparisons.report.model import VOLATILE
+from tests.child import child_env
 
 SMALL = ["--set", "dataset=synthetic", "--set", "synthetic_rows=12", "--set", "epochs=1"]
 SCRATCH_ONLY = ["--engines", "scratch"]
@@ -72,7 +73,21 @@ def test_two_runs_differ_only_in_timings_and_timestamps(tmp_path):
         assert code == 0
         reports.append({k: v for k, v in load(out).items() if k not in VOLATILE})
     assert reports[0]["engines"] == ["scratch", "torch", "jax"]
-    assert reports[0] == reports[1]
+    assert reports[0] == reports[1], differences(*reports)
+
+
+def differences(a, b, where: str = "") -> list[str]:
+    """Where two JSON values differ, as dotted paths with both values."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        keys = [*a, *(k for k in b if k not in a)]
+        return [d for k in keys for d in differences(a.get(k), b.get(k), f"{where}.{k}")]
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        return [
+            d
+            for i, (x, y) in enumerate(zip(a, b, strict=True))
+            for d in differences(x, y, f"{where}[{i}]")
+        ]
+    return [] if a == b else [f"{where}: {a!r:.80} != {b!r:.80}"]
 
 
 @pytest.mark.torch
@@ -291,9 +306,12 @@ def test_a_network_too_big_for_the_memory_fails_fast_without_allocating_it(tmp_p
         "sys.argv = ['comparisons', 'train', '--set', 'hidden=[20000,20000]'];"
         "runpy.run_module('comparisons', run_name='__main__')"
     )
-    env = {**os.environ, "PYTHONPATH": str(Path(cli.__file__).parents[1])}
     done = subprocess.run(
-        [sys.executable, "-c", limited], cwd=tmp_path, env=env, capture_output=True, text=True
+        [sys.executable, "-c", limited],
+        cwd=tmp_path,
+        env=child_env(),
+        capture_output=True,
+        text=True,
     )
     assert done.returncode == 2, done.stderr
     assert done.stderr.startswith("error: hidden: this run needs about 29.")

@@ -20,8 +20,8 @@ import pytest
 from comparisons import cli
 from comparisons.progress import Terminated, sigterm_raises
 from comparisons.report import atomic_folder as af
+from tests.child import ROOT, child_env
 
-ROOT = Path(__file__).resolve().parents[2]
 RENDERERS = {"report.md": lambda r: f"# {r['label']}\n" * 200}  # big enough to take a while
 # Every kill point of a write over an existing report, in order, for each way to swap; the
 # report in --out must be the old one up to the swap and the new one from it on.
@@ -34,6 +34,7 @@ KILL_SCRIPT = """
 import os, signal, sys
 from pathlib import Path
 from comparisons.report import atomic_folder as af
+from tests.child import ROOT, child_env
 out, label, step, mode = sys.argv[1:]
 if mode == "renames":
     af._renameat2 = lambda: None
@@ -243,10 +244,9 @@ def test_two_processes_writing_one_out_over_and_over_both_end_cleanly(tmp_path):
         "    af.write_report_folder({'label': sys.argv[1]}, Path(sys.argv[2]),\n"
         "        {'report.md': lambda r: f\"# {r['label']}\\n\" * 200})\n"
     )
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
     runs = [
-        subprocess.Popen([sys.executable, "-c", script, label, str(out)], env=env, text=True,
-                         stderr=subprocess.PIPE)
+        subprocess.Popen([sys.executable, "-c", script, label, str(out)], env=child_env(),
+                         text=True, stderr=subprocess.PIPE)
         for label in ("first", "second")
     ]  # fmt: skip
     errors = [run.communicate(timeout=120)[1] for run in runs]
@@ -259,8 +259,7 @@ def test_the_report_folder_takes_its_mode_from_the_umask(tmp_path):
         "import os; from pathlib import Path; from comparisons.report import atomic_folder as af;"
         "os.umask(0o027); af.write_report_folder({}, Path('out'), {'a.md': lambda r: ''})"
     )
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, check=True)
+    subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=child_env(), check=True)
     assert (tmp_path / "out").stat().st_mode & 0o777 == 0o750
     assert (tmp_path / "out" / "a.md").stat().st_mode & 0o777 == 0o640
 
