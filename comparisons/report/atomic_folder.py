@@ -239,8 +239,7 @@ def _write_files(
 
         if json_name in SCHEMAS:
             validate(json.loads(json.dumps(document)), json_name)
-    text = json.dumps(document, indent=2, ensure_ascii=False, allow_nan=False)
-    _write(staging / json_name, text + "\n")
+    _write(staging / json_name, json_text(document) + "\n")
     for name, render in renderers.items():
         _write(staging / name, render(report))
     return [json_name, *renderers]
@@ -409,3 +408,23 @@ def json_safe(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [json_safe(v) for v in value]
     return value
+
+
+def json_text(document: Mapping[str, Any]) -> str:
+    """``document`` as JSON indented by two, except that a top-level list of records (a
+    report's ``per_step``) has one record a line: a run's 1,630 steps are 1,630 lines to read
+    or diff instead of ~60,000, and written by json's C encoder (indentation makes it use
+    the pure-Python one: 0.13 s against 0.04 s for the Occupancy report)."""
+
+    def dumps(value: Any, **layout: Any) -> str:
+        return json.dumps(value, ensure_ascii=False, allow_nan=False, **layout)
+
+    fields = []
+    for key, value in document.items():
+        if isinstance(value, list) and len(value) > 1 and all(isinstance(v, dict) for v in value):
+            rows = ",\n".join("    " + dumps(row) for row in value)
+            text = f"[\n{rows}\n  ]"
+        else:
+            text = dumps(value, indent=2).replace("\n", "\n  ")
+        fields.append(f"  {dumps(key)}: {text}")
+    return "{\n" + ",\n".join(fields) + "\n}" if fields else "{}"

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from comparisons import cli
+from comparisons.report.atomic_folder import json_text
 from comparisons.report.tables import metrics_csv, steps_csv
 from comparisons.report.text import number
 
@@ -106,3 +107,25 @@ def test_a_batch_normalized_run_says_so_and_walks_through_its_statistics(tmp_pat
     markdown = (out / "report.md").read_text(encoding="utf-8")
     assert "batch normalization (momentum 0.25, ε 1e-05)" in markdown
     assert "`Z1 = X @ W1`" in markdown and "`A1 = sigmoid(N1)`" in markdown
+
+
+def test_report_json_has_one_line_per_step_and_reads_back_as_written(tmp_path):
+    report, out = run(tmp_path, "run")
+    lines = (out / "report.json").read_text(encoding="utf-8").splitlines()
+    rows = [line for line in lines if line.lstrip().startswith('{"step": ')]
+    assert [json.loads(row.rstrip(","))["step"] for row in rows] == [
+        s["step"] for s in report["per_step"]
+    ]
+    assert len(report["per_step"]) > 1
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        {},
+        {"a": [], "b": [{"x": 1}], "c": [{"x": 1}, {"y": [1, 2]}], "d": {"e": [{"f": "é"}] * 2}},
+        {"rows": [{"x": "NaN"}, {}], "mixed": [{"x": 1}, 2], "s": "line\nbreak"},
+    ],
+)
+def test_json_text_is_json_of_the_same_document(document):
+    assert json.loads(json_text(document)) == document
