@@ -95,6 +95,15 @@ def compiled(mlp: MLP, optimizer: Optimizer):
     return jax.jit(engine_step), predict
 
 
+def default_device() -> jax.Device:
+    """Where jit puts inputs that are not on a device yet: ``jax_default_device`` where the
+    user set it (a device or a platform's name), else JAX's first device."""
+    chosen = jax.config.jax_default_device
+    if chosen is None:
+        return jax.devices()[0]
+    return jax.devices(chosen)[0] if isinstance(chosen, str) else chosen
+
+
 class JaxEngine:
     """scratch's MLP and optimizer in JAX and optax; the engine contract of ``reference``.
 
@@ -137,7 +146,7 @@ class JaxEngine:
         self._step, self._forward = compiled(mlp, optimizer)
         # Arrays from NumPy go straight into the jitted functions on the default device (jit
         # moves them in C++, for a tenth of device_put's cost); elsewhere through device_put.
-        self._direct = self.device == jax.devices()[0]
+        self._direct = self.device == default_device()
         self._shapes = parameter_shapes(mlp.sizes, mlp.batch_norm)
         self._layouts: dict[int, list] = {}  # the flat trace's layout per batch size
         self._params: Params | None = None

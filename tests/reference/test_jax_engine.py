@@ -7,7 +7,10 @@ JAX (tests/conftest.py skips these tests where it is absent).
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -16,6 +19,7 @@ from comparisons.oracle.compare import assert_traces_agree
 from comparisons.oracle.roundoff import Step, allowances
 from scratch.config import MLP, Optimizer
 from scratch.training import train_step
+from tests.child import child_env
 from tests.reference.contract import OPTIMIZERS, B, batch, label, make, start, steps_agree
 
 pytestmark = pytest.mark.jax
@@ -248,3 +252,29 @@ def test_jax_takes_gpu_memory_as_it_needs_it_unless_the_user_said(monkeypatch, t
         monkeypatch.setenv("XLA_PYTHON_CLIENT_PREALLOCATE", theirs)
     make_engine("jax", MLP((2, 1), "tanh", "identity", "mse"), SGD, "float64")
     assert os.environ["XLA_PYTHON_CLIENT_PREALLOCATE"] == expected
+
+
+def test_an_engine_off_jaxs_configured_default_device_steps_on_its_own_device():
+    """Where the user points jax_default_device elsewhere (here the second of two CPU
+    devices), the engine still computes on the device it was made for, not on jit's default
+    (on a GPU machine: asked for the GPU, it would otherwise compute on the CPU)."""
+    script = """if True:
+        import json, jax, numpy as np
+        from scratch.config import MLP, Optimizer
+        from tests.reference.contract import batch, make, start
+        jax.config.update("jax_default_device", jax.devices("cpu")[1])
+        mlp = MLP((4, 6, 2), "relu", "identity", "mse")
+        engine = make("jax", mlp, Optimizer("sgd", lr=0.1))
+        engine.set_state(*start(mlp, Optimizer("sgd", lr=0.1)))
+        engine.step(*batch(np.random.default_rng(0), mlp, "float64"))
+        held = sorted({str(d) for a in engine._params.values() for d in a.devices()})
+        print(json.dumps([str(jax.devices("cpu")[0]), held]))
+    """
+    env = child_env()
+    env["XLA_FLAGS"] = f"{env.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=2"
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    own, held = json.loads(done.stdout.splitlines()[-1])
+    assert held == [own]
