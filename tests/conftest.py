@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from comparisons.run.engines import JAX_ENVIRONMENT, jax_cache_settings
+from comparisons.run.engines import jax_environment
 
 
 @pytest.fixture
@@ -46,15 +46,13 @@ os.environ["BACKPROP_ORACLE_VALIDATE"] = "1"
 # the CPUs.
 os.environ["BACKPROP_ORACLE_JOBS"] = "1"
 
-# JAX's persistent compilation cache, the one `run` uses (the tool's user cache): a test process
-# loads each compiled step from disk instead of compiling it again (~0.5 s a configuration).
-# Set before JAX is imported, so that it holds in every test and every process a test starts,
-# whichever test comes first (before, only a test that ran the CLI turned it on, for the rest).
-for _option, _value in jax_cache_settings().items():
-    os.environ.setdefault(_option.upper(), str(_value))
-# and, on a machine with a GPU, JAX takes its memory as run's engines do (not 75% of the card in
-# every test process, which ran a GPU out of memory under `pytest -n 16`)
-for _variable, _value in JAX_ENVIRONMENT.items():
+# JAX as `run` sets it up: its persistent compilation cache (the tool's user cache), so that a
+# test process loads each compiled step from disk instead of compiling it again (~0.5 s a
+# configuration), and, on a machine with a GPU, memory taken as needed (not 75% of the card in
+# every test process, which ran a GPU out of memory under `pytest -n 16`). Set before JAX is
+# imported, so that it holds in every test and every process a test starts, whichever test
+# comes first.
+for _variable, _value in jax_environment().items():
     os.environ.setdefault(_variable, _value)
 
 

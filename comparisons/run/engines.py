@@ -145,11 +145,18 @@ JAX_ENVIRONMENT = {"XLA_PYTHON_CLIENT_PREALLOCATE": "false"}
 
 def jax_cache_settings() -> dict[str, object]:
     """``persistent_jax_cache``'s JAX options (each also read from the environment variable
-    of its name in capitals, before JAX is imported: how the test suite shares the cache)."""
+    of its name in capitals, before JAX is imported)."""
     return {
         "jax_compilation_cache_dir": str(cache_root() / "jax"),
         "jax_persistent_cache_min_compile_time_secs": 0.0,
     }
+
+
+def jax_environment() -> dict[str, str]:
+    """What gives a process run's JAX settings as environment variables, set before JAX is
+    imported (how the test suite shares them): the persistent cache and JAX_ENVIRONMENT."""
+    cache = {option.upper(): str(value) for option, value in jax_cache_settings().items()}
+    return {**cache, **JAX_ENVIRONMENT}
 
 
 def make_references(inputs: RunInputs, device: str = "cpu", apart: Mapping | None = None) -> dict:
