@@ -225,7 +225,7 @@ def cmd_faults(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    inputs = _load(args, engines=("scratch",))  # so the memory estimate counts scratch alone
+    inputs = _load(args, engines=())  # so the memory estimate counts scratch alone
     spec, splits = inputs.spec, list(inputs.splits)
     if not args.quiet:
         print(

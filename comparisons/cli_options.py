@@ -51,7 +51,9 @@ def oracle_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--engines",
         metavar="LIST",
-        help=f"comma-separated engines to run, scratch first (default: {','.join(ENGINES)})",
+        help="comma-separated references to verify the engine under test against (default: "
+        f"{','.join(ENGINES)}); the engine under test, scratch or --engine's, is in the run by "
+        "itself (scratch in the list is accepted and ignored)",
     )
     engine_option(parser)
 
@@ -100,10 +102,11 @@ def engine_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--engine",
         metavar="MODULE:FACTORY",
-        help="the engine under test in scratch's place: any implementation of the engine "
+        help="the engine under test (default: scratch): any implementation of the engine "
         "contract (comparisons/run/contract.py), as module:factory (imported from the current "
-        f"folder or installed) or a name registered in the entry-point group {ENTRY_POINTS} "
-        "(default: scratch)",
+        f"folder or installed) or a name registered in the entry-point group {ENTRY_POINTS}; "
+        "outputs name it by its entry point's name or its module's last part "
+        "(examples.layered_mlp:make_engine is layered_mlp)",
     )
 
 

@@ -28,7 +28,7 @@ def run_lockstep(
     """The run's report. ``apart``: references in worker processes (``oracle/workers.py``),
     started by the caller; the others are made here."""
     started = time.perf_counter()
-    under_test.check_references([e for e in inputs.spec.engines if e != "scratch"])
+    under_test.check_references(inputs.spec.engines)
     refs = make_references(inputs, device, apart)
     result = lockstep(inputs, refs, on_step=on_step, under_test=under_test)
     run_s = time.perf_counter() - started
@@ -40,8 +40,7 @@ def run_lockstep(
     steps = walkthrough(result.first_step_traces, inputs.mlp, inputs.optimizer)
     timings = {"run_s": run_s, "total_s": time.perf_counter() - started}
     env = fingerprint(inputs.spec.engines, device, apart)
-    report = lockstep_report(inputs, result, metrics, steps, env, timings)
-    report["under_test"] = under_test.describe()
+    report = lockstep_report(inputs, result, metrics, steps, env, timings, under_test)
     if result.first_divergence is not None:
         report["arbitration"] = arbitrate(
             inputs, result.first_divergence, result.divergent_step, under_test.name

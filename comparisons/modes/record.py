@@ -31,7 +31,7 @@ def record(
         "format": FORMAT,
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "references": list(references),
-        "environment": fingerprint(["scratch", *references]),
+        "environment": fingerprint(list(references)),
         "cases": [],
     }
     files = {}

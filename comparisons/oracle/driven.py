@@ -47,7 +47,7 @@ class Driven:
     def __init__(self, inputs: RunInputs, under_test: UnderTest, engine):
         self.inputs, self.under_test, self.engine = inputs, under_test, engine
         self.scratch = under_test.is_scratch
-        self.where = f"--engine {under_test.name}"
+        self.where = f"--engine {under_test.spec}"
         self.trace_names = names_of(inputs.mlp, inputs.optimizer)
         self.names = set(self.trace_names)
         # scratch's batching is checked before its trace; another engine is given its batch
@@ -106,9 +106,9 @@ class Driven:
             with np.errstate(all="ignore"):  # a NaN or inf is judged, not warned about
                 trace = self.engine.step(*batch, **self.given(step, batch))
         except Exception as error:  # a bug of the engine's is a verdict, not a crash
-            failure, partial = engine_failure("scratch", self.under_test.package, step, error)
+            name = self.under_test.name
+            failure, partial = engine_failure(name, self.under_test.package, step, error)
             failure.computed = [n for n in self.expected if n in partial]
-            failure.label = "" if self.scratch else self.under_test.name
             return {n: partial[n] for n in failure.computed}, failure, []
         if not isinstance(trace, Mapping):
             raise ContractError(
@@ -153,7 +153,8 @@ class Driven:
             with np.errstate(all="ignore"):
                 engine.step(*batch, **self.given(step, batch))
         except ValueError as error:  # "assignment destination is read-only"
-            where = engine_failure("scratch", self.under_test.package, step, error)[0].where
+            name, package = self.under_test.name, self.under_test.package
+            where = engine_failure(name, package, step, error)[0].where
             file_line, _, function = where.partition(" in ")
             file, _, line = file_line.rpartition(":")
             return f"{file}:{function} (line {line})"
@@ -173,11 +174,13 @@ class Driven:
                     f"the engine keeps a {name} other than its trace's after step "
                     f"{step.index} (state() differs from what step() returned)"
                 )
-                found.append((self.position(name), mismatch(name, "scratch", problem)))
+                ours = self.under_test.name
+                found.append((self.position(name), mismatch(name, ours, problem, ours)))
         t0, t1 = int(before["t"]), int(state["t"])
         if t1 != t0 + 1:
             problem = f"state()'s step count t went from {t0} to {t1} in step {step.index}"
-            found.append((self.position("t"), mismatch("t", "scratch", problem)))
+            ours = self.under_test.name
+            found.append((self.position("t"), mismatch("t", ours, problem, ours)))
         return found
 
     def look_at(self, tensor: str) -> str:
@@ -193,4 +196,4 @@ def look_at_tensor(inputs: RunInputs, under_test: UnderTest, tensor: str) -> str
         return ""
     if under_test.is_scratch:
         return described.producer
-    return f"{under_test.name}: where it computes {described.equation}"
+    return f"{under_test.spec}: where it computes {described.equation}"

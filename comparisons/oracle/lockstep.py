@@ -118,15 +118,15 @@ def lockstep(
     step is judged in order, exactly as if it had been taken alone: a run that stops at
     step k reports k steps and what scratch had after step k.
 
-    ``under_test``: the engine in scratch's place (the results still call its slot
-    "scratch"); any implementation of ``run/contract.py``. ``reload``: the state to load it
+    ``under_test``: the engine under test (scratch by default; the results name it by its
+    name); any implementation of ``run/contract.py``. ``reload``: the state to load it
     with before each step, by step index (recorded references: ``run/recorded.py``), instead
     of letting it go on from its own.
     """
     engine = under_test.make(inputs.mlp, inputs.optimizer, inputs.spec.dtype)
     start = inputs.start(), initial_state(inputs.optimizer, inputs.params0)
-    load_state(engine, *start, f"--engine {under_test.name}")
-    result = LockstepResult(engines=["scratch", *references])
+    load_state(engine, *start, f"--engine {under_test.spec}")
+    result = LockstepResult(engines=[under_test.name, *references])
     result.per_tensor = {name: WorstTable() for name in references}
     runner = _Runner(inputs, Driven(inputs, under_test, engine), references, result, reload)
     size = chunk or chunk_steps(inputs)
@@ -192,6 +192,7 @@ class _Runner:
         self.inputs, self.driven, self.refs, self.result = inputs, driven, references, result
         self.trace_names, self.names = driven.trace_names, driven.names
         self.expected = driven.expected
+        self.ours = driven.under_test.name  # the engine under test's name in the results
         self.not_provided: set[str] = set()
         self.reload = reload  # step index -> the state the engine under test starts it from
         self._kind_positions: dict[tuple[str, ...], tuple] = {}
@@ -278,7 +279,7 @@ class _Runner:
         same batch: the workers first, then the references kept here, which replay it now.
         A reference runs every step but the one scratch failed at (its partial trace is
         compared too)."""
-        todo = [t for t in taken if t.failure is None or t.failure.engine == "scratch"]
+        todo = [t for t in taken if t.failure is None or t.failure.engine == self.ours]
         jobs = [(t.step, t.params, t.state, t.X, t.Y, t.given) for t in todo]
         for worker in self.workers.values():  # (never empty: a chunk takes a step at least)
             worker.submit(jobs)
@@ -291,7 +292,7 @@ class _Runner:
         taken = chunk.taken
         for name in self.refs:
             traces, failure = chunk.here.get(name) or self.workers[name].collect()
-            asked = {t for t in taken if t.failure is None or t.failure.engine == "scratch"}
+            asked = {t for t in taken if t.failure is None or t.failure.engine == self.ours}
             for t, trace in zip(chunk.todo, traces, strict=False):
                 if t in asked:
                     t.traces[name] = trace
@@ -370,25 +371,28 @@ class _Runner:
         """The step's comparisons recorded, and its finding."""
         result = self.result
         summary = {"step": t.step.index, "epoch": t.step.epoch, "loss": {}, "worst_rel": {}}
-        traces = {"scratch": t.trace, **t.traces}
+        traces = {self.ours: t.trace, **t.traces}
         failures = list(t.in_place)
         ours = None
         for name, trace in traces.items():
             summary["loss"][name] = _scalar(trace.get("loss"))
-            if name == "scratch":
+            if name == self.ours:
                 continue
             compared = t.compared.get(name)
             if compared is None and trace:
                 if ours is None:
-                    ours = FlatTrace(t.trace, t.allowed)  # once per step, for every reference
+                    ours = FlatTrace(t.trace, t.allowed, self.ours)  # once, for every reference
                 # what scratch's trace lacks is its failure (partial) or ``t.missing``
                 theirs = {k: trace[k] for k in t.trace if k in trace}
                 compared = compare_trace_flat(ours, theirs, name)
             failures += self._record(name, t.checks, compared, summary, t.step)
             failures += [
-                (self.driven.position(n), mismatch(n, name, NOT_PROVIDED)) for n in t.missing
+                (self.driven.position(n), mismatch(n, name, NOT_PROVIDED, self.ours))
+                for n in t.missing
             ]
-            failures += [(len(self.expected), mismatch(n, name, FOREIGN)) for n in t.foreign]
+            failures += [
+                (len(self.expected), mismatch(n, name, FOREIGN, self.ours)) for n in t.foreign
+            ]
         failures += t.kept
         if not self.refs:
             failures += [(i, c) for i, c in enumerate(t.checks) if not c.ok]
@@ -438,7 +442,7 @@ class _Runner:
             tensor, index, value = nonfinite
             upstream = names[: names.index(tensor)]
             result.diverged = Diverged(
-                step.index, step.epoch, step.batch, tensor, ["scratch"], value, index, upstream
+                step.index, step.epoch, step.batch, tensor, [self.ours], value, index, upstream
             )
             return
         position = min(p for p, _ in failures)
@@ -455,7 +459,7 @@ class _Runner:
                 step.batch,
                 c.tensor,
                 list(traces),
-                c.scratch_value,
+                c.under_test_value,
                 c.index,
                 upstream,
             )

@@ -187,7 +187,8 @@ def memory_needed(spec: RunSpec) -> dict[str, int]:
         features, rows = len(FEATURES), list(EXPECTED_ROWS.values())
     else:
         features, rows = spec.synthetic_features, [spec.synthetic_rows] * 2
-    itemsize, engines = np.dtype(spec.dtype).itemsize, len(spec.engines)
+    # the engine under test and the references
+    itemsize, engines = np.dtype(spec.dtype).itemsize, 1 + len(spec.engines)
     sizes = (features, *spec.hidden, spec.n_outputs)
     n_params = sum((n_in + 1) * n_out for n_in, n_out in itertools.pairwise(sizes))
     copies = 1 + len(OPTIMIZER_STATE[spec.optimizer.name]) + COPIES_PER_ENGINE * engines
@@ -210,7 +211,7 @@ def check_memory(spec: RunSpec, available: int | None = None) -> None:
     if available is None or needed <= available:
         return
     part = max(parts, key=parts.__getitem__)
-    rows_dominate = spec.synthetic_rows >= spec.batch_size * len(spec.engines)
+    rows_dominate = spec.synthetic_rows >= spec.batch_size * (1 + len(spec.engines))
     if spec.dataset == "synthetic" and part == "activations" and rows_dominate:
         part = "data"  # the metrics' pass over a split of synthetic_rows rows
     key, advice = ADVICE[part]
