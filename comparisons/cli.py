@@ -43,7 +43,7 @@ from comparisons.run.coverage import CASES
 from comparisons.run.engines import REFERENCES
 from comparisons.run.inputs import build_inputs
 from comparisons.run.recorded import MANIFEST, load_recorded
-from comparisons.run.spec import ENGINES, SpecError, load_spec, shown
+from comparisons.run.spec import ENGINES, UNDER_TEST, SpecError, load_spec, shown
 from comparisons.run.under_test import load_under_test
 from data import DataError
 from scratch.config import ScratchInputError
@@ -188,12 +188,15 @@ def cmd_record(args: argparse.Namespace) -> int:
 
 
 def _references(text: str, option: str) -> tuple[str, ...]:
-    """A comma-separated list of references, each known, at least one."""
-    engines = tuple(e.strip() for e in text.split(",") if e.strip())
+    """A comma-separated list of references, each known, at least one; scratch in it is
+    dropped, as the run spec's ``engines`` drops it (the engine under test is in by itself)."""
+    engines = tuple(e for e in (e.strip() for e in text.split(",")) if e and e != UNDER_TEST)
     unknown = sorted(set(engines) - set(REFERENCES))
     if unknown or not engines:
         raise SpecError(
-            f"{option}: a comma-separated list of {', '.join(REFERENCES)}; got {shown(text)}"
+            f"{option}: a comma-separated list of the references {', '.join(REFERENCES)}; got "
+            f"{shown(text)} (the engine under test, scratch or --engine's, is in every run by "
+            "itself)"
         )
     return engines
 
@@ -252,7 +255,8 @@ COMMANDS: dict[str, tuple[Callable, Callable, str, str]] = {
         "reference is loaded with scratch's parameters and optimizer state; after it every "
         "tensor of the trace is compared in dataflow order. Writes report.json, report.md and "
         "report.html into --out. Exit 0 when all agree, 1 when not, 2 on bad input. --engine "
-        "puts another implementation of the engine contract in scratch's place.",
+        "verifies another implementation of the engine contract instead of scratch; every "
+        "output then names it by its own name.",
     ),
     "drift": (
         cmd_drift,
@@ -279,7 +283,7 @@ COMMANDS: dict[str, tuple[Callable, Callable, str, str]] = {
         "drift run of scratch's own training loop. Prints one line per case, then for the "
         "first failure where it diverged, who is wrong and where in scratch to look. Writes "
         "report.json, report.md and report.html into --out. --engine checks another "
-        "implementation of the engine contract in scratch's place; --recorded replays the "
+        "implementation of the engine contract instead of scratch; --recorded replays the "
         "references from recorded traces, with no framework installed.",
     ),
     "record": (

@@ -124,7 +124,8 @@ def out_option(parser: argparse.ArgumentParser, command: str) -> None:
 def check_options(parser: argparse.ArgumentParser) -> None:
     references_options(
         parser,
-        "the references to check scratch against (default: torch,jax; torch alone is faster)",
+        "the references to check the engine under test against (default: torch,jax; torch "
+        "alone is faster)",
         "print only the verdict lines",
     )
     engine_option(parser)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from comparisons.cli import main
+from comparisons.cli import _references, main
 from comparisons.report import plot_style, plots
 from comparisons.run.spec import RunSpec, SpecError
 from comparisons.run.under_test import SCRATCH, display_name, load_under_test
@@ -82,6 +82,13 @@ def test_engines_names_the_references_and_scratch_in_it_is_dropped():
     assert RunSpec().replace(engines=()).to_dict()["engines"] == []
     with pytest.raises(SpecError, match="engines: unknown value 'layered_mlp'; choose one of"):
         RunSpec().replace(engines=("layered_mlp",))
+
+
+def test_check_and_faults_take_references_alone_and_drop_scratch_as_run_does():
+    assert _references("scratch,torch", "--engines") == ("torch",)
+    assert _references("jax", "--engines") == ("jax",)
+    with pytest.raises(SpecError, match="is in every run by itself"):
+        _references("scratch", "--engines")
 
 
 def test_a_plugged_engine_with_scratch_alone_in_engines_still_needs_a_reference(capsys):
@@ -220,3 +227,30 @@ def test_a_plugged_engines_arbitration_keeps_the_schemas_path_whole(tmp_path, mo
     explanation = report["arbitration"]["explanation"]
     assert explanation.startswith("misspelt is wrong: not a name of the trace schema")
     assert "(scratch/trace_schema.py)" in explanation and "make_engine/" not in explanation
+
+
+RECORDED = Path(__file__).parents[2] / "comparisons" / "recorded"
+
+
+@pytest.mark.parametrize(
+    ("args", "engines", "headline"),
+    [
+        (["gradcheck", *SMALL], ["layered_mlp", "finite differences"], "AGREE: backprop"),
+        (
+            ["check", "--recorded", str(RECORDED)],
+            ["layered_mlp", "torch", "jax"],
+            "AGREE: every path of layered_mlp agrees with torch, jax as recorded",
+        ),
+    ],
+    ids=["gradcheck", "check-recorded"],
+)
+def test_every_mode_without_a_framework_names_a_plugged_engine(tmp_path, args, engines, headline):
+    out = tmp_path / "r"
+    printed = _main([*args, "--engine", ENGINE, "--out", str(out)])
+    report = json.loads((out / "report.json").read_text())
+    assert report["engines"] == engines and report["under_test"]["name"] == "layered_mlp"
+    assert [k for _, k in keys_and_strings(report) if k == "scratch"] == []
+    assert printed.startswith(headline)
+    assert "scratch" not in (out / "report.md").read_text().replace("scratch/", "").replace(
+        "scratch's batching function", ""
+    )
