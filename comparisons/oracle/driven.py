@@ -196,4 +196,4 @@ def look_at_tensor(inputs: RunInputs, under_test: UnderTest, tensor: str) -> str
         return ""
     if under_test.is_scratch:
         return described.producer
-    return f"{under_test.spec}: where it computes {described.equation}"
+    return f"{under_test.code}: where it computes {described.equation}"

@@ -52,6 +52,12 @@ class UnderTest:
     def is_scratch(self) -> bool:
         return self.factory is ScratchEngine
 
+    @property
+    def code(self) -> str:
+        """Its factory as ``module:factory`` (an entry point's too): where a reader looks."""
+        module, factory = self.origin.get("module"), self.origin.get("factory")
+        return f"{module}:{factory}" if module and factory else self.spec
+
     def make(self, mlp: MLP, optimizer: Optimizer, dtype: str) -> EngineUnderTest:
         """A new engine; ``ContractError`` where the factory fails or its engine lacks a
         method of the contract."""

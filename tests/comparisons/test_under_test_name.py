@@ -7,6 +7,7 @@ plots and tables, and is what every message, arbitration and tolerance text call
 from __future__ import annotations
 
 import csv
+import importlib.metadata
 import json
 import sys
 import types
@@ -15,9 +16,11 @@ from pathlib import Path
 import pytest
 
 from comparisons.cli import _references, main
+from comparisons.oracle.driven import look_at_tensor
 from comparisons.report import plot_style, plots
+from comparisons.run.inputs import build_inputs
 from comparisons.run.spec import RunSpec, SpecError
-from comparisons.run.under_test import SCRATCH, display_name, load_under_test
+from comparisons.run.under_test import ENTRY_POINTS, SCRATCH, display_name, load_under_test
 from examples.layered_mlp import make_engine
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "layered_mlp.py"
@@ -69,6 +72,26 @@ def test_a_module_named_like_a_reference_gives_an_engine_of_another_name(monkeyp
     monkeypatch.setitem(sys.modules, "mylib", types.ModuleType("mylib"))
     monkeypatch.setitem(sys.modules, "mylib.torch", module)
     assert load_under_test("mylib.torch:make").name == "torch_under_test"
+
+
+def test_an_installed_engine_is_named_by_its_entry_point_and_looked_at_in_its_module(
+    monkeypatch,
+):
+    module = types.ModuleType("installed_pkg.engines")
+    module.make = make_engine
+    monkeypatch.setitem(sys.modules, "installed_pkg.engines", module)
+    point = importlib.metadata.EntryPoint("fast-mlp", "installed_pkg.engines:make", ENTRY_POINTS)
+    monkeypatch.setattr(
+        importlib.metadata,
+        "entry_points",
+        lambda group=None: [point] if group == ENTRY_POINTS else [],
+    )
+    under_test = load_under_test("fast-mlp")
+    assert (under_test.name, under_test.spec) == ("fast-mlp", "fast-mlp")
+    inputs = build_inputs(RunSpec().replace(dataset="synthetic", engines=()))
+    assert look_at_tensor(inputs, under_test, "db1") == (
+        "installed_pkg.engines:make: where it computes db1 = Σ over the batch of dZ1"
+    )
 
 
 # --- engines: the references --------------------------------------------------------------
