@@ -37,7 +37,7 @@ from comparisons.report.atomic_folder import OutFolderError, prepare_out_folder,
 from comparisons.report.html import render_html
 from comparisons.report.markdown import render_markdown
 from comparisons.report.tables import csv_renderers
-from comparisons.report.text import headline_details, verdict_line
+from comparisons.report.text import accuracy_lines, headline_details, verdict_line
 from comparisons.run.contract import ContractError
 from comparisons.run.coverage import CASES
 from comparisons.run.engines import REFERENCES
@@ -102,6 +102,8 @@ def _write_and_report(
     for line in headline(report) if lines is None else lines:
         print(line)
     if not args.quiet:
+        for line in accuracy_lines(report):
+            print(line)
         print("report: " + ", ".join(str(out / name) for name in ["report.json", *renderers]))
     return EXIT_STATUS[report["verdict"]]
 
