@@ -23,6 +23,7 @@ from comparisons import bench
 from comparisons import cli_options as options
 from comparisons.cli_options import Parser, UsageError
 from comparisons.faults.catalogue import FAULTS
+from comparisons.faults.page import render as catalogue_page
 from comparisons.faults.runner import render_markdown as render_faults_markdown
 from comparisons.faults.runner import run_catalogue
 from comparisons.modes.check import run_check
@@ -201,6 +202,9 @@ def _references(text: str, option: str) -> tuple[str, ...]:
 
 
 def cmd_faults(args: argparse.Namespace) -> int:
+    if args.list:
+        print(catalogue_page(), end="")
+        return EXIT_AGREE
     engines = _references(args.engines, "--engines")
     progress = Progress(len(FAULTS), "faults", enabled=not args.quiet)
     report = run_catalogue(engines, on_fault=lambda i: progress(i))
