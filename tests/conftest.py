@@ -29,7 +29,7 @@ def occupancy_dir() -> Path:
         if os.environ.get("CI", "").lower() in {"true", "1"}:
             pytest.fail(
                 "CI is set but OCCUPANCY_DATA_DIR is not: point it at the folder holding "
-                "datatraining.txt, datatest.txt and datatest2.txt (shared/data/occupancy)"
+                "datatraining.txt, datatest.txt and datatest2.txt"
             )
         pytest.skip(REALDATA_SKIP)
     return Path(value)
