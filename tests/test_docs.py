@@ -128,3 +128,9 @@ def test_the_benchmarks_page_is_its_figures_rendering():
         f"`{data['command']}`"
     )
     assert f"`{data['command']}`" in page and data["bench"]["machine"]["cpu"] in page
+
+
+def test_the_readme_is_a_first_page_not_a_manual():
+    """The README is for a newcomer: at most 300 lines; the rest lives in docs/."""
+    lines = (ROOT / "README.md").read_text(encoding="utf-8").splitlines()
+    assert len(lines) <= 300, f"README.md has {len(lines)} lines: move detail into docs/"
