@@ -10,6 +10,8 @@ import pytest
 
 from comparisons.run.engines import jax_environment
 
+pytest_plugins = ["tests.compiles"]  # --jax-compiles: how many programs JAX compiles, where
+
 
 @pytest.fixture
 def rng() -> np.random.Generator:
