@@ -277,3 +277,28 @@ def test_every_mode_without_a_framework_names_a_plugged_engine(tmp_path, args, e
     assert "scratch" not in (out / "report.md").read_text().replace("scratch/", "").replace(
         "scratch's batching function", ""
     )
+
+
+@pytest.mark.torch
+def test_a_plugged_engines_non_finite_value_is_named_as_its_own(tmp_path, monkeypatch):
+    from examples.layered_mlp import LayeredMLP
+
+    class Poisoned(LayeredMLP):
+        def step(self, X, Y, masks=None):
+            trace = super().step(X, Y, masks)
+            Z1 = trace["Z1"].copy()
+            Z1[0, 0] = float("nan")
+            return {**trace, "Z1": Z1}
+
+    module = types.ModuleType("poisoned_engine")
+    module.make = Poisoned
+    monkeypatch.setitem(sys.modules, "poisoned_engine", module)
+    out = tmp_path / "r"
+    printed = _main(
+        ["run", *SMALL, "--engines", "torch", "--engine", "poisoned_engine:make", "--out", str(out)]
+    )
+    report = json.loads((out / "report.json").read_text())
+    problem = report["first_divergence"]["problem"]
+    assert problem.startswith("poisoned_engine has nan at [0, 0] where torch has ")
+    assert report["arbitration"]["explanation"] == f"poisoned_engine is wrong: {problem}"
+    assert f"  {problem}" in printed
