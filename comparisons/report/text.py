@@ -170,8 +170,7 @@ def headline_details(report: dict) -> list[str]:
     if origin.get("spec", SCRATCH_NAME) != SCRATCH_NAME:  # --engine's: which, from where
         found = ", ".join(f"{k} {origin[k]}" for k in ("file", "version") if origin.get(k))
         lines.append(
-            f"engine under test: {ours} (--engine {origin['spec']}"
-            + (f"; {found})" if found else ")")
+            f"engine under test: {ours} ({origin['spec']}" + (f"; {found})" if found else ")")
         )
     if report.get("not_provided"):
         lines.append(

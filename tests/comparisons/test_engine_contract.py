@@ -290,7 +290,7 @@ def test_gradcheck_command_names_the_engine_in_its_report(tmp_path, capsys):
     args = ["gradcheck", "--set", "dataset=synthetic", "--out", str(out), "--engine", engine]
     assert main(args) == 0
     printed = capsys.readouterr().out
-    assert f"engine under test: {HERE} (--engine {engine}" in printed
+    assert f"engine under test: {HERE} ({engine}" in printed
     report = json.loads((out / "report.json").read_text())
     assert report["under_test"]["name"] == HERE and report["under_test"]["spec"] == engine
     assert report["under_test"]["file"] == __file__

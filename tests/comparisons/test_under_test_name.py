@@ -161,7 +161,7 @@ def test_a_plugged_engines_report_has_no_scratch_key(plugged):
     assert set(report["walkthrough"][0]["values"]) == {"layered_mlp", "torch"}
     assert set(report["walkthrough"][0]["max_abs_vs_under_test"]) == {"torch"}
     assert printed.startswith("AGREE: layered_mlp, torch agree on every tensor of all 2 steps")
-    assert f"engine under test: layered_mlp (--engine {ENGINE}; file {EXAMPLE})" in printed
+    assert f"engine under test: layered_mlp ({ENGINE}; file {EXAMPLE})" in printed
 
 
 @pytest.mark.torch
