@@ -19,7 +19,9 @@ The swap (``write_report_folder``):
    ``--out`` missing and the old report beside it; the next run first puts it back
    (``prepare_out_folder``, and again before its swap).
 
-SIGINT and SIGTERM arriving during step 2 are held until the swap is done, then delivered.
+A SIGINT or SIGTERM the command line recorded (``comparisons.progress``) stops the write
+between files and before the swap, which leaves the old report; those arriving during step 2
+are held until the swap is done, then delivered.
 A kill nothing can catch (SIGKILL, a power cut) leaves staging or old folders that no live
 writer holds locked; the next write beside them removes them. Tests inject a kill at each
 step through ``_kill_point``.
@@ -44,6 +46,8 @@ import threading
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
+
+from comparisons.run.interrupts import stop_if_signalled
 
 try:
     import fcntl
@@ -136,11 +140,13 @@ def write_report_folder(
         _step("written")
         _write(staging / MARKER, json.dumps({"written_by": "backprop-oracle", "files": names}))
         _step("marked")
+        stop_if_signalled()  # the last moment a recorded signal keeps the old report
         with _signals_held(), _locked(real.parent):
             _step("locked")
             check_out_folder(out)  # files may have been put there during the run
             _swap_in(staging, real)
             swapped = True
+        stop_if_signalled()  # one that came during the swap: the new report is in place
     except BaseException as err:  # KeyboardInterrupt too: never leave the partial folder
         shutil.rmtree(staging, ignore_errors=True)
         if swapped:
@@ -246,6 +252,7 @@ def _write_files(
 
 
 def _write(path: Path, text: str | bytes) -> None:
+    stop_if_signalled()  # between files (a plot takes a while to draw)
     with open(path, "wb") as f:
         f.write(text if isinstance(text, bytes) else text.encode("utf-8"))
         f.flush()
