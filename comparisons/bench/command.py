@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
 import json
 import os
 import sys
@@ -12,8 +13,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from comparisons.bench.optional import installed, load
-from comparisons.bench.oracle_cost import oracle_cost, time_main_job
+from comparisons.bench.oracle_cost import oracle_cost, oracle_spec, time_main_job
 from comparisons.bench.render import render_markdown, render_svg
 from comparisons.bench.settings import (
     ACTIVATION,
@@ -39,6 +42,15 @@ from comparisons.bench.threads import fixed_threads
 from comparisons.report.atomic_folder import prepare_out_folder, write_report_folder
 from comparisons.report.environment import fingerprint
 from comparisons.run.engines import DEVICES
+from comparisons.run.inputs import (
+    ACTIVATION_COPIES,
+    COPIES_PER_ENGINE,
+    available_memory,
+    check_memory,
+)
+from comparisons.run.inputs import (
+    _size as memory_text,
+)
 from comparisons.run.spec import SpecError
 
 # The modules each reference needs; the oracle's cost runs the references that have them.
@@ -268,7 +280,36 @@ def _plan(args: argparse.Namespace) -> Plan:
         sizes[i] = dataclasses.replace(
             size, repeats=repeats, compile=size.compile or args.compile_all
         )
-    return Plan(sizes, dtypes, engines, references, oracle if references else [], main_job)
+    plan = Plan(sizes, dtypes, engines, references, oracle if references else [], main_job)
+    _check_memory(plan)
+    return plan
+
+
+def _check_memory(plan: Plan, available: int | None = None) -> None:
+    """Refuse, before anything is measured, a size or an oracle run that would not fit in
+    the memory there is (the same estimate as a run's: comparisons/run/inputs.py)."""
+    available = available_memory() if available is None else available
+    if available is None:
+        return
+    for size in plan.sizes:
+        for dtype in plan.dtypes:
+            n_params = sum((n_in + 1) * n_out for n_in, n_out in itertools.pairwise(size.sizes))
+            rows = size.batch * sum(size.sizes) * ACTIVATION_COPIES
+            # each engine's copies, and the bare matmuls' operands as one more engine
+            needed = (n_params * COPIES_PER_ENGINE + rows) * (len(plan.engines) + 1)
+            needed *= np.dtype(dtype).itemsize
+            if needed > available:
+                raise SpecError(
+                    f"--sizes: {size.label} needs about {memory_text(needed)} of memory ({dtype}), "
+                    f"and {memory_text(available)} is available; choose narrower widths or a "
+                    "smaller batch"
+                )
+    for hidden, steps in plan.oracle:
+        try:
+            check_memory(oracle_spec(hidden, steps, plan.references), available)
+        except SpecError as err:
+            option = "--oracle-widths" if str(err).startswith("hidden") else "--oracle-steps"
+            raise SpecError(f"{option}: {err}") from None
 
 
 def _oracle_runs(args: argparse.Namespace) -> list[tuple[tuple[int, ...], int]]:
