@@ -19,6 +19,8 @@ import unicodedata
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import numpy as np
+
 from comparisons import bench
 from comparisons import cli_options as options
 from comparisons.cli_options import Parser, UsageError
@@ -240,10 +242,13 @@ def cmd_train(args: argparse.Namespace) -> int:
             f"batch {spec.batch_size}, {spec.epochs} epochs, {spec.dtype}"
         )
         print(f"{'epoch':>5}  {'mean loss':>10}  " + "  ".join(f"{s:>7}" for s in splits))
-    for last in train_scratch(inputs):
-        if not args.quiet:
-            acc = "  ".join(f"{100 * last.accuracy[s]:6.2f}%" for s in splits)
-            print(f"{last.epoch:>5}  {last.mean_loss:>10.6f}  {acc}")
+    # NumPy's floating-point warnings stay off stderr: a loss gone non-finite ends the run
+    # with the error line that says so (NonFiniteLossError), an overflow that does not is moot
+    with np.errstate(all="ignore"):
+        for last in train_scratch(inputs):
+            if not args.quiet:
+                acc = "  ".join(f"{100 * last.accuracy[s]:6.2f}%" for s in splits)
+                print(f"{last.epoch:>5}  {last.mean_loss:>10.6f}  {acc}")
     summary = ", ".join(f"{s} {100 * last.accuracy[s]:.2f}%" for s in splits)
     print(f"final accuracy: {summary}")
     return EXIT_AGREE

@@ -42,6 +42,7 @@ from comparisons.bench.threads import fixed_threads
 from comparisons.report.atomic_folder import prepare_out_folder, write_report_folder
 from comparisons.report.environment import fingerprint
 from comparisons.run.engines import DEVICES
+from comparisons.run.files import FileError, read_json
 from comparisons.run.inputs import (
     ACTIVATION_COPIES,
     COPIES_PER_ENGINE,
@@ -53,6 +54,7 @@ from comparisons.run.inputs import (
 )
 from comparisons.run.spec import SpecError
 
+COMPARE_LIMIT = 16 << 20  # bytes of an earlier bench.json (a few kB)
 # The modules each reference needs; the oracle's cost runs the references that have them.
 FRAMEWORKS = {"torch": ("torch",), "jax": ("jax", "optax")}
 
@@ -333,13 +335,25 @@ def _oracle_runs(args: argparse.Namespace) -> list[tuple[tuple[int, ...], int]]:
 def _previous(path: Path) -> dict:
     """An earlier bench.json, read before anything is measured; SpecError if it is not one."""
     try:
-        previous = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as err:
-        raise SpecError(f"--compare: cannot read {path}: {err.strerror or err}") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise SpecError(f"--compare: {path} is not JSON ({err})") from None
-    if not isinstance(previous, dict) or not isinstance(previous.get("targets"), list):
+        previous = read_json(path, COMPARE_LIMIT, "bench.json")
+    except FileError as err:
+        raise SpecError(f"--compare: {err}") from None
+    targets = previous.get("targets") if isinstance(previous, dict) else None
+    if not isinstance(targets, list):
         raise SpecError(f"--compare: {path} is not a bench.json (it has no list of targets)")
+    for target in targets:  # what ``compare`` reads of each, checked before measuring
+        value = target.get("value") if isinstance(target, dict) else "?"
+        if not (
+            isinstance(target, dict)
+            and isinstance(target.get("id"), str)
+            and isinstance(target.get("figure"), str)
+            and target.get("met") in (True, False, None)
+            and (value is None or (isinstance(value, int | float) and not isinstance(value, bool)))
+        ):
+            raise SpecError(
+                f"--compare: {path} is not a bench.json (a target lacks its id, figure, met or "
+                f"numeric value: {json.dumps(target, default=str)[:80]})"
+            )
     return previous
 
 

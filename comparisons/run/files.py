@@ -90,9 +90,7 @@ def decode(name: str, data: bytes, what: str = "file") -> str:
         ) from None
 
 
-def read_text(
-    path: str | os.PathLike[str], limit: int, what: str = "file", hint: str = ""
-) -> str:
+def read_text(path: str | os.PathLike[str], limit: int, what: str = "file", hint: str = "") -> str:
     return decode(shown_path(path), read_bytes(path, limit, what, hint), what)
 
 
