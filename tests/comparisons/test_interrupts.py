@@ -153,3 +153,31 @@ def test_the_recorded_signal_raises_at_the_next_boundary_and_a_second_at_once():
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # put back
     with signals_recorded():
         assert interrupts.signalled() is None  # an earlier block's signal is forgotten
+
+
+@pytest.mark.slow
+@pytest.mark.torch
+@pytest.mark.jax
+@pytest.mark.parametrize("signum", list(CODES), ids=list(NAMES.values()))
+def test_a_signal_to_the_whole_group_stops_the_run_and_its_workers_without_a_traceback(
+    tmp_path, signum
+):
+    """Ctrl-C in a terminal signals every process of the group: the references' workers too,
+    which ignore SIGINT from their first instant (a worker still importing its framework
+    printed a KeyboardInterrupt traceback); the run exits 130 or 143 with one line."""
+    pytest.importorskip("torch")
+    pytest.importorskip("jax")
+    first = time.monotonic()
+    _finish(_start(tmp_path, "out", "--jobs", "3"))
+    duration = time.monotonic() - first
+    before = _files(tmp_path / "out")
+    for moment in (0.15, 0.3, 0.6):  # workers starting, importing, replaying
+        command = [sys.executable, "-m", "comparisons", "run", *SYNTHETIC, "--jobs", "3",
+                   "--out", "out"]  # fmt: skip
+        run = subprocess.Popen(
+            command, cwd=tmp_path, env=child_env(), stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True, start_new_session=True,
+        )  # fmt: skip
+        time.sleep(moment * duration)
+        os.killpg(run.pid, signum)
+        _judge(run, signum, tmp_path / "out", before, f"{moment:.0%} (the group)")
