@@ -252,6 +252,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     # with the error line that says so (NonFiniteLossError), an overflow that does not is moot
     with np.errstate(all="ignore"):
         for last in train_scratch(inputs):
+            stop_if_signalled()  # an epoch's end: a signalled run stops here
             if not args.quiet:
                 acc = "  ".join(f"{100 * last.accuracy[s]:6.2f}%" for s in splits)
                 print(f"{last.epoch:>5}  {last.mean_loss:>10.6f}  {acc}")

@@ -53,6 +53,7 @@ from comparisons.run.inputs import (
 from comparisons.run.inputs import (
     _size as memory_text,
 )
+from comparisons.run.interrupts import stop_if_signalled
 from comparisons.run.spec import SpecError
 
 COMPARE_LIMIT = 16 << 20  # bytes of an earlier bench.json (a few kB)
@@ -159,7 +160,12 @@ def run(args: argparse.Namespace) -> int:
     if args.page is not None:
         check_page_path(args.page)
     busy = os.getloadavg()  # before this run adds its own
-    say = (lambda _: None) if args.quiet else (lambda text: print(text, file=sys.stderr))
+
+    def say(text: str) -> None:  # each stage of the measuring: a signalled run stops here
+        stop_if_signalled()
+        if not args.quiet:
+            print(text, file=sys.stderr)
+
     report = measure(plan, args.threads, args.quick, say, args.device)
     report["targets"] = judge(report)
     if previous is not None:

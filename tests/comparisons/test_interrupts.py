@@ -181,3 +181,35 @@ def test_a_signal_to_the_whole_group_stops_the_run_and_its_workers_without_a_tra
         time.sleep(moment * duration)
         os.killpg(run.pid, signum)
         _judge(run, signum, tmp_path / "out", before, f"{moment:.0%} (the group)")
+
+
+@pytest.mark.parametrize("command", ["bench", "train"])
+def test_commands_without_steps_stop_at_their_own_boundaries(
+    tmp_path, monkeypatch, capsys, command
+):
+    """bench stops between the stages it measures (a torch.compile stage takes ~30 s) and
+    train between epochs, instead of going on to the end with the signal recorded."""
+    _main_thread_only()
+    later = []
+    if command == "bench":
+        monkeypatch.setattr(
+            "comparisons.bench.command.peak",
+            lambda dtype: os.kill(os.getpid(), signal.SIGINT) or {"gflops": 1.0},
+        )
+        monkeypatch.setattr("comparisons.bench.command.time_size", lambda *args: later.append(args))
+        argv = ["bench", "--quick", "--quiet", "--oracle-steps", "0", "--out", str(tmp_path / "b")]
+    else:
+        from comparisons.modes import train
+
+        original = train.accuracy
+
+        def accuracy(*args):
+            later.append(args)
+            os.kill(os.getpid(), signal.SIGINT)
+            return original(*args)
+
+        monkeypatch.setattr(train, "accuracy", accuracy)
+        argv = ["train", "--set", "dataset=synthetic", "--quiet"]
+    assert cli.main(argv) == 130
+    assert capsys.readouterr().err.startswith("interrupted (SIGINT)")
+    assert len(later) <= (0 if command == "bench" else 2)  # train: one epoch's splits
