@@ -213,3 +213,20 @@ def test_commands_without_steps_stop_at_their_own_boundaries(
     assert cli.main(argv) == 130
     assert capsys.readouterr().err.startswith("interrupted (SIGINT)")
     assert len(later) <= (0 if command == "bench" else 2)  # train: one epoch's splits
+
+
+def test_stdout_closed_early_exits_141_with_the_report_written(tmp_path):
+    """``… | head``: the reader is gone before the verdict line is printed; the report was
+    already written, and nothing but the status says so (no BrokenPipeError traceback)."""
+    read, write = os.pipe()
+    run = subprocess.Popen(
+        [sys.executable, "-m", "comparisons", "gradcheck", *SYNTHETIC, "--set",
+         "synthetic_rows=12", "--out", "out"],
+        cwd=tmp_path, env=child_env(), stdout=write, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    os.close(write)
+    os.close(read)  # before the child prints anything: its imports alone take a second
+    _, stderr = run.communicate(timeout=300)
+    assert run.returncode == 141, stderr
+    assert stderr == ""
+    assert json.loads((tmp_path / "out" / "report.json").read_text())["verdict"] == "agree"
