@@ -92,14 +92,17 @@ def _slope(act: str, Z: np.ndarray, A: np.ndarray) -> np.ndarray | float:
 def _slope_error(act: str, Z: np.ndarray, A: np.ndarray, E_Z, E_A, u: float) -> np.ndarray:
     """The error of g'(Z) as an engine computes it: from A's error (g' is a function of A for
     sigmoid and tanh; 1 - A² cancels near |A| = 1, so A²'s rounding counts whole), or, at a
-    kink, the slope's jump where Z's sign is uncertain (|Z| <= E_Z: either side is honest)."""
+    kink, the slope's jump where Z's sign is uncertain (|Z| <= E_Z, E_Z > 0: either side is
+    honest). Where E_Z is 0, Z is exact in every engine (a dropped row times a zero bias is
+    exactly 0): at Z == 0 there, the convention for g'(0) decides and nothing is allowed for
+    it (the README's conventions table)."""
     if act == "sigmoid":
         return np.abs(1.0 - 2.0 * A) * E_A + 2.0 * u * A * (1.0 - A)
     if act == "tanh":
         return 2.0 * np.abs(A) * E_A + 2.0 * u * A * A
     if act in ("relu", "leaky_relu"):
         jump = 1.0 if act == "relu" else 0.99
-        return np.where(np.abs(Z) <= E_Z, jump, 0.0)
+        return np.where((np.abs(Z) <= E_Z) & (E_Z > 0), jump, 0.0)
     return np.zeros_like(Z)
 
 

@@ -168,7 +168,9 @@ def headline_details(report: dict) -> list[str]:
     arbitration = report.get("arbitration")
     if arbitration:
         lines.append(f"who is wrong: {arbitration['explanation']}")
-    look_at = (report.get("first_divergence") or {}).get("look_at")
+    look_at = (arbitration or {}).get("look_at") or (report.get("first_divergence") or {}).get(
+        "look_at"
+    )
     if look_at:
         lines.append(f"look at: {look_at}")
     elif error and error["engine"] == "scratch":
