@@ -23,7 +23,10 @@ from scratch.trace_schema import kind_of
 class Roundoff:
     unit: float  # u: half the distance from 1 to the next float
     safety: float  # times the first-order bound of one engine
-    library_ulps: float  # exp, log, tanh, sqrt of another library: ulps of their result
+    # where another library fuses a few operations into one kernel (a backward pass's
+    # products, a quotient): units of the result. An elementwise function's own error
+    # (exp, tanh, sqrt, …) is measured instead: library_error.json (library_error.py).
+    library_ulps: float
     reason: str
 
 
