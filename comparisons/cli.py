@@ -243,6 +243,21 @@ def cmd_train(args: argparse.Namespace) -> int:
     return EXIT_AGREE
 
 
+def cmd_contract(args: argparse.Namespace) -> int:
+    import json
+
+    from comparisons.modes.contract import engine_contract, render
+
+    contract = engine_contract(_load(args, engines=("scratch",)))
+    print(json.dumps(contract, indent=1) if args.json else "\n".join(render(contract)))
+    return EXIT_AGREE
+
+
+def contract_options(parser: argparse.ArgumentParser) -> None:
+    options.spec_options(parser)
+    parser.add_argument("--json", action="store_true", help="print it as JSON")
+
+
 def cmd_liberror(args: argparse.Namespace) -> int:
     import json
 
@@ -350,6 +365,16 @@ COMMANDS: dict[str, tuple[Callable, Callable, str, str]] = {
         "default and at wide and deep sizes, float64 and float32; compare with bare NumPy "
         "matrix products; measure a lockstep run against the engines' own time. Writes "
         "bench.json, bench.md and bench.svg into --out (default reports/bench).",
+    ),
+    "contract": (
+        cmd_contract,
+        contract_options,
+        "print the engine contract of a run spec: every state, given and trace name",
+        "For the run spec (--config, --set), print every name an engine under test is given "
+        "and keeps (set_state and state(): parameters, optimizer state, the step count, "
+        "running statistics), is given at each step (dropout masks) and returns in its trace, "
+        "with its shape, whether it is required, and its equation as this configuration "
+        "computes it. --json prints the same as JSON. Writes nothing.",
     ),
     "liberror": (
         cmd_liberror,

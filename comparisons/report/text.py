@@ -143,6 +143,27 @@ def first_divergence_lines(report: dict) -> list[str]:
     return lines
 
 
+# A tensor kind of the trace schema as the headline names it.
+KIND_WORDS = {
+    "batch": "the batch's rows",
+    "input": "the batch",
+    "forward": "forward values",
+    "dropout_mask": "dropout masks",
+    "batch_stat": "batch statistics",
+    "running_stat": "running statistics",
+    "loss": "the loss",
+    "error_term": "error terms",
+    "batch_stat_grad": "batch statistics' gradients",
+    "gradient": "gradients",
+    "gradient_norm": "the gradient norm",
+    "learning_rate": "the learning rate",
+    "update": "updates",
+    "counter": "the step count",
+    "optimizer_state": "optimizer state",
+    "parameter": "new parameters",
+}
+
+
 def headline_details(report: dict) -> list[str]:
     """The lines under the verdict: what an engine computed before it raised, where the
     engines first disagreed, who is wrong, and where in scratch to look."""
@@ -151,6 +172,9 @@ def headline_details(report: dict) -> list[str]:
     if under_test(report) != "scratch":
         found = ", ".join(f"{k} {origin[k]}" for k in ("file", "version") if origin.get(k))
         lines.append(f"engine under test: {origin['name']}" + (f" ({found})" if found else ""))
+    if report.get("compared"):
+        words = [KIND_WORDS.get(k, k) for k in report["compared"]]
+        lines.append(f"compared, of {under_test(report)}'s behaviour: " + ", ".join(words))
     if report.get("not_provided"):
         lines.append(
             "not provided by the engine under test (at one step or more), so not compared "
