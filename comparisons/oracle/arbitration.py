@@ -26,12 +26,14 @@ def arbitrate(
 ) -> dict:
     """A verdict on who is wrong at the first divergence, with the evidence behind it.
 
-    Returns {"wrong": "scratch" | "<reference>" | "data/dropout.py" | "undecided",
+    Returns {"wrong": "scratch" | "<reference>" | "data/dropout.py" | "data/schedule.py" |
+    "undecided",
     "explanation": str, "tensor": str, "agreements": {"a vs b": bool}}, and "look_at" where the
     code to look at is not the engine's that the divergence names: "scratch" is the slot
     of the engine under test, which the explanation calls by its name, ``under_test``. Blame
     needs evidence: judges that agree with each other and not with the blamed side (two
-    references, finite differences, the documented dropout draw); otherwise "undecided".
+    references, finite differences, the documented dropout and batch draws); otherwise
+    "undecided".
     """
     found = _arbitrate(inputs, divergence, at)
     found["explanation"] = found["explanation"].replace("scratch", under_test)
@@ -42,12 +44,7 @@ def _arbitrate(inputs: RunInputs, divergence: Divergence, at: DivergentStep) -> 
     tensor = divergence.comparison.tensor
     kind = divergence.comparison.kind
     if kind in ("batch", "input"):
-        return _verdict(
-            "scratch",
-            f"scratch is wrong: its batching does not read the schedule's rows ({tensor})",
-            tensor,
-            {},
-        )
+        return _batching(inputs, divergence)
     if kind == "dropout_mask":  # every reference applies the mask data/dropout.py gave it
         return _dropout_mask(inputs, divergence, at)
     problem = divergence.comparison.problem
@@ -77,6 +74,52 @@ def _arbitrate(inputs: RunInputs, divergence: Divergence, at: DivergentStep) -> 
         agree[f"{a} vs {b}"] = same_shape and c.ok
     references = [e for e in values if e not in ("scratch", FD)]
     return _decide(tensor, agree, references, FD in values)
+
+
+def documented_rows(inputs: RunInputs, step: int) -> np.ndarray | None:
+    """Step ``step``'s rows drawn afresh from the algorithm ``data/schedule.py`` documents
+    (one default_rng(seed); per epoch a permutation of the rows, or their order without
+    shuffling; batches of batch_size in turn, the last kept unless drop_last): the judge
+    between scratch's batching and the schedule's. None past the schedule's end."""
+    schedule = inputs.schedule
+    rng = np.random.default_rng(schedule.seed)
+    k = 0
+    for _ in range(schedule.epochs):
+        order = rng.permutation(schedule.n_rows) if schedule.shuffle else np.arange(schedule.n_rows)
+        for start in range(0, schedule.n_rows, schedule.batch_size):
+            rows = order[start : start + schedule.batch_size]
+            if schedule.drop_last and len(rows) < schedule.batch_size:
+                continue
+            if k == step:
+                return rows
+            k += 1
+    return None
+
+
+def _batching(inputs: RunInputs, divergence: Divergence) -> dict:
+    """Scratch's batch against the schedule's rows (data/schedule.py's), judged by the
+    documented algorithm: the schedule's rows right means scratch's batching is wrong."""
+    tensor = divergence.comparison.tensor
+    judge = documented_rows(inputs, divergence.step)
+    given = inputs.schedule.steps[divergence.step].rows
+    agree = {
+        "data/schedule.py vs the documented draw": judge is not None
+        and bool(np.array_equal(judge, given))
+    }
+    if agree["data/schedule.py vs the documented draw"]:
+        return _verdict(
+            "scratch",
+            f"scratch is wrong: its batching does not read the schedule's rows ({tensor})",
+            tensor,
+            agree,
+        )
+    return _verdict(
+        "data/schedule.py",
+        f"data/schedule.py is wrong: step {divergence.step}'s rows are not the ones its "
+        "documented algorithm draws (every reference was given them too)",
+        tensor,
+        agree,
+    ) | {"look_at": "data/schedule.py:make_schedule"}
 
 
 def documented_masks(

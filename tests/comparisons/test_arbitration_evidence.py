@@ -3,13 +3,15 @@ the blamed side; "undecided" otherwise."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
 import comparisons.run.inputs
 from comparisons.faults.catalogue import FAULTS_BY_NAME
 from comparisons.faults.runner import run_fault
-from comparisons.oracle.arbitration import arbitrate, documented_masks
+from comparisons.oracle.arbitration import arbitrate, documented_masks, documented_rows
 from comparisons.run.inputs import build_inputs
 from data.dropout import keep_masks
 from tests.comparisons.lockstep_cases import run, synthetic_spec
@@ -77,3 +79,44 @@ def test_the_derivative_at_an_exact_kink_is_caught_localized_and_blamed_on_scrat
     assert found["sound_run_agrees"]
     assert found["caught"] and found["first_divergence"]["tensor"] == "dZ2"
     assert found["arbitration"]["wrong"] == "scratch", found["arbitration"]["explanation"]
+
+
+@pytest.mark.parametrize(
+    "changes", [{}, {"shuffle": False}, {"drop_last": True}, {"batch_size": 1, "epochs": 1}]
+)
+def test_the_documented_batches_are_the_schedules(changes):
+    schedule = build_inputs(synthetic_spec(**changes)).schedule
+    problem = build_inputs(synthetic_spec(**changes))
+    for step in schedule.steps:
+        np.testing.assert_array_equal(documented_rows(problem, step.index), step.rows)
+    assert documented_rows(problem, len(schedule.steps)) is None
+
+
+def batch_divergence_arbitrated(problem):
+    with np.errstate(all="ignore"):  # a wrong batch's values may overflow the comparison
+        result = run(problem, "torch", stop_at_first=True)
+    assert result.first_divergence is not None, "the broken batching was not caught"
+    assert result.first_divergence.comparison.kind in ("batch", "input")
+    return arbitrate(problem, result.first_divergence, result.divergent_step)
+
+
+@pytest.mark.torch
+def test_a_schedule_broken_in_data_schedule_blames_data_schedule_not_scratch():
+    problem = build_inputs(synthetic_spec())
+    schedule = problem.schedule
+    # the schedule's own batch no longer a slice of its order (its step 1 reversed)
+    broken = tuple(
+        dataclasses.replace(s, rows=s.rows[::-1].copy()) if s.index == 1 else s
+        for s in schedule.steps
+    )
+    problem = dataclasses.replace(problem, schedule=dataclasses.replace(schedule, steps=broken))
+    found = batch_divergence_arbitrated(problem)
+    assert found["wrong"] == "data/schedule.py", found["explanation"]
+    assert found["look_at"] == "data/schedule.py:make_schedule"
+
+
+@pytest.mark.torch
+def test_batching_broken_in_scratch_blames_scratch():
+    with FAULTS_BY_NAME["extra-batch"].patch():
+        found = batch_divergence_arbitrated(build_inputs(synthetic_spec()))
+    assert found["wrong"] == "scratch", found["explanation"]
