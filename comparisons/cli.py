@@ -261,6 +261,61 @@ def cmd_train(args: argparse.Namespace) -> int:
     return EXIT_AGREE
 
 
+def cmd_contract(args: argparse.Namespace) -> int:
+    import json
+
+    from comparisons.modes.contract import engine_contract, render
+
+    contract = engine_contract(_load(args, engines=("scratch",)))
+    print(json.dumps(contract, indent=1) if args.json else "\n".join(render(contract)))
+    return EXIT_AGREE
+
+
+def contract_options(parser: argparse.ArgumentParser) -> None:
+    options.spec_options(parser)
+    parser.add_argument("--json", action="store_true", help="print it as JSON")
+
+
+def cmd_liberror(args: argparse.Namespace) -> int:
+    import json
+
+    from comparisons.modes import liberror
+    from comparisons.oracle.library_error import TABLE, table
+
+    show = (lambda what: None) if args.quiet else (lambda what: print(f"  {what}", flush=True))
+    if args.check:  # a tenth of the points, against the committed table
+        stale = liberror.understated(table(), liberror.measure(quick=True, on_function=show))
+        for line in stale:
+            print(f"  understated: {line}")
+        print(
+            f"{'STALE' if stale else 'CURRENT'}: {TABLE} "
+            + ("understates the installed frameworks; regenerate: python -m comparisons liberror"
+               if stale else "holds what the installed frameworks do on a tenth of its points")
+        )  # fmt: skip
+        return EXIT_DISAGREE if stale else EXIT_AGREE
+    found = liberror.measure(on_function=show)
+    Path(args.table).write_text(json.dumps(found, indent=1) + "\n", encoding="utf-8")
+    Path(args.docs).write_text(liberror.render_markdown(found), encoding="utf-8")
+    print(f"wrote {args.table} and {args.docs}")
+    return EXIT_AGREE
+
+
+def liberror_options(parser: argparse.ArgumentParser) -> None:
+    from comparisons.oracle.library_error import TABLE
+
+    parser.add_argument("--table", default=str(TABLE), help=f"the table (default {TABLE})")
+    parser.add_argument(
+        "--docs", default="docs/library-error.md", help="its page (default docs/library-error.md)"
+    )
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="re-measure a tenth of the points and say whether the table holds them (exit 1 "
+        "where it understates); writes nothing",
+    )
+    parser.add_argument("--quiet", action="store_true", help="print only the result")
+
+
 COMMANDS: dict[str, tuple[Callable, Callable, str, str]] = {
     "run": (
         cmd_run,
@@ -328,6 +383,28 @@ COMMANDS: dict[str, tuple[Callable, Callable, str, str]] = {
         "default and at wide and deep sizes, float64 and float32; compare with bare NumPy "
         "matrix products; measure a lockstep run against the engines' own time. Writes "
         "bench.json, bench.md and bench.svg into --out (default reports/bench).",
+    ),
+    "contract": (
+        cmd_contract,
+        contract_options,
+        "print the engine contract of a run spec: every state, given and trace name",
+        "For the run spec (--config, --set), print every name an engine under test is given "
+        "and keeps (set_state and state(): parameters, optimizer state, the step count, "
+        "running statistics), is given at each step (dropout masks) and returns in its trace, "
+        "with its shape, whether it is required, and its equation as this configuration "
+        "computes it. --json prints the same as JSON. Writes nothing.",
+    ),
+    "liberror": (
+        cmd_liberror,
+        liberror_options,
+        "measure each framework's error for the functions the allowances use, against mpmath",
+        "Evaluate exp, log, log1p, tanh, the logistic, softplus, BCE-with-logits' gradient, "
+        "sqrt, 1/sqrt and cos in NumPy (scratch's formulas), PyTorch and JAX, per dtype and "
+        "per device at hand, on fixed points across each domain; compare with mpmath at 113 "
+        "bits; write the worst error of each, in units of u, to the table the allowances take "
+        "their library terms from (comparisons/oracle/library_error.json) and to "
+        "docs/library-error.md. Needs mpmath (the liberror extra). --check re-measures a "
+        "tenth of the points against the table instead.",
     ),
     "train": (
         cmd_train,

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from comparisons.modes.drift import run_drift
 from comparisons.modes.gradcheck import run_gradcheck
 from comparisons.oracle.arbitration import arbitrate
+from comparisons.oracle.compare import kind_or_unknown
 from comparisons.oracle.lockstep import lockstep
 from comparisons.oracle.tolerances import table_as_dict
 from comparisons.report.environment import fingerprint
@@ -66,12 +67,21 @@ def run_check(
         "recorded": recorded.describe() if recorded is not None else None,
         # the optional tensors the engine left out in any case, in order of first appearance
         "not_provided": list(dict.fromkeys(n for r in results for n in r.get("not_provided", []))),
+        # the kinds of tensor compared in any case, in dataflow order of first appearance
+        "compared": list(dict.fromkeys(k for r in results for k in r.get("compared", []))),
     }
     failed = next((r for r in results if r["verdict"] != "agree"), None)
     report["failed_case"] = failed["name"] if failed else None
     for key in ("first_divergence", "arbitration", "error", "diverged"):
         report[key] = failed.get(key) if failed else None
     return report
+
+
+def compared_kinds(result) -> list[str]:
+    """The kinds of tensor (forward, gradient, optimizer_state, …) a lockstep run compared
+    against at least one reference, in dataflow order."""
+    names = dict.fromkeys(n for table in result.per_tensor.values() for n in table.names)
+    return list(dict.fromkeys(kind_or_unknown(n) for n in names))
 
 
 def run_case(
@@ -97,6 +107,7 @@ def run_case(
         "arbitration": None,
         "gradcheck": None,
         "not_provided": result.not_provided,
+        "compared": compared_kinds(result),
     }
     if result.first_divergence is not None and result.divergent_step is not None:
         entry["arbitration"] = arbitrate(
