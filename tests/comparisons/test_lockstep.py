@@ -44,7 +44,7 @@ def test_every_activation_and_loss(reference, activation, heads):
     # The optimizer cycles with the case so that each head also meets several optimizers.
     # Batches of 4 divide the 12 rows: one batch shape, one JAX compilation (the partial
     # last batch is the next test's subject).
-    optimizer = OPTIMIZERS[(ACTIVATIONS.index(activation) + HEADS.index(heads)) % 5]
+    optimizer = OPTIMIZERS[(ACTIVATIONS.index(activation) + HEADS.index(heads)) % len(OPTIMIZERS)]
     spec = synthetic_spec(activation=activation, optimizer=optimizer, batch_size=4, **head(*heads))
     assert_lockstep_agrees(spec, reference)
 
