@@ -179,7 +179,7 @@ def test_the_covering_set_covers_every_pair():
     possible = [r for r in itertools.product(*FACTORS) if feasible(r)]
     for i, j in itertools.combinations(range(len(FACTORS)), 2):
         assert {(r[i], r[j]) for r in rows} == {(r[i], r[j]) for r in possible}, (i, j)
-    assert len(rows) < 45  # far below the product's 14,400
+    assert len(rows) < 50  # far below the product's 20,736 (at least 36: 6 activations × 6 heads)
 
 
 @pytest.mark.realdata
