@@ -218,3 +218,22 @@ def test_weight_decay_touches_weights_only(reference, rng, decayed, factor):
                 rtol=1e-9,
                 err_msg=f"ΔW{l}",
             )
+
+
+@pytest.mark.parametrize(
+    ("reference", "dtype"),
+    both_references(
+        [pytest.param(d, id=d) for d in ("float64", "float32")], jax_quick={"float64", "float32"}
+    ),
+)
+def test_elu_far_below_zero_agrees(reference, rng, dtype):
+    """Weights × 20 put many units of an ELU network far below 0, where g' = e^Z is tiny and
+    JAX's autodiff takes it as A + 1 (A ≈ -1: none of e^Z's digits, 0 in float32) while
+    scratch and PyTorch take e^Z: the allowance of g' must hold A's error (e^Z·E_Z and the
+    library's ulps) and that sum's rounding, or every engine is blamed for honest roundoff."""
+    mlp = MLP((4, 6, 5, 2), "elu", "elu", "mse")
+    opt = OPTIMIZERS[0]
+    params, state = start(mlp, opt, dtype)
+    params = {p: (v * 20).astype(dtype) for p, v in params.items()}
+    engine = make(reference, mlp, opt, dtype)
+    steps_agree(engine, mlp, opt, params, state, [batch(rng, mlp, dtype) for _ in range(2)])
