@@ -399,7 +399,7 @@ COMMANDS: dict[str, tuple[Callable, Callable, str, str]] = {
         liberror_options,
         "measure each framework's error for the functions the allowances use, against mpmath",
         "Evaluate exp, log, log1p, tanh, the logistic, softplus, BCE-with-logits' gradient, "
-        "sqrt, 1/sqrt and cos in NumPy (scratch's formulas), PyTorch and JAX, per dtype and "
+        "sqrt, 1/sqrt, cos and expm1 in NumPy (scratch's formulas), PyTorch and JAX, per dtype and "
         "per device at hand, on fixed points across each domain; compare with mpmath at 113 "
         "bits; write the worst error of each, in units of u, to the table the allowances take "
         "their library terms from (comparisons/oracle/library_error.json) and to "

@@ -4,7 +4,7 @@ Notation: θ a parameter (W_l or b_l), g its gradient from backprop, lr the lear
 t the step number counted from 1, μ the momentum, λ the weight decay. Every rule is
 PyTorch's (``torch.optim``); optax computes the same (docs/numerics.md's conventions say
 where textbooks write them differently). The state names are the trace's (``momentum``,
-``adam_m``, ``adam_v``; see ``trace_schema.py``).
+``adam_m``, ``adam_v``, ``rmsprop_v``; see ``trace_schema.py``).
 
     sgd        θ ← θ - lr·g
     momentum   v ← μ·v + g;           θ ← θ - lr·v
@@ -12,6 +12,10 @@ where textbooks write them differently). The state names are the trace's (``mome
     adam       m ← β1·m + (1-β1)·g;  v ← β2·v + (1-β2)·g²;
                m̂ = m / (1 - β1^t);   v̂ = v / (1 - β2^t);   θ ← θ - lr·m̂ / (√v̂ + ε)
     adamw      θ ← θ - lr·λ·θ (decoupled decay), then the adam step
+    rmsprop    v ← α·v + (1-α)·g²;    θ ← θ - lr·g / (√v + ε)
+               (PyTorch's RMSprop: ε outside the root, v starting at 0, α = 0.99 by
+               default; not centered, without momentum. optax's rmsprop defaults differ —
+               ε inside the root, decay 0.9 — and the JAX reference sets them to these.)
 
 Weight decay in either form touches the weights W_l only, never the biases b_l. L2
 regularization (``l2``, any optimizer but adamw) adds the gradient of (λ/2)·‖W‖² to the
@@ -74,6 +78,12 @@ def adam(theta: np.ndarray, g: np.ndarray, state: dict, opt: Optimizer, t: int):
     return theta - opt.lr * m_hat / (np.sqrt(v_hat) + opt.eps), {"adam_m": m, "adam_v": v}
 
 
+def rmsprop(theta: np.ndarray, g: np.ndarray, state: dict, opt: Optimizer, t: int):
+    """v ← α·v + (1-α)·g²;  θ ← θ - lr·g / (√v + ε)   (no bias correction: t is not read)."""
+    v = opt.alpha * state["rmsprop_v"] + (1 - opt.alpha) * g * g
+    return theta - opt.lr * g / (np.sqrt(v) + opt.eps), {"rmsprop_v": v}
+
+
 def learning_rate(opt: Optimizer, t: int) -> float:
     """The learning rate of the t-th update (t = 1 for the first):
 
@@ -128,6 +138,7 @@ RULES: dict[str, Rule] = {
     "nesterov": nesterov,
     "adam": adam,
     "adamw": adam,
+    "rmsprop": rmsprop,
 }
 
 

@@ -59,6 +59,7 @@ DROPPED_ERROR = Family(
 # the decoupled decay that ``optimizers.update`` applies).
 RULE_FUNCTIONS = {"sgd": "sgd", "momentum": "momentum", "nesterov": "nesterov", "adam": "adam"}
 RULE_FUNCTIONS["adamw"] = "adam"
+RULE_FUNCTIONS["rmsprop"] = "rmsprop"
 # Each learning-rate schedule as an equation in t (the update's count, 1 for the first).
 SCHEDULE_EQUATIONS = {
     "constant": "lr",
@@ -73,6 +74,7 @@ UPDATE_RULES = {
     "nesterov": "-lr·(g + μ·v),  v = μ·v + g",
     "adam": "-lr·m̂/(√v̂ + ε),  m̂ = m/(1-β1^t),  v̂ = v/(1-β2^t)",
     "adamw": "-lr·λ·θ - lr·m̂/(√v̂ + ε)",
+    "rmsprop": "-lr·g/(√v + ε),  v = α·v + (1-α)·(g)²",
 }
 
 

@@ -35,7 +35,9 @@ def points(function: str, dtype: str, n: int = POINTS) -> np.ndarray:
     def signed(x: np.ndarray) -> np.ndarray:
         return x * rng.choice([-1.0, 1.0], x.size)
 
-    if function == "exp":
+    if function == "expm1":  # ELU's negative side, and small arguments of both signs
+        x = np.concatenate([rng.uniform(-big, 0.0, third), signed(magnitudes(-12, 0, n - third))])
+    elif function == "exp":
         x = np.concatenate(
             [rng.uniform(-big, big, 2 * third), signed(magnitudes(-10, 0, n - 2 * third))]
         )
@@ -81,6 +83,7 @@ def exact(function: str, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     mp.prec = PRECISION
     f: Callable = {
         "exp": mp.exp,
+        "expm1": mp.expm1,
         "log": mp.log,
         "log1p": mp.log1p,
         "tanh": mp.tanh,
@@ -159,6 +162,7 @@ def _numpy(function: str, x: np.ndarray, dtype: str) -> np.ndarray:
     with np.errstate(all="ignore"):
         return {
             "exp": np.exp,
+            "expm1": np.expm1,
             "log": np.log,
             "log1p": np.log1p,
             "tanh": np.tanh,
@@ -178,6 +182,7 @@ def _torch(device: str):
 
     functions = {
         "exp": torch.exp,
+        "expm1": torch.expm1,
         "log": torch.log,
         "log1p": torch.log1p,
         "tanh": torch.tanh,
@@ -223,6 +228,7 @@ def _jax(device: str):
 
     functions = {
         "exp": jnp.exp,
+        "expm1": jnp.expm1,
         "log": jnp.log,
         "log1p": log1p,  # the reference's: jnp.log1p but on [-0.45, -0.3] (jax_mlp.py)
         "tanh": jnp.tanh,

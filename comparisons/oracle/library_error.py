@@ -47,6 +47,7 @@ FUNCTIONS = {
     "sqrt": "Adam's √v̂",
     "rsqrt": "batch normalization's 1/√(σ² + ε)",
     "cos": "the cosine learning-rate schedule",
+    "expm1": "the ELU activation α·(e^Z - 1) below 0",
 }
 
 

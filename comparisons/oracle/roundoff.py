@@ -87,6 +87,8 @@ def _slope(act: str, Z: np.ndarray, A: np.ndarray) -> np.ndarray | float:
         return A * (1.0 - A)
     if act == "tanh":
         return 1.0 - A * A
+    if act == "elu":  # e^Z below 0 (α = 1), 1 above
+        return np.exp(np.minimum(Z, 0.0))
     return 1.0  # relu, leaky_relu, identity: Lipschitz 1 (a kink moves A by at most |ΔZ|)
 
 
@@ -104,12 +106,17 @@ def _slope_error(act: str, Z: np.ndarray, A: np.ndarray, E_Z, E_A, u: float) -> 
     if act in ("relu", "leaky_relu"):
         jump = 1.0 if act == "relu" else 0.99
         return np.where((np.abs(Z) <= E_Z) & (E_Z > 0), jump, 0.0)
+    if act == "elu":
+        # below 0, e^Z (scratch, PyTorch) or A + 1 (JAX's autodiff of expm1): A's error, which
+        # holds e^Z·E_Z and the library's ulps of A, and the sum's rounding. Continuous at 0
+        # (both sides 1): a Z of uncertain sign moves g' by at most |Z| <= E_Z, within E_A.
+        return np.where(Z > 0, 0.0, E_A + 2.0 * u * (np.abs(A) + 1.0))
     return np.zeros_like(Z)
 
 
 # The activations computed by a library function, and the function's name in the measured
 # table (library_error.json).
-LIBRARY = {"sigmoid": "logistic", "tanh": "tanh"}
+LIBRARY = {"sigmoid": "logistic", "tanh": "tanh", "elu": "expm1"}
 
 
 def _library(r: Roundoff, function: str) -> float:
@@ -486,7 +493,7 @@ def _update(steps: Steps, f64: Arrays, W: Arrays, E: Arrays, r: Roundoff) -> Arr
             else:
                 E_step = E_g + opt.momentum * E_v + u * (np.abs(g) + np.abs(opt.momentum * v))
                 step_size = np.abs(g + opt.momentum * v)
-        else:  # adam, adamw
+        elif opt.name in ("adam", "adamw"):
             m = opt.beta1 * old["first"] + (1 - opt.beta1) * g
             v = opt.beta2 * old["second"] + (1 - opt.beta2) * g * g
             E_m = (1 - opt.beta1) * E_g + u * (np.abs(opt.beta1 * old["first"]) + np.abs(g))
@@ -506,6 +513,27 @@ def _update(steps: Steps, f64: Arrays, W: Arrays, E: Arrays, r: Roundoff) -> Arr
             root_lib = _library(r, "sqrt") + 2.0 * u
             E_step = E_m / c1 / d + np.abs(m_hat) * E_root / d**2 + root_lib * np.abs(m_hat / d)
             step_size = np.abs(m_hat / d)
+        elif opt.name == "rmsprop":  # v ← α·v + (1-α)·g²;  step g / (√v + ε)
+            v = opt.alpha * old["first"] + (1 - opt.alpha) * g * g
+            # g²'s error as Adam's v; the root halves v's relative error (or, at v ≈ 0 from a
+            # cancelled g, is √E_v); the quotient is g/d (PyTorch) or g·(1/d) (optax): its
+            # roundings and the root's are a library's few ulps
+            E_v = (1 - opt.alpha) * (2.0 * np.abs(g) + E_g) * E_g + u * (
+                opt.alpha * old["first"] + v
+            )
+            out[names["first"]] = E_v
+            root = np.sqrt(v)
+            d = root + opt.eps
+            with np.errstate(divide="ignore", invalid="ignore"):
+                E_root = np.where(root > 0, E_v / (2.0 * root), np.sqrt(E_v))
+            root_lib = _library(r, "sqrt") + 2.0 * u  # √'s measured error, two roundings
+            E_step = E_g / d + np.abs(g) * E_root / d**2 + root_lib * np.abs(g / d)
+            step_size = np.abs(g / d)
+        else:
+            raise ValueError(
+                f"no roundoff rule for optimizer {opt.name!r}: add its update's error to "
+                "comparisons/oracle/roundoff.py:_update"
+            )
         E_update = lr * E_step + (lib * lr + E_lr) * step_size + E_theta
         new = f64[p]
         out[f"Δ{p}"] = E_update + u * (np.abs(new) + np.abs(f64[f"Δ{p}"]))
