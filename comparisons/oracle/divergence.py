@@ -86,15 +86,15 @@ class Diverged:
 
     def describe(self) -> str:
         value = "NaN" if np.isnan(self.first_value) else f"{self.first_value}"
-        every = (
-            "in every engine"
-            if len(self.engines) > 1
-            else f"in {self.engines[0]} (the only engine)"
-        )
-        at = f"first at {list(self.index)}; " if self.index else ""
+        at = f" at {list(self.index)}" if self.index else ""
+        ours = self.engines[0]  # the engine under test
+        if len(self.engines) > 1:  # the kinds may differ: inf in one engine, NaN in another
+            what = f"non-finite in every engine, in the same places ({ours}'s first: {value}{at}; "
+        else:
+            what = f"{value} in {ours} (the only engine) ({f'first{at}; ' if at else ''}"
         return (
             f"training diverged at step {self.step} (epoch {self.epoch}, batch {self.batch}): "
-            f"{self.tensor} became {value} {every} ({at}the engines agreed until then; "
+            f"{self.tensor} became {what}the engines agreed until then; "
             f"nothing after it was verified)"
         )
 
