@@ -116,13 +116,20 @@ def cmd_run(args: argparse.Namespace) -> int:
     under_test = load_under_test(args.engine)
     spec = _spec(args)
     # the workers start importing their frameworks while this process loads the data
-    with reference_workers(spec.engines, args.jobs) as apart:
+    # the plain loop (--plain) runs every engine in this process, one step at a time
+    jobs = 1 if args.plain else args.jobs
+    with reference_workers(spec.engines, jobs) as apart:
         if apart:  # the report's plotting stack, imported while the run waits on them
             threading.Thread(target=_import_plots, daemon=True).start()
         inputs = build_inputs(spec)
         progress = _progress(args, inputs, "lockstep")
         report = run_lockstep(
-            inputs, on_step=progress, device=args.device, under_test=under_test, apart=apart
+            inputs,
+            on_step=progress,
+            device=args.device,
+            under_test=under_test,
+            apart=apart,
+            plain=args.plain,
         )
         for worker in apart.values():
             worker.stop()  # they end while the report is written

@@ -24,13 +24,24 @@ def run_lockstep(
     device: str = "cpu",
     under_test: UnderTest = SCRATCH,
     apart: Mapping | None = None,
+    plain: bool = False,
+    stop_at_first: bool = False,
 ) -> dict:
     """The run's report. ``apart``: references in worker processes (``oracle/workers.py``),
-    started by the caller; the others are made here."""
+    started by the caller; the others are made here. ``plain``: the lockstep rule's plain
+    loop (``oracle/plain.py``) instead of its fast executor; the same report.
+    ``stop_at_first``: end at the first divergent step (``oracle/lockstep.py``)."""
     started = time.perf_counter()
     under_test.check_references([e for e in inputs.spec.engines if e != "scratch"])
     refs = make_references(inputs, device, apart)
-    result = lockstep(inputs, refs, on_step=on_step, under_test=under_test)
+    result = lockstep(
+        inputs,
+        refs,
+        on_step=on_step,
+        under_test=under_test,
+        plain=plain,
+        stop_at_first=stop_at_first,
+    )
     run_s = time.perf_counter() - started
     metrics = None
     if result.verdict in ("agree", "disagree"):  # a diverged or stopped run has none

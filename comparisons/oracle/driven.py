@@ -60,6 +60,8 @@ class Driven:
         if inputs.mlp.dropout and not self.scratch:
             check_takes_masks(engine, self.where)
         self._batches: tuple[int, list[np.ndarray]] = (-1, [])
+        self.not_provided: set[str] = set()  # optional tensors its traces left out
+        self._look_at: dict[str, str] = {}
 
     def position(self, tensor: str) -> int:
         """Where ``tensor`` comes in dataflow order (names outside the schema last)."""
@@ -181,7 +183,9 @@ class Driven:
         return found
 
     def look_at(self, tensor: str) -> str:
-        return look_at_tensor(self.inputs, self.under_test, tensor)
+        if tensor not in self._look_at:
+            self._look_at[tensor] = look_at_tensor(self.inputs, self.under_test, tensor)
+        return self._look_at[tensor]
 
 
 def look_at_tensor(inputs: RunInputs, under_test: UnderTest, tensor: str) -> str:
