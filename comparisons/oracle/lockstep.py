@@ -22,11 +22,11 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 
 from comparisons.oracle.chunked import lockstep_chunked
-from comparisons.oracle.driven import NOT_PROVIDED, Driven
+from comparisons.oracle.driven import NOT_PROVIDED, adapter_for
 from comparisons.oracle.plain import lockstep_plain
 from comparisons.oracle.steps import LockstepResult
-from comparisons.run.contract import load_state
-from comparisons.run.engines import Engine, initial_state
+from comparisons.run.contract import Engine, load_state
+from comparisons.run.engines import initial_state
 from comparisons.run.inputs import RunInputs
 from comparisons.run.under_test import SCRATCH, UnderTest
 from data.schedule import Step
@@ -66,7 +66,7 @@ def lockstep(
         initial_state(inputs.optimizer, inputs.params0),
         f"--engine {under_test.name}",
     )
-    driven = Driven(inputs, under_test, engine)
+    driven = adapter_for(inputs, under_test, engine)
     settings = {
         "stop_at_first": stop_at_first,
         "steps": steps,
