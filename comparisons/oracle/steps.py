@@ -18,10 +18,11 @@ from comparisons.oracle.compare import (
     mismatch,
 )
 from comparisons.oracle.divergence import Diverged, Divergence, DivergentStep, EngineFailure
-from comparisons.oracle.driven import FOREIGN, NOT_PROVIDED, Driven
+from comparisons.oracle.driven import FOREIGN, NOT_PROVIDED, EngineAdapter
 from comparisons.oracle.isolation import read_only
 from comparisons.oracle.roundoff import Step as RoundoffStep
 from comparisons.oracle.roundoff import Steps, stacked_allowances
+from comparisons.oracle.verdict import decide
 from comparisons.oracle.worst import WorstTable
 from comparisons.run.inputs import RunInputs
 from data.schedule import Step
@@ -49,11 +50,11 @@ class LockstepResult:
 
     @property
     def verdict(self) -> str:
-        if self.failure is not None:
-            return "error"
-        if self.first_divergence is not None:
-            return "disagree"
-        return "diverged" if self.diverged is not None else "agree"
+        return decide(
+            failure=self.failure,
+            disagreement=self.first_divergence is not None,
+            diverged=self.diverged,
+        )
 
     @property
     def agree(self) -> bool:
@@ -100,7 +101,7 @@ class StepRecord:
         return {UNDER_TEST: self.trace, **self.traces}
 
 
-def take(engine: Driven, inputs: RunInputs, step: Step, reload=None) -> StepRecord:
+def take(engine: EngineAdapter, inputs: RunInputs, step: Step, reload=None) -> StepRecord:
     """The engine under test takes ``step`` from the state it reports (or the one ``reload``
     gives): the record holds that state as every reference will be loaded with it."""
     if reload is not None:
@@ -167,7 +168,7 @@ class Tally:
     """A run's accounting: each step's comparisons against every reference, the worst errors
     per tensor, the per-step summaries; and the findings ``plain.judge`` gives."""
 
-    def __init__(self, engine: Driven, references: Mapping, result: LockstepResult):
+    def __init__(self, engine: EngineAdapter, references: Mapping, result: LockstepResult):
         self.engine, self.refs, self.result = engine, references, result
         result.per_tensor = {name: WorstTable() for name in references}
         self._kind_positions: dict[tuple[str, ...], tuple] = {}

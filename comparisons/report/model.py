@@ -1,6 +1,6 @@
 """The report: one JSON-ready dict per run, the source of truth for report.md and report.html.
 
-The fields follow DESIGN.md's report contract (``schema_version`` 1). Everything in it is a
+The fields are those of ``comparisons/schemas/report.schema.json``. Everything in it is a
 deterministic function of the run spec and the machine's libraries, except the fields named
 in ``VOLATILE``; two runs of the same spec differ in those only.
 """
@@ -119,17 +119,16 @@ def drift_report(
     verdict: dict | None,
     environment: dict,
     timings: dict,
+    decided: str,
 ) -> dict[str, Any]:
+    """Drift's report; ``decided``: its verdict (``oracle/drift.py:drift_decision``),
+    ``verdict``: the final losses' comparison, where the run went to its end."""
     report = base_report("drift", inputs, environment, timings)
-    if result.failure is not None:
-        report["verdict"], report["first_divergence"] = "error", None
-    elif result.diverged is not None:
-        report["verdict"], report["first_divergence"] = "diverged", None
-    elif result.first_divergence is not None:
-        report["verdict"], report["first_divergence"] = "disagree", result.first_divergence
+    report["verdict"] = decided
+    if decided != "disagree":
+        report["first_divergence"] = None
     else:
-        report["verdict"] = "agree" if verdict["agree"] else "disagree"
-        report["first_divergence"] = None if verdict["agree"] else verdict["worst"]
+        report["first_divergence"] = result.first_divergence or verdict["worst"]
     report["diverged"] = result.diverged
     report["error"] = result.failure.as_dict() if result.failure else None
     report["drift_tolerance"] = vars(DRIFT[inputs.spec.dtype])
