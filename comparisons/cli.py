@@ -121,8 +121,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     # the workers start importing their frameworks while this process loads the data
     # the plain loop (--plain) runs every engine in this process, one step at a time
     jobs = 1 if args.plain else args.jobs
-    with reference_workers(spec.engines, jobs) as apart:
-        if apart:  # the report's plotting stack, imported while the run waits on them
+    with reference_workers(spec.engines, jobs) as workers:
+        if workers:  # the report's plotting stack, imported while the run waits on them
             threading.Thread(target=_import_plots, daemon=True).start()
         inputs = build_inputs(spec)
         progress = _progress(args, inputs, "lockstep")
@@ -131,10 +131,10 @@ def cmd_run(args: argparse.Namespace) -> int:
             on_step=progress,
             device=args.device,
             under_test=under_test,
-            apart=apart,
+            workers=workers,
             plain=args.plain,
         )
-        for worker in apart.values():
+        for worker in workers.values():
             worker.stop()  # they end while the report is written
         return _write_and_report(args, report)
 

@@ -16,7 +16,7 @@ from collections.abc import Callable
 import numpy as np
 
 from comparisons.oracle.compare import compare_traces
-from comparisons.oracle.roundoff import Step, allowances
+from comparisons.oracle.roundoff import RoundoffStep, allowances
 from comparisons.report.environment import fingerprint, numerics
 from comparisons.run.coverage import CASES, Case
 from comparisons.run.engines import ScratchEngine, initial_state, make_references
@@ -114,7 +114,7 @@ def verify(recorded: Recorded, cases: tuple[Case, ...] = CASES) -> tuple[bool, l
                 if bitwise:
                     found = [_bits(n, then[n], now.get(n)) for n in then]
                 else:
-                    roundoff = Step(inputs.mlp, inputs.optimizer, params, state, Xb, Yb)
+                    roundoff = RoundoffStep(inputs.mlp, inputs.optimizer, params, state, Xb, Yb)
                     allowed = allowances(roundoff, then, inputs.spec.dtype)
                     found = [
                         c.describe() for c in compare_traces(then, now, name, allowed) if not c.ok

@@ -20,8 +20,7 @@ from comparisons.oracle.compare import (
 from comparisons.oracle.divergence import Diverged, Divergence, DivergentStep, EngineFailure
 from comparisons.oracle.driven import FOREIGN, NOT_PROVIDED, EngineAdapter
 from comparisons.oracle.isolation import read_only
-from comparisons.oracle.roundoff import Step as RoundoffStep
-from comparisons.oracle.roundoff import Steps, stacked_allowances
+from comparisons.oracle.roundoff import RoundoffStep, RoundoffSteps, stacked_allowances
 from comparisons.oracle.verdict import decide
 from comparisons.oracle.worst import WorstTable
 from comparisons.run.inputs import RunInputs
@@ -144,7 +143,7 @@ def allowances(inputs: RunInputs, group: list[tuple[StepRecord, dict]]) -> dict 
     ``operands``), stacked; None where they cannot be computed (a trace shaped unlike any
     correct one: its comparisons fall back to the table, and its shapes fail anyway)."""
     try:
-        steps = Steps.stack(
+        steps = RoundoffSteps.stack(
             [
                 RoundoffStep(inputs.mlp, inputs.optimizer, t.params, t.state, t.X, t.Y)
                 for t, _ in group

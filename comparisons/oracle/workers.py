@@ -71,7 +71,7 @@ def reference_workers(engines, jobs: int) -> Iterator[dict[str, Worker]]:
     closed on the way out, whatever happened."""
     started: dict[str, Worker] = {}
     try:
-        for name in apart(engines, jobs):
+        for name in in_workers(engines, jobs):
             started[name] = Worker(name, REFERENCES[name].partition(":")[0])
         yield started
     except BaseException:  # bad input, an interrupt: nothing to wait for
@@ -83,7 +83,7 @@ def reference_workers(engines, jobs: int) -> Iterator[dict[str, Worker]]:
             worker.close()
 
 
-def apart(engines, jobs: int) -> list[str]:
+def in_workers(engines, jobs: int) -> list[str]:
     """The references among ``engines`` that get a worker of their own when the run may use
     ``jobs`` processes: jobs - 1 of them (this process is one), PyTorch first."""
     return [n for n in REFERENCES if n in engines][: max(0, jobs - 1)]

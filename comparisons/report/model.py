@@ -10,11 +10,11 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
+from comparisons.oracle.compare import kind_or_unknown, layer_or_none
 from comparisons.oracle.drift import DriftResult
 from comparisons.oracle.lockstep import LockstepResult
 from comparisons.oracle.tolerances import DRIFT, table_as_dict
 from comparisons.run.inputs import RunInputs
-from scratch.trace_schema import kind_of, layer_of
 
 SCHEMA_VERSION = 1
 VOLATILE = ("created", "timings")  # timestamps and durations: the only fields that may vary
@@ -70,8 +70,8 @@ def lockstep_report(
     report["per_tensor"] = {
         engine: {
             tensor: {
-                "kind": _kind(tensor),
-                "layer": _layer(tensor),
+                "kind": kind_or_unknown(tensor),
+                "layer": layer_or_none(tensor),
                 "max_abs": w.max_abs,
                 "max_rel": w.max_rel,
                 "ratio": w.ratio,
@@ -96,20 +96,6 @@ def _metrics_note(result: LockstepResult) -> str:
     if result.failure is not None:
         return f"no metrics: {result.failure.engine} raised at step {result.failure.step}"
     return ""
-
-
-def _kind(tensor: str) -> str:
-    try:
-        return kind_of(tensor)
-    except KeyError:  # a name only a broken engine would report
-        return "unknown"
-
-
-def _layer(tensor: str) -> int | None:
-    try:
-        return layer_of(tensor)
-    except KeyError:
-        return None
 
 
 def drift_report(

@@ -145,17 +145,17 @@ def jax_environment() -> dict[str, str]:
     return {**cache, **JAX_ENVIRONMENT}
 
 
-def make_references(inputs: RunInputs, device: str = "cpu", apart: Mapping | None = None) -> dict:
+def make_references(inputs: RunInputs, device: str = "cpu", workers: Mapping | None = None) -> dict:
     """One engine per reference the spec names (scratch is driven by the runners); on
     ``device`` "gpu", a framework that sees no GPU is bad input (SpecError). A reference in
-    ``apart`` (a worker process of ``oracle/workers.py``, started earlier) is built there:
+    ``workers`` (a worker process of ``oracle/workers.py``, started earlier) is built there:
     an error building it comes with the worker's first answer."""
-    refs, apart = {}, apart or {}
+    refs, workers = {}, workers or {}
     for name in inputs.spec.engines:
         settings = (name, inputs.mlp, inputs.optimizer, inputs.spec.dtype, device)
-        if name in apart:
-            apart[name].build(make_reference, *settings)
-            refs[name] = apart[name]
+        if name in workers:
+            workers[name].build(make_reference, *settings)
+            refs[name] = workers[name]
         elif name != "scratch":
             refs[name] = make_reference(*settings)
     return refs

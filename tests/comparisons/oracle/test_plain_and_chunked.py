@@ -146,7 +146,7 @@ class RaisesAtStep:
 
 @pytest.mark.torch
 def test_a_reference_that_raises_reports_the_same_through_both(chunks_of_three, monkeypatch):
-    def references(inputs, device="cpu", apart=None):
+    def references(inputs, device="cpu", workers=None):
         torch = make_engine("torch", inputs.mlp, inputs.optimizer, inputs.spec.dtype)
         return {"torch": RaisesAtStep(torch, at=5)}
 

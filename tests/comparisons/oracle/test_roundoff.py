@@ -7,8 +7,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from comparisons.oracle.roundoff import Step as RoundoffStep
-from comparisons.oracle.roundoff import Steps, allowances, gamma, stacked_allowances
+from comparisons.oracle.roundoff import (
+    RoundoffStep,
+    RoundoffSteps,
+    allowances,
+    gamma,
+    stacked_allowances,
+)
 from comparisons.run.engines import ScratchEngine, initial_state
 from comparisons.run.inputs import build_inputs
 from comparisons.run.spec import RunSpec
@@ -66,7 +71,7 @@ def test_float32_allows_about_as_much_more_as_its_precision_is_coarser():
 def test_stacked_steps_get_exactly_the_allowances_each_gets_alone():
     steps = [step_and_trace("float64", index=i, optimizer="adam", lr=0.01) for i in range(3)]
     stacked = stacked_allowances(
-        Steps.stack([s for s, _ in steps]),
+        RoundoffSteps.stack([s for s, _ in steps]),
         {n: np.stack([t[n] for _, t in steps]) for n in steps[0][1]},
         "float64",
     )
