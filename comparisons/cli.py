@@ -35,9 +35,9 @@ from comparisons.modes.train import train_scratch
 from comparisons.oracle.workers import reference_workers
 from comparisons.progress import Progress, Terminated, end_line, sigterm_raises
 from comparisons.report.atomic_folder import OutFolderError, prepare_out_folder, write_report_folder
+from comparisons.report.csv_files import csv_renderers
 from comparisons.report.html import render_html
 from comparisons.report.markdown import render_markdown
-from comparisons.report.tables import csv_renderers
 from comparisons.report.text import accuracy_lines, headline_details, verdict_line
 from comparisons.run.contract import ContractError
 from comparisons.run.coverage import CASES

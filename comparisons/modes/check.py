@@ -18,8 +18,8 @@ from comparisons.oracle.arbitration import arbitrate
 from comparisons.oracle.lockstep import lockstep
 from comparisons.oracle.tolerances import table_as_dict
 from comparisons.oracle.verdict import worst
+from comparisons.report.content import SCHEMA_VERSION
 from comparisons.report.environment import fingerprint
-from comparisons.report.model import SCHEMA_VERSION
 from comparisons.run.coverage import CASES, DRIFT_CASE, GRADCHECK_STEPS, Case
 from comparisons.run.engines import make_references
 from comparisons.run.inputs import RunInputs, build_inputs

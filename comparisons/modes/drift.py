@@ -7,8 +7,8 @@ from collections.abc import Callable
 
 from comparisons.oracle.drift import drift, drift_decision, drift_verdict
 from comparisons.oracle.metrics import evaluate_all
+from comparisons.report.content import drift_report
 from comparisons.report.environment import fingerprint
-from comparisons.report.model import drift_report
 from comparisons.run.engines import make_references
 from comparisons.run.inputs import RunInputs
 from comparisons.run.under_test import SCRATCH, UnderTest

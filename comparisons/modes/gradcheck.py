@@ -8,8 +8,8 @@ from collections.abc import Callable
 from comparisons.oracle.gradcheck import gradcheck
 from comparisons.oracle.tolerances import FINITE_DIFFERENCES
 from comparisons.oracle.verdict import decide
+from comparisons.report.content import base_report
 from comparisons.report.environment import fingerprint
-from comparisons.report.model import base_report
 from comparisons.run.inputs import RunInputs
 from comparisons.run.under_test import SCRATCH, UnderTest
 

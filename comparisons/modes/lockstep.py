@@ -8,8 +8,8 @@ from collections.abc import Callable, Mapping
 from comparisons.oracle.arbitration import arbitrate
 from comparisons.oracle.lockstep import lockstep
 from comparisons.oracle.metrics import evaluate_all
+from comparisons.report.content import lockstep_report
 from comparisons.report.environment import fingerprint
-from comparisons.report.model import lockstep_report
 from comparisons.report.walkthrough import walkthrough
 from comparisons.run.engines import make_references
 from comparisons.run.inputs import RunInputs

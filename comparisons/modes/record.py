@@ -71,7 +71,7 @@ def record_case(case: Case, references: tuple[str, ...]):
         params, state = scratch.state()
         for part, values in (("params", params), ("state", state)):
             arrays.update({key(step.index, part, k): np.asarray(v) for k, v in values.items()})
-        given = inputs.given(step)
+        given = inputs.step_keywords(step)
         for name, engine in refs.items():
             engine.set_state(params, state)
             trace = engine.step(X[step.rows], Y[step.rows], **given)
@@ -109,7 +109,7 @@ def verify(recorded: Recorded, cases: tuple[Case, ...] = CASES) -> tuple[bool, l
             Xb, Yb = X[step.rows], Y[step.rows]
             for name, engine in refs.items():
                 engine.set_state(params, state)
-                now = engine.step(Xb, Yb, **inputs.given(step))
+                now = engine.step(Xb, Yb, **inputs.step_keywords(step))
                 then = kept.trace(name, step.index)
                 if bitwise:
                     found = [_bits(n, then[n], now.get(n)) for n in then]

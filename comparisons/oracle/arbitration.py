@@ -60,7 +60,7 @@ def _arbitrate(inputs: RunInputs, divergence: Divergence, at: DivergentStep) -> 
     loss = float(at.traces["scratch"].get("loss", np.nan))
     allowed = _judges_allowance(inputs, at, tensor)
     if kind in ("error_term", "gradient") and inputs.spec.dtype == "float64":
-        masks = inputs.given(inputs.schedule.steps[divergence.step]).get("masks")
+        masks = inputs.step_keywords(inputs.schedule.steps[divergence.step]).get("masks")
         numeric = numerical_gradients(inputs.mlp, at.params, at.X, at.Y, masks=masks)
         if tensor in numeric:  # not dN, dxhat: finite differences perturb Z and θ only
             values[FD] = numeric[tensor]

@@ -82,8 +82,8 @@ def drift(
                 trace, nonfinite = _next(ours, step.index)
                 traces = {}
                 for engine, reference in references.items():
-                    given = inputs.given(step)
-                    traces[engine] = reference.step(X[step.rows], Y[step.rows], **given)
+                    keywords = inputs.step_keywords(step)
+                    traces[engine] = reference.step(X[step.rows], Y[step.rows], **keywords)
         except ContractError:
             raise
         except _Unusable as unusable:
@@ -139,8 +139,8 @@ def _free_loop(engine, name: str, inputs: RunInputs):
     where = f"--engine {name}: step()"
     wanted = ["loss", *inputs.params0]
     for step in inputs.schedule.steps:
-        given = inputs.given(step)
-        trace = as_arrays(engine.step(X[step.rows], Y[step.rows], **given), where, copy=True)
+        keywords = inputs.step_keywords(step)
+        trace = as_arrays(engine.step(X[step.rows], Y[step.rows], **keywords), where, copy=True)
         missing = [n for n in wanted if n not in trace]
         if missing:
             raise _Unusable(missing[0], "not provided by the engine under test: drift follows it")

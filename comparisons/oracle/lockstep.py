@@ -21,8 +21,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
+from comparisons.oracle.adapters import NOT_PROVIDED, adapter_for
 from comparisons.oracle.chunked import lockstep_chunked
-from comparisons.oracle.driven import NOT_PROVIDED, adapter_for
 from comparisons.oracle.plain import lockstep_plain
 from comparisons.oracle.steps import LockstepResult
 from comparisons.run.contract import Engine, load_state
@@ -66,7 +66,7 @@ def lockstep(
         initial_state(inputs.optimizer, inputs.params0),
         f"--engine {under_test.name}",
     )
-    driven = adapter_for(inputs, under_test, engine)
+    adapted = adapter_for(inputs, under_test, engine)
     settings = {
         "stop_at_first": stop_at_first,
         "steps": steps,
@@ -74,5 +74,5 @@ def lockstep(
         "reload": reload,
     }
     if plain:
-        return lockstep_plain(inputs, references, driven, **settings)
-    return lockstep_chunked(inputs, references, driven, chunk=chunk, **settings)
+        return lockstep_plain(inputs, references, adapted, **settings)
+    return lockstep_chunked(inputs, references, adapted, chunk=chunk, **settings)

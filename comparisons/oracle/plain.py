@@ -48,7 +48,7 @@ def lockstep_plain(
     reload=None,
 ) -> LockstepResult:
     """The rule, one step at a time. ``engine``: the engine under test behind its adapter
-    (``driven.py``), already loaded with the run's start; ``reload``: the state it starts each
+    (``adapters.py``), already loaded with the run's start; ``reload``: the state it starts each
     step from, by step index, instead of its own (a recorded run's replay)."""
     result = LockstepResult(engines=["scratch", *references])
     tally = Tally(engine, references, result)
@@ -85,7 +85,7 @@ def judge(
     position; -1, before everything, is the engine writing into its inputs). Every engine
     non-finite there, in the same places, is a diverged run; anything else a divergence.
     Without references, the engine under test's first non-finite tensor is a diverged run.
-    ``engine`` gives the dataflow order and where to look (the adapter, ``driven.py``)."""
+    ``engine`` gives the dataflow order and where to look (the adapter, ``adapters.py``)."""
     step, trace = t.step, t.trace
     nonfinite = first_nonfinite(trace, engine.expected) if not references else None
     if not failures and nonfinite is None:

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from comparisons.oracle.adapters import FOREIGN, NOT_PROVIDED, EngineAdapter
 from comparisons.oracle.compare import (
     Comparison,
     FlatTrace,
@@ -18,7 +19,6 @@ from comparisons.oracle.compare import (
     mismatch,
 )
 from comparisons.oracle.divergence import Diverged, Divergence, DivergentStep, EngineFailure
-from comparisons.oracle.driven import FOREIGN, NOT_PROVIDED, EngineAdapter
 from comparisons.oracle.isolation import read_only
 from comparisons.oracle.roundoff import RoundoffStep, RoundoffSteps, stacked_allowances
 from comparisons.oracle.verdict import decide
@@ -108,13 +108,13 @@ def take(engine: EngineAdapter, inputs: RunInputs, step: Step, reload=None) -> S
     params, state = engine.state()
     pristine = {k: np.copy(v) for k, v in {**params, **state}.items()}  # copied once
     views = {k: read_only(v) for k, v in pristine.items()}
-    given = {k: views[k] for k in params}, {k: views[k] for k in state}
+    loaded = {k: views[k] for k in params}, {k: views[k] for k in state}
     X, Y = inputs.train
-    t = StepRecord(step, *given, read_only(X[step.rows]), read_only(Y[step.rows]))
-    t.masks = inputs.given(step)
+    t = StepRecord(step, *loaded, read_only(X[step.rows]), read_only(Y[step.rows]))
+    t.masks = inputs.step_keywords(step)
     t.checks, batch = engine.batch(step)
     t.trace, t.failure, foreign = engine.step(step, batch)
-    t.in_place, t.writer = engine.in_place(step, (params, state), pristine, given, batch)
+    t.in_place, t.writer = engine.in_place(step, (params, state), pristine, loaded, batch)
     if t.failure is None:
         t.foreign = foreign
         absent = [n for n in engine.trace_names if n not in t.trace]

@@ -5,7 +5,7 @@ Every engine implements it: the engine under test — this repository's ``scratc
 model — and the references the oracle checks it against (PyTorch's and JAX's in
 ``reference/``, a recorded set's replay in ``run/recorded.py``). Four methods and a factory,
 nothing else; the ``Engine`` protocol below states them in code. What differs between the
-engine under test and a reference is how the oracle drives it (``oracle/driven.py``'s
+engine under test and a reference is how the oracle drives it (``oracle/adapters.py``'s
 adapters), never what it offers. The
 oracle steps it through a run's mini-batches and, before each step, loads every reference
 (PyTorch, JAX) with the state the engine under test reports; then it compares every tensor of

@@ -83,7 +83,7 @@ def scratch_run(case) -> tuple:
     engine.set_state(inputs.params0, initial_state(inputs.optimizer, inputs.params0))
     X, Y = inputs.train
     steps = inputs.schedule.steps
-    return inputs, [engine.step(X[s.rows], Y[s.rows], **inputs.given(s)) for s in steps]
+    return inputs, [engine.step(X[s.rows], Y[s.rows], **inputs.step_keywords(s)) for s in steps]
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
@@ -207,7 +207,7 @@ def first_changed(case_name: str, step: int, fault) -> str:
     engine = ScratchEngine(inputs.mlp, inputs.optimizer, inputs.spec.dtype)
     engine.set_state(inputs.params0, initial_state(inputs.optimizer, inputs.params0))
     for s in inputs.schedule.steps[:step]:
-        engine.step(X[s.rows], Y[s.rows], **inputs.given(s))
+        engine.step(X[s.rows], Y[s.rows], **inputs.step_keywords(s))
     rows = inputs.schedule.steps[step].rows
 
     def trace():

@@ -80,7 +80,7 @@ class EngineAdapter:
             return {}, None, []
         try:
             with np.errstate(all="ignore"):  # a NaN or inf is judged, not warned about
-                trace = self.engine.step(*batch, **self.given(step, batch))
+                trace = self.engine.step(*batch, **self.step_keywords(step, batch))
         except Exception as error:  # a bug of the engine's is a verdict, not a crash
             failure, partial = engine_failure("scratch", self.under_test.package, step, error)
             failure.computed = [n for n in self.expected if n in partial]
@@ -117,15 +117,15 @@ class EngineAdapter:
         batch)."""
         raise NotImplementedError
 
-    def given(self, step: Step, batch) -> dict:
-        """What the step is given besides X and Y (``RunInputs.given``)."""
-        return self.inputs.given(step)
+    def step_keywords(self, step: Step, batch) -> dict:
+        """What the step is given besides X and Y (``RunInputs.step_keywords``)."""
+        return self.inputs.step_keywords(step)
 
     def received(self, trace: Mapping) -> Mapping:
         """Its trace as the oracle keeps it."""
         return trace
 
-    def in_place(self, step: Step, inputs: tuple[dict, dict], pristine: dict, given, batch):
+    def in_place(self, step: Step, inputs: tuple[dict, dict], pristine: dict, views, batch):
         """Its writes into the state it was given, and the function that writes."""
         return [], ""
 
@@ -163,32 +163,31 @@ class ScratchAdapter(EngineAdapter):
             self._batches = (step.epoch, made)
         return scratch_batching(self.inputs, step, X, Y, self._batches[1])
 
-    def given(self, step: Step, batch) -> dict:
+    def step_keywords(self, step: Step, batch) -> dict:
         """Scratch draws its own dropout masks (``network.dropout_masks``, looked up when
         called, so that a fault patched into it shows): the references are given the
         schedule's, and the traces' M_l hold scratch's to them exactly."""
         inputs = self.inputs
         if not inputs.mlp.dropout:
-            return inputs.given(step)
+            return inputs.step_keywords(step)
         B, seed, dtype = len(batch[0]), inputs.spec.seed, inputs.spec.dtype
         return {"masks": scratch.network.dropout_masks(inputs.mlp, B, seed, step.index, dtype)}
 
-    def in_place(self, step: Step, inputs: tuple[dict, dict], pristine: dict, given, batch):
+    def in_place(self, step: Step, inputs: tuple[dict, dict], pristine: dict, views, batch):
         """Scratch's writes into the state it was given (``inputs``, against ``pristine``
-        copies), and the function that writes, from a re-run on the read-only ``given``
-        views."""
+        copies), and the function that writes, from a re-run on the read-only ``views``."""
         found = [(-1, c) for c in in_place_writes(*inputs, pristine, step)]
-        return found, self._writer(step, given, batch) if found else ""
+        return found, self._writer(step, views, batch) if found else ""
 
-    def _writer(self, step: Step, given, batch) -> str:
+    def _writer(self, step: Step, views, batch) -> str:
         """Which function writes into its input: the same step again, on read-only inputs,
         so that the write itself raises and its frame names it."""
         inputs = self.inputs
         engine = self.under_test.make(inputs.mlp, inputs.optimizer, inputs.spec.dtype)
-        engine.set_state(*given)
+        engine.set_state(*views)
         try:
             with np.errstate(all="ignore"):
-                engine.step(*batch, **self.given(step, batch))
+                engine.step(*batch, **self.step_keywords(step, batch))
         except ValueError as error:  # "assignment destination is read-only"
             where = engine_failure("scratch", self.under_test.package, step, error)[0].where
             file_line, _, function = where.partition(" in ")
