@@ -61,6 +61,7 @@ def lockstep_plain(
         for name, reference in references.items():
             if t.failure is not own:
                 break
+            # replay: reference.set_state(t.params, t.state), then reference.step(t.X, t.Y)
             traces, failure = replay(name, reference, [t.job])
             t.traces[name] = traces[0]
             t.failure = t.failure or failure

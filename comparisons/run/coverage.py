@@ -13,7 +13,7 @@ weights (a transposed W fits), saturated outputs (the BCE clamp), logits in the 
 softmax without its max shift overflows), batches of 5 over 12 rows (a mean over the nominal
 batch size is wrong only on the last batch).
 
-``tests/comparisons/test_check.py`` proves the coverage claims against this table.
+``tests/comparisons/modes/test_check.py`` proves the coverage claims against this table.
 """
 
 from __future__ import annotations

@@ -22,8 +22,8 @@ from comparisons.oracle.workers import Worker, in_workers, reference_workers
 from comparisons.run.engines import make_engine, make_reference
 from comparisons.run.inputs import build_inputs
 from comparisons.run.spec import RunSpec
+from tests.comparisons.oracle.test_lockstep_chunks import RaisesAtStep, everything
 from tests.comparisons.test_cli import VOLATILE
-from tests.comparisons.test_lockstep_chunks import RaisesAtStep, everything
 
 pytestmark = pytest.mark.torch
 
