@@ -82,7 +82,7 @@ def test_a_small_job_with_a_worker_reports_the_same_through_both(tmp_path):
     assert '"verdict": "agree"' in plain and plain == fast
 
 
-FAULT_PARAMS = every(6, [f for f in FAULTS if not f.equivalent], name=lambda f: f.name)
+FAULT_PARAMS = every(12, [f for f in FAULTS if not f.equivalent], name=lambda f: f.name)
 
 
 @pytest.mark.torch
