@@ -44,7 +44,7 @@ from comparisons.run.coverage import CASES
 from comparisons.run.engines import REFERENCES
 from comparisons.run.inputs import build_inputs
 from comparisons.run.recorded import MANIFEST, load_recorded
-from comparisons.run.spec import ENGINES, SpecError, load_spec, shown
+from comparisons.run.spec import ENGINES, SpecError, echoed, load_spec
 from comparisons.run.under_test import load_under_test
 from data import DataError
 from scratch.config import ScratchInputError
@@ -83,7 +83,7 @@ def _spec(args: argparse.Namespace, **overrides: object):
         names = tuple(e.strip() for e in args.engines.split(",") if e.strip())
         if not names:
             raise SpecError(
-                f"--engines: no engine in {shown(args.engines)}; give a comma-separated list, "
+                f"--engines: no engine in {echoed(args.engines)}; give a comma-separated list, "
                 f"e.g. {','.join(ENGINES)}"
             )
         overrides.setdefault("engines", names)
@@ -203,7 +203,7 @@ def _references(text: str, option: str) -> tuple[str, ...]:
     unknown = sorted(set(engines) - set(REFERENCES))
     if unknown or not engines:
         raise SpecError(
-            f"{option}: a comma-separated list of {', '.join(REFERENCES)}; got {shown(text)}"
+            f"{option}: a comma-separated list of {', '.join(REFERENCES)}; got {echoed(text)}"
         )
     return engines
 
