@@ -19,6 +19,8 @@ import unicodedata
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import numpy as np
+
 from comparisons import bench
 from comparisons import cli_options as options
 from comparisons.cli_options import Parser, UsageError
@@ -33,7 +35,7 @@ from comparisons.modes.lockstep import run_lockstep
 from comparisons.modes.record import record
 from comparisons.modes.train import train_scratch
 from comparisons.oracle.workers import reference_workers
-from comparisons.progress import Progress, Terminated, end_line, sigterm_raises
+from comparisons.progress import Progress, end_line
 from comparisons.report.atomic_folder import OutFolderError, prepare_out_folder, write_report_folder
 from comparisons.report.csv_files import csv_renderers
 from comparisons.report.html import render_html
@@ -43,6 +45,12 @@ from comparisons.run.contract import ContractError
 from comparisons.run.coverage import CASES
 from comparisons.run.engines import REFERENCES
 from comparisons.run.inputs import build_inputs
+from comparisons.run.interrupts import (
+    Terminated,
+    signalled,
+    signals_recorded,
+    stop_if_signalled,
+)
 from comparisons.run.recorded import MANIFEST, load_recorded
 from comparisons.run.spec import ENGINES, SpecError, echoed, load_spec
 from comparisons.run.under_test import load_under_test
@@ -247,10 +255,14 @@ def cmd_train(args: argparse.Namespace) -> int:
             f"batch {spec.batch_size}, {spec.epochs} epochs, {spec.dtype}"
         )
         print(f"{'epoch':>5}  {'mean loss':>10}  " + "  ".join(f"{s:>7}" for s in splits))
-    for last in train_scratch(inputs):
-        if not args.quiet:
-            acc = "  ".join(f"{100 * last.accuracy[s]:6.2f}%" for s in splits)
-            print(f"{last.epoch:>5}  {last.mean_loss:>10.6f}  {acc}")
+    # NumPy's floating-point warnings stay off stderr: a loss gone non-finite ends the run
+    # with the error line that says so (NonFiniteLossError), an overflow that does not is moot
+    with np.errstate(all="ignore"):
+        for last in train_scratch(inputs):
+            stop_if_signalled()  # an epoch's end: a signalled run stops here
+            if not args.quiet:
+                acc = "  ".join(f"{100 * last.accuracy[s]:6.2f}%" for s in splits)
+                print(f"{last.epoch:>5}  {last.mean_loss:>10.6f}  {acc}")
     summary = ", ".join(f"{s} {100 * last.accuracy[s]:.2f}%" for s in splits)
     print(f"final accuracy: {summary}")
     return EXIT_AGREE
@@ -359,21 +371,32 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    with sigterm_raises():
+    with signals_recorded():
         args = None
         try:
+            stop_if_signalled()  # one that came during start-up
             args = build_parser().parse_args(argv)
             if getattr(args, "out", None) is not None:
                 prepare_out_folder(args.out)  # before any work: a bad --out costs nothing
-            return args.handler(args)
-        except (*BAD_INPUT, UsageError) as err:
-            return _say(f"error: {err}", EXIT_BAD_INPUT)
+            code = args.handler(args)
+            if signalled() is not None:  # it came after the report was written
+                err = _signal_error()
+                if getattr(args, "out", None) is not None:
+                    err.report_written = args.out  # type: ignore[attr-defined]
+                return _interrupted(err, getattr(args, "out", None))
+            return code
         except (KeyboardInterrupt, Terminated) as err:
             return _interrupted(err, getattr(args, "out", None))
+        except (*BAD_INPUT, UsageError) as err:
+            if signalled() is not None:  # the signal came first: it is why the run ended
+                return _interrupted(_signal_error(), getattr(args, "out", None))
+            return _say(f"error: {err}", EXIT_BAD_INPUT)
         except BrokenPipeError:  # `… | head`: the reader left; the report is already written
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             return EXIT_BROKEN_PIPE
         except Exception:  # a bug in the oracle, not in the engine under test: say so, loudly
+            if signalled() is not None:  # a consequence of the signal (a worker it ended)
+                return _interrupted(_signal_error(), getattr(args, "out", None))
             end_line()
             traceback.print_exc()
             print(
@@ -382,6 +405,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                 file=sys.stderr,
             )
             return EXIT_INTERNAL
+
+
+def _signal_error() -> BaseException:
+    try:
+        stop_if_signalled()
+    except (KeyboardInterrupt, Terminated) as err:
+        return err
+    return KeyboardInterrupt()
 
 
 def _interrupted(err: BaseException, out: Path | None) -> int:

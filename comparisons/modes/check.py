@@ -23,7 +23,7 @@ from comparisons.report.environment import fingerprint
 from comparisons.run.coverage import CASES, DRIFT_CASE, GRADCHECK_STEPS, Case
 from comparisons.run.engines import make_references
 from comparisons.run.inputs import RunInputs, build_inputs
-from comparisons.run.recorded import Recorded, ReplayEngine
+from comparisons.run.recorded import RECORD_COMMAND, Recorded, RecordedError, ReplayEngine
 from comparisons.run.under_test import SCRATCH, UnderTest
 from scratch.trace_schema import names_of
 
@@ -100,6 +100,8 @@ def run_case(
         entry["arbitration"] = arbitrate(
             inputs, result.first_divergence, result.divergent_step, under_test.name
         )
+        if recorded is not None:
+            _consistent(recorded, case, result.first_divergence, entry["arbitration"])
     if result.agree and inputs.spec.dtype == "float64":
         fd = run_gradcheck(inputs, GRADCHECK_STEPS, under_test=under_test)
         entry["gradcheck"] = fd["verdict"]
@@ -109,6 +111,24 @@ def run_case(
             entry["diverged"] = fd.get("diverged")
             entry["error"] = fd.get("error")
     return entry
+
+
+def _consistent(recorded: Recorded, case: Case, divergence, arbitration: dict) -> None:
+    """A recorded set's references agree with each other, as they do live, within the
+    allowances a live run gives them: where two disagree, the set was changed after it was
+    recorded, and it is refused instead of used to blame one of them."""
+    references = set(recorded.references)
+    for pair, agree in arbitration["agreements"].items():
+        a, _, b = pair.partition(" vs ")
+        if not agree and {a, b} <= references:
+            raise RecordedError(
+                f"--recorded {recorded.folder}: case {case.name!r}: the recorded {a} and {b} "
+                f"traces disagree with each other on {divergence.comparison.tensor} at step "
+                f"{divergence.step} beyond their allowances, as live references never do: "
+                "the set was changed after it was recorded (its sha256 digests catch "
+                "corruption, not an edit that updates them); record it again: "
+                f"{RECORD_COMMAND.format(folder=recorded.folder)}"
+            )
 
 
 def _references(case: Case, inputs: RunInputs, recorded: Recorded | None):
