@@ -35,10 +35,10 @@ class FileError(ValueError):
     it should be, or corrupt (bad input, exit 2)."""
 
 
-def echoed_path(path: str | os.PathLike[str]) -> str:
-    """A path as written in messages: as given, cut to SHOWN characters."""
+def echoed_path(path: str | bytes | os.PathLike, limit: int = SHOWN) -> str:
+    """A path as written in messages: as given, cut to ``limit`` characters."""
     text = os.fsdecode(path)
-    return text if len(text) <= SHOWN else f"{text[: SHOWN - 1]}…"
+    return text if len(text) <= limit else f"{text[: limit - 1]}…"
 
 
 def read_bytes(

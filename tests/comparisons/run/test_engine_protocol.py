@@ -63,3 +63,22 @@ def test_every_engine_keeps_the_one_protocol_and_its_state_is_what_it_was_given(
         if key in trace and key != "t":
             np.testing.assert_array_equal(np.asarray(value), np.asarray(trace[key]), err_msg=key)
     assert int(got_state["t"]) == int(opt_state["t"]) + 1
+
+
+def test_a_recorded_sets_replay_keeps_the_protocol_and_hands_back_its_traces_state():
+    from pathlib import Path
+
+    from comparisons.run.recorded import ReplayEngine, load_recorded
+
+    recorded = load_recorded(Path(__file__).parents[3] / "comparisons" / "recorded")
+    case = next(iter(recorded.cases.values()))
+    engine = ReplayEngine(case, recorded.references[0])
+    assert isinstance(engine, Engine)
+    params, opt_state = case.state(0)
+    engine.set_state(params, opt_state)
+    same(engine.state()[0], params)
+    trace = engine.step(None, None)
+    got_params, got_state = engine.state()
+    for key, value in {**got_params, **got_state}.items():
+        if key in trace:
+            np.testing.assert_array_equal(np.asarray(value), np.asarray(trace[key]), err_msg=key)
