@@ -17,7 +17,7 @@ import numpy as np
 from comparisons.oracle.compare import compare
 from comparisons.oracle.divergence import Divergence, DivergentStep
 from comparisons.oracle.gradcheck import FD, fd_allowed
-from comparisons.oracle.roundoff import Step, allowances
+from comparisons.oracle.roundoff import RoundoffStep, allowances
 from comparisons.run.inputs import RunInputs
 from comparisons.run.under_test import SCRATCH_NAME
 from scratch.gradcheck import numerical_gradients
@@ -50,7 +50,7 @@ def arbitrate(
     loss = float(at.traces[ours].get("loss", np.nan))
     allowed = _judges_allowance(inputs, at, tensor, ours)
     if kind in ("error_term", "gradient") and inputs.spec.dtype == "float64":
-        masks = inputs.given(inputs.schedule.steps[divergence.step]).get("masks")
+        masks = inputs.step_keywords(inputs.schedule.steps[divergence.step]).get("masks")
         numeric = numerical_gradients(inputs.mlp, at.params, at.X, at.Y, masks=masks)
         if tensor in numeric:  # not dN, dxhat: finite differences perturb Z and θ only
             values[FD] = numeric[tensor]
@@ -185,7 +185,7 @@ def _judges_allowance(inputs: RunInputs, at: DivergentStep, tensor: str, ours: s
     """The allowance between engines, from a reference's operands where one finished its
     step: the engine under test's (``ours``) own values may be the broken ones (NaN, or far
     off), and a broken engine must not set the bar its judges are held to."""
-    step = Step(inputs.mlp, inputs.optimizer, at.params, at.state, at.X, at.Y)
+    step = RoundoffStep(inputs.mlp, inputs.optimizer, at.params, at.state, at.X, at.Y)
     for engine, trace in at.traces.items():
         if engine != ours and trace:
             with np.errstate(all="ignore"):

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from comparisons.cli import _references, main
-from comparisons.oracle.driven import look_at_tensor
+from comparisons.oracle.adapters import look_at_tensor
 from comparisons.report import plot_style, plots
 from comparisons.run.inputs import build_inputs
 from comparisons.run.spec import RunSpec, SpecError
