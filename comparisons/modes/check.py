@@ -15,6 +15,7 @@ from collections.abc import Callable
 from comparisons.modes.drift import run_drift
 from comparisons.modes.gradcheck import run_gradcheck
 from comparisons.oracle.arbitration import arbitrate
+from comparisons.oracle.evaluation import add_evaluation, arbitrate_evaluation, judge_evaluation
 from comparisons.oracle.lockstep import lockstep
 from comparisons.oracle.tolerances import table_as_dict
 from comparisons.report.environment import fingerprint
@@ -84,6 +85,13 @@ def run_case(
     inputs = build_inputs(case.spec(references))
     refs, reload = _references(case, inputs, recorded)
     result = lockstep(inputs, refs, stop_at_first=True, under_test=under_test, reload=reload)
+    evaluation = None
+    if result.agree:  # the final evaluation, every reference from the engine's final state
+        final = result.final_params, result.final_state
+        if recorded is not None:  # the recorded final state, as the references had it
+            final = next(iter(refs.values())).case.state("evaluation")
+        evaluation = judge_evaluation(inputs, under_test, *final, refs)
+        add_evaluation(result, evaluation, inputs)
     entry = {
         "name": case.name,
         "spec": {k: list(v) if isinstance(v, tuple) else v for k, v in case.changes.items()},
@@ -102,6 +110,8 @@ def run_case(
         entry["arbitration"] = arbitrate(
             inputs, result.first_divergence, result.divergent_step, under_test.name
         )
+    elif result.first_divergence is not None and evaluation is not None:
+        entry["arbitration"] = arbitrate_evaluation(inputs, evaluation, under_test.name)
     if result.agree and inputs.spec.dtype == "float64":
         fd = run_gradcheck(inputs, GRADCHECK_STEPS, under_test=under_test)
         entry["gradcheck"] = fd["verdict"]

@@ -14,11 +14,12 @@ from collections.abc import Callable
 
 import numpy as np
 
+from comparisons.oracle.evaluation import outputs_from
 from comparisons.report.environment import fingerprint
 from comparisons.run.coverage import CASES, Case
 from comparisons.run.engines import ScratchEngine, initial_state, make_references
 from comparisons.run.inputs import build_inputs
-from comparisons.run.recorded import FORMAT, digest, key, npz_bytes
+from comparisons.run.recorded import EVALUATION, FORMAT, digest, key, npz_bytes
 
 
 def record(
@@ -72,4 +73,13 @@ def record_case(case: Case, references: tuple[str, ...]):
             trace = engine.step(X[step.rows], Y[step.rows], **given)
             arrays.update({key(step.index, name, k): np.asarray(v) for k, v in trace.items()})
         scratch.step(X[step.rows], Y[step.rows], **given)
+    # the final evaluation: the state after the last step, and every reference's outputs on
+    # every split from it (the trace of each step holds the reference's state after it)
+    params, state = scratch.state()
+    for part, values in (("params", params), ("state", state)):
+        arrays.update({key(EVALUATION, part, k): np.asarray(v) for k, v in values.items()})
+    splits = {split: X_ for split, (X_, _) in inputs.splits.items()}
+    for name, engine in refs.items():
+        outputs = outputs_from(engine, params, state, splits)
+        arrays.update({key(EVALUATION, name, s): np.asarray(v) for s, v in outputs.items()})
     return arrays, inputs

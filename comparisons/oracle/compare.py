@@ -62,6 +62,20 @@ class Comparison:
         )
 
 
+def quiet(function):
+    """``function`` with NumPy's floating-point warnings off: a comparison's own arithmetic on
+    huge or non-finite values (|a - b| over a tiny allowance overflows to inf, which fails, as
+    it should) is judged in what it returns, never warned about."""
+
+    @functools.wraps(function)
+    def quietly(*args, **kwargs):
+        with np.errstate(all="ignore"):
+            return function(*args, **kwargs)
+
+    return quietly
+
+
+@quiet
 def compare(
     tensor: str,
     scratch: np.ndarray,
@@ -264,6 +278,7 @@ class FlatTrace:
         self.limit = np.maximum(_flat(allowed, self.flat, sizes), TINY)
 
 
+@quiet
 def compare_trace_flat(
     ours: FlatTrace, reference: dict[str, np.ndarray], engine: str
 ) -> TraceComparison:

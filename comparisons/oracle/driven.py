@@ -28,6 +28,8 @@ from comparisons.run.contract import (
     load_state,
     read_state,
     required_names,
+    state_arrays,
+    state_problems,
 )
 from comparisons.run.inputs import RunInputs
 from comparisons.run.under_test import UnderTest
@@ -159,25 +161,65 @@ class Driven:
             return f"{file}:{function} (line {line})"
         return ""
 
-    def kept(self, step: Step, trace: dict, before: dict) -> Found:
-        """What another engine keeps after its step against what its trace says it computed:
-        the next step starts from ``state()``, so a difference would go unseen otherwise (the
-        references are loaded with it). And the step count goes up by one."""
-        if self.scratch:  # its state is its trace by construction (scratch/training.py)
-            return []
-        params, state = self.state()
+    def kept(self, step: Step, trace: dict, before: dict) -> tuple[Found, dict, bool]:
+        """The engine's state after its step (what the references are loaded with next), by
+        entry: the failures found in it, its entries (parameters and optimizer state
+        together: those its trace leaves out are compared in their place, ``lockstep``), and
+        whether it is broken (an entry missing or misshapen: it cannot be loaded into the
+        references, and the run ends at this step, a disagreement at that entry).
+
+        Another engine's entries must also be what its trace says it computed, and its step
+        count must go up by one; scratch's state is its trace by construction
+        (``scratch/training.py``)."""
+        mlp, optimizer = self.inputs.mlp, self.inputs.optimizer
+        try:
+            params, state = (
+                self.engine.state() if self.scratch else state_arrays(self.engine, self.where)
+            )
+        except ContractError as error:
+            problem = f"after step {step.index}: {error}"
+            return [(len(self.expected), mismatch("state()", "scratch", problem))], {}, True
+        problems = state_problems(params, state, mlp, optimizer)
+        if problems:
+            found = [
+                (self.position(n), mismatch(n, "scratch", f"after step {step.index}: {p}"))
+                for n, p in problems
+            ]
+            return found, {}, True
+        entries = {**params, **state}
+        if self.scratch:
+            return [], entries, False
         found = []
-        for name, kept in {**params, **state}.items():
+        for name, kept in entries.items():
             if name in trace and name != "t" and not same_bits(trace[name], kept):
                 problem = (
                     f"the engine keeps a {name} other than its trace's after step "
                     f"{step.index} (state() differs from what step() returned)"
                 )
                 found.append((self.position(name), mismatch(name, "scratch", problem)))
-        t0, t1 = int(before["t"]), int(state["t"])
+        t0, t1 = (
+            int(np.asarray(before["t"]).reshape(-1)[0]),
+            int(np.asarray(state["t"]).reshape(-1)[0]),
+        )
         if t1 != t0 + 1:
             problem = f"state()'s step count t went from {t0} to {t1} in step {step.index}"
             found.append((self.position("t"), mismatch("t", "scratch", problem)))
+        return found, entries, False
+
+    def loaded(self, given: dict, read: dict) -> Found:
+        """The engine's state as read back after the oracle loaded it (the start, or a
+        recorded step's state) against what it was given, exactly: what the references are
+        loaded with is then either this, or a state compared after the step before."""
+        if self.scratch:  # its set_state keeps the very arrays
+            return []
+        found = []
+        for name, value in given.items():
+            if name not in read:
+                continue  # the contract's check of state() names it
+            a, b = np.asarray(read[name]), np.asarray(value)
+            if a.shape != b.shape or not np.array_equal(a, b.astype(a.dtype), equal_nan=True):
+                problem = "state() after set_state() differs from the state it was given"
+                found.append((self.position(name), mismatch(name, "scratch", problem)))
         return found
 
     def look_at(self, tensor: str) -> str:

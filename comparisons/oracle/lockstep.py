@@ -81,6 +81,7 @@ class LockstepResult:
     final_state: dict = field(default_factory=dict)  # its state then (running statistics)
     # optional tensors the engine under test left out: never compared (the report lists them)
     not_provided: list[str] = field(default_factory=list)
+    stopped: str = ""  # why the run ended before its last step, where not a verdict's reason
 
     @property
     def verdict(self) -> str:
@@ -93,6 +94,13 @@ class LockstepResult:
     @property
     def agree(self) -> bool:
         return self.verdict == "agree"
+
+    @property
+    def steps_verified(self) -> int:
+        """The steps judged whole: not one where every engine went non-finite (diverged), an
+        engine raised, or the engine's state could not be kept."""
+        ended = self.diverged is not None or self.failure is not None or bool(self.stopped)
+        return max(self.steps_run - int(ended), 0)
 
 
 def lockstep(
@@ -129,6 +137,7 @@ def lockstep(
     result = LockstepResult(engines=["scratch", *references])
     result.per_tensor = {name: WorstTable() for name in references}
     runner = _Runner(inputs, Driven(inputs, under_test, engine), references, result, reload)
+    runner.loaded = start
     size = chunk or chunk_steps(inputs)
     # With references in workers, scratch and the references kept here run ahead by up to
     # ``ahead`` chunks while the workers replay; the chunks are judged in order all the same.
@@ -139,8 +148,8 @@ def lockstep(
         pending.append(runner.start(group))
         while pending and not stopped and (len(pending) > ahead or runner.ready()):
             stopped = runner.finish(pending.popleft(), stop_at_first, on_step)
-        if stopped or (pending and any(t.failure for t in pending[-1].taken)):
-            break  # (a failure taken: no step after it is judged)
+        if stopped or (pending and any(t.failure or t.broken for t in pending[-1].taken)):
+            break  # (a failure or a broken state taken: no step after it is judged)
     while pending and not stopped:
         stopped = runner.finish(pending.popleft(), stop_at_first, on_step)
     runner.drop()
@@ -176,6 +185,8 @@ class _Taken:
     foreign: list = field(default_factory=list)  # names outside the schema it gave
     kept: list = field(default_factory=list)  # what it keeps unlike its trace (not scratch)
     given: dict = field(default_factory=dict)  # the step's dropout masks, for the references
+    from_state: list = field(default_factory=list)  # its state's entries its trace left out
+    broken: bool = False  # its state after the step cannot be loaded: the run ends here
 
 
 @dataclass(eq=False)
@@ -198,6 +209,7 @@ class _Runner:
         self.final: tuple | None = None  # scratch's params and state, if it stopped mid-chunk
         self.last: _Taken | None = None  # the last step taken
         self.workers = {n: e for n, e in references.items() if isinstance(e, Worker)}
+        self.loaded: tuple | None = None  # the state the oracle loaded before the next step
 
     def start(self, steps: list[Step]) -> _Chunk:
         """Take one chunk with scratch and start every reference replaying it."""
@@ -214,7 +226,16 @@ class _Runner:
             result.steps_run += 1
             if on_step is not None:
                 on_step(t.step.index)
-            if result.verdict in ("error", "diverged") or (stop_at_first and not result.agree):
+            if t.broken:
+                result.stopped = (
+                    f"the engine's state after step {t.step.index} cannot be loaded into the "
+                    "references (an entry missing or misshapen): nothing after it was verified"
+                )
+            # a failure, a broken state, or every engine non-finite (whatever the verdict so
+            # far): nothing after it can be verified
+            stop = result.verdict in ("error", "diverged") or t.broken
+            stop = stop or result.diverged is not None
+            if stop or (stop_at_first and not result.agree):
                 if t.after is not None:  # scratch ran ahead: its parameters after this step
                     self.final = tuple(_copies(part) for part in t.after)
                 return True
@@ -243,8 +264,11 @@ class _Runner:
         driven = self.driven
         taken = []
         for step in steps:
+            loaded = self.loaded  # the state the oracle loaded: the start, or a recorded one
             if self.reload is not None:
-                driven.load(*self.reload(step.index))
+                loaded = self.reload(step.index)
+                driven.load(*loaded)
+            self.loaded = None
             params, state = driven.state()
             pristine = {k: np.copy(v) for k, v in {**params, **state}.items()}  # copy once
             views = {k: read_only(v) for k, v in pristine.items()}
@@ -265,10 +289,23 @@ class _Runner:
             if failure is not None:
                 break
             t.foreign = foreign
+            t.kept, entries, t.broken = driven.kept(step, trace, pristine)
+            if loaded is not None:
+                t.kept += driven.loaded({**loaded[0], **loaded[1]}, {**params, **state})
+            # every entry of its state is compared: those its trace leaves out in their place
+            t.from_state = [
+                n
+                for n in self.trace_names
+                if n not in trace and n in entries and n not in driven.required
+            ]
+            if t.from_state:  # compared in the trace's place (copies: the engine may reuse)
+                got = {**trace, **{n: np.array(entries[n]) for n in t.from_state}}
+                t.trace = trace = {n: got[n] for n in self.trace_names if n in got}
             absent = [n for n in self.trace_names if n not in trace]
             t.missing = [n for n in absent if n in driven.required]
             self.not_provided.update(n for n in absent if n not in driven.required)
-            t.kept = driven.kept(step, trace, pristine)
+            if t.broken:
+                break  # its state cannot be loaded into the references: no step after it
         return taken
 
     # --- the references replay it --------------------------------------------------------
@@ -440,6 +477,7 @@ class _Runner:
             result.diverged = Diverged(
                 step.index, step.epoch, step.batch, tensor, ["scratch"], value, index, upstream
             )
+            result.diverged.after_disagreeing = result.divergent_steps
             return
         position = min(p for p, _ in failures)
         first = [c for p, c in failures if p == position]
@@ -459,6 +497,7 @@ class _Runner:
                 c.index,
                 upstream,
             )
+            result.diverged.after_disagreeing = result.divergent_steps
             return
         result.divergent_steps += 1
         if result.first_divergence is None:

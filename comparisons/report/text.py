@@ -65,11 +65,28 @@ def verdict_line(report: dict) -> str:
         steps = len(report["per_step"])
         return f"AGREE: backprop matches finite differences at {steps} step{'s' * (steps > 1)}"
     if mode == "lockstep":
+        verified = report.get("steps_verified", report["steps_run"])
+        first = (report.get("first_divergence") or {}).get("tensor", "")
+        if not report["divergent_steps"] and first.endswith(", evaluation)"):
+            return (
+                f"DISAGREE: all {verified} steps agree, and the final evaluation does not: {first}"
+            )
+        then = ""
+        if report.get("diverged"):
+            then = (
+                f"; then every engine went non-finite at step {report['diverged']['step']}, "
+                "where the run ended"
+            )
+        elif report.get("stopped"):
+            then = f"; {report['stopped']}"
         return (
-            f"DISAGREE: {report['divergent_steps']} of {report['steps_run']} steps have a "
-            f"tensor beyond tolerance"
+            f"DISAGREE: {report['divergent_steps']} of {verified} steps verified have a tensor "
+            f"beyond tolerance{then}"
         )
     if mode == "drift":
+        first = (report.get("first_divergence") or {}).get("tensor", "")
+        if first.endswith(", evaluation)"):
+            return f"DISAGREE: the final evaluation differs from the same state: {first}"
         return "DISAGREE: the free-running engines drift beyond the drift allowance"
     return "DISAGREE: backprop and finite differences differ"
 
