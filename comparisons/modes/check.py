@@ -20,7 +20,7 @@ from comparisons.oracle.lockstep import lockstep
 from comparisons.oracle.tolerances import table_as_dict
 from comparisons.report.environment import fingerprint
 from comparisons.report.model import SCHEMA_VERSION
-from comparisons.run.coverage import CASES, DRIFT_CASE, GRADCHECK_STEPS, Case
+from comparisons.run.coverage import CASES, DRIFT_CASES, GRADCHECK_STEPS, Case
 from comparisons.run.engines import make_references
 from comparisons.run.inputs import RunInputs, build_inputs
 from comparisons.run.recorded import Recorded, ReplayEngine
@@ -53,7 +53,10 @@ def run_check(
         if until_first_failure and results[-1]["verdict"] != "agree":
             break
     if recorded is None and not (until_first_failure and results[-1]["verdict"] != "agree"):
-        results.append(_drift_case(references, under_test))
+        for case in DRIFT_CASES:
+            results.append(_drift_case(case, references, under_test))
+            if until_first_failure and results[-1]["verdict"] != "agree":
+                break
     report = {
         "schema_version": SCHEMA_VERSION,
         "mode": "check",
@@ -135,12 +138,12 @@ def _references(case: Case, inputs: RunInputs, recorded: Recorded | None):
     return {name: ReplayEngine(taken, name) for name in references}, taken.state
 
 
-def _drift_case(references: tuple[str, ...], under_test: UnderTest) -> dict:
-    inputs = build_inputs(DRIFT_CASE.spec(references))
+def _drift_case(case: Case, references: tuple[str, ...], under_test: UnderTest) -> dict:
+    inputs = build_inputs(case.spec(references))
     report = run_drift(inputs, under_test=under_test)
     return {
-        "name": DRIFT_CASE.name,
-        "spec": dict(DRIFT_CASE.changes),
+        "name": case.name,
+        "spec": dict(case.changes),
         "dtype": inputs.spec.dtype,
         "verdict": report["verdict"],
         "steps_run": len(report["per_step"]),
@@ -148,7 +151,7 @@ def _drift_case(references: tuple[str, ...], under_test: UnderTest) -> dict:
         "first_divergence": report["first_divergence"],
         "diverged": report.get("diverged"),
         "error": report.get("error"),
-        "arbitration": None,
+        "arbitration": report.get("arbitration"),
         "gradcheck": None,
         "mode": "drift",
     }

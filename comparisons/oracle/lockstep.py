@@ -271,6 +271,7 @@ class _Runner:
             self.loaded = None
             params, state = driven.state()
             pristine = {k: np.copy(v) for k, v in {**params, **state}.items()}  # copy once
+            held = [] if loaded is None else driven.loaded({**loaded[0], **loaded[1]}, pristine)
             views = {k: read_only(v) for k, v in pristine.items()}
             given = {k: views[k] for k in params}, {k: views[k] for k in state}
             if (before := self.last) is not None:
@@ -290,8 +291,7 @@ class _Runner:
                 break
             t.foreign = foreign
             t.kept, entries, t.broken = driven.kept(step, trace, pristine)
-            if loaded is not None:
-                t.kept += driven.loaded({**loaded[0], **loaded[1]}, {**params, **state})
+            t.kept = held + t.kept
             # every entry of its state is compared: those its trace leaves out in their place
             t.from_state = [
                 n
@@ -408,7 +408,7 @@ class _Runner:
         result = self.result
         summary = {"step": t.step.index, "epoch": t.step.epoch, "loss": {}, "worst_rel": {}}
         traces = {"scratch": t.trace, **t.traces}
-        failures = list(t.in_place)
+        failures = list(t.in_place) + t.kept  # (first: at a tie, the fuller story)
         ours = None
         for name, trace in traces.items():
             summary["loss"][name] = _scalar(trace.get("loss"))
@@ -426,7 +426,6 @@ class _Runner:
                 (self.driven.position(n), mismatch(n, name, NOT_PROVIDED)) for n in t.missing
             ]
             failures += [(len(self.expected), mismatch(n, name, FOREIGN)) for n in t.foreign]
-        failures += t.kept
         if not self.refs:
             failures += [(i, c) for i, c in enumerate(t.checks) if not c.ok]
         if t.step.index == 0:

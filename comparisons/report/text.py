@@ -106,9 +106,11 @@ def _check_line(report: dict) -> str:
                 f"{fd}; no drift run: it needs live references)"
             )
         loop = "scratch's training loop" if ours == "scratch" else "its own steps"
+        drifts = sum(1 for c in cases if c.get("mode") == "drift")
+        runs = f"{drifts} drift run{'s' * (drifts != 1)}"
         return (
             f"AGREE: every path of {ours} agrees with {references} "
-            f"({len(cases) - 1} cases in lockstep, finite differences on {fd}, and a drift run "
+            f"({len(cases) - drifts} cases in lockstep, finite differences on {fd}, and {runs} "
             f"of {loop})"
         )
     return (

@@ -18,6 +18,7 @@ from comparisons.report.text import verdict_line
 from comparisons.run.coverage import CASES
 from comparisons.run.engines import ScratchEngine
 from comparisons.run.inputs import build_inputs
+from comparisons.run.recorded import BUNDLED, load_recorded
 from comparisons.run.under_test import SCRATCH, under_test_of
 from tests.comparisons import broken_engines
 from tests.comparisons.lockstep_cases import synthetic_spec
@@ -39,7 +40,7 @@ def judged(inputs, under_test):
 @pytest.mark.parametrize(("cls", "changes"), BROKEN)
 def test_a_wrong_evaluation_disagrees_at_the_outputs_of_the_first_split(cls, changes):
     inputs = build_inputs(synthetic_spec(**changes))
-    result, evaluation = judged(inputs, under_test_of(cls))
+    result, _ = judged(inputs, under_test_of(cls))
     assert result.divergent_steps == 0  # every step agreed: only the evaluation differs
     d = result.first_divergence
     assert result.verdict == "disagree"
@@ -97,3 +98,23 @@ def test_a_check_case_with_batch_normalization_judges_the_evaluation():
     entry = run_case(case, ("torch",), under_test_of(broken_engines.BatchStatisticsInEvaluation))
     assert entry["verdict"] == "disagree"
     assert entry["first_divergence"]["tensor"].endswith(", evaluation)")
+
+
+def test_check_against_the_recorded_set_judges_the_evaluation():
+    """The recorded set holds every reference's outputs from the final state."""
+    recorded = load_recorded(BUNDLED)
+    case = next(c for c in CASES if c.changes.get("batch_norm"))
+    under_test = under_test_of(broken_engines.BatchStatisticsInEvaluation)
+    entry = run_case(case, recorded.references, under_test, recorded)
+    assert entry["verdict"] == "disagree"
+    assert entry["first_divergence"]["tensor"].endswith(", evaluation)")
+    assert run_case(case, recorded.references, SCRATCH, recorded)["verdict"] == "agree"
+
+
+def test_check_against_the_recorded_set_judges_a_buffer_the_trace_leaves_out():
+    recorded = load_recorded(BUNDLED)
+    case = next(c for c in CASES if c.changes.get("optimizer") == "momentum")
+    under_test = under_test_of(broken_engines.MomentumL2AfterBuffer)
+    entry = run_case(case, recorded.references, under_test, recorded)
+    assert entry["verdict"] == "disagree"
+    assert entry["first_divergence"]["tensor"] == "momentum_W1"
