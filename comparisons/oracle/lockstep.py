@@ -10,10 +10,21 @@ step ends in one of four ways, and the run stops at the first that is not agreem
     diverged   every engine turned non-finite at the same tensor, in the same places
     error      an engine raised
 
+A step where every engine turned non-finite ends the run even after earlier disagreements:
+nothing after it is verified, or counted (``steps_verified``).
+
 Each engine gets its own copy of the parameters and state: scratch's inputs are checked
 unchanged after its step (an in-place write is a divergence in itself), the references get
-read-only views. Nothing is loaded into a reference that is not compared: the step count is
-a trace tensor, and scratch's batching (how many batches, which rows) is checked exactly.
+read-only views. Nothing is loaded into a reference that is not compared: what the references
+are loaded with is the engine's state after the step before, and every entry of that state
+(every parameter, optimizer buffer and running statistic, and the step count ``t``, a trace
+tensor with every optimizer) is compared after that step with every reference's new state,
+name by name, from the engine's ``state()`` where its trace leaves the entry out; the state
+the oracle loads itself (the start, or a recorded step's) is read back and compared with
+what was given, exactly; and scratch's batching (how many batches, which rows) is checked
+exactly. An entry that goes missing or misshapen mid-run is a disagreement at that entry, and
+the run ends at that step (``stopped``). After the last step, the final evaluation is
+judged apart (``oracle/evaluation.py``).
 
 The steps go in chunks, for speed: scratch takes a few steps of one batch shape (each trace
 kept as it was when taken), the references replay them from scratch's states, and the

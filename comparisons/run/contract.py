@@ -40,7 +40,12 @@ The engine
         normalization, each hidden layer's running statistics ``running_meanl`` and
         ``running_varl`` (n_l,) too: ``predict`` normalizes with them.
     ``state() -> (params, opt_state)``
-        What its next step starts from, in the same layout.
+        What its next step starts from, in the same layout. Every reference is loaded with
+        it before each step, so every entry of it is judged: after each step, name by name
+        (the step count too, for every optimizer), whether the trace lists it or not; and
+        read back after ``set_state``, it must be what it was given. An entry that goes
+        missing or misshapen mid-run is a disagreement at that entry and step, and the run
+        ends there (nothing after it can be loaded into the references).
     ``step(X, Y) -> trace``
         One training step on the batch ``X: (B, n_0)``, ``Y: (B, n_L)``; it keeps the new
         state. The trace is a dict of arrays named by the trace schema
@@ -54,15 +59,20 @@ The engine
         layer l + 1 reading D_l. The trace may then hold ``Ml`` (the mask it applied) and
         ``Dl`` (optional, as forward values are).
     ``predict(X) -> A_L``
-        The network's output ``(n, n_L)`` with the current parameters.
+        The network's output ``(n, n_L)`` in evaluation (no dropout; batch normalization
+        with the running statistics) with the current state. The final evaluation is
+        judged: every reference is loaded with the engine's final state, and every split's
+        outputs, loss and accuracy are compared (``oracle/evaluation.py``).
 
 Required and optional tensors
     Required: the loss, every gradient (``dWl``, ``dbl``, of the data loss alone) and every
     new parameter (``Wl``, ``bl``). Optional: forward values (``Zl``, ``Al``), error terms
     (``dZl``), updates (``ΔWl``), the step count ``t`` and the optimizer state. A missing
-    optional tensor is reported as *not provided*, never as agreement; a missing required one
-    is a disagreement. An engine that sets ``complete = True`` promises every tensor (scratch
-    does), and then any missing tensor is a disagreement.
+    optional tensor is reported as *not provided*, never as agreement, except an entry of
+    the state (``t``, a buffer, a running statistic), which is compared from ``state()`` in
+    its place; a missing required one is a disagreement. An engine that sets
+    ``complete = True`` promises every tensor (scratch does), and then any missing tensor is
+    a disagreement.
 
 Names outside the schema are a disagreement too (a misspelt ``dw1`` must not pass unseen).
 Arrays may be anything NumPy reads without help (NumPy, CPU PyTorch tensors, JAX arrays);

@@ -14,10 +14,11 @@ import itertools
 import numpy as np
 import pytest
 
+from comparisons.faults.catalogue import FAULTS_BY_NAME
 from comparisons.modes.lockstep import run_lockstep
 from comparisons.oracle.lockstep import lockstep
 from comparisons.run.contract import state_names_of
-from comparisons.run.engines import ScratchEngine, initial_state
+from comparisons.run.engines import ScratchEngine, initial_state, make_engine
 from comparisons.run.inputs import build_inputs
 from comparisons.run.under_test import under_test_of
 from scratch.trace_schema import names_of
@@ -159,3 +160,18 @@ def test_a_shape_gone_wrong_mid_run_is_reported_by_run_not_refused(tmp_path):
     assert report["first_divergence"]["tensor"] == "db3"
     assert report["first_divergence"]["step"] == 0
     assert report["metrics"] is None and "cannot be loaded" in report["metrics_note"]
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("optimizer", ["sgd", "momentum", "nesterov"])
+def test_scratch_whose_step_count_never_advances_disagrees_at_t(optimizer):
+    """Issue: t was a trace tensor only for Adam, and every reference was loaded with the
+    engine's t: a schedule whose counter never advanced agreed with sgd, momentum, nesterov."""
+    fault = FAULTS_BY_NAME["sgd-step-count-not-advanced"]
+    spec = synthetic_spec(optimizer=optimizer, engines=("scratch", "torch"), **fault.spec)
+    inputs = build_inputs(spec)
+    refs = {"torch": make_engine("torch", inputs.mlp, inputs.optimizer, inputs.spec.dtype)}
+    with fault.patch():
+        result = lockstep(inputs, refs, stop_at_first=True)
+    d = result.first_divergence
+    assert result.verdict == "disagree" and (d.step, d.comparison.tensor) == (0, "t")
