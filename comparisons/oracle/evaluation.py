@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from comparisons.oracle.compare import Comparison, compare, mismatch, quiet
+from comparisons.oracle.compare import EVALUATION_KIND, Comparison, compare, mismatch, quiet
 from comparisons.oracle.divergence import Divergence, EngineFailure, engine_failure
 from comparisons.oracle.lockstep import LockstepResult
 from comparisons.oracle.tolerances import FALLBACK, Tolerance
@@ -41,7 +41,7 @@ LOOK_AT = "predict: evaluation (no dropout; batch normalization with the running
 
 def name_of(what: str, split: str) -> str:
     """An evaluation comparison's name: ``A3 (test, evaluation)``."""
-    return f"{what} ({split}, evaluation)"
+    return f"{what} ({split}, {EVALUATION_KIND})"
 
 
 @dataclass

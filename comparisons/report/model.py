@@ -10,11 +10,12 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
+from comparisons.oracle.compare import kind_or_unknown
 from comparisons.oracle.drift import DriftResult
 from comparisons.oracle.lockstep import LockstepResult
 from comparisons.oracle.tolerances import DRIFT, table_as_dict
 from comparisons.run.inputs import RunInputs
-from scratch.trace_schema import kind_of, layer_of
+from scratch.trace_schema import layer_of
 
 SCHEMA_VERSION = 1
 VOLATILE = ("created", "timings")  # timestamps and durations: the only fields that may vary
@@ -103,10 +104,7 @@ def _metrics_note(result: LockstepResult) -> str:
 
 
 def _kind(tensor: str) -> str:
-    try:
-        return kind_of(tensor)
-    except KeyError:  # a name only a broken engine would report
-        return "unknown"
+    return kind_or_unknown(tensor)  # "evaluation" for the final evaluation's, or "unknown"
 
 
 def _layer(tensor: str) -> int | None:

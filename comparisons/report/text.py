@@ -157,10 +157,10 @@ def first_divergence_lines(report: dict) -> list[str]:
     layer = f", layer {d['layer']}" if d.get("layer") else ""
     index = "[" + ", ".join(map(str, d["index"])) + "]"
     against = "" if d["engine"] == "scratch" else f" against {d['engine']}"
-    lines = [
-        f"first divergence: epoch {d['epoch']}, step {d['step']} (batch {d['batch']}): "
-        f"{d['tensor']} ({d['kind']}{layer}){against}",
-    ]
+    at = f"epoch {d['epoch']}, step {d['step']} (batch {d['batch']})"
+    if d["kind"] == "evaluation":  # every engine from the state after the last step
+        at = f"the final evaluation, from the state after step {d['step']}"
+    lines = [f"first divergence: {at}: {d['tensor']} ({d['kind']}{layer}){against}"]
     if d.get("problem"):
         lines.append(f"  {d['problem']}")
     else:

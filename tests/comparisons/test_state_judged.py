@@ -15,11 +15,14 @@ import numpy as np
 import pytest
 
 from comparisons.faults.catalogue import FAULTS_BY_NAME
+from comparisons.modes.check import run_case
 from comparisons.modes.lockstep import run_lockstep
 from comparisons.oracle.lockstep import lockstep
 from comparisons.run.contract import state_names_of
 from comparisons.run.engines import ScratchEngine, initial_state, make_engine
+from comparisons.run.coverage import CASES
 from comparisons.run.inputs import build_inputs
+from comparisons.run.recorded import BUNDLED, load_recorded
 from comparisons.run.under_test import under_test_of
 from scratch.trace_schema import names_of
 from tests.comparisons import broken_engines
@@ -175,3 +178,15 @@ def test_scratch_whose_step_count_never_advances_disagrees_at_t(optimizer):
         result = lockstep(inputs, refs, stop_at_first=True)
     d = result.first_divergence
     assert result.verdict == "disagree" and (d.step, d.comparison.tensor) == (0, "t")
+
+
+def test_a_misshapen_tensor_leaves_the_other_tensors_their_own_allowances():
+    """The allowances of a step whose trace holds a misshapen tensor are computed with the
+    reference's value in its place: the first disagreement is the misshapen tensor, not a
+    tensor upstream of it judged by the looser table (dZ3 at 1e-135 in a saturated case)."""
+    recorded = load_recorded(BUNDLED)
+    case = next(c for c in CASES if c.name == "leaky_relu-bce-adam-l2-saturated")
+    under_test = under_test_of(broken_engines.OutputBiasSummedOverUnits)
+    entry = run_case(case, recorded.references, under_test, recorded)
+    assert entry["verdict"] == "disagree"
+    assert (entry["first_divergence"]["step"], entry["first_divergence"]["tensor"]) == (0, "db3")
