@@ -19,8 +19,8 @@ from comparisons.modes.check import run_case
 from comparisons.modes.lockstep import run_lockstep
 from comparisons.oracle.lockstep import lockstep
 from comparisons.run.contract import state_names_of
-from comparisons.run.engines import ScratchEngine, initial_state, make_engine
 from comparisons.run.coverage import CASES
+from comparisons.run.engines import ScratchEngine, initial_state, make_engine
 from comparisons.run.inputs import build_inputs
 from comparisons.run.recorded import BUNDLED, load_recorded
 from comparisons.run.under_test import under_test_of
