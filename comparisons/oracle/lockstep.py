@@ -365,12 +365,14 @@ class _Runner:
             if len(group) > 1:
                 stacked = _stacked_allowances(self.inputs, group)
                 if stacked is not None:
-                    for i, (t, _) in enumerate(group):
-                        t.allowed = {n: a[i] for n, a in stacked.items() if n in t.trace}
+                    for i, (t, operands) in enumerate(group):
+                        own = _own(t.trace, operands)
+                        t.allowed = {n: a[i] for n, a in stacked.items() if n in own}
                     continue
             for t, operands in group:
                 allowed = _stacked_allowances(self.inputs, [(t, operands)]) or {}
-                t.allowed = {n: a[0] for n, a in allowed.items() if n in t.trace}
+                own = _own(t.trace, operands)
+                t.allowed = {n: a[0] for n, a in allowed.items() if n in own}
 
     def _operands(self, t: _Taken) -> dict:
         """The values the allowances are computed from: scratch's trace, where a tensor the
@@ -522,6 +524,12 @@ class _Runner:
                 step.index, step.epoch, step.batch, c, upstream, look_at
             )
             result.divergent_step = DivergentStep(params, state, Xb, Yb, traces, allowed)
+
+
+def _own(trace: dict, operands: dict) -> set[str]:
+    """The tensors of ``trace`` the allowances were computed from: not one a reference's
+    value stood in for (misshapen in the trace, it is compared on its own, and fails)."""
+    return {n for n in trace if n in operands and operands[n] is trace[n]}
 
 
 def _scalar(value) -> float:
