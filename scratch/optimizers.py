@@ -32,7 +32,7 @@ A learning-rate schedule (``lr_schedule``) sets the lr of the t-th update from t
 
 from __future__ import annotations
 
-import dataclasses
+import copy
 import functools
 import math
 from collections.abc import Callable
@@ -154,7 +154,7 @@ def update(opt: Optimizer, params: Params, grads: Params, state: dict) -> tuple[
     """
     t = state["t"] + 1
     if opt.lr_schedule != "constant":  # the rules read the lr in effect at this update
-        opt = dataclasses.replace(opt, lr=learning_rate(opt, t), lr_schedule="constant")
+        opt = _in_effect(opt, learning_rate(opt, t))
     rule = RULES[opt.name]
     new_params: Params = {}
     new_state: dict = {"t": t}
@@ -168,6 +168,17 @@ def update(opt: Optimizer, params: Params, grads: Params, state: dict) -> tuple[
         new_params[p] = theta
         new_state.update({n: after[s] for s, n in names.items()})
     return new_params, new_state
+
+
+def _in_effect(opt: Optimizer, lr: float) -> Optimizer:
+    """``opt`` with the scheduled ``lr`` as a constant rate. The settings were checked when
+    ``opt`` was made; the schedule's value is not checked again: a step decay may underflow
+    to exactly 0, which is legitimate (that update moves nothing), though lr = 0 is no
+    valid setting."""
+    scheduled = copy.copy(opt)
+    object.__setattr__(scheduled, "lr", lr)  # a frozen dataclass: a copy, set without a check
+    object.__setattr__(scheduled, "lr_schedule", "constant")
+    return scheduled
 
 
 @functools.lru_cache(maxsize=64)

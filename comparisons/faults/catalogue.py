@@ -27,6 +27,9 @@ ADAM_SPEC = {"optimizer": "adam", "lr": 0.01}
 # The engine-side faults' engines, in the test suite (a checkout's faults command finds them)
 BROKEN_MODULE = "tests.comparisons.broken_engines"
 BROKEN = "tests/comparisons/broken_engines"
+# One hidden layer of two units at dropout 0.5: some rows lose both, so the output layer's Z
+# is exactly its bias, 0, there (at the first step).
+KINK_SPEC = {"loss": "mse", "dropout": 0.5, "hidden": (2,)}
 IN_PLACE_SGD = "theta -= opt.lr * g\n    return theta, {}"
 
 FAULTS = (
@@ -60,6 +63,16 @@ FAULTS = (
         edit(ACT, "leaky_relu_derivative", "LEAKY_RELU_SLOPE).astype", "0.1).astype"),
         "dZ2",
         {"activation": "leaky_relu"},
+    ),
+    # The convention at a kink: g'(0) where Z is exactly 0 in every engine (a row whose
+    # units were all dropped, times a zero bias), which no allowance may absorb.
+    Fault(
+        "leaky-relu-derivative-at-zero",
+        "activation",
+        "leaky_relu'(0) = 1 (Z >= 0 for Z > 0): the convention at the kink",
+        edit(ACT, "leaky_relu_derivative", "np.where(Z > 0", "np.where(Z >= 0"),
+        "dZ2",
+        {**KINK_SPEC, "activation": "leaky_relu", "output": "leaky_relu"},
     ),
     # Losses: the 1/m of the mean, and the loss's own gradient.
     Fault(

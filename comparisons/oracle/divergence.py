@@ -86,8 +86,11 @@ class Diverged:
 
     def describe(self) -> str:
         value = "NaN" if np.isnan(self.first_value) else f"{self.first_value}"
-        every = "in every engine" if len(self.engines) > 1 else "in scratch (the only engine)"
-        at = f"first at {list(self.index)}; " if self.index else ""
+        at = f" at {list(self.index)}" if self.index else ""
+        if len(self.engines) > 1:  # the kinds may differ: inf in one engine, NaN in another
+            what = f"non-finite in every engine, in the same places (scratch's first: {value}{at}; "
+        else:
+            what = f"{value} in scratch (the only engine) ({f'first{at}; ' if at else ''}"
         before = (
             f"after {self.after_disagreeing} step{'s' * (self.after_disagreeing > 1)} that "
             "disagreed"
@@ -96,7 +99,7 @@ class Diverged:
         )
         return (
             f"training diverged at step {self.step} (epoch {self.epoch}, batch {self.batch}): "
-            f"{self.tensor} became {value} {every} ({at}{before}; the run ended there, and "
+            f"{self.tensor} became {what}{before}; the run ended there, and "
             f"nothing after it was verified)"
         )
 

@@ -141,3 +141,22 @@ def test_update_keeps_the_dtype(name, dtype):
     new, state = update(opt, params, {p: v + 1 for p, v in params.items()}, init_state(opt, params))
     assert {v.dtype for v in new.values()} == {np.dtype(dtype)}
     assert {v.dtype for k, v in state.items() if k != "t"} <= {np.dtype(dtype)}
+
+
+@pytest.mark.parametrize("name", ["sgd", "momentum", "adamw"])
+def test_a_schedule_that_underflows_the_learning_rate_to_zero_steps_by_zero(name):
+    # lr·γ^1 = 0.1·1e-200·… and lr·γ^2 = 1e-401 underflows to exactly 0: a valid schedule's
+    # value, which update must take (no step at all, only the buffers move), not refuse
+    opt = Optimizer(
+        name, lr=0.1, lr_schedule="step", lr_step_size=1, lr_gamma=1e-200,
+        weight_decay=0.01 if name == "adamw" else 0.0,
+    )  # fmt: skip
+    params = {"W1": np.array([[1.0]]), "b1": np.array([0.0])}
+    state = init_state(opt, params)
+    grads = {"W1": np.array([[0.5]]), "b1": np.array([0.5])}
+    for _ in range(3):
+        before = params
+        params, state = update(opt, params, grads, state)
+    assert state["t"] == 3
+    assert params["W1"][0, 0] == before["W1"][0, 0]  # the third update's lr is 0
+    assert params["b1"][0] == before["b1"][0]
