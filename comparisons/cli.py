@@ -273,13 +273,14 @@ def cmd_contract(args: argparse.Namespace) -> int:
 
     from comparisons.modes.contract import engine_contract, render
 
-    contract = engine_contract(_load(args, engines=("scratch",)))
+    spec = _spec(args, engines=("scratch",))
+    contract = engine_contract(build_inputs(spec, shapes_only=True))  # no data needed
     print(json.dumps(contract, indent=1) if args.json else "\n".join(render(contract)))
     return EXIT_AGREE
 
 
 def contract_options(parser: argparse.ArgumentParser) -> None:
-    options.spec_options(parser)
+    options.spec_options(parser, quiet=False)
     parser.add_argument("--json", action="store_true", help="print it as JSON")
 
 

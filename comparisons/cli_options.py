@@ -26,7 +26,9 @@ class Parser(argparse.ArgumentParser):
         raise UsageError(f"{message}; see {self.prog} --help")
 
 
-def spec_options(parser: argparse.ArgumentParser) -> None:
+def spec_options(parser: argparse.ArgumentParser, quiet: bool = True) -> None:
+    """--config, --set, --dtype; and --quiet, unless the command prints nothing but its
+    answer (``quiet=False``)."""
     parser.add_argument(
         "--config",
         metavar="FILE",
@@ -43,7 +45,8 @@ def spec_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--dtype", choices=("float64", "float32"), help="shorthand for --set dtype=…"
     )
-    parser.add_argument("--quiet", action="store_true", help="print only the verdict lines")
+    if quiet:
+        parser.add_argument("--quiet", action="store_true", help="print only the verdict lines")
 
 
 def oracle_options(parser: argparse.ArgumentParser) -> None:
