@@ -118,9 +118,10 @@ def test_a_step_count_that_never_advances_disagrees_at_t_with_every_optimizer(op
     assert (d.step, d.comparison.tensor) == (0, "t")
 
 
-def test_a_state_read_back_unlike_what_was_loaded_is_found_before_the_first_step():
+@pytest.mark.parametrize("plain", [False, True], ids=["chunked", "plain"])
+def test_a_state_read_back_unlike_what_was_loaded_is_found_before_the_first_step(plain):
     """The start is loaded by the oracle: what the engine reports it holds then is what the
-    references get, so it is compared with what it was given."""
+    references get, so it is compared with what it was given (by both lockstep paths)."""
 
     class Rounds(broken_engines.Contracted):
         def set_state(self, params, opt_state):
@@ -132,6 +133,7 @@ def test_a_state_read_back_unlike_what_was_loaded_is_found_before_the_first_step
         scratch_reference(inputs),
         steps=first_steps(inputs),
         under_test=under_test_of(Rounds),
+        plain=plain,
     )
     assert result.verdict == "disagree"
     assert result.first_divergence.comparison.tensor == "W1"
