@@ -139,6 +139,7 @@ class TorchEngine:
         self._trace_names = names_of(mlp, optimizer)
         self._floats = [n for n in self._trace_names if n != "t"]  # converted in one copy
         self._loaded = False
+        self._t = 0  # steps taken (the trace's t where torch.optim keeps no count)
 
     def _tensor(self, name: str, array: np.ndarray) -> torch.Tensor:
         return to_torch(name, array, self._torch_dtype, self.device)
@@ -174,7 +175,7 @@ class TorchEngine:
             else:
                 self.optimizer.load_state_dict(self._state_dict(opt_state))
         self._schedule_at(int(opt_state["t"]))
-        self._t = int(opt_state["t"])
+        self._t = int(opt_state["t"])  # the count of an optimizer whose state keeps none
         self._loaded = True
 
     def _schedule_at(self, t: int) -> None:
@@ -254,8 +255,9 @@ class TorchEngine:
         self._t += 1
         floats = self._floats
         out = dict(zip(floats, to_canonical_all(floats, [trace[n] for n in floats]), strict=True))
-        if "t" in self._trace_names:
-            out["t"] = np.asarray(int(trace["t"].item()), dtype=np.int64)
+        # Adam's own count (torch.optim's "step"); SGD's keeps none: the engine counts
+        count = trace["t"].item() if "t" in trace else self._t
+        out["t"] = np.asarray(int(count), dtype=np.int64)
         return {name: out[name] for name in self._trace_names}
 
     def _read_state(self) -> dict[str, torch.Tensor]:

@@ -23,6 +23,7 @@ The dataflow order of a step's trace is
     clipping    grad_norm                              (only when clip_norm > 0)
     schedule    lr                                     (only with a learning-rate schedule)
     update      ΔW1, Δb1, …, ΔWL, ΔbL
+    counter     t, the step count after the step
     state       the optimizer's state after the step, per parameter (momentum_W1, …)
     parameter   W1, b1, …, WL, bL: the new parameters
 
@@ -228,8 +229,11 @@ def _state(prefix: str, meaning: str, equation: str) -> Family:
     )
 
 
-# The step count t after the step (t = 1 after the first step), for the optimizers whose
-# update depends on it (Adam's bias corrections). It is an exact integer in every engine.
+# The step count t after the step (t = 1 after the first step), in every run: Adam's bias
+# corrections and every learning-rate schedule read it, and an engine's state keeps it, so it
+# is compared like every other entry of the state. It is an exact integer in every engine.
+# COUNTED: the optimizers whose own state keeps a count (torch.optim's "step", optax's
+# "count"); the others' engines count their steps themselves.
 COUNTER = Family(
     "t", "counter", "step", "()", "the optimizer's step count after the step",
     "optimizers.py:update", "t = t + 1", dtype="int64",
@@ -378,7 +382,7 @@ def trace_names(
     names += [GRADIENT_NORM.prefix] if clipped else []
     names += [LEARNING_RATE.prefix] if scheduled else []
     names += [UPDATE.prefix + p for p in params]
-    names += [COUNTER.prefix] if COUNTED[optimizer] else []
+    names += [COUNTER.prefix]
     names += [s for p in params for s in state_names(optimizer, p)]
     names += [NEW_PARAMETER.prefix + p for p in params]
     return names

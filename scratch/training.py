@@ -23,7 +23,7 @@ import numpy as np
 from scratch import optimizers
 from scratch.config import MLP, Optimizer, ScratchInputError, check_inputs
 from scratch.network import dropout_masks, evaluate, forward_backward
-from scratch.trace_schema import COUNTED, running_names, state_names
+from scratch.trace_schema import running_names, state_names
 
 Params = dict[str, np.ndarray]
 
@@ -77,8 +77,7 @@ def train_step(
     new_state.update({n: trace[n] for n in running or ()})  # the running statistics
     for p in params:
         trace[f"Δ{p}"] = new_params[p] - params[p]
-    if COUNTED[opt.name]:
-        trace["t"] = np.asarray(new_state["t"], dtype=np.int64)
+    trace["t"] = np.asarray(new_state["t"], dtype=np.int64)
     trace.update({name: new_state[name] for p in params for name in state_names(opt.name, p)})
     trace.update(new_params)
     return trace, new_params, new_state

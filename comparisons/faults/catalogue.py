@@ -12,6 +12,7 @@ point for the fault to count as localized. A fault that cannot change behaviour 
 
 from __future__ import annotations
 
+import contextlib
 from unittest import mock
 
 from comparisons.faults.fault import ACT, FAST_SPEC, LOSS, NET, OPT, TRAIN, Fault
@@ -23,6 +24,9 @@ __all__ = ["FAST_SPEC", "FAULTS", "FAULTS_BY_NAME", "Fault"]
 MOMENTUM = 'opt.momentum * state["momentum"] + g'
 MOMENTUM_SPEC = {"optimizer": "momentum", "lr": 0.02, "momentum": 0.9}
 ADAM_SPEC = {"optimizer": "adam", "lr": 0.01}
+# The engine-side faults' engines, in the test suite (a checkout's faults command finds them)
+BROKEN_MODULE = "tests.comparisons.broken_engines"
+BROKEN = "tests/comparisons/broken_engines"
 # One hidden layer of two units at dropout 0.5: some rows lose both, so the output layer's Z
 # is exactly its bias, 0, there (at the first step).
 KINK_SPEC = {"loss": "mse", "dropout": 0.5, "hidden": (2,)}
@@ -381,6 +385,60 @@ FAULTS = (
             "(A_prev.T.astype(np.float32) @ dZ.astype(np.float32)).astype(dZ.dtype)",
         ),
         "dW3",
+    ),
+    # The step count behind a learning-rate schedule, with an optimizer that keeps no count.
+    Fault(
+        "sgd-step-count-not-advanced",
+        "optimizer",
+        "the step count is not stored with plain SGD: a step-decay schedule never decays",
+        edit(OPT, "update", 'new_state: dict = {"t": t}', 'new_state: dict = {"t": state["t"]}'),
+        "t",
+        {"lr_schedule": "step", "lr_step_size": 1, "lr_gamma": 0.5},
+    ),
+    # Engine-side: what an engine keeps but leaves out of its trace, and its evaluation. No
+    # patch of scratch makes these (its trace is complete, its state is its trace): each is a
+    # small broken engine under test (tests/comparisons/broken_engines.py).
+    Fault(
+        "momentum-l2-after-buffer",
+        "optimizer",
+        "L2 added to the gradient after the momentum buffer (v ← μv + g, update with g + λw): "
+        "each update is right, the buffer kept is not, and the trace leaves the buffers out",
+        contextlib.nullcontext,
+        "momentum_W1",
+        {**MOMENTUM_SPEC, "l2": 0.01},
+        location=f"{BROKEN}.py:MomentumL2AfterBuffer",
+        engine=f"{BROKEN_MODULE}:MomentumL2AfterBuffer",
+    ),
+    Fault(
+        "step-count-frozen",
+        "optimizer",
+        "an engine whose step count never advances (t left out of its trace), with SGD and a "
+        "step-decay schedule",
+        contextlib.nullcontext,
+        "t",
+        {"lr_schedule": "step", "lr_step_size": 1, "lr_gamma": 0.5},
+        location=f"{BROKEN}.py:FrozenCount",
+        engine=f"{BROKEN_MODULE}:FrozenCount",
+    ),
+    Fault(
+        "evaluation-batch-statistics",
+        "batch_norm",
+        "evaluation normalizes with the batch's statistics instead of the running ones",
+        contextlib.nullcontext,
+        "A3 (train, evaluation)",
+        {"batch_norm": True},
+        location=f"{BROKEN}.py:BatchStatisticsInEvaluation",
+        engine=f"{BROKEN_MODULE}:BatchStatisticsInEvaluation",
+    ),
+    Fault(
+        "evaluation-dropout-on",
+        "dropout",
+        "evaluation leaves dropout on",
+        contextlib.nullcontext,
+        "A3 (train, evaluation)",
+        {"dropout": 0.5},
+        location=f"{BROKEN}.py:DropoutInEvaluation",
+        engine=f"{BROKEN_MODULE}:DropoutInEvaluation",
     ),
     # Equivalent: cannot change behaviour.
     Fault(

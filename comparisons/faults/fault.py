@@ -43,6 +43,10 @@ class Fault:
     spec: dict = field(default_factory=dict)  # run-spec changes under which the fault shows
     equivalent: bool = False  # cannot change behaviour (a test proves it)
     location: str = ""  # the function the fault breaks, where ``patch`` cannot say
+    # An engine-side fault: the broken engine under test, ``module:factory`` (a bug in what an
+    # engine keeps but does not report, or in its evaluation, which no patch of scratch makes:
+    # scratch is complete, and its state is its trace); ``patch`` then changes nothing.
+    engine: str = ""
 
     def run_spec(self) -> dict:
         return {**FAST_SPEC, **self.spec}
@@ -51,6 +55,11 @@ class Fault:
     def where(self) -> str:
         """``scratch/<module>.py:<function>``: the function the fault breaks."""
         return getattr(self.patch, "where", self.location)
+
+    @property
+    def evaluation(self) -> bool:
+        """Whether the fault is in the final evaluation (its tensor one of evaluation's)."""
+        return self.expected_tensor.endswith(", evaluation)")
 
 
 # The scratch modules the faults edit.

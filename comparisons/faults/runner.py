@@ -11,6 +11,7 @@ import numpy as np
 from comparisons.faults.catalogue import FAULTS
 from comparisons.faults.fault import Fault
 from comparisons.oracle.arbitration import arbitrate
+from comparisons.oracle.evaluation import add_evaluation, arbitrate_evaluation, judge_evaluation
 from comparisons.oracle.lockstep import lockstep
 from comparisons.report import markdown
 from comparisons.report.document import (
@@ -26,6 +27,7 @@ from comparisons.report.document import (
 from comparisons.run.engines import make_engine
 from comparisons.run.inputs import build_inputs
 from comparisons.run.spec import RunSpec
+from comparisons.run.under_test import SCRATCH, load_under_test
 
 SCHEMA_VERSION = 1
 
@@ -36,12 +38,13 @@ def run_fault(fault: Fault, engines: tuple[str, ...]) -> dict:
     inputs = build_inputs(spec)
     refs = {e: make_engine(e, inputs.mlp, inputs.optimizer, spec.dtype) for e in engines}
     started = time.perf_counter()
+    under_test = load_under_test(fault.engine) if fault.engine else SCRATCH
     # Faults such as a softmax without its max shift overflow on purpose: the oracle judges
     # the values that come out (inf, NaN), so NumPy's warnings about them are noise here.
     with np.errstate(all="ignore"):
-        sound = lockstep(inputs, refs, stop_at_first=True)
+        sound, _ = _judged(inputs, refs, SCRATCH)
         with fault.patch():
-            broken = lockstep(inputs, refs, stop_at_first=True)
+            broken, evaluation = _judged(inputs, refs, under_test)
     entry = {
         "name": fault.name,
         "category": fault.category,
@@ -64,8 +67,23 @@ def run_fault(fault: Fault, engines: tuple[str, ...]) -> dict:
     entry["first_divergence"] = d.as_dict()
     entry["steps_to_catch"] = d.step + 1
     entry["localized"] = d.comparison.tensor == fault.expected_tensor
-    entry["arbitration"] = arbitrate(inputs, d, broken.divergent_step)
+    if broken.divergent_step is not None:
+        entry["arbitration"] = arbitrate(inputs, d, broken.divergent_step, under_test.name)
+    else:  # the final evaluation's
+        entry["arbitration"] = arbitrate_evaluation(inputs, evaluation, under_test.name)
     return entry
+
+
+def _judged(inputs, refs, under_test):
+    """A lockstep run to its first divergence, and, where every step agreed, the final
+    evaluation judged (every reference from the engine's final state)."""
+    result = lockstep(inputs, refs, stop_at_first=True, under_test=under_test)
+    evaluation = None
+    if result.agree:
+        final = result.final_params, result.final_state
+        evaluation = judge_evaluation(inputs, under_test, *final, refs)
+        add_evaluation(result, evaluation, inputs)
+    return result, evaluation
 
 
 def run_catalogue(

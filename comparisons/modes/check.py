@@ -16,12 +16,13 @@ from comparisons.modes.drift import run_drift
 from comparisons.modes.gradcheck import run_gradcheck
 from comparisons.oracle.arbitration import arbitrate
 from comparisons.oracle.compare import kind_or_unknown
+from comparisons.oracle.evaluation import add_evaluation, arbitrate_evaluation, judge_evaluation
 from comparisons.oracle.lockstep import lockstep
 from comparisons.oracle.tolerances import table_as_dict
 from comparisons.oracle.verdict import worst
 from comparisons.report.content import SCHEMA_VERSION
 from comparisons.report.environment import fingerprint
-from comparisons.run.coverage import CASES, DRIFT_CASE, GRADCHECK_STEPS, Case
+from comparisons.run.coverage import CASES, DRIFT_CASES, GRADCHECK_STEPS, Case
 from comparisons.run.engines import make_references
 from comparisons.run.inputs import RunInputs, build_inputs
 from comparisons.run.recorded import RECORD_COMMAND, Recorded, RecordedError, ReplayEngine
@@ -51,7 +52,10 @@ def run_check(
         if until_first_failure and results[-1]["verdict"] != "agree":
             break
     if recorded is None and not (until_first_failure and results[-1]["verdict"] != "agree"):
-        results.append(_drift_case(references, under_test))
+        for case in DRIFT_CASES:
+            results.append(_drift_case(case, references, under_test))
+            if until_first_failure and results[-1]["verdict"] != "agree":
+                break
     report = {
         "schema_version": SCHEMA_VERSION,
         "mode": "check",
@@ -92,6 +96,13 @@ def run_case(
     inputs = build_inputs(case.spec(references))
     refs, reload = _references(case, inputs, recorded)
     result = lockstep(inputs, refs, stop_at_first=True, under_test=under_test, reload=reload)
+    evaluation = None
+    if result.agree:  # the final evaluation, every reference from the engine's final state
+        final = result.final_params, result.final_state
+        if recorded is not None:  # the recorded final state, as the references had it
+            final = next(iter(refs.values())).case.state("evaluation")
+        evaluation = judge_evaluation(inputs, under_test, *final, refs)
+        add_evaluation(result, evaluation, inputs)
     entry = {
         "name": case.name,
         "spec": {k: list(v) if isinstance(v, tuple) else v for k, v in case.changes.items()},
@@ -113,6 +124,8 @@ def run_case(
         )
         if recorded is not None:
             _consistent(recorded, case, result.first_divergence, entry["arbitration"])
+    elif result.first_divergence is not None and evaluation is not None:
+        entry["arbitration"] = arbitrate_evaluation(inputs, evaluation, under_test.name)
     if result.agree and inputs.spec.dtype == "float64":
         fd = run_gradcheck(inputs, GRADCHECK_STEPS, under_test=under_test)
         entry["gradcheck"] = fd["verdict"]
@@ -154,12 +167,12 @@ def _references(case: Case, inputs: RunInputs, recorded: Recorded | None):
     return {name: ReplayEngine(taken, name) for name in references}, taken.state
 
 
-def _drift_case(references: tuple[str, ...], under_test: UnderTest) -> dict:
-    inputs = build_inputs(DRIFT_CASE.spec(references))
+def _drift_case(case: Case, references: tuple[str, ...], under_test: UnderTest) -> dict:
+    inputs = build_inputs(case.spec(references))
     report = run_drift(inputs, under_test=under_test)
     return {
-        "name": DRIFT_CASE.name,
-        "spec": dict(DRIFT_CASE.changes),
+        "name": case.name,
+        "spec": dict(case.changes),
         "dtype": inputs.spec.dtype,
         "verdict": report["verdict"],
         "steps_run": len(report["per_step"]),
@@ -167,7 +180,7 @@ def _drift_case(references: tuple[str, ...], under_test: UnderTest) -> dict:
         "first_divergence": report["first_divergence"],
         "diverged": report.get("diverged"),
         "error": report.get("error"),
-        "arbitration": None,
+        "arbitration": report.get("arbitration"),
         "gradcheck": None,
         "mode": "drift",
     }

@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable
 
 from comparisons.oracle.drift import drift, drift_decision, drift_verdict
+from comparisons.oracle.evaluation import arbitrate_evaluation, as_divergence, judge_evaluation
 from comparisons.oracle.metrics import evaluate_all
 from comparisons.report.content import drift_report
 from comparisons.report.environment import fingerprint
@@ -26,14 +27,22 @@ def run_drift(
     under_test.check_references(inputs.spec.engines)
     refs = make_references(inputs, device)
     result = drift(inputs, refs, on_step=on_step, under_test=under_test)
-    metrics, verdict = None, None
+    metrics, verdict, evaluation = None, None, None
     if result.diverged is None and result.first_divergence is None and result.failure is None:
         params, state = result.final_params[under_test.name], result.final_state
         metrics, result.failure = evaluate_all(inputs, under_test, params, state, refs)
         if metrics is not None:
             verdict = drift_verdict(metrics, inputs.spec.dtype, under_test.name)
+            # and the evaluation itself: every reference loaded with the engine's final state
+            evaluation = judge_evaluation(inputs, under_test, params, state, refs)
+            result.failure = evaluation.failure
     timings = {"total_s": time.perf_counter() - started}
     env = fingerprint(inputs.spec.engines, device)
-    decided = drift_decision(result, verdict)
+    differs = evaluation is not None and evaluation.first is not None
+    decided = drift_decision(result, verdict, differs)
     report = drift_report(inputs, result, metrics, verdict, env, timings, decided, under_test)
+    if differs and decided == "disagree":
+        # from one state, so the place where it differs (final losses apart follow from it)
+        report["first_divergence"] = as_divergence(inputs, evaluation, []).as_dict()
+        report["arbitration"] = arbitrate_evaluation(inputs, evaluation, under_test.name)
     return report

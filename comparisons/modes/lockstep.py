@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable, Mapping
 
 from comparisons.oracle.arbitration import arbitrate
+from comparisons.oracle.evaluation import add_evaluation, arbitrate_evaluation, judge_evaluation
 from comparisons.oracle.lockstep import lockstep
 from comparisons.oracle.metrics import evaluate_all
 from comparisons.report.content import lockstep_report
@@ -43,17 +44,22 @@ def run_lockstep(
         stop_at_first=stop_at_first,
     )
     run_s = time.perf_counter() - started
-    metrics = None
-    if result.verdict in ("agree", "disagree"):  # a diverged or stopped run has none
+    metrics, evaluation = None, None
+    if result.verdict in ("agree", "disagree") and not (result.stopped or result.diverged):
         final = result.final_params, result.final_state
         metrics, failure = evaluate_all(inputs, under_test, *final, refs)
         result.failure = result.failure or failure
+        if failure is None:  # the evaluation judged, every engine from the final state
+            evaluation = judge_evaluation(inputs, under_test, *final, refs)
+            add_evaluation(result, evaluation, inputs)
     steps = walkthrough(result.first_step_traces, inputs.mlp, inputs.optimizer)
     timings = {"run_s": run_s, "total_s": time.perf_counter() - started}
     env = fingerprint(inputs.spec.engines, device, workers)
     report = lockstep_report(inputs, result, metrics, steps, env, timings, under_test)
-    if result.first_divergence is not None:
+    if result.first_divergence is not None and result.divergent_step is not None:
         report["arbitration"] = arbitrate(
             inputs, result.first_divergence, result.divergent_step, under_test.name
         )
+    elif result.first_divergence is not None and evaluation is not None:
+        report["arbitration"] = arbitrate_evaluation(inputs, evaluation, under_test.name)
     return report

@@ -16,12 +16,13 @@ from collections.abc import Callable
 import numpy as np
 
 from comparisons.oracle.compare import compare_traces
+from comparisons.oracle.evaluation import compare_split, outputs_from
 from comparisons.oracle.roundoff import RoundoffStep, allowances
 from comparisons.report.environment import fingerprint, numerics
 from comparisons.run.coverage import CASES, Case
 from comparisons.run.engines import ScratchEngine, initial_state, make_references
 from comparisons.run.inputs import build_inputs
-from comparisons.run.recorded import FORMAT, Recorded, digest, key, npz_bytes
+from comparisons.run.recorded import EVALUATION, FORMAT, Recorded, digest, key, npz_bytes
 from scratch.trace_schema import names_of
 
 
@@ -77,6 +78,15 @@ def record_case(case: Case, references: tuple[str, ...]):
             trace = engine.step(X[step.rows], Y[step.rows], **given)
             arrays.update({key(step.index, name, k): np.asarray(v) for k, v in trace.items()})
         scratch.step(X[step.rows], Y[step.rows], **given)
+    # the final evaluation: the state after the last step, and every reference's outputs on
+    # every split from it (the trace of each step holds the reference's state after it)
+    params, state = scratch.state()
+    for part, values in (("params", params), ("state", state)):
+        arrays.update({key(EVALUATION, part, k): np.asarray(v) for k, v in values.items()})
+    splits = {split: X_ for split, (X_, _) in inputs.splits.items()}
+    for name, engine in refs.items():
+        outputs = outputs_from(engine, params, state, splits)
+        arrays.update({key(EVALUATION, name, s): np.asarray(v) for s, v in outputs.items()})
     return arrays, inputs
 
 
@@ -121,7 +131,27 @@ def verify(recorded: Recorded, cases: tuple[Case, ...] = CASES) -> tuple[bool, l
                     ]
                 where = f"{case.name} step {step.index} {name}"
                 problems += [f"{where}: {p}" for p in found if p]
+        problems += _verify_evaluation(inputs, kept, refs, bool(bitwise), case.name)
     return bool(bitwise), problems
+
+
+def _verify_evaluation(inputs, kept, refs, bitwise: bool, case: str) -> list[str]:
+    """The recorded evaluation outputs against every live reference's, from the recorded
+    final state: bitwise, or within the evaluation's allowances."""
+    params, state = kept.state(EVALUATION)
+    splits = {split: X for split, (X, _) in inputs.splits.items()}
+    problems = []
+    for name, engine in refs.items():
+        now = outputs_from(engine, params, state, splits)
+        then = kept.parts[(EVALUATION, name)]
+        for split, (_, Y) in inputs.splits.items():
+            if bitwise:
+                found = [_bits(f"{split} outputs", then[split], now.get(split))]
+            else:
+                compared = compare_split(inputs, split, now[split], then[split], Y, name)
+                found = [c.describe() for c in compared if not c.ok]
+            problems += [f"{case} evaluation {name}: {p}" for p in found if p]
+    return problems
 
 
 def _bits(tensor: str, then: np.ndarray, now: np.ndarray | None) -> str:

@@ -31,6 +31,8 @@ from comparisons.run.contract import (
     load_state,
     read_state,
     required_names,
+    state_arrays,
+    state_problems,
 )
 from comparisons.run.inputs import RunInputs
 from comparisons.run.under_test import UnderTest
@@ -68,6 +70,8 @@ class EngineAdapter:
         self.required = set(self.trace_names if getattr(engine, "complete", False) else required)
         self.not_provided: set[str] = set()  # optional tensors its traces left out
         self._look_at: dict[str, str] = {}
+        # the state the oracle loaded last (the start, a recorded step's), not yet read back
+        self.given: tuple[dict, dict] | None = None
 
     def position(self, tensor: str) -> int:
         """Where ``tensor`` comes in dataflow order (names outside the schema last)."""
@@ -127,9 +131,60 @@ class EngineAdapter:
         """Its writes into the state it was given, and the function that writes."""
         return [], ""
 
-    def kept(self, step: Step, trace: dict, before: dict) -> Found:
-        """What it keeps after its step unlike what its trace says."""
+    def state_read(self) -> tuple[dict, dict]:
+        """Its state as it reports it after a step, unchecked (``kept`` checks it)."""
+        raise NotImplementedError
+
+    def unlike_trace(self, step: Step, trace: dict, before: dict, entries: dict) -> Found:
+        """What it keeps after its step (``entries``) unlike what its trace says."""
         return []
+
+    # --- what both do ------------------------------------------------------------------------
+
+    def kept(self, step: Step, trace: dict, before: dict) -> tuple[Found, dict, bool]:
+        """The engine's state after its step (what the references are loaded with next), by
+        entry: the failures found in it, its entries (parameters and optimizer state
+        together: those its trace leaves out are compared in their place, ``steps.take``),
+        and whether it is broken (an entry missing or misshapen: it cannot be loaded into the
+        references, and the run ends at this step, a disagreement at that entry)."""
+        mlp, optimizer = self.inputs.mlp, self.inputs.optimizer
+        try:
+            params, state = self.state_read()
+        except ContractError as error:
+            problem = f"after step {step.index}: {error}"
+            ours = self.under_test.name
+            return [(len(self.expected), mismatch("state()", ours, problem, ours))], {}, True
+        problems = state_problems(params, state, mlp, optimizer)
+        if problems:
+            ours = self.under_test.name
+            found = [
+                (self.position(n), mismatch(n, ours, f"after step {step.index}: {p}", ours))
+                for n, p in problems
+            ]
+            return found, {}, True
+        entries = {**params, **state}
+        return self.unlike_trace(step, trace, before, entries), entries, False
+
+    def read_back(self, read: dict) -> Found:
+        """Where the oracle loaded its state before this step (``given``), that state as the
+        engine reports it (``read``) checked to be what it was given (``loaded``)."""
+        given, self.given = self.given, None
+        return [] if given is None else self.loaded({**given[0], **given[1]}, read)
+
+    def loaded(self, given: dict, read: dict) -> Found:
+        """The engine's state as read back after the oracle loaded it (the start, or a
+        recorded step's state) against what it was given, exactly: what the references are
+        loaded with is then either this, or a state compared after the step before."""
+        found = []
+        for name, value in given.items():
+            if name not in read:
+                continue  # the contract's check of state() names it
+            a, b = np.asarray(read[name]), np.asarray(value)
+            if a.shape != b.shape or not np.array_equal(a, b.astype(a.dtype), equal_nan=True):
+                problem = "state() after set_state() differs from the state it was given"
+                ours = self.under_test.name
+                found.append((self.position(name), mismatch(name, ours, problem, ours)))
+        return found
 
 
 class ScratchAdapter(EngineAdapter):
@@ -148,6 +203,12 @@ class ScratchAdapter(EngineAdapter):
 
     def state(self) -> tuple[dict, dict]:
         return self.engine.state()
+
+    def state_read(self) -> tuple[dict, dict]:
+        return self.engine.state()  # its state is its trace by construction: nothing unlike
+
+    def loaded(self, given: dict, read: dict) -> Found:
+        return []  # its set_state keeps the very arrays
 
     def batch(self, step: Step) -> tuple[list[Comparison], tuple | None]:
         """The checks of scratch's batching against the schedule's, and the batch it reads."""
@@ -219,15 +280,17 @@ class ContractAdapter(EngineAdapter):
         """Copies: it may reuse its buffers next step."""
         return as_arrays(trace, f"{self.where}: step()", copy=True)
 
-    def kept(self, step: Step, trace: dict, before: dict) -> Found:
+    def state_read(self) -> tuple[dict, dict]:
+        return state_arrays(self.engine, self.where)
+
+    def unlike_trace(self, step: Step, trace: dict, before: dict, entries: dict) -> Found:
         """What it keeps after its step against what its trace says it computed: the next
         step starts from ``state()``, so a difference would go unseen otherwise (the
         references are loaded with it). And the step count goes up by one. (Its ``state()``
         may be its own arrays, which it may update in place: this is checked instead of its
         writes into its inputs.)"""
-        params, state = self.state()
         found = []
-        for name, kept in {**params, **state}.items():
+        for name, kept in entries.items():
             if name in trace and name != "t" and not same_bits(trace[name], kept):
                 problem = (
                     f"the engine keeps a {name} other than its trace's after step "
@@ -235,7 +298,10 @@ class ContractAdapter(EngineAdapter):
                 )
                 ours = self.under_test.name
                 found.append((self.position(name), mismatch(name, ours, problem, ours)))
-        t0, t1 = int(before["t"]), int(state["t"])
+        t0, t1 = (
+            int(np.asarray(before["t"]).reshape(-1)[0]),
+            int(np.asarray(entries["t"]).reshape(-1)[0]),
+        )
         if t1 != t0 + 1:
             problem = f"state()'s step count t went from {t0} to {t1} in step {step.index}"
             ours = self.under_test.name

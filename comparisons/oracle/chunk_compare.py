@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from comparisons.oracle.compare import TINY, TraceComparison
+from comparisons.oracle.compare import TINY, TraceComparison, quiet
 
 
+@quiet
 def compare_rows(
     ours: list[dict], allowed: list[dict], theirs: dict[str, list], names: list[str]
 ) -> dict[str, list[TraceComparison | None]]:

@@ -26,7 +26,9 @@ from comparisons.oracle.steps import (
     Tally,
     allowances,
     copies,
+    final_state,
     operands,
+    own,
     take,
 )
 from comparisons.oracle.workers import Worker, replay
@@ -59,13 +61,13 @@ def lockstep_chunked(
         pending.append(runner.start(group))
         while pending and not stopped and (len(pending) > ahead or runner.ready()):
             stopped = runner.finish(pending.popleft(), stop_at_first, on_step)
-        if stopped or (pending and any(t.failure for t in pending[-1].taken)):
-            break  # (a failure taken: no step after it is judged)
+        if stopped or (pending and any(t.failure or t.broken for t in pending[-1].taken)):
+            break  # (a failure or a broken state taken: no step after it is judged)
     while pending and not stopped:
         stopped = runner.finish(pending.popleft(), stop_at_first, on_step)
     runner.drop()
     runner.rewind(stop_at_first)
-    final = runner.final or tuple(copies(part) for part in engine.state())
+    final = runner.final or final_state(engine)
     result.final_params, result.final_state = final
     result.not_provided = [n for n in engine.trace_names if n in engine.not_provided]
     return result
@@ -161,8 +163,8 @@ class _Runner:
                 before.after = t.params, t.state  # what it had after it, should the run stop
             taken.append(t)
             self.last = t
-            if t.failure is not None:
-                break
+            if t.failure is not None or t.broken:
+                break  # (its state after it cannot be loaded: no step after it)
         return taken
 
     def _submit(self, taken: list[StepRecord]) -> _Chunk:
@@ -208,12 +210,14 @@ class _Runner:
             if len(group) > 1:
                 stacked = allowances(self.inputs, group)
                 if stacked is not None:
-                    for i, (t, _) in enumerate(group):
-                        t.allowed = {n: a[i] for n, a in stacked.items() if n in t.trace}
+                    for i, (t, values) in enumerate(group):
+                        mine = own(t.trace, values)
+                        t.allowed = {n: a[i] for n, a in stacked.items() if n in mine}
                     continue
             for t, values in group:
                 allowed = allowances(self.inputs, [(t, values)]) or {}
-                t.allowed = {n: a[0] for n, a in allowed.items() if n in t.trace}
+                mine = own(t.trace, values)
+                t.allowed = {n: a[0] for n, a in allowed.items() if n in mine}
 
     def _compare_together(self, taken: list[StepRecord]) -> None:
         """Each reference's traces of the chunk's regular steps (every check passed, every

@@ -83,6 +83,7 @@ class Diverged:
     first_value: float  # its first non-finite value (nan, inf or -inf)
     index: tuple[int, ...]
     upstream_agreed: list[str]
+    after_disagreeing: int = 0  # the steps before it that disagreed (0: they all agreed)
 
     def describe(self) -> str:
         value = "NaN" if np.isnan(self.first_value) else f"{self.first_value}"
@@ -92,9 +93,15 @@ class Diverged:
             what = f"non-finite in every engine, in the same places ({ours}'s first: {value}{at}; "
         else:
             what = f"{value} in {ours} (the only engine) ({f'first{at}; ' if at else ''}"
+        before = (
+            f"after {self.after_disagreeing} step{'s' * (self.after_disagreeing > 1)} that "
+            "disagreed"
+            if self.after_disagreeing
+            else "the engines agreed until then"
+        )
         return (
             f"training diverged at step {self.step} (epoch {self.epoch}, batch {self.batch}): "
-            f"{self.tensor} became {what}the engines agreed until then; "
+            f"{self.tensor} became {what}{before}; the run ended there, and "
             f"nothing after it was verified)"
         )
 

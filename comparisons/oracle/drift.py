@@ -235,8 +235,10 @@ def drift_verdict(metrics: dict, dtype: str, under_test: str = SCRATCH_NAME) -> 
     return {"agree": agree, "worst": worst, "tolerance": vars(tol)}
 
 
-def drift_decision(result: DriftResult, final: dict | None) -> str:
+def drift_decision(result: DriftResult, final: dict | None, evaluation: bool = False) -> str:
     """A drift run's verdict (``verdict.py``): its first finding, else whether the final
-    losses agree (``final``, ``drift_verdict``'s; None where the run stopped early)."""
+    losses agree (``final``, ``drift_verdict``'s; None where the run stopped early) and the
+    final evaluation from one state agrees (``evaluation``: True where it does not)."""
     disagreement = result.first_divergence is not None or (final is not None and not final["agree"])
+    disagreement = disagreement or evaluation
     return decide(failure=result.failure, disagreement=disagreement, diverged=result.diverged)

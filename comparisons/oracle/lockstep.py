@@ -9,8 +9,18 @@ give the same result, and a test holds them to it.
 
 Each engine gets its own copy of the parameters and state: the engine under test's inputs are
 checked unchanged after its step (an in-place write is a divergence in itself), the references
-get read-only views. Nothing is loaded into a reference that is not compared: the step count
-is a trace tensor, and scratch's batching (how many batches, which rows) is checked exactly.
+get read-only views. Nothing is loaded into a reference that is not compared: what the
+references are loaded with is the engine's state after the step before, and every entry of
+that state (every parameter, optimizer buffer and running statistic, and the step count ``t``,
+a trace tensor with every optimizer) is compared after that step with every reference's new
+state, name by name, from the engine's ``state()`` where its trace leaves the entry out
+(``steps.take``); the state the oracle loads itself (the start, or a recorded step's) is read
+back and compared with what was given, exactly; and scratch's batching (how many batches,
+which rows) is checked exactly. An entry that goes missing or misshapen mid-run is a
+disagreement at that entry, and the run ends at that step (``stopped``). A step where every
+engine turned non-finite ends the run even after earlier disagreements: nothing after it is
+verified, or counted (``steps_verified``). After the last step, the final evaluation is
+judged apart, every reference loaded with the engine's final state (``evaluation.py``).
 
 The run keeps per-step summaries only, never every tensor of every step, so memory does not
 grow with the tensors' size times the number of steps. The first step's traces are kept
@@ -60,13 +70,10 @@ def lockstep(
     chunked executor; ``chunk``: the chunked executor's chunk size (default: ``chunks.py``).
     """
     engine = under_test.make(inputs.mlp, inputs.optimizer, inputs.spec.dtype)
-    load_state(
-        engine,
-        inputs.start(),
-        initial_state(inputs.optimizer, inputs.params0),
-        f"--engine {under_test.spec}",
-    )
+    start = inputs.start(), initial_state(inputs.optimizer, inputs.params0)
+    load_state(engine, *start, f"--engine {under_test.spec}")
     adapted = adapter_for(inputs, under_test, engine)
+    adapted.given = start  # read back before its first step: what it was given, exactly
     settings = {
         "stop_at_first": stop_at_first,
         "steps": steps,

@@ -51,14 +51,16 @@ def evaluate(inputs: RunInputs, engines: Mapping[str, Engine]) -> dict[str, dict
     for name, engine in engines.items():
         out[name] = {}
         for split, (X, Y) in inputs.splits.items():
-            A_L = np.asarray(engine.predict(X))
+            with np.errstate(all="ignore"):  # a non-finite output is judged, not warned about
+                A_L = np.asarray(engine.predict(X))
             if A_L.shape != (len(X), inputs.mlp.sizes[-1]):
                 raise ContractError(
                     f"{name}: predict() returned shape {A_L.shape} for {len(X)} rows, "
                     f"not {(len(X), inputs.mlp.sizes[-1])}"
                 )
-            out[name][split] = {
-                "loss": float(loss_and_output_grad(inputs.mlp, A_L, Y)[0]),
-                "accuracy": accuracy_of(inputs.mlp, A_L, Y),
-            }
+            with np.errstate(all="ignore"):
+                out[name][split] = {
+                    "loss": float(loss_and_output_grad(inputs.mlp, A_L, Y)[0]),
+                    "accuracy": accuracy_of(inputs.mlp, A_L, Y),
+                }
     return out

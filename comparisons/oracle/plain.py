@@ -10,8 +10,17 @@ allowance derived from roundoff, and the first tensor that fails decides the ste
     diverged   every engine turned non-finite at the same tensor, in the same places
     error      an engine raised
 
-The run stops at an error or a diverged run, and at the first disagreement when asked to
-(``stop_at_first``); otherwise it goes on and counts the divergent steps.
+The state the references are loaded with is judged too: after each step every entry of the
+engine's state (parameters, optimizer buffers, running statistics, the step count ``t``) is
+compared with every reference's, from the trace or, where the trace leaves it out, from the
+engine's ``state()``; an entry gone missing or misshapen is a disagreement there. After the
+last step, the final evaluation is judged, every reference loaded with the engine's final
+state (``evaluation.py``, by the modes).
+
+The run stops at an error, where every engine went non-finite (even after earlier
+disagreements), at a state that cannot be loaded into the references, and at the first
+disagreement when asked to (``stop_at_first``); otherwise it goes on and counts the
+divergent steps.
 
 ``chunked.py`` executes the same rule faster (chunks of steps, allowances and comparisons as
 arrays, references in worker processes) and must report exactly what this loop reports
@@ -30,7 +39,7 @@ from comparisons.oracle.steps import (
     StepRecord,
     Tally,
     allow_one,
-    copies,
+    final_state,
     take,
 )
 from comparisons.oracle.workers import replay
@@ -53,7 +62,9 @@ def lockstep_plain(
     result = LockstepResult(engines=[engine.under_test.name, *references])
     tally = Tally(engine, references, result)
     for step in inputs.schedule.steps if steps is None else steps:
-        # 1. the engine under test takes the step from its state (kept for the references)
+        # 1. the engine under test takes the step from its state (kept for the references);
+        #    its state after the step is read and judged, the entries its trace leaves out
+        #    compared in the trace's place (``take``)
         t = take(engine, inputs, step, reload)
         # 2. every reference takes it from that same state, on the same batch: not after an
         #    engine raised, except the engine under test (its partial trace is compared too)
@@ -73,7 +84,7 @@ def lockstep_plain(
             on_step(step.index)
         if result.stops(stop_at_first):
             break
-    result.final_params, result.final_state = (copies(part) for part in engine.state())
+    result.final_params, result.final_state = final_state(engine)
     result.not_provided = [n for n in engine.trace_names if n in engine.not_provided]
     return result
 

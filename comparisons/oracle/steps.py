@@ -45,6 +45,7 @@ class LockstepResult:
     final_state: dict = field(default_factory=dict)  # its state then (running statistics)
     # optional tensors the engine under test left out: never compared (the report lists them)
     not_provided: list[str] = field(default_factory=list)
+    stopped: str = ""  # why the run ended before its last step, where not a verdict's reason
 
     @property
     def verdict(self) -> str:
@@ -58,10 +59,20 @@ class LockstepResult:
     def agree(self) -> bool:
         return self.verdict == "agree"
 
+    @property
+    def steps_verified(self) -> int:
+        """The steps judged whole: not one where every engine went non-finite (diverged), an
+        engine raised, or the engine's state could not be kept."""
+        ended = self.diverged is not None or self.failure is not None or bool(self.stopped)
+        return max(self.steps_run - int(ended), 0)
+
     def stops(self, stop_at_first: bool) -> bool:
-        """Whether the run ends after the step just recorded: an error or a diverged run
-        always ends it; a disagreement when ``stop_at_first``."""
-        return self.verdict in ("error", "diverged") or (stop_at_first and not self.agree)
+        """Whether the run ends after the step just recorded: an error, every engine
+        non-finite (even after earlier disagreements) or a state that cannot be loaded into
+        the references always ends it, as nothing after it can be verified; a disagreement
+        when ``stop_at_first``."""
+        ended = self.failure is not None or self.diverged is not None or bool(self.stopped)
+        return ended or (stop_at_first and not self.agree)
 
 
 @dataclass(eq=False)  # compared by identity
@@ -86,7 +97,9 @@ class StepRecord:
     after: tuple | None = None  # its parameters and state after it, if it ran ahead
     missing: list = field(default_factory=list)  # required tensors its trace left out
     foreign: list = field(default_factory=list)  # names outside the schema it gave
-    kept: Failures = field(default_factory=list)  # what it keeps unlike its trace
+    kept: Failures = field(default_factory=list)  # what its state after it holds wrong
+    from_state: list = field(default_factory=list)  # its state's entries its trace left out
+    broken: bool = False  # its state after the step cannot be loaded: the run ends here
     ours: str = ""  # the engine under test's name: its trace's key, and what messages call it
 
     @property
@@ -102,11 +115,16 @@ class StepRecord:
 
 def take(engine: EngineAdapter, inputs: RunInputs, step: Step, reload=None) -> StepRecord:
     """The engine under test takes ``step`` from the state it reports (or the one ``reload``
-    gives): the record holds that state as every reference will be loaded with it."""
+    gives): the record holds that state as every reference will be loaded with it. A state
+    the oracle loaded is read back and checked to be what it was given; the state after the
+    step is read and judged (``EngineAdapter.kept``), and its entries the trace leaves out are
+    compared in the trace's place."""
     if reload is not None:
-        engine.load(*reload(step.index))
+        engine.given = reload(step.index)
+        engine.load(*engine.given)
     params, state = engine.state()
     pristine = {k: np.copy(v) for k, v in {**params, **state}.items()}  # copied once
+    held = engine.read_back(pristine)
     views = {k: read_only(v) for k, v in pristine.items()}
     loaded = {k: views[k] for k in params}, {k: views[k] for k in state}
     X, Y = inputs.train
@@ -118,25 +136,52 @@ def take(engine: EngineAdapter, inputs: RunInputs, step: Step, reload=None) -> S
     t.in_place, t.writer = engine.in_place(step, (params, state), pristine, loaded, batch)
     if t.failure is None:
         t.foreign = foreign
-        absent = [n for n in engine.trace_names if n not in t.trace]
+        kept, entries, t.broken = engine.kept(step, t.trace, pristine)
+        t.kept = held + kept
+        # every entry of its state is compared: those its trace leaves out in their place
+        names = engine.trace_names
+        t.from_state = [
+            n for n in names if n not in t.trace and n in entries and n not in engine.required
+        ]
+        if t.from_state:  # (copies: the engine may reuse its arrays)
+            got = {**t.trace, **{n: np.array(entries[n]) for n in t.from_state}}
+            t.trace = {n: got[n] for n in names if n in got}
+        absent = [n for n in names if n not in t.trace]
         t.missing = [n for n in absent if n in engine.required]
         engine.not_provided.update(n for n in absent if n not in engine.required)
-        t.kept = engine.kept(step, t.trace, pristine)
     return t
+
+
+def final_state(engine: EngineAdapter) -> tuple[dict, dict]:
+    """Copies of the engine's parameters and state as it reports them at the end of a run
+    (unchecked: a state judged broken after the last step is reported as it is)."""
+    params, state = engine.state_read()
+    return copies(params), copies(state)
 
 
 def operands(t: StepRecord, names: list[str]) -> dict:
     """The values the allowances are computed from: the engine's trace, where a tensor it did
     not provide is taken from the first reference that has it (its roundoff is the same to
-    first order; the tensor itself is not compared)."""
-    if all(n in t.trace for n in names):
+    first order; the tensor itself is not compared), and so is one it gave in another shape
+    than the reference's (its own comparison fails on the shape; the tensors downstream of it
+    keep allowances of their own)."""
+    first = next(iter(t.traces.values()), {})
+    shaped = all(np.shape(v) == np.shape(first.get(n, v)) for n, v in t.trace.items())
+    if shaped and all(n in t.trace for n in names):
         return t.trace
     filled = {}
     for n in names:
-        source = t.trace if n in t.trace else next((r for r in t.traces.values() if n in r), None)
+        ours = n in t.trace and np.shape(t.trace[n]) == np.shape(first.get(n, t.trace[n]))
+        source = t.trace if ours else next((r for r in t.traces.values() if n in r), None)
         if source is not None:
             filled[n] = source[n]
     return filled
+
+
+def own(trace: dict, values: dict) -> set[str]:
+    """The tensors of ``trace`` the allowances were computed from: not one a reference's
+    value stood in for (misshapen in the trace, it is compared on its own, and fails)."""
+    return {n for n in trace if n in values and values[n] is trace[n]}
 
 
 def allowances(inputs: RunInputs, group: list[tuple[StepRecord, dict]]) -> dict | None:
@@ -160,8 +205,10 @@ def allowances(inputs: RunInputs, group: list[tuple[StepRecord, dict]]) -> dict 
 def allow_one(inputs: RunInputs, t: StepRecord, names: list[str]) -> None:
     """``t.allowed`` for one step: none where the step failed or has no trace."""
     if t.failure is None and t.trace:
-        allowed = allowances(inputs, [(t, operands(t, names))]) or {}
-        t.allowed = {n: a[0] for n, a in allowed.items() if n in t.trace}
+        values = operands(t, names)
+        allowed = allowances(inputs, [(t, values)]) or {}
+        mine = own(t.trace, values)
+        t.allowed = {n: a[0] for n, a in allowed.items() if n in mine}
 
 
 class Tally:
@@ -179,7 +226,7 @@ class Tally:
         result, engine = self.result, self.engine
         summary = {"step": t.step.index, "epoch": t.step.epoch, "loss": {}, "worst_rel": {}}
         traces = t.all_traces
-        failures = list(t.in_place)
+        failures = list(t.in_place) + t.kept  # (first: at a tie, the fuller story)
         ours = None
         for name, trace in traces.items():
             summary["loss"][name] = _scalar(trace.get("loss"))
@@ -198,7 +245,6 @@ class Tally:
             failures += [
                 (len(engine.expected), mismatch(n, name, FOREIGN, t.ours)) for n in t.foreign
             ]
-        failures += t.kept
         if not self.refs:
             failures += [(i, c) for i, c in enumerate(t.checks) if not c.ok]
         if t.step.index == 0:
@@ -215,7 +261,13 @@ class Tally:
         one kept with everything needed to look at its step again)."""
         result = self.result
         result.steps_run += 1
+        if t.broken:
+            result.stopped = (
+                f"the engine's state after step {t.step.index} cannot be loaded into the "
+                "references (an entry missing or misshapen): nothing after it was verified"
+            )
         if isinstance(finding, Diverged):
+            finding.after_disagreeing = result.divergent_steps
             result.diverged = finding
         elif isinstance(finding, Divergence):
             result.divergent_steps += 1

@@ -173,6 +173,10 @@ class Worker:
     def predict(self, X: np.ndarray) -> np.ndarray:
         return self.call(_predict, X)
 
+    def outputs_from(self, params: dict, state: dict, splits: dict) -> dict:
+        """Its engine loaded with (``params``, ``state``), and its outputs on every split."""
+        return self.call(_outputs_from, params, state, splits)
+
     def stop(self) -> None:
         """Ask the process to end, without waiting for it (``close`` waits)."""
         if not self._stopped:
@@ -251,6 +255,11 @@ def _sigint_blocked() -> Iterator[None]:
 class _Died(Exception):
     def __init__(self, reason: str):
         self.reason = reason
+
+
+def _outputs_from(engine, params, state, splits):
+    engine.set_state(params, state)
+    return {split: np.asarray(engine.predict(X)) for split, X in splits.items()}
 
 
 def _predict(engine, X):

@@ -75,6 +75,8 @@ def lockstep_report(
     report["error"] = result.failure.as_dict() if result.failure else None
     report["steps_run"] = result.steps_run
     report["divergent_steps"] = result.divergent_steps
+    report["steps_verified"] = result.steps_verified
+    report["stopped"] = result.stopped
     report["not_provided"] = result.not_provided
     report["per_tensor"] = {
         engine: {
@@ -92,7 +94,7 @@ def lockstep_report(
         for engine, table in result.per_tensor.items()
     }
     report["per_step"] = result.per_step
-    report["metrics"] = metrics if result.verdict in ("agree", "disagree") else None
+    report["metrics"] = metrics if not _metrics_note(result) else None
     report["metrics_note"] = _metrics_note(result)
     report["walkthrough"] = walkthrough
     return report
@@ -104,6 +106,8 @@ def _metrics_note(result: LockstepResult) -> str:
         return f"no metrics: training diverged at step {result.diverged.step}"
     if result.failure is not None:
         return f"no metrics: {result.failure.engine} raised at step {result.failure.step}"
+    if result.stopped:
+        return f"no metrics: {result.stopped}"
     return ""
 
 

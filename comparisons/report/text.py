@@ -68,11 +68,28 @@ def verdict_line(report: dict) -> str:
         steps = len(report["per_step"])
         return f"AGREE: backprop matches finite differences at {steps} step{'s' * (steps > 1)}"
     if mode == "lockstep":
+        verified = report.get("steps_verified", report["steps_run"])
+        first = (report.get("first_divergence") or {}).get("tensor", "")
+        if not report["divergent_steps"] and first.endswith(", evaluation)"):
+            return (
+                f"DISAGREE: all {verified} steps agree, and the final evaluation does not: {first}"
+            )
+        then = ""
+        if report.get("diverged"):
+            then = (
+                f"; then every engine went non-finite at step {report['diverged']['step']}, "
+                "where the run ended"
+            )
+        elif report.get("stopped"):
+            then = f"; {report['stopped']}"
         return (
-            f"DISAGREE: {report['divergent_steps']} of {report['steps_run']} steps have a "
-            f"tensor beyond tolerance"
+            f"DISAGREE: {report['divergent_steps']} of {verified} steps verified have a tensor "
+            f"beyond tolerance{then}"
         )
     if mode == "drift":
+        first = (report.get("first_divergence") or {}).get("tensor", "")
+        if first.endswith(", evaluation)"):
+            return f"DISAGREE: the final evaluation differs from the same state: {first}"
         return "DISAGREE: the free-running engines drift beyond the drift allowance"
     return "DISAGREE: backprop and finite differences differ"
 
@@ -91,10 +108,13 @@ def _check_line(report: dict) -> str:
                 f"{recorded['created']} ({len(cases)} cases in lockstep, finite differences on "
                 f"{fd}; no drift run: it needs live references)"
             )
+        loop = f"{ours}'s training loop" if ours == "scratch" else "its own steps"
+        drifts = sum(1 for c in cases if c.get("mode") == "drift")
+        runs = f"{drifts} drift run{'s' * (drifts != 1)}"
         return (
             f"AGREE: every path of {ours} agrees with {references} "
-            f"({len(cases) - 1} cases in lockstep, finite differences on {fd}, and a drift run "
-            f"of {ours} training freely)"
+            f"({len(cases) - drifts} cases in lockstep, finite differences on {fd}, and {runs} "
+            f"of {loop})"
         )
     return (
         f"{report['verdict'].upper()}: {len(failing)} of {len(cases)} cases fail; the first is "
@@ -140,10 +160,10 @@ def first_divergence_lines(report: dict) -> list[str]:
     layer = f", layer {d['layer']}" if d.get("layer") else ""
     index = "[" + ", ".join(map(str, d["index"])) + "]"
     against = "" if d["engine"] == ours else f" against {d['engine']}"
-    lines = [
-        f"first divergence: epoch {d['epoch']}, step {d['step']} (batch {d['batch']}): "
-        f"{d['tensor']} ({d['kind']}{layer}){against}",
-    ]
+    at = f"epoch {d['epoch']}, step {d['step']} (batch {d['batch']})"
+    if d["kind"] == "evaluation":  # every engine from the state after the last step
+        at = f"the final evaluation, from the state after step {d['step']}"
+    lines = [f"first divergence: {at}: {d['tensor']} ({d['kind']}{layer}){against}"]
     if d.get("problem"):
         lines.append(f"  {d['problem']}")
     else:

@@ -47,7 +47,12 @@ The engine
         statistics ``running_meanl`` and ``running_varl`` (n_l,) too: ``predict``
         normalizes with them.
     ``state() -> (params, opt_state)``
-        What its next step starts from, in the same layout.
+        What its next step starts from, in the same layout. Every reference is loaded with
+        it before each step, so every entry of it is judged: after each step, name by name
+        (the step count too, for every optimizer), whether the trace lists it or not; and
+        read back after ``set_state``, it must be what it was given. An entry that goes
+        missing or misshapen mid-run is a disagreement at that entry and step, and the run
+        ends there (nothing after it can be loaded into the references).
     ``step(X, Y) -> trace``
         One training step on the batch ``X: (B, n_0)``, ``Y: (B, n_L)``; it keeps the new
         state. The trace is a dict of arrays named by the trace schema
@@ -61,15 +66,20 @@ The engine
         layer l + 1 reading D_l. The trace may then hold ``Ml`` (the mask it applied) and
         ``Dl`` (optional, as forward values are).
     ``predict(X) -> A_L``
-        The network's output ``(n, n_L)`` with the current parameters.
+        The network's output ``(n, n_L)`` in evaluation (no dropout; batch normalization
+        with the running statistics) with the current state. The final evaluation is
+        judged: every reference is loaded with the engine's final state, and every split's
+        outputs, loss and accuracy are compared (``oracle/evaluation.py``).
 
 Required and optional tensors
     Required: the loss, every gradient (``dWl``, ``dbl``, of the data loss alone) and every
     new parameter (``Wl``, ``bl``). Optional: forward values (``Zl``, ``Al``), error terms
     (``dZl``), updates (``ΔWl``), the step count ``t`` and the optimizer state. A missing
-    optional tensor is reported as *not provided*, never as agreement; a missing required one
-    is a disagreement. An engine that sets ``complete = True`` promises every tensor (scratch
-    does), and then any missing tensor is a disagreement.
+    optional tensor is reported as *not provided*, never as agreement, except an entry of
+    the state (``t``, a buffer, a running statistic), which is compared from ``state()`` in
+    its place; a missing required one is a disagreement. An engine that sets
+    ``complete = True`` promises every tensor (scratch does), and then any missing tensor is
+    a disagreement.
 
 Names outside the schema are a disagreement too (a misspelt ``dw1`` must not pass unseen).
 Arrays may be anything NumPy reads without help (NumPy, CPU PyTorch tensors, JAX arrays);
@@ -86,6 +96,7 @@ import numpy as np
 
 from scratch.trace_schema import (
     kind_of,
+    layer_of,
     parameter_shapes,
     running_names,
     state_names,
@@ -145,7 +156,18 @@ def as_arrays(values: Mapping, where: str, copy: bool = False) -> dict:
 def read_state(engine, mlp, optimizer, where: str) -> tuple[dict, dict]:
     """``engine.state()`` as arrays, checked: every parameter of the network in its shape, the
     step count ``t`` and every buffer of the optimizer; ``ContractError`` naming what is wrong
-    (a broken state is the engine's, and must not surface as a reference's failure)."""
+    (a broken state is the engine's, and must not surface as a reference's failure). Before a
+    run: a state that goes wrong after a step is judged there (``state_problems``)."""
+    params, opt_state = state_arrays(engine, where)
+    problems = state_problems(params, opt_state, mlp, optimizer)
+    if problems:
+        raise ContractError(f"{where}: {problems[0][1]}")
+    return params, opt_state
+
+
+def state_arrays(engine, where: str) -> tuple[dict, dict]:
+    """``engine.state()`` as two dicts of arrays, unchecked; ``ContractError`` where it raises
+    or returns something else."""
     try:
         got = engine.state()
     except Exception as error:
@@ -153,25 +175,41 @@ def read_state(engine, mlp, optimizer, where: str) -> tuple[dict, dict]:
     if not (isinstance(got, tuple | list) and len(got) == 2):
         raise ContractError(f"{where}: state() must return (params, opt_state); got {got!r:.80}")
     params, opt_state = (as_arrays(part, f"{where}: state()") for part in got)
+    return params, opt_state
+
+
+def state_names_of(mlp, optimizer) -> tuple[dict[str, tuple[int, ...]], dict]:
+    """Every entry of an engine's state by name and shape: the parameters, then the
+    optimizer state (``t``: None, any one integer; each buffer in its parameter's shape; the
+    running statistics (n_l,))."""
     batch_norm = bool(getattr(mlp, "batch_norm", False))
     shapes = parameter_shapes(tuple(mlp.sizes), batch_norm)
-    wanted = ["t", *(s for p in shapes for s in state_names(optimizer.name, p))]
-    wanted += running_names(mlp.n_layers, batch_norm)
-    for found, expected, what in ((params, shapes, "parameters"), (opt_state, wanted, "state")):
+    state: dict = {"t": None}
+    state |= {s: shape for p, shape in shapes.items() for s in state_names(optimizer.name, p)}
+    state |= {n: (mlp.sizes[layer_of(n)],) for n in running_names(mlp.n_layers, batch_norm)}
+    return shapes, state
+
+
+def state_problems(params: dict, opt_state: dict, mlp, optimizer) -> list[tuple[str, str]]:
+    """What is wrong with an engine's state, by entry: (name, problem) for every entry the
+    contract asks for that is missing or shaped otherwise; [] for a state that can be
+    loaded into the references."""
+    shapes, state = state_names_of(mlp, optimizer)
+    problems = []
+    for found, expected, what in ((params, shapes, "parameters"), (opt_state, state, "state")):
         missing = [k for k in expected if k not in found]
         if missing:
-            raise ContractError(f"{where}: state()'s {what} lack {', '.join(missing)}")
-    for p, shape in shapes.items():
-        for name, value in (
-            (p, params[p]),
-            *((s, opt_state[s]) for s in state_names(optimizer.name, p)),
-        ):
-            if value.shape != tuple(shape):
-                raise ContractError(
-                    f"{where}: state()'s {name} has shape {value.shape}, not {tuple(shape)} "
-                    "(W is (n_in, n_out))"
+            problems += [(k, f"state()'s {what} lack {', '.join(missing)}") for k in missing]
+        for name, shape in expected.items():
+            if shape is not None and name in found and np.shape(found[name]) != tuple(shape):
+                problems.append(
+                    (
+                        name,
+                        f"state()'s {name} has shape {np.shape(found[name])}, not "
+                        f"{tuple(shape)} (W is (n_in, n_out))",
+                    )
                 )
-    return params, opt_state
+    return problems
 
 
 def load_state(engine, params: dict, opt_state: dict, where: str) -> None:

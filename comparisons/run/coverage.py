@@ -194,11 +194,47 @@ CASES = (
     ),
 )
 
-# The short drift run: scratch's own training loop (which draws its own dropout masks)
-# against the references' free loops.
-DRIFT_CASE = Case(
-    "drift: sigmoid-bce_logits-sgd-dropout-batch_norm",
-    {"activation": "sigmoid", "lr": 0.1, "dropout": 0.3, "batch_norm": True},
+# The short drift runs: scratch's own training loop (which draws its own dropout masks)
+# against the references' free loops. Each engine goes on from its own state, so what an
+# engine keeps shows here whatever its trace says: every optimizer that keeps state (with L2,
+# the classic place for a buffer kept wrong) and a learning-rate schedule (a step count).
+DRIFT_CASES = (
+    Case(
+        "drift: sigmoid-bce_logits-sgd-dropout-batch_norm",
+        {"activation": "sigmoid", "lr": 0.1, "dropout": 0.3, "batch_norm": True},
+    ),
+    Case(
+        "drift: relu-bce_logits-momentum-l2-step_lr",
+        {"activation": "relu", "optimizer": "momentum", "lr": 0.02, "l2": 0.01, **STEP_DECAY},
+    ),
+    Case(
+        "drift: tanh-softmax-nesterov-l2",
+        {
+            "activation": "tanh",
+            "loss": "softmax_cross_entropy",
+            "synthetic_classes": 3,
+            "optimizer": "nesterov",
+            "lr": 0.02,
+            "momentum": 0.8,
+            "l2": 0.01,
+        },
+    ),
+    Case(
+        "drift: leaky_relu-mse-adam-l2-cosine_lr",
+        {
+            "activation": "leaky_relu",
+            "loss": "mse",
+            "optimizer": "adam",
+            "lr": 0.01,
+            "l2": 0.01,
+            **COSINE,
+        },
+    ),
+    Case(
+        "drift: sigmoid-bce_logits-adamw",
+        {"activation": "sigmoid", "optimizer": "adamw", "lr": 0.01, "weight_decay": 0.05},
+    ),
 )
+DRIFT_CASE = DRIFT_CASES[0]
 # Finite differences in float64 at the first steps of every float64 case.
 GRADCHECK_STEPS = 2

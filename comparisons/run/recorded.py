@@ -13,7 +13,10 @@ A recorded set is a folder::
                       fingerprint), and per case: the spec, the schedule's sha256, the number
                       of steps, the file, and a sha256 per array
     <case>.npz        compressed NumPy arrays, no pickle: ``<step>/state/<name>`` and
-                      ``<step>/<reference>/<tensor>``
+                      ``<step>/<reference>/<tensor>`` (each trace holds the reference's
+                      state after the step); ``evaluation/params|state/<name>``, the state
+                      after the last step, and ``evaluation/<reference>/<split>``, each
+                      reference's outputs on every split from it
 
 Loading checks every array against its digest and every case's spec and schedule against the
 covering set as it is now: a set that is corrupt, or that no longer matches what ``check``
@@ -42,6 +45,7 @@ from comparisons.run.files import FileError, read_json, read_npz
 from comparisons.run.spec import SpecError
 
 FORMAT = 1
+EVALUATION = "evaluation"  # the "step" of the final state and every reference's outputs
 MANIFEST = "manifest.json"
 # Bounds on what is read (``files.py``), far above the bundled set's (a manifest of ~70 kB,
 # cases of at most ~1 MB): no file put in a set's place can hang the tool or exhaust memory.
@@ -64,7 +68,7 @@ def digest(array: np.ndarray) -> str:
     return h.hexdigest()
 
 
-def key(step: int, part: str, name: str) -> str:
+def key(step: int | str, part: str, name: str) -> str:
     """An array's name in a case's file. ``part``: "params", "state" (the optimizer's) or a
     reference's name (its trace)."""
     return f"{step}/{part}/{name}"
@@ -99,8 +103,9 @@ class RecordedCase:
     def __post_init__(self) -> None:
         self.parts = by_part(self.arrays)  # indexed once, not searched at every step
 
-    def state(self, step: int) -> tuple[dict, dict]:
-        """(parameters, optimizer state) before ``step``, as fresh arrays (``t`` an int)."""
+    def state(self, step: int | str) -> tuple[dict, dict]:
+        """(parameters, optimizer state) before ``step`` (``EVALUATION``: after the last),
+        as fresh arrays (``t`` an int)."""
         params = {k: np.array(v) for k, v in self.parts[(str(step), "params")].items()}
         state = {k: np.array(v) for k, v in self.parts[(str(step), "state")].items()}
         state["t"] = int(state["t"])
@@ -139,6 +144,11 @@ class ReplayEngine:
     def state(self) -> tuple[dict, dict]:
         """The parameters and optimizer state its last recorded trace holds."""
         return dict(self._params), dict(self._state)
+
+    def outputs_from(self, params: dict, state: dict, splits: Mapping) -> dict:
+        """Its recorded evaluation outputs on every split (from the recorded final state,
+        ``case.state("evaluation")``, which the engine under test is loaded with)."""
+        return {s: self.case.parts[(EVALUATION, self.name)][s] for s in splits}
 
     def params(self) -> dict:
         return dict(self._params)
@@ -289,13 +299,17 @@ def _incomplete(found: dict, steps: int, references: list[str]) -> str:
     a trace of every reference, the same tensors at every step; nothing beyond the last step."""
     found = {at: set(arrays) for at, arrays in found.items()}
     parts = ["params", "state", *references]
-    wanted = {(str(k), part) for k in range(steps) for part in parts}
+    wanted = {(str(k), part) for k in [*range(steps), EVALUATION] for part in parts}
     extra = sorted(set(found) - wanted)
     if extra:
         where = f"its {steps} steps and its references ({', '.join(references)})"
         return f"holds {'/'.join(extra[0])}/…, outside {where}"
-    for k in range(steps):
+    for k in [*range(steps), EVALUATION]:
         for part in parts:
+            if k == EVALUATION:
+                if not found.get((k, part)):
+                    return f"lacks the final evaluation's {part}"
+                continue
             if not found.get((str(k), part)):
                 return f"lacks step {k}'s {part}"
             if found[(str(k), part)] != found[("0", part)]:

@@ -43,6 +43,7 @@ SGD_3_LAYERS = [
     "loss",
     "dZ3", "dW3", "db3", "dZ2", "dW2", "db2", "dZ1", "dW1", "db1",
     "ΔW1", "Δb1", "ΔW2", "Δb2", "ΔW3", "Δb3",
+    "t",
     "W1", "b1", "W2", "b2", "W3", "b3",
 ]  # fmt: skip
 
@@ -66,6 +67,7 @@ MOMENTUM_3_LAYERS = [
     "loss",
     "dZ3", "dW3", "db3", "dZ2", "dW2", "db2", "dZ1", "dW1", "db1",
     "ΔW1", "Δb1", "ΔW2", "Δb2", "ΔW3", "Δb3",
+    "t",
     "momentum_W1", "momentum_b1", "momentum_W2", "momentum_b2", "momentum_W3", "momentum_b3",
     "W1", "b1", "W2", "b2", "W3", "b3",
 ]  # fmt: skip

@@ -41,6 +41,26 @@ def test_every_fault_is_caught_localized_and_blamed_on_scratch(fault):
     assert result["arbitration"]["wrong"] == "scratch", result["arbitration"]["explanation"]
 
 
+ITEM_25 = [
+    "momentum-l2-after-buffer",
+    "sgd-step-count-not-advanced",
+    "step-count-frozen",
+    "evaluation-batch-statistics",
+    "evaluation-dropout-on",
+]
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("name", ITEM_25)
+def test_state_count_and_evaluation_faults_are_caught_and_localized(name):
+    """What an engine keeps but does not report, the step count with an optimizer that keeps
+    none, and the final evaluation: each caught at the tensor it touches."""
+    fault = FAULTS_BY_NAME[name]
+    result = run_fault(fault, ("torch",))
+    assert result["sound_run_agrees"]
+    assert result["caught"] and result["localized"], result["first_divergence"]
+
+
 @pytest.mark.parametrize(
     "fault", [f for f in FAULTS if f.equivalent], ids=[f.name for f in FAULTS if f.equivalent]
 )

@@ -16,7 +16,7 @@ from comparisons.faults.catalogue import FAULTS
 from comparisons.modes.check import run_check
 from comparisons.oracle.compare import compare_traces
 from comparisons.oracle.roundoff import RoundoffStep, allowances
-from comparisons.run.coverage import CASES
+from comparisons.run.coverage import CASES, DRIFT_CASES
 from comparisons.run.engines import ScratchEngine, initial_state
 from comparisons.run.inputs import build_inputs
 from scratch.activations import ACTIVATIONS
@@ -174,11 +174,12 @@ def check_against_torch() -> dict:
 @pytest.mark.torch
 def test_check_against_torch_agrees_on_sound_scratch_in_every_case(check_against_torch):
     cases = check_against_torch["cases"]
-    assert [c["name"] for c in cases[:-1]] == [c.name for c in CASES]
+    assert [c["name"] for c in cases[: len(CASES)]] == [c.name for c in CASES]
+    assert [c["name"] for c in cases[len(CASES) :]] == [c.name for c in DRIFT_CASES]
     failed = [c for c in cases if c["verdict"] != "agree"]
     assert not failed, failed
     assert check_against_torch["verdict"] == "agree"
-    float64 = [c for c in cases[:-1] if c["dtype"] == "float64"]
+    float64 = [c for c in cases[: len(CASES)] if c["dtype"] == "float64"]
     assert float64 and all(c["gradcheck"] == "agree" for c in float64)
 
 
@@ -189,12 +190,13 @@ def test_check_agrees_on_sound_scratch_and_says_so_case_by_case(tmp_path, capsys
     code = cli.main(["check", "--out", str(tmp_path / "c"), "--quiet"])
     out = capsys.readouterr().out.splitlines()
     assert code == 0 and out[0].startswith("AGREE: every path of scratch agrees")
-    assert len(out) == 1 + len(CASES) + 1  # the verdict, a line per case, the drift run
+    assert len(out) == 1 + len(CASES) + len(DRIFT_CASES)  # the verdict, a line per case
     assert all(line.split()[0] == "AGREE" for line in out[1:])
     assert (tmp_path / "c" / "report.html").exists()
 
 
-REAL_FAULTS = [f for f in FAULTS if not f.equivalent]
+# (the engine-side faults are engines of their own: check --engine, in test_faults.py)
+REAL_FAULTS = [f for f in FAULTS if not f.equivalent and not f.engine]
 
 
 def first_changed(case_name: str, step: int, fault) -> str:
@@ -282,3 +284,22 @@ def test_check_until_the_first_failure_reports_what_the_whole_check_does(sound_s
     for key in ("failed_case", "first_divergence", "arbitration"):
         assert first[key] == whole[key], key
     assert len(first["cases"]) < len(whole["cases"])
+
+
+def test_the_drift_cases_cover_every_optimizer_that_keeps_state_and_a_schedule():
+    optimizers = {c.changes.get("optimizer", "sgd") for c in DRIFT_CASES}
+    assert {"momentum", "nesterov", "adam", "adamw"} <= optimizers
+    assert any(c.changes.get("lr_schedule", "constant") != "constant" for c in DRIFT_CASES)
+
+
+@pytest.mark.torch
+def test_a_drift_case_catches_a_momentum_buffer_kept_wrong():
+    """Free-running, each engine goes on from its own buffer: one kept wrong drifts."""
+    from comparisons.modes.drift import run_drift
+    from comparisons.run.under_test import under_test_of
+    from tests.comparisons.broken_engines import MomentumL2AfterBuffer
+
+    case = next(c for c in DRIFT_CASES if c.changes.get("optimizer") == "momentum")
+    inputs = build_inputs(case.spec(("torch",)))
+    report = run_drift(inputs, under_test=under_test_of(MomentumL2AfterBuffer))
+    assert report["verdict"] == "disagree"

@@ -18,7 +18,8 @@ from comparisons.modes.lockstep import run_lockstep
 from comparisons.run.engines import make_engine
 from comparisons.run.inputs import build_inputs
 from comparisons.run.spec import RunSpec
-from comparisons.run.under_test import SCRATCH, load_under_test
+from comparisons.run.under_test import SCRATCH, load_under_test, under_test_of
+from tests.comparisons import broken_engines
 from tests.tiers import every
 
 # 41 rows in batches of 4: ten steps of one shape, then one of a single row, per epoch (42
@@ -82,7 +83,9 @@ def test_a_small_job_with_a_worker_reports_the_same_through_both(tmp_path):
     assert '"verdict": "agree"' in plain and plain == fast
 
 
-FAULT_PARAMS = every(12, [f for f in FAULTS if not f.equivalent], name=lambda f: f.name)
+# (scratch's faults: the engine-side ones are engines of their own, below)
+FAULTS_OF_SCRATCH = [f for f in FAULTS if not f.equivalent and not f.engine]
+FAULT_PARAMS = every(12, FAULTS_OF_SCRATCH, name=lambda f: f.name)
 
 
 @pytest.mark.torch
@@ -160,3 +163,48 @@ def test_a_plugged_engine_under_test_reports_the_same_through_both(chunks_of_thr
     under_test = load_under_test("examples.layered_mlp:make_engine")
     plain, chunked = both(spec_for({"engines": ("scratch", "torch")}), under_test=under_test)
     assert '"verdict": "agree"' in plain and plain == chunked
+
+
+ENGINE_FAULTS = [f for f in FAULTS if f.engine]
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("fault", ENGINE_FAULTS, ids=[f.name for f in ENGINE_FAULTS])
+@pytest.mark.parametrize("stop_at_first", [True, False], ids=["stop-at-first", "whole-run"])
+def test_a_state_or_evaluation_kept_wrong_reports_the_same_through_both(
+    chunks_of_three, fault, stop_at_first
+):
+    """What an engine keeps but leaves out of its trace (a buffer, the step count) is judged
+    after every step, and the final evaluation after the last, by both paths alike."""
+    spec = spec_for({**fault.run_spec(), "engines": ("scratch", "torch")})
+    plain, chunked = both(spec, stop_at_first, under_test=load_under_test(fault.engine))
+    assert '"verdict": "disagree"' in plain and fault.expected_tensor in plain
+    assert plain == chunked
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize(
+    "engine, changes, stopped",
+    [
+        (
+            broken_engines.OutputBiasSummedOverUnits,
+            {"loss": "bce_logits", "output": "identity", "synthetic_classes": 2},
+            "cannot be loaded",
+        ),
+        (broken_engines.DisagreesThenDiverges, {}, ""),
+    ],
+    ids=["state-misshapen-mid-run", "disagrees-then-diverges"],
+)
+def test_a_run_that_ends_mid_chunk_reports_the_same_through_both(
+    chunks_of_three, engine, changes, stopped
+):
+    """A state that cannot be loaded into the references, and a step where every engine went
+    non-finite after earlier disagreements, end the run at that step in both paths."""
+    plain, chunked = both(
+        spec_for({**changes, "engines": ("scratch", "torch")}), under_test=under_test_of(engine)
+    )
+    report = json.loads(plain)
+    assert report["verdict"] == "disagree"
+    assert report["steps_verified"] < len(build_inputs(spec_for(changes)).schedule.steps)
+    assert stopped in report["stopped"]
+    assert plain == chunked
