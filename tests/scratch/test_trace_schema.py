@@ -18,6 +18,8 @@ from scratch.optimizers import init_state
 from scratch.trace_equations import describe
 from scratch.trace_schema import (
     OPTIMIZER_STATE,
+    STATE,
+    _state,
     batch_names,
     dtype_of,
     is_weight_shaped,
@@ -140,6 +142,19 @@ def test_parse_refuses_a_name_that_is_no_trace_tensor(name):
     for read in (parse, kind_of, layer_of, is_weight_shaped):
         with pytest.raises(KeyError, match=re.escape(repr(name))):
             read(name)
+
+
+def test_every_optimizer_state_family_is_a_per_parameter_state_that_its_rule_produces():
+    """``_state`` builds each STATE family once, when trace_schema is imported; it is called
+    again here so that a change to it is seen (a test reaching the table alone would read
+    the families built before the change)."""
+    for key, family in STATE.items():
+        assert _state(family.prefix, family.meaning, family.equation) == family, key
+        assert (family.kind, family.per, family.shape, family.dtype) == (
+            "optimizer_state", "parameter", "", "run"
+        ), key  # fmt: skip
+        assert family.producer == "optimizers.py:{rule_function}, optimizers.py:update", key
+    assert kind_of("adam_v_b2") == "optimizer_state" and shape_of("adam_v_b2", (4, 3, 2), 5) == (2,)
 
 
 # --- what a name means in one run: describe ----------------------------------------------
