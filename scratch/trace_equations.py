@@ -90,7 +90,7 @@ def describe(name: str, network: Network, optimizer: OptimizerSettings) -> Descr
     tensor = parse(name)
     L, l = network.n_layers, tensor.layer
     dropped = bool(network.dropout)  # hidden layers drop units: layer l + 1 reads D_l
-    normalized = bool(getattr(network, "batch_norm", False)) and l is not None and l < L
+    normalized = bool(network.batch_norm) and l is not None and l < L
     family = tensor.family
     if family is ERROR_TERM and l == L:
         family = OUTPUT_ERROR
