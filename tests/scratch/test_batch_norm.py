@@ -61,6 +61,31 @@ def test_the_forward_pass_and_running_statistics_are_the_textbook_ones(rng):
     np.testing.assert_allclose(xhat.var(axis=0), var / (var + 1e-5), rtol=1e-12)
 
 
+def test_each_intermediate_gradient_is_the_derivative_along_the_step_by_step_graph(rng):
+    """dxhat, dvar and dmu (all three in the trace) are the derivatives of f = Σ dN ⊙ N, the
+    loss's first-order change through N with the upstream error dN held fixed, along the
+    graph the docstring writes: x̂(μ, σ²) = (Z - μ)/√(σ² + ε), σ²(μ) = mean((Z - μ)²),
+    N = γ ⊙ x̂ + β; each unit apart. dZ alone cannot show a wrong dmu: a wrong centred Z
+    (Z + μ) changes dmu and dZ's other terms so that dZ comes out right."""
+    from scratch.network import batch_norm, batch_norm_backward
+
+    Z, dN = rng.normal(size=(6, 3)) * 2 + 1.5, rng.normal(size=(6, 3))  # μ far from 0
+    gamma, eps, h = np.array([0.7, 1.3, -0.4]), 1e-5, 1e-6
+    bn = batch_norm(Z, gamma, np.zeros(3), eps)
+    mu, var = bn["mu"], bn["var"]
+    got = batch_norm_backward(dN, Z, mu, var, bn["xhat"], gamma, eps)
+
+    def f(mu, var=None):  # per unit (3,)
+        var = ((Z - mu) ** 2).mean(axis=0) if var is None else var
+        return (dN * gamma * (Z - mu) / np.sqrt(var + eps)).sum(axis=0)
+
+    dvar = (f(mu, var + h) - f(mu, var - h)) / (2 * h)  # x̂ through σ², μ held
+    dmu = (f(mu + h) - f(mu - h)) / (2 * h)  # through x̂ and through σ²(μ)
+    np.testing.assert_allclose(got["dvar"], dvar, rtol=1e-6)
+    np.testing.assert_allclose(got["dmu"], dmu, rtol=1e-6)
+    np.testing.assert_allclose(got["dxhat"], dN * gamma, rtol=1e-15)
+
+
 @pytest.mark.parametrize(("hidden", "loss", "out", "K"), ACTIVATION_LOSS)
 def test_the_step_by_step_and_compact_backward_forms_agree(rng, hidden, loss, out, K):
     mlp, params, X, Y = normalized_problem(rng, hidden, loss, out, K, B=7)
@@ -148,7 +173,11 @@ def test_batch_norm_refuses_a_batch_of_one_row_and_has_no_per_example_form(rng):
     )
     with pytest.raises(ScratchInputError, match=exactly(message)):
         train_step(mlp, opt, params, init_state(opt, params), X, Y)
-    with pytest.raises(ValueError, match="has no per-example form"):
+    message = (
+        "batch normalization couples the rows of a batch: it has no per-example form "
+        "(batch_norm_backward_compact is its other form)"
+    )
+    with pytest.raises(ValueError, match=exactly(message)):
         forward_backward_per_example(mlp, params, X, Y)
 
 
