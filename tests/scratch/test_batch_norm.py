@@ -34,6 +34,8 @@ def test_a_normalized_layer_has_gamma_and_beta_and_no_bias():
     np.testing.assert_array_equal(params["gamma1"], np.ones(6))
     np.testing.assert_array_equal(params["beta2"], np.zeros(5))
     state = init_state(Optimizer(), params)
+    # (assert_array_equal would accept a 0-d 0 or 1: it broadcasts)
+    assert state["running_mean1"].shape == (6,) and state["running_var2"].shape == (5,)
     np.testing.assert_array_equal(state["running_mean1"], np.zeros(6))
     np.testing.assert_array_equal(state["running_var2"], np.ones(5))
 

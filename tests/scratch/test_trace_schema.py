@@ -26,7 +26,9 @@ from scratch.trace_schema import (
     kind_of,
     layer_of,
     names_of,
+    parameter_shapes,
     parse,
+    running_names,
     shape_of,
     trace_names,
 )
@@ -155,6 +157,14 @@ def test_every_optimizer_state_family_is_a_per_parameter_state_that_its_rule_pro
         ), key  # fmt: skip
         assert family.producer == "optimizers.py:{rule_function}, optimizers.py:update", key
     assert kind_of("adam_v_b2") == "optimizer_state" and shape_of("adam_v_b2", (4, 3, 2), 5) == (2,)
+
+
+def test_a_network_is_not_batch_normalized_unless_it_says_so():
+    assert list(parameter_shapes((4, 3, 1))) == ["W1", "b1", "W2", "b2"]
+    assert running_names(3) == []
+    assert running_names(3, True) == [
+        "running_mean1", "running_var1", "running_mean2", "running_var2"
+    ]  # fmt: skip
 
 
 # --- what a name means in one run: describe ----------------------------------------------
