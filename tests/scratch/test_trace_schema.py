@@ -230,6 +230,126 @@ def test_the_top_layers_error_term_has_its_own_equation_and_producer():
     assert "network.py:hidden_error" in hidden.producer
 
 
+# Each run's equations and producers, written out by hand from network.py and optimizers.py:
+# what the walkthrough and a failure's "look at" line show must be the computation that ran.
+NET = (4, 3, 2, 1)
+DESCRIBED = {
+    "plain tanh/mse, sgd": (
+        MLP(NET, "tanh", "identity", "mse"),
+        Optimizer("sgd"),
+        {
+            "Z1": ("Z1 = X @ W1 + b1", "network.py:linear"),
+            "Z2": ("Z2 = A1 @ W2 + b2", "network.py:linear"),
+            "A2": ("A2 = tanh(Z2)", "activations.py:tanh"),
+            "A3": ("A3 = identity(Z3)", "activations.py:identity"),
+            "loss": ("loss = mean over the batch of mse(A3, Y)", "losses.py:mse"),
+            "dZ3": (
+                "dZ3 = ∂loss/∂A3 * identity'(Z3)",
+                "losses.py:mse, network.py:output_error, activations.py:identity_derivative",
+            ),
+            "dZ2": (
+                "dZ2 = (dZ3 @ W3.T) * tanh'(Z2)",
+                "network.py:hidden_error, activations.py:tanh_derivative, network.py:backward",
+            ),
+            "dW1": ("dW1 = X.T @ dZ1", "network.py:weight_grad"),
+            "dW2": ("dW2 = A1.T @ dZ2", "network.py:weight_grad"),
+            "db3": ("db3 = Σ over the batch of dZ3", "network.py:bias_grad"),
+            "ΔW1": ("ΔW1 = -lr·dW1", "optimizers.py:update, optimizers.py:sgd"),
+            "W1": ("W1 ← W1 + ΔW1", "optimizers.py:update"),
+        },
+    ),
+    "dropout and batch norm, momentum clipped": (
+        MLP(NET, "tanh", "identity", "mse", dropout=0.5, batch_norm=True),
+        Optimizer("momentum", clip_norm=1.0),
+        {
+            "Z1": ("Z1 = X @ W1", "network.py:linear"),
+            "Z2": ("Z2 = D1 @ W2", "network.py:linear"),
+            "Z3": ("Z3 = D2 @ W3 + b3", "network.py:linear"),
+            "A1": ("A1 = tanh(N1)", "activations.py:tanh"),
+            "dN1": (
+                "dN1 = ((dZ2 @ W2.T) ⊙ M1 / (1 - p)) * tanh'(N1)",
+                "network.py:hidden_error, activations.py:tanh_derivative, network.py:backward, "
+                "network.py:dropout_backward",
+            ),
+            "dZ1": (
+                "dZ1 = dxhat1 / √(var1 + ε) + dvar1 · 2(Z1 - mu1)/B + dmu1/B",
+                "network.py:batch_norm_backward, network.py:backward",
+            ),
+            "dW1": ("dW1 = X.T @ dZ1", "network.py:weight_grad"),
+            "dW2": ("dW2 = D1.T @ dZ2", "network.py:weight_grad, network.py:layer_output"),
+            "grad_norm": (
+                "grad_norm = √(Σ over every parameter p of Σ dp²)",
+                "optimizers.py:clip_by_global_norm",
+            ),
+            "ΔW1": (
+                "ΔW1 = -lr·v,  v = μ·v + s·dW1,  s = min(1, clip_norm/(grad_norm + 1e-6))",
+                "optimizers.py:update, optimizers.py:momentum, optimizers.py:clip_by_global_norm",
+            ),
+            "W1": ("W1 ← W1 + ΔW1", "optimizers.py:update, optimizers.py:clip_by_global_norm"),
+        },
+    ),
+    "nesterov with L2": (
+        MLP(NET, "relu", "sigmoid", "bce"),
+        Optimizer("nesterov", l2=0.1),
+        {
+            "ΔW2": (
+                "ΔW2 = -lr·((dW2 + l2·W2) + μ·v),  v = μ·v + (dW2 + l2·W2)",
+                "optimizers.py:update, optimizers.py:nesterov",
+            ),
+            "Δb2": (
+                "Δb2 = -lr·(db2 + μ·v),  v = μ·v + db2",
+                "optimizers.py:update, optimizers.py:nesterov",
+            ),
+        },
+    ),
+    "adamw": (
+        MLP(NET, "relu", "identity", "bce_logits"),
+        Optimizer("adamw", weight_decay=0.1),
+        {
+            "ΔW1": ("ΔW1 = -lr·λ·W1 - lr·m̂/(√v̂ + ε)", "optimizers.py:update, optimizers.py:adam"),
+            "Δb1": (
+                "Δb1 = -lr·m̂/(√v̂ + ε),  m̂ = m/(1-β1^t),  v̂ = v/(1-β2^t)",
+                "optimizers.py:update, optimizers.py:adam",
+            ),
+        },
+    ),
+    "sgd with L2, clipped": (
+        MLP(NET, "relu", "identity", "bce_logits"),
+        Optimizer("sgd", l2=0.1, clip_norm=2.0),
+        {
+            "ΔW3": (
+                "ΔW3 = -lr·(s·dW3 + l2·W3),  s = min(1, clip_norm/(grad_norm + 1e-6))",
+                "optimizers.py:update, optimizers.py:sgd, optimizers.py:clip_by_global_norm",
+            ),
+            "Δb3": (
+                "Δb3 = -lr·s·db3,  s = min(1, clip_norm/(grad_norm + 1e-6))",
+                "optimizers.py:update, optimizers.py:sgd, optimizers.py:clip_by_global_norm",
+            ),
+        },
+    ),
+    "a step schedule": (
+        MLP(NET),
+        Optimizer("sgd", lr_schedule="step"),
+        {"lr": ("lr = lr·γ^⌊(t - 1) / s⌋", "optimizers.py:learning_rate")},
+    ),
+}
+
+
+@pytest.mark.parametrize(("mlp", "optimizer", "expected"), DESCRIBED.values(), ids=list(DESCRIBED))
+def test_each_tensor_is_described_with_the_equation_and_producer_of_its_run(
+    mlp, optimizer, expected
+):
+    got = {}
+    for name in expected:
+        described = describe(name, mlp, optimizer)
+        assert described.tensor == parse(name)
+        got[name] = (described.equation, described.producer)
+    assert got == {
+        name: (equation, ", ".join(f"scratch/{part}" for part in producer.split(", ")))
+        for name, (equation, producer) in expected.items()
+    }
+
+
 # --- the schema is what train_step produces ---------------------------------------------
 
 
