@@ -159,6 +159,19 @@ def test_every_optimizer_state_family_is_a_per_parameter_state_that_its_rule_pro
     assert kind_of("adam_v_b2") == "optimizer_state" and shape_of("adam_v_b2", (4, 3, 2), 5) == (2,)
 
 
+def test_a_run_with_a_schedule_or_clipping_traces_lr_and_grad_norm_before_the_updates():
+    mlp = MLP((3, 2, 1))
+    for options, added in [
+        ({"lr_schedule": "step"}, ["lr"]),
+        ({"lr_schedule": "cosine"}, ["lr"]),
+        ({"clip_norm": 1.0}, ["grad_norm"]),
+        ({"clip_norm": 1.0, "lr_schedule": "step"}, ["grad_norm", "lr"]),
+    ]:
+        names = names_of(mlp, Optimizer(**options))
+        start = names.index("ΔW1")
+        assert names[start - len(added) : start] == added and names[start - len(added) - 1] == "db1"
+
+
 def test_a_network_is_not_batch_normalized_unless_it_says_so():
     assert list(parameter_shapes((4, 3, 1))) == ["W1", "b1", "W2", "b2"]
     assert running_names(3) == []
