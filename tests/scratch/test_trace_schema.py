@@ -26,6 +26,7 @@ from scratch.trace_schema import (
     kind_of,
     layer_of,
     names_of,
+    param_names,
     parameter_shapes,
     parse,
     running_names,
@@ -174,6 +175,8 @@ def test_a_run_with_a_schedule_or_clipping_traces_lr_and_grad_norm_before_the_up
 
 def test_a_network_is_not_batch_normalized_unless_it_says_so():
     assert list(parameter_shapes((4, 3, 1))) == ["W1", "b1", "W2", "b2"]
+    assert param_names(2) == ["W1", "b1", "W2", "b2"]
+    assert trace_names(2, "sgd") == trace_names(2, "sgd", False, False, False, False)
     assert running_names(3) == []
     assert running_names(3, True) == [
         "running_mean1", "running_var1", "running_mean2", "running_var2"
