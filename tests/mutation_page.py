@@ -209,9 +209,8 @@ def classify(survivor: dict, entries: list[dict]) -> dict | None:
     return None
 
 
-def score(counts: dict, equivalent: int) -> str:
-    judged = counts["total"] - equivalent
-    return f"{100 * counts['killed'] / judged:.1f}%" if judged else "-"
+def percent(part: int, whole: int) -> str:
+    return f"{100 * part / whole:.1f}%" if whole else "—"
 
 
 def cell(text: str) -> str:
@@ -231,25 +230,35 @@ def render(figures: dict, entries: list[dict]) -> str:
     out += ["## Score", ""]
     out += [
         "| run | commit | killed | survived | no tests | timeouts | total | equivalent "
-        "| score | score, equivalents left out | runtime |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| score | score, equivalents left out | runtime | CPU time |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for label, run in runs.items():
         c = run["counts"]
         classes = [classify(s, entries) for s in run["survivors"]]
         equivalent = sum(1 for e in classes if e and e["class"] == "equivalent")
+        checked = c["total"] - c.get("not checked", 0)
+        total = f"{checked} of {c['total']}" if checked < c["total"] else str(c["total"])
+        cpu = f"{run['cpu_seconds']} s" if run.get("cpu_seconds") is not None else "—"
         out.append(
             f"| {LABELS.get(label, label)} | `{run['commit']}` | {c['killed']} | {c['survived']} "
-            f"| {c['no tests']} | {c['timeout']} | {c['total']} | {equivalent} "
-            f"| {100 * c['killed'] / c['total']:.1f}% | {score(c, equivalent)} "
-            f"| {run['seconds']} s |"
+            f"| {c['no tests']} | {c['timeout']} | {total} | {equivalent} "
+            f"| {percent(c['killed'], checked)} | {percent(c['killed'], checked - equivalent)} "
+            f"| {run['seconds']} s | {cpu} |"
         )
     out += [""]
     for label, run in runs.items():
+        c = run["counts"]
+        stopped = ""
+        if c.get("not checked"):
+            stopped = (
+                f" Stopped after {c['total'] - c['not checked']} of its {c['total']} mutants "
+                "(the rest not checked), to leave time for the final run."
+            )
         out.append(
             f"- {label}: measured {run['date']} with mutmut {run['mutmut']}, Python "
             f"{run['python']}, {run['cpu_count']} cores (load average {run['load_average']} "
-            f"at the end)."
+            f"at the end).{stopped}"
         )
     out += ["", *RUNTIME, ""]
     for label, run in runs.items():
@@ -307,10 +316,13 @@ INTRO = [
     "",
 ]
 RUNTIME = [
-    "Runtime: wall-clock seconds of `mutmut run` from an empty `mutants/` on the development",
-    "machine (2 cores shared with other jobs: the load average says how busy), 2 workers. Most",
-    "of it is the survivors: each runs every test that reaches its function, while a killed",
-    "mutant stops at its first failing test (mutmut runs each mutant's fastest tests first).",
+    "Score: killed over the mutants checked; with equivalents left out, killed over the checked",
+    "mutants that can change behaviour. Runtime: wall-clock seconds of `mutmut run` from an",
+    "empty `mutants/` on the development machine (2 cores shared with other jobs: the load",
+    "average says how busy), 2 workers; CPU time: mutmut's and every worker's, so on 2 idle",
+    "cores the run takes about half of it. Most of it is the survivors: each runs every test",
+    "that reaches its function, while a killed mutant stops at its first failing test (mutmut",
+    "runs each mutant's fastest tests first).",
 ]
 HOW = [
     "## How to run it",
