@@ -67,6 +67,22 @@ def run_mutmut() -> tuple[float, float]:
     return time.monotonic() - start, _children_cpu() - cpu
 
 
+def rerun_survivors(names: list[str]) -> tuple[float, float]:
+    """mutmut's incremental run: the survivors of the run in mutants/ run again against the
+    tests as they are now (the test files copied over mutmut's copies; mutmut collects the
+    new tests' coverage itself). A mutant killed before stays killed: tests were only added."""
+    for path in (ROOT / "tests").rglob("*.py"):
+        target = ROOT / "mutants" / path.relative_to(ROOT)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, target)
+    env = {**os.environ, **THREADS, "PYTHONHASHSEED": "0"}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    mutmut = Path(sys.executable).with_name("mutmut")
+    start, cpu = time.monotonic(), _children_cpu()
+    subprocess.run([str(mutmut), "run", *names], cwd=ROOT, env=env, check=True)
+    return time.monotonic() - start, _children_cpu() - cpu
+
+
 def _children_cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
@@ -255,6 +271,12 @@ def render(figures: dict, entries: list[dict]) -> str:
                 f" Stopped after {c['total'] - c['not checked']} of its {c['total']} mutants "
                 "(the rest not checked), to leave time for the final run."
             )
+        for again in run.get("rerun", []):
+            stopped += (
+                f" Its {again['mutants']} survivors were then run again against the tests at "
+                f"`{again['tests_at']}` (mutmut's incremental run, {again['seconds']} s): the "
+                "figures are after that."
+            )
         out.append(
             f"- {label}: measured {run['date']} with mutmut {run['mutmut']}, Python "
             f"{run['python']}, {run['cpu_count']} cores (load average {run['load_average']} "
@@ -397,11 +419,25 @@ def main(argv: list[str] | None = None) -> int:
             one.add_argument("--seconds", type=float, required=True, help="the run's runtime")
             one.add_argument("--cpu-seconds", type=float, help="its CPU time, every worker's")
             one.add_argument("--commit", help="the commit it ran at (default: HEAD)")
+    sub.add_parser("rerun", help="the last run's survivors again, against today's tests")
     sub.add_parser("render")
     args = parser.parse_args(argv)
     figures = json.loads(FIGURES.read_text(encoding="utf-8")) if FIGURES.exists() else {}
     figures.setdefault("runs", {})
-    if args.command != "render":
+    if args.command == "rerun":
+        after = figures["runs"]["after"]
+        names = [s["id"] for s in after["survivors"]]
+        seconds, cpu = rerun_survivors(names)
+        head = subprocess.run(
+            ["git", "rev-parse", "--short=7", "HEAD"], cwd=ROOT, capture_output=True, text=True
+        ).stdout.strip()
+        again = measure(after["seconds"], after["cpu_seconds"], after["commit"].split()[0])
+        again["date"] = after["date"]
+        again["load_average"] = after["load_average"]
+        done = {"tests_at": head, "mutants": len(names), "seconds": round(seconds)}
+        again["rerun"] = [*after.get("rerun", []), done]
+        figures["runs"]["after"] = again
+    elif args.command != "render":
         if args.command == "run":
             seconds, cpu = run_mutmut()
         else:

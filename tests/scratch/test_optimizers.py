@@ -182,6 +182,14 @@ def test_a_cosine_schedule_warms_up_linearly_then_decays_to_lr_min_and_stays_the
     assert got[4] == pytest.approx(0.2 + 0.4 * (1 + math.sqrt(0.5)), rel=1e-15)  # π/4
 
 
+def test_the_rate_at_the_end_of_the_warm_up_is_lr_exactly():
+    """Update w + 1 takes the configured lr, to the last bit (PyTorch's LinearLR ends on a
+    factor of exactly 1): written as the warm-up's lr·(w + 1)/(w + 1) it would round
+    (0.1·3/3 = 0.10000000000000002)."""
+    opt = Optimizer(lr=0.1, lr_schedule="cosine", lr_warmup=2, lr_decay_steps=5)
+    assert learning_rate(opt, 3) == 0.1
+
+
 def test_a_cosine_schedule_without_warm_up_starts_at_lr():
     opt = Optimizer(lr=0.5, lr_schedule="cosine", lr_decay_steps=2)
     assert rates(opt, 3) == pytest.approx([0.5, 0.25, 0.0], abs=1e-16)
