@@ -11,7 +11,8 @@ float32, batch size 1, a partial last batch, drop_last, no shuffle, several outp
 and depth 4. Some cases also set up the conditions under which the classic bugs show: square
 weights (a transposed W fits), saturated outputs (the BCE clamp), logits in the hundreds (a
 softmax without its max shift overflows), batches of 5 over 12 rows (a mean over the nominal
-batch size is wrong only on the last batch).
+batch size is wrong only on the last batch), a leaky ReLU output whose Z is exactly 0 (a row
+whose units were all dropped, before its bias moves: the derivative's convention at 0).
 
 ``tests/comparisons/test_check.py`` proves the coverage claims against this table.
 """
@@ -149,7 +150,9 @@ CASES = (
             "output": "leaky_relu",
             "optimizer": "momentum",
             "lr": 0.02,
-            "dropout": 0.3,
+            # half the units dropped: at the first step some rows lose all four, and the
+            # output's Z there is exactly its zero bias (the kink's convention at Z = 0)
+            "dropout": 0.5,
         },
     ),
     Case(
@@ -162,6 +165,31 @@ CASES = (
             "lr": 0.01,
             "dtype": "float32",
             "init_gain": 300.0,
+        },
+    ),
+    Case(
+        "elu-mse_elu-rmsprop-dropout",
+        {
+            "activation": "elu",
+            "loss": "mse",
+            "output": "elu",
+            "optimizer": "rmsprop",
+            "lr": 0.01,
+            "alpha": 0.9,  # not the default 0.99: a rule that ignores α shows
+            "dropout": 0.3,
+        },
+    ),
+    Case(
+        "elu-softmax-rmsprop-l2-float32-clip",
+        {
+            "activation": "elu",
+            "loss": "softmax_cross_entropy",
+            "synthetic_classes": 3,
+            "optimizer": "rmsprop",
+            "lr": 0.01,
+            "l2": 0.01,
+            "dtype": "float32",
+            "clip_norm": 0.5,
         },
     ),
 )

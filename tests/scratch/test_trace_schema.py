@@ -249,6 +249,8 @@ def test_the_top_layers_error_term_has_its_own_equation_and_producer():
 # Each run's equations and producers, written out by hand from network.py and optimizers.py:
 # what the walkthrough and a failure's "look at" line show must be the computation that ran.
 NET = (4, 3, 2, 1)
+# optimizers.learning_rate's cosine with k = t - 1 written in t
+COSINE = "lr·t/(w + 1) while t <= w, then lr_min + (lr - lr_min)·½(1 + cos(π·(t - 1 - w)/(D - w)))"
 DESCRIBED = {
     "plain tanh/mse, sgd": (
         MLP(NET, "tanh", "identity", "mse"),
@@ -298,8 +300,12 @@ DESCRIBED = {
                 "optimizers.py:clip_by_global_norm",
             ),
             "ΔW1": (
-                "ΔW1 = -lr·v,  v = μ·v + s·dW1,  s = min(1, clip_norm/(grad_norm + 1e-6))",
+                "ΔW1 = -lr·v,  v = μ·v + (s·dW1),  s = min(1, clip_norm/(grad_norm + 1e-6))",
                 "optimizers.py:update, optimizers.py:momentum, optimizers.py:clip_by_global_norm",
+            ),
+            "momentum_W1": (
+                "momentum_W1 = μ·momentum_W1 + (s·dW1),  s = min(1, clip_norm/(grad_norm + 1e-6))",
+                "optimizers.py:momentum, optimizers.py:update, optimizers.py:clip_by_global_norm",
             ),
             "W1": ("W1 ← W1 + ΔW1", "optimizers.py:update, optimizers.py:clip_by_global_norm"),
         },
@@ -316,6 +322,14 @@ DESCRIBED = {
                 "Δb2 = -lr·(db2 + μ·v),  v = μ·v + db2",
                 "optimizers.py:update, optimizers.py:nesterov",
             ),
+            "momentum_W2": (
+                "momentum_W2 = μ·momentum_W2 + (dW2 + l2·W2)",
+                "optimizers.py:nesterov, optimizers.py:update",
+            ),
+            "momentum_b2": (
+                "momentum_b2 = μ·momentum_b2 + db2",
+                "optimizers.py:nesterov, optimizers.py:update",
+            ),
         },
     ),
     "adamw": (
@@ -326,6 +340,46 @@ DESCRIBED = {
             "Δb1": (
                 "Δb1 = -lr·m̂/(√v̂ + ε),  m̂ = m/(1-β1^t),  v̂ = v/(1-β2^t)",
                 "optimizers.py:update, optimizers.py:adam",
+            ),
+            "adam_m_W1": (
+                "adam_m_W1 = β1·adam_m_W1 + (1-β1)·dW1",
+                "optimizers.py:adam, optimizers.py:update",
+            ),
+            "adam_v_b1": (
+                "adam_v_b1 = β2·adam_v_b1 + (1-β2)·db1²",
+                "optimizers.py:adam, optimizers.py:update",
+            ),
+        },
+    ),
+    "rmsprop": (
+        MLP(NET, "elu", "identity", "mse"),
+        Optimizer("rmsprop"),
+        {
+            "A1": ("A1 = elu(Z1)", "activations.py:elu"),
+            "ΔW1": (
+                "ΔW1 = -lr·dW1/(√v + ε),  v = α·v + (1-α)·(dW1)²",
+                "optimizers.py:update, optimizers.py:rmsprop",
+            ),
+            "rmsprop_v_b2": (
+                "rmsprop_v_b2 = α·rmsprop_v_b2 + (1-α)·db2²",
+                "optimizers.py:rmsprop, optimizers.py:update",
+            ),
+        },
+    ),
+    "adam clipped on a cosine schedule": (
+        MLP(NET),
+        Optimizer("adam", clip_norm=1.0, lr_schedule="cosine"),
+        {
+            # neither the schedule nor the step count reads a gradient
+            "lr": (
+                f"lr = {COSINE}",
+                "optimizers.py:learning_rate",
+            ),
+            "t": ("t = t + 1", "optimizers.py:update"),
+            "Δb1": (
+                f"Δb1 = -lr·m̂/(√v̂ + ε),  m̂ = m/(1-β1^t),  v̂ = v/(1-β2^t),  lr = {COSINE},"
+                "  s = min(1, clip_norm/(grad_norm + 1e-6))",
+                "optimizers.py:update, optimizers.py:adam, optimizers.py:clip_by_global_norm",
             ),
         },
     ),
@@ -338,7 +392,7 @@ DESCRIBED = {
                 "optimizers.py:update, optimizers.py:sgd, optimizers.py:clip_by_global_norm",
             ),
             "Δb3": (
-                "Δb3 = -lr·s·db3,  s = min(1, clip_norm/(grad_norm + 1e-6))",
+                "Δb3 = -lr·(s·db3),  s = min(1, clip_norm/(grad_norm + 1e-6))",
                 "optimizers.py:update, optimizers.py:sgd, optimizers.py:clip_by_global_norm",
             ),
         },
@@ -346,7 +400,13 @@ DESCRIBED = {
     "a step schedule": (
         MLP(NET),
         Optimizer("sgd", lr_schedule="step"),
-        {"lr": ("lr = lr·γ^⌊(t - 1) / s⌋", "optimizers.py:learning_rate")},
+        {
+            "lr": ("lr = lr·γ^⌊(t - 1) / lr_step_size⌋", "optimizers.py:learning_rate"),
+            "ΔW1": (
+                "ΔW1 = -lr·dW1,  lr = lr·γ^⌊(t - 1) / lr_step_size⌋",
+                "optimizers.py:update, optimizers.py:sgd",
+            ),
+        },
     ),
 }
 
@@ -457,3 +517,37 @@ def test_a_batch_normalized_layer_describes_z_without_bias_and_a_of_n():
     assert describe("dN2", mlp, opt).equation == "dN2 = (dZ3 @ W3.T) * relu'(N2)"
     assert "batch_norm_backward" in describe("dZ2", mlp, opt).producer
     assert shape_of("dvar1", mlp.sizes, 7) == (3,) and shape_of("xhat1", mlp.sizes, 7) == (7, 3)
+
+
+def test_the_optimizer_states_equation_reads_the_gradient_the_run_gives_it():
+    # with L2 and clipping, the buffers accumulate s·dW + l2·W, not dW: the equation shown
+    # must be the one the run computes (an engine that keeps the plain form disagrees)
+    mlp = MLP((3, 4, 1))
+    momentum = Optimizer("momentum", lr=0.1, l2=0.01, clip_norm=1.0)
+    shown = describe("momentum_W1", mlp, momentum).equation
+    assert shown.startswith("momentum_W1 = μ·momentum_W1 + (s·dW1 + l2·W1)")
+    assert "s = min(1, clip_norm/(grad_norm + 1e-6))" in shown
+    # biases take no L2
+    assert describe("momentum_b1", mlp, momentum).equation.startswith(
+        "momentum_b1 = μ·momentum_b1 + (s·db1)"
+    )
+    adam = Optimizer("adam", lr=0.01, l2=0.01)
+    assert describe("adam_m_W2", mlp, adam).equation == (
+        "adam_m_W2 = β1·adam_m_W2 + (1-β1)·(dW2 + l2·W2)"
+    )
+    assert describe("adam_v_W2", mlp, adam).equation == (
+        "adam_v_W2 = β2·adam_v_W2 + (1-β2)·(dW2 + l2·W2)²"
+    )
+    plain = Optimizer("adam", lr=0.01)
+    assert describe("adam_v_b2", mlp, plain).equation == "adam_v_b2 = β2·adam_v_b2 + (1-β2)·db2²"
+
+
+def test_the_update_shows_the_schedules_learning_rate_and_the_decoupled_decay():
+    mlp = MLP((3, 4, 1))
+    step = Optimizer("sgd", lr=0.1, lr_schedule="step", lr_step_size=2, lr_gamma=0.5)
+    assert describe("ΔW1", mlp, step).equation == (
+        "ΔW1 = -lr·dW1,  lr = lr·γ^⌊(t - 1) / lr_step_size⌋"
+    )
+    adamw = Optimizer("adamw", lr=0.01, weight_decay=0.1)
+    assert describe("ΔW1", mlp, adamw).equation.startswith("ΔW1 = -lr·λ·W1 - lr·m̂")
+    assert "λ" not in describe("Δb1", mlp, adamw).equation
