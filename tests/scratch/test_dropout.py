@@ -154,6 +154,8 @@ def test_the_training_loop_draws_each_steps_masks_from_the_seed(rng):
         ({"dropout": 1.0}, "dropout must be a number in [0, 1) (0: none); got 1.0"),
         ({"dropout": -0.1}, "dropout must be a number in [0, 1) (0: none); got -0.1"),
         ({"dropout": True}, "dropout must be a number in [0, 1) (0: none); got True"),
+        ({"dropout": False}, "dropout must be a number in [0, 1) (0: none); got False"),
+        ({"dropout": "0.5"}, "dropout must be a number in [0, 1) (0: none); got '0.5'"),
         (
             {"sizes": (3, 1), "dropout": 0.5},
             "dropout acts on hidden layers, and this network has none: add a hidden layer "
