@@ -419,19 +419,30 @@ def main(argv: list[str] | None = None) -> int:
             one.add_argument("--seconds", type=float, required=True, help="the run's runtime")
             one.add_argument("--cpu-seconds", type=float, help="its CPU time, every worker's")
             one.add_argument("--commit", help="the commit it ran at (default: HEAD)")
-    sub.add_parser("rerun", help="the last run's survivors again, against today's tests")
+    again = sub.add_parser(
+        "rerun", help="the last run's survivors not classified equivalent, again"
+    )
+    again.add_argument("--commit", help="the commit the run was made at (default: as recorded)")
     sub.add_parser("render")
     args = parser.parse_args(argv)
     figures = json.loads(FIGURES.read_text(encoding="utf-8")) if FIGURES.exists() else {}
     figures.setdefault("runs", {})
     if args.command == "rerun":
         after = figures["runs"]["after"]
-        names = [s["id"] for s in after["survivors"]]
+        entries = load_classified()
+        names = [
+            s["id"]
+            for s in after["survivors"]
+            if (classify(s, entries) or {}).get("class") != "equivalent"
+        ]
+        if not names:
+            raise SystemExit("every survivor of the last run is classified equivalent")
         seconds, cpu = rerun_survivors(names)
         head = subprocess.run(
             ["git", "rev-parse", "--short=7", "HEAD"], cwd=ROOT, capture_output=True, text=True
         ).stdout.strip()
-        again = measure(after["seconds"], after["cpu_seconds"], after["commit"].split()[0])
+        commit = args.commit or after["commit"].split()[0]
+        again = measure(after["seconds"], after["cpu_seconds"], commit)
         again["date"] = after["date"]
         again["load_average"] = after["load_average"]
         done = {"tests_at": head, "mutants": len(names), "seconds": round(seconds)}
@@ -439,6 +450,9 @@ def main(argv: list[str] | None = None) -> int:
         figures["runs"]["after"] = again
     elif args.command != "render":
         if args.command == "run":
+            args.commit = subprocess.run(
+                ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True
+            ).stdout.strip()
             seconds, cpu = run_mutmut()
         else:
             seconds, cpu = args.seconds, args.cpu_seconds
