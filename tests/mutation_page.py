@@ -273,9 +273,9 @@ def render(figures: dict, entries: list[dict]) -> str:
             )
         for again in run.get("rerun", []):
             stopped += (
-                f" Its {again['mutants']} survivors were then run again against the tests at "
-                f"`{again['tests_at']}` (mutmut's incremental run, {again['seconds']} s): the "
-                "figures are after that."
+                f" The survivors not classified equivalent ({again['mutants']}) were then run "
+                f"again against the tests at `{again['tests_at']}` (mutmut's incremental run, "
+                f"{again['seconds']} s): the figures are after that."
             )
         out.append(
             f"- {label}: measured {run['date']} with mutmut {run['mutmut']}, Python "
