@@ -37,9 +37,9 @@ from comparisons.modes.train import train_scratch
 from comparisons.oracle.workers import reference_workers
 from comparisons.progress import Progress, end_line
 from comparisons.report.atomic_folder import OutFolderError, prepare_out_folder, write_report_folder
+from comparisons.report.csv_files import csv_renderers
 from comparisons.report.html import render_html
 from comparisons.report.markdown import render_markdown
-from comparisons.report.tables import csv_renderers
 from comparisons.report.text import accuracy_lines, headline_details, verdict_line
 from comparisons.run.contract import ContractError
 from comparisons.run.coverage import CASES
@@ -52,7 +52,7 @@ from comparisons.run.interrupts import (
     stop_if_signalled,
 )
 from comparisons.run.recorded import MANIFEST, load_recorded
-from comparisons.run.spec import ENGINES, SpecError, load_spec, shown
+from comparisons.run.spec import ENGINES, UNDER_TEST, SpecError, echoed, load_spec
 from comparisons.run.under_test import load_under_test
 from data import DataError
 from scratch.config import ScratchInputError
@@ -91,7 +91,7 @@ def _spec(args: argparse.Namespace, **overrides: object):
         names = tuple(e.strip() for e in args.engines.split(",") if e.strip())
         if not names:
             raise SpecError(
-                f"--engines: no engine in {shown(args.engines)}; give a comma-separated list, "
+                f"--engines: no engine in {echoed(args.engines)}; give a comma-separated list, "
                 f"e.g. {','.join(ENGINES)}"
             )
         overrides.setdefault("engines", names)
@@ -127,15 +127,22 @@ def cmd_run(args: argparse.Namespace) -> int:
     under_test = load_under_test(args.engine)
     spec = _spec(args)
     # the workers start importing their frameworks while this process loads the data
-    with reference_workers(spec.engines, args.jobs) as apart:
-        if apart:  # the report's plotting stack, imported while the run waits on them
+    # the plain loop (--plain) runs every engine in this process, one step at a time
+    jobs = 1 if args.plain else args.jobs
+    with reference_workers(spec.engines, jobs) as workers:
+        if workers:  # the report's plotting stack, imported while the run waits on them
             threading.Thread(target=_import_plots, daemon=True).start()
         inputs = build_inputs(spec)
         progress = _progress(args, inputs, "lockstep")
         report = run_lockstep(
-            inputs, on_step=progress, device=args.device, under_test=under_test, apart=apart
+            inputs,
+            on_step=progress,
+            device=args.device,
+            under_test=under_test,
+            workers=workers,
+            plain=args.plain,
         )
-        for worker in apart.values():
+        for worker in workers.values():
             worker.stop()  # they end while the report is written
         return _write_and_report(args, report)
 
@@ -199,12 +206,15 @@ def cmd_record(args: argparse.Namespace) -> int:
 
 
 def _references(text: str, option: str) -> tuple[str, ...]:
-    """A comma-separated list of references, each known, at least one."""
-    engines = tuple(e.strip() for e in text.split(",") if e.strip())
+    """A comma-separated list of references, each known, at least one; scratch in it is
+    dropped, as the run spec's ``engines`` drops it (the engine under test is in by itself)."""
+    engines = tuple(e for e in (e.strip() for e in text.split(",")) if e and e != UNDER_TEST)
     unknown = sorted(set(engines) - set(REFERENCES))
     if unknown or not engines:
         raise SpecError(
-            f"{option}: a comma-separated list of {', '.join(REFERENCES)}; got {shown(text)}"
+            f"{option}: a comma-separated list of the references {', '.join(REFERENCES)}; got "
+            f"{echoed(text)} (the engine under test, scratch or --engine's, is in every run by "
+            "itself)"
         )
     return engines
 
@@ -239,7 +249,7 @@ def cmd_faults(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    inputs = _load(args, engines=("scratch",))  # so the memory estimate counts scratch alone
+    inputs = _load(args, engines=())  # so the memory estimate counts scratch alone
     spec, splits = inputs.spec, list(inputs.splits)
     if not args.quiet:
         print(
@@ -266,13 +276,14 @@ def cmd_contract(args: argparse.Namespace) -> int:
 
     from comparisons.modes.contract import engine_contract, render
 
-    contract = engine_contract(_load(args, engines=("scratch",)))
+    spec = _spec(args, engines=())
+    contract = engine_contract(build_inputs(spec, shapes_only=True))  # no data needed
     print(json.dumps(contract, indent=1) if args.json else "\n".join(render(contract)))
     return EXIT_AGREE
 
 
 def contract_options(parser: argparse.ArgumentParser) -> None:
-    options.spec_options(parser)
+    options.spec_options(parser, quiet=False)
     parser.add_argument("--json", action="store_true", help="print it as JSON")
 
 
@@ -325,7 +336,8 @@ COMMANDS: dict[str, tuple[Callable, Callable, str, str]] = {
         "reference is loaded with scratch's parameters and optimizer state; after it every "
         "tensor of the trace is compared in dataflow order. Writes report.json, report.md and "
         "report.html into --out. Exit 0 when all agree, 1 when not, 2 on bad input. --engine "
-        "puts another implementation of the engine contract in scratch's place.",
+        "verifies another implementation of the engine contract instead of scratch; every "
+        "output then names it by its own name.",
     ),
     "drift": (
         cmd_drift,
@@ -352,7 +364,7 @@ COMMANDS: dict[str, tuple[Callable, Callable, str, str]] = {
         "drift run of scratch's own training loop. Prints one line per case, then for the "
         "first failure where it diverged, who is wrong and where in scratch to look. Writes "
         "report.json, report.md and report.html into --out. --engine checks another "
-        "implementation of the engine contract in scratch's place; --recorded replays the "
+        "implementation of the engine contract instead of scratch; --recorded replays the "
         "references from recorded traces, with no framework installed.",
     ),
     "record": (

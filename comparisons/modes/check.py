@@ -18,17 +18,15 @@ from comparisons.oracle.arbitration import arbitrate
 from comparisons.oracle.compare import kind_or_unknown
 from comparisons.oracle.lockstep import lockstep
 from comparisons.oracle.tolerances import table_as_dict
+from comparisons.oracle.verdict import worst
+from comparisons.report.content import SCHEMA_VERSION
 from comparisons.report.environment import fingerprint
-from comparisons.report.model import SCHEMA_VERSION
 from comparisons.run.coverage import CASES, DRIFT_CASE, GRADCHECK_STEPS, Case
 from comparisons.run.engines import make_references
 from comparisons.run.inputs import RunInputs, build_inputs
 from comparisons.run.recorded import RECORD_COMMAND, Recorded, RecordedError, ReplayEngine
 from comparisons.run.under_test import SCRATCH, UnderTest
 from scratch.trace_schema import names_of
-
-# A failure of the engine under test outranks a diverged case, which outranks agreement.
-SEVERITY = {"agree": 0, "diverged": 1, "disagree": 2, "error": 3}
 
 
 def run_check(
@@ -57,11 +55,11 @@ def run_check(
     report = {
         "schema_version": SCHEMA_VERSION,
         "mode": "check",
-        "engines": ["scratch", *references],
+        "engines": [under_test.name, *references],
         "cases": results,
-        "verdict": max((r["verdict"] for r in results), key=SEVERITY.__getitem__),
+        "verdict": worst(r["verdict"] for r in results),
         "tolerances": table_as_dict(),
-        "environment": fingerprint(["scratch", *(() if recorded else references)]),
+        "environment": fingerprint(list(() if recorded else references)),
         "timings": {"total_s": time.perf_counter() - started},
         "under_test": under_test.describe(),
         "recorded": recorded.describe() if recorded is not None else None,
@@ -119,7 +117,7 @@ def run_case(
         fd = run_gradcheck(inputs, GRADCHECK_STEPS, under_test=under_test)
         entry["gradcheck"] = fd["verdict"]
         if fd["verdict"] != "agree":
-            entry["verdict"] = "disagree" if fd["verdict"] == "disagree" else fd["verdict"]
+            entry["verdict"] = worst([entry["verdict"], fd["verdict"]])
             entry["first_divergence"] = fd["first_divergence"]
             entry["diverged"] = fd.get("diverged")
             entry["error"] = fd.get("error")
@@ -152,7 +150,7 @@ def _references(case: Case, inputs: RunInputs, recorded: Recorded | None):
     spec = json.loads(json.dumps(inputs.spec.to_dict()))
     names = names_of(inputs.mlp, inputs.optimizer)
     taken = recorded.case(case.name, spec, inputs.schedule.sha256, names)
-    references = inputs.spec.engines[1:]
+    references = inputs.spec.engines
     return {name: ReplayEngine(taken, name) for name in references}, taken.state
 
 

@@ -16,7 +16,7 @@ from collections.abc import Callable
 import numpy as np
 
 from comparisons.oracle.compare import compare_traces
-from comparisons.oracle.roundoff import Step, allowances
+from comparisons.oracle.roundoff import RoundoffStep, allowances
 from comparisons.report.environment import fingerprint, numerics
 from comparisons.run.coverage import CASES, Case
 from comparisons.run.engines import ScratchEngine, initial_state, make_references
@@ -55,7 +55,7 @@ def record(
         )
         if on_case is not None:
             on_case(i)
-    manifest["environment"] = fingerprint(["scratch", *references])
+    manifest["environment"] = fingerprint(list(references))
     return manifest, files
 
 
@@ -71,7 +71,7 @@ def record_case(case: Case, references: tuple[str, ...]):
         params, state = scratch.state()
         for part, values in (("params", params), ("state", state)):
             arrays.update({key(step.index, part, k): np.asarray(v) for k, v in values.items()})
-        given = inputs.given(step)
+        given = inputs.step_keywords(step)
         for name, engine in refs.items():
             engine.set_state(params, state)
             trace = engine.step(X[step.rows], Y[step.rows], **given)
@@ -93,7 +93,7 @@ def verify(recorded: Recorded, cases: tuple[Case, ...] = CASES) -> tuple[bool, l
     other tensors than the trace schema's, is refused (``RecordedError``) as ``check`` does.
     """
     references = recorded.references
-    now_env = fingerprint(["scratch", *references])
+    now_env = fingerprint(list(references))
     bitwise = numerics(recorded.manifest["environment"]) == numerics(now_env)
     problems = []
     for case in cases:
@@ -109,12 +109,12 @@ def verify(recorded: Recorded, cases: tuple[Case, ...] = CASES) -> tuple[bool, l
             Xb, Yb = X[step.rows], Y[step.rows]
             for name, engine in refs.items():
                 engine.set_state(params, state)
-                now = engine.step(Xb, Yb, **inputs.given(step))
+                now = engine.step(Xb, Yb, **inputs.step_keywords(step))
                 then = kept.trace(name, step.index)
                 if bitwise:
                     found = [_bits(n, then[n], now.get(n)) for n in then]
                 else:
-                    roundoff = Step(inputs.mlp, inputs.optimizer, params, state, Xb, Yb)
+                    roundoff = RoundoffStep(inputs.mlp, inputs.optimizer, params, state, Xb, Yb)
                     allowed = allowances(roundoff, then, inputs.spec.dtype)
                     found = [
                         c.describe() for c in compare_traces(then, now, name, allowed) if not c.ok

@@ -14,7 +14,7 @@ softmax without its max shift overflows), batches of 5 over 12 rows (a mean over
 batch size is wrong only on the last batch), a leaky ReLU output whose Z is exactly 0 (a row
 whose units were all dropped, before its bias moves: the derivative's convention at 0).
 
-``tests/comparisons/test_check.py`` proves the coverage claims against this table.
+``tests/comparisons/modes/test_check.py`` proves the coverage claims against this table.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ class Case:
     changes: dict = field(default_factory=dict)
 
     def spec(self, engines: tuple[str, ...]) -> RunSpec:
-        return RunSpec().replace(**{**BASE, **self.changes}, engines=("scratch", *engines))
+        return RunSpec().replace(**{**BASE, **self.changes}, engines=engines)
 
 
 CASES = (

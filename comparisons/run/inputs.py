@@ -58,7 +58,7 @@ class RunInputs:
         """Fresh, writable copies of the first parameters, for an engine to own."""
         return {p: np.array(v) for p, v in self.params0.items()}
 
-    def given(self, step: Step) -> dict[str, dict[str, np.ndarray]]:
+    def step_keywords(self, step: Step) -> dict[str, dict[str, np.ndarray]]:
         """What every engine's ``step`` is given besides X and Y, as keyword arguments: the
         step's dropout masks (``data/dropout.py``, read-only) as ``masks``; nothing without
         dropout."""
@@ -114,18 +114,29 @@ def _targets(spec: RunSpec, Y: np.ndarray) -> np.ndarray:
     return Y
 
 
-def build_inputs(spec: RunSpec, data_dir: str | None = None) -> RunInputs:
+def build_inputs(
+    spec: RunSpec, data_dir: str | None = None, *, shapes_only: bool = False
+) -> RunInputs:
+    """Everything a run needs. ``shapes_only``: the network, optimizer, first weights and
+    schedule without the data where its shape is known ahead (Occupancy: its five features
+    and its training rows), so that what depends only on shapes (``contract``) needs no
+    download; the splits are then empty."""
     check_memory(spec)
-    splits, info = load_splits(spec, data_dir)
-    X, Y = splits["train"]
-    mlp = spec.mlp(n_features=X.shape[1], n_outputs=Y.shape[1])
+    if shapes_only and spec.dataset == "occupancy":
+        splits, info = {}, {"name": "occupancy"}
+        rows, n_features, n_outputs = EXPECTED_ROWS["train"], len(FEATURES), spec.n_outputs
+    else:
+        splits, info = load_splits(spec, data_dir)
+        X, Y = splits["train"]
+        rows, n_features, n_outputs = len(X), X.shape[1], Y.shape[1]
+    mlp = spec.mlp(n_features=n_features, n_outputs=n_outputs)
     schedule = make_schedule(
-        len(X), spec.batch_size, spec.epochs, spec.seed, spec.shuffle, spec.drop_last
+        rows, spec.batch_size, spec.epochs, spec.seed, spec.shuffle, spec.drop_last
     )
     optimizer = _with_decay_length(spec.optimizer, len(schedule))
     if spec.batch_norm and min(len(s.rows) for s in schedule.steps) < 2:
         raise SpecError(
-            f"batch_norm: a batch of this schedule has 1 row ({len(X)} rows in batches of "
+            f"batch_norm: a batch of this schedule has 1 row ({rows} rows in batches of "
             f"{spec.batch_size}), and batch normalization needs at least 2 (one row has no "
             "variance); choose another batch_size or set drop_last = true"
         )
@@ -199,7 +210,8 @@ def memory_needed(spec: RunSpec) -> dict[str, int]:
         features, rows = len(FEATURES), list(EXPECTED_ROWS.values())
     else:
         features, rows = spec.synthetic_features, [spec.synthetic_rows] * 2
-    itemsize, engines = np.dtype(spec.dtype).itemsize, len(spec.engines)
+    # the engine under test and the references
+    itemsize, engines = np.dtype(spec.dtype).itemsize, 1 + len(spec.engines)
     sizes = (features, *spec.hidden, spec.n_outputs)
     n_params = sum((n_in + 1) * n_out for n_in, n_out in itertools.pairwise(sizes))
     copies = 1 + len(OPTIMIZER_STATE[spec.optimizer.name]) + COPIES_PER_ENGINE * engines

@@ -16,6 +16,7 @@ from comparisons.run.contract import required_names
 from comparisons.run.coverage import CASES
 from comparisons.run.engines import ScratchEngine, initial_state
 from comparisons.run.inputs import build_inputs
+from comparisons.run.spec import RunSpec
 from tests.comparisons.lockstep_cases import synthetic_spec
 
 SPECS = {
@@ -37,7 +38,7 @@ def test_the_contract_lists_every_name_scratch_keeps_and_returns_with_its_shape(
     engine.set_state(inputs.start(), initial_state(inputs.optimizer, inputs.params0))
     step = inputs.schedule.steps[0]
     X, Y = inputs.train
-    trace = engine.step(X[step.rows], Y[step.rows], **inputs.given(step))
+    trace = engine.step(X[step.rows], Y[step.rows], **inputs.step_keywords(step))
     assert [e["name"] for e in contract["trace"]] == list(trace)
     for e in contract["trace"]:
         assert tuple(e["shape"]) == np.shape(trace[e["name"]]), e["name"]
@@ -50,7 +51,7 @@ def test_the_contract_lists_every_name_scratch_keeps_and_returns_with_its_shape(
     for e in contract["state"]:
         value = params.get(e["name"], opt_state.get(e["name"]))
         assert tuple(e["shape"]) == np.shape(value), e["name"]
-    given = inputs.given(step).get("masks", {})
+    given = inputs.step_keywords(step).get("masks", {})
     assert [e["name"] for e in contract["given"]] == list(given)
 
 
@@ -70,6 +71,22 @@ def test_the_contract_command_prints_it(capsys):
     assert cli.main([*args, "--json"]) == 0
     printed = json.loads(capsys.readouterr().out)
     assert {"run", "state", "given", "trace"} <= set(printed)
+
+
+@pytest.mark.realdata
+def test_the_occupancy_contract_needs_no_data_and_is_the_one_its_data_gives(
+    occupancy_dir, tmp_path, monkeypatch, capsys
+):
+    """Offline, without the data set: the contract is the same as with the data loaded
+    (shapes, the schedule's length for a cosine decay), and nothing is downloaded."""
+    spec = RunSpec().replace(lr_schedule="cosine", optimizer="adam", lr=0.01)
+    with_data = engine_contract(build_inputs(spec, str(occupancy_dir)))
+    monkeypatch.delenv("OCCUPANCY_DATA_DIR", raising=False)
+    monkeypatch.setenv("BACKPROP_ORACLE_CACHE", str(tmp_path / "cache"))
+    assert engine_contract(build_inputs(spec, shapes_only=True)) == with_data
+    assert cli.main(["contract", "--set", "optimizer=adam", "--set", "lr=0.01"]) == 0
+    assert "adam_m_W1  (5, 8)" in capsys.readouterr().out
+    assert not (tmp_path / "cache").exists()
 
 
 @pytest.mark.torch
