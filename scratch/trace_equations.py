@@ -92,7 +92,7 @@ def describe(name: str, network: Network, optimizer: OptimizerSettings) -> Descr
     tensor = parse(name)
     L, l = network.n_layers, tensor.layer
     dropped = bool(network.dropout)  # hidden layers drop units: layer l + 1 reads D_l
-    normalized = bool(getattr(network, "batch_norm", False)) and l is not None and l < L
+    normalized = bool(network.batch_norm) and l is not None and l < L
     family = tensor.family
     if family is ERROR_TERM and l == L:
         family = OUTPUT_ERROR
@@ -129,7 +129,8 @@ def describe(name: str, network: Network, optimizer: OptimizerSettings) -> Descr
     if dropped and family is NORMALIZED_OUTPUT_ERROR:  # back through the dropout first
         producer += ", network.py:dropout_backward"
         equation = equation.replace("(dZ", "((dZ").replace(".T)", f".T) ⊙ M{l} / (1 - p))")
-    if optimizer.clip_norm and STAGES[family.kind] == "update":  # the gradient it was given
+    # a parameter's update, state and new value read its clipped gradient (lr and t do not)
+    if optimizer.clip_norm and STAGES[family.kind] == "update" and tensor.parameter:
         producer += ", optimizers.py:clip_by_global_norm"
     producer = ", ".join(f"scratch/{part}" for part in producer.split(", "))
     return Described(tensor, producer, equation)

@@ -134,3 +134,25 @@ def test_the_readme_is_a_first_page_not_a_manual():
     """The README is for a newcomer: at most 300 lines; the rest lives in docs/."""
     lines = (ROOT / "README.md").read_text(encoding="utf-8").splitlines()
     assert len(lines) <= 300, f"README.md has {len(lines)} lines: move detail into docs/"
+
+
+def test_the_mutation_page_is_its_runs_rendering_and_every_survivor_is_explained():
+    from tests.mutation_page import COMMAND, classify, load_classified, render
+
+    figures = json.loads((ROOT / "docs" / "mutation.json").read_text(encoding="utf-8"))
+    entries = load_classified()
+    page = (ROOT / "docs" / "mutation.md").read_text(encoding="utf-8")
+    assert page == render(figures, entries), (
+        "docs/mutation.md is not the rendering of docs/mutation.json and "
+        "docs/mutation-survivors.toml: run `python -m tests.mutation_page render` "
+        f"(or `{COMMAND}` to measure again)"
+    )
+    for label, run in figures["runs"].items():
+        unexplained = [s["id"] for s in run["survivors"] if classify(s, entries) is None]
+        assert not unexplained, f"{label}: classify in docs/mutation-survivors.toml: {unexplained}"
+    matched = [classify(s, entries) for run in figures["runs"].values() for s in run["survivors"]]
+    stale = [e for e in entries if not any(m is e for m in matched)]
+    assert not stale, f"docs/mutation-survivors.toml classifies no mutant of either run: {stale}"
+    last = figures["runs"]["after"]["survivors"]
+    gaps = [s["id"] for s in last if classify(s, entries)["class"] != "equivalent"]
+    assert not gaps, f"the last run left gaps open: kill them with a test: {gaps}"

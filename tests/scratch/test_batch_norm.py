@@ -34,6 +34,8 @@ def test_a_normalized_layer_has_gamma_and_beta_and_no_bias():
     np.testing.assert_array_equal(params["gamma1"], np.ones(6))
     np.testing.assert_array_equal(params["beta2"], np.zeros(5))
     state = init_state(Optimizer(), params)
+    # (assert_array_equal would accept a 0-d 0 or 1: it broadcasts)
+    assert state["running_mean1"].shape == (6,) and state["running_var2"].shape == (5,)
     np.testing.assert_array_equal(state["running_mean1"], np.zeros(6))
     np.testing.assert_array_equal(state["running_var2"], np.ones(5))
 
@@ -59,6 +61,31 @@ def test_the_forward_pass_and_running_statistics_are_the_textbook_ones(rng):
     np.testing.assert_allclose(trace["running_var1"], 0.8 * 2.0 + 0.2 * unbiased, rtol=1e-14)
     np.testing.assert_allclose(xhat.mean(axis=0), 0, atol=1e-14)  # normalized per unit
     np.testing.assert_allclose(xhat.var(axis=0), var / (var + 1e-5), rtol=1e-12)
+
+
+def test_each_intermediate_gradient_is_the_derivative_along_the_step_by_step_graph(rng):
+    """dxhat, dvar and dmu (all three in the trace) are the derivatives of f = Σ dN ⊙ N, the
+    loss's first-order change through N with the upstream error dN held fixed, along the
+    graph the docstring writes: x̂(μ, σ²) = (Z - μ)/√(σ² + ε), σ²(μ) = mean((Z - μ)²),
+    N = γ ⊙ x̂ + β; each unit apart. dZ alone cannot show a wrong dmu: a wrong centred Z
+    (Z + μ) changes dmu and dZ's other terms so that dZ comes out right."""
+    from scratch.network import batch_norm, batch_norm_backward
+
+    Z, dN = rng.normal(size=(6, 3)) * 2 + 1.5, rng.normal(size=(6, 3))  # μ far from 0
+    gamma, eps, h = np.array([0.7, 1.3, -0.4]), 1e-5, 1e-6
+    bn = batch_norm(Z, gamma, np.zeros(3), eps)
+    mu, var = bn["mu"], bn["var"]
+    got = batch_norm_backward(dN, Z, mu, var, bn["xhat"], gamma, eps)
+
+    def f(mu, var=None):  # per unit (3,)
+        var = ((Z - mu) ** 2).mean(axis=0) if var is None else var
+        return (dN * gamma * (Z - mu) / np.sqrt(var + eps)).sum(axis=0)
+
+    dvar = (f(mu, var + h) - f(mu, var - h)) / (2 * h)  # x̂ through σ², μ held
+    dmu = (f(mu + h) - f(mu - h)) / (2 * h)  # through x̂ and through σ²(μ)
+    np.testing.assert_allclose(got["dvar"], dvar, rtol=1e-6)
+    np.testing.assert_allclose(got["dmu"], dmu, rtol=1e-6)
+    np.testing.assert_allclose(got["dxhat"], dN * gamma, rtol=1e-15)
 
 
 @pytest.mark.parametrize(("hidden", "loss", "out", "K"), ACTIVATION_LOSS)
@@ -148,7 +175,11 @@ def test_batch_norm_refuses_a_batch_of_one_row_and_has_no_per_example_form(rng):
     )
     with pytest.raises(ScratchInputError, match=exactly(message)):
         train_step(mlp, opt, params, init_state(opt, params), X, Y)
-    with pytest.raises(ValueError, match="has no per-example form"):
+    message = (
+        "batch normalization couples the rows of a batch: it has no per-example form "
+        "(batch_norm_backward_compact is its other form)"
+    )
+    with pytest.raises(ValueError, match=exactly(message)):
         forward_backward_per_example(mlp, params, X, Y)
 
 

@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 
 from scratch import MLP, Optimizer, ScratchInputError, init_params, train_step
+from scratch.activations import ACTIVATIONS
+from scratch.losses import LOSSES
 from tests.scratch.cases import MLP_421, exactly
 
 # --- the network: MLP --------------------------------------------------------------------
@@ -189,3 +191,99 @@ def test_bad_batches_are_refused(X, Y, message):
 def test_bad_batches_are_refused_with_the_full_message(X, Y, message):
     with pytest.raises(ScratchInputError, match=exactly(message)):
         step(init_params(MLP_421, 0), X, Y)
+
+
+# --- every refusal of a setting, in full, and the settings at each bound --------------------
+
+MLP_REFUSED = [
+    ({"sizes": (4,)},
+     "sizes must list at least two positive integer widths (n_0, …, n_L); got (4,)"),
+    ({"sizes": (4, 1), "output": "swish"},
+     f"unknown activation 'swish'; choose one of {', '.join(sorted(ACTIVATIONS))}"),
+    ({"sizes": (4, 1), "loss": "hinge"},
+     f"unknown loss 'hinge'; choose one of {', '.join(sorted(LOSSES))}"),
+    ({"sizes": (4, 1), "loss": "bce", "output": "identity"},
+     "loss 'bce' expects output activation 'sigmoid', got 'identity'"),
+    ({"sizes": (4, 3, 1), "bn_momentum": "0.1"}, "bn_momentum must be a number; got '0.1'"),
+    ({"sizes": (4, 3, 1), "bn_eps": True}, "bn_eps must be a number; got True"),
+    ({"sizes": (4, 3, 1), "bn_momentum": -0.1}, "bn_momentum must be in [0, 1]; got -0.1"),
+    ({"sizes": (4, 3, 1), "bn_eps": float("inf")}, "bn_eps must be a finite number > 0; got inf"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("kwargs", "message"), MLP_REFUSED)
+def test_every_refused_network_says_what_and_why_in_full(kwargs, message):
+    with pytest.raises(ScratchInputError, match=exactly(message)):
+        MLP(**kwargs)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"bn_momentum": 0.0},
+        {"bn_momentum": 1},
+        {"bn_eps": 1},
+        {"batch_norm": np.True_},
+        {"dropout": 0},
+        {"hidden": "relu", "output": "sigmoid", "loss": "bce"},
+    ],
+    ids=str,
+)
+def test_networks_at_the_bounds_of_their_settings_are_accepted(kwargs):
+    assert MLP((4, 3, 1), **kwargs).n_layers == 2
+
+
+OPTIMIZER_REFUSED = [
+    ({"lr": "0.1"}, "lr must be a number; got '0.1'"),
+    ({"beta2": True}, "beta2 must be a number; got True"),
+    ({"lr": float("nan")}, "lr must be a finite number; got nan"),
+    ({"momentum": float("inf")}, "momentum must be a finite number; got inf"),
+    ({"lr": -0.5}, "lr must be > 0; got -0.5"),
+    ({"beta2": 1.0}, "beta2 must be in [0, 1); got 1.0"),
+    ({"beta1": -0.1}, "beta1 must be in [0, 1); got -0.1"),
+    ({"lr_schedule": "linear"}, "unknown lr_schedule 'linear'; choose one of constant, step, "
+     "cosine"),
+    ({"lr_step_size": True}, "lr_step_size must be an integer; got True"),
+    ({"lr_warmup": 2.0}, "lr_warmup must be an integer; got 2.0"),
+    ({"lr_step_size": 0}, "lr_step_size must be >= 1 (updates); got 0"),
+    ({"lr_warmup": -1}, "lr_warmup must be >= 0 (updates); got -1"),
+    ({"lr_decay_steps": -1}, "lr_decay_steps must be >= 0 (updates); got -1"),
+    ({"lr_schedule": "cosine", "lr_min": 0.5}, "lr_min must be >= 0 and below lr (0.5); got 0.5"),
+    ({"lr_schedule": "cosine", "lr_min": -0.1},
+     "lr_min must be >= 0 and below lr (0.5); got -0.1"),
+    ({"lr_schedule": "cosine", "lr_warmup": 3, "lr_decay_steps": 3},
+     "lr_decay_steps (3) must be above lr_warmup (3): the cosine starts where the warm-up ends"),
+    ({"lr_gamma": 0.0}, "lr_gamma must be in (0, 1]; got 0.0"),
+    ({"lr_gamma": 1.5}, "lr_gamma must be in (0, 1]; got 1.5"),
+    ({"clip_norm": -1.0}, "clip_norm must be >= 0 (0: no clipping); got -1.0"),
+    ({"name": "momentum", "momentum": 0.0}, "momentum needs momentum > 0; use sgd for μ = 0"),
+    ({"name": "nesterov", "momentum": 0}, "nesterov needs momentum > 0; use sgd for μ = 0"),
+    ({"name": "adam", "weight_decay": 0.1},
+     "weight_decay (decoupled) is for adamw; use l2 for L2 regularization with adam"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("kwargs", "message"), OPTIMIZER_REFUSED)
+def test_every_refused_optimizer_setting_says_what_and_why_in_full(kwargs, message):
+    with pytest.raises(ScratchInputError, match=exactly(message)):
+        Optimizer(**kwargs)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"lr": float("inf")},  # the quickest way to make a run diverge on purpose
+        {"lr": 1},
+        {"momentum": 0.0, "beta1": 0.0, "beta2": 0.0},
+        {"lr_schedule": "step", "lr_step_size": 1, "lr_gamma": 1.0},
+        {"lr_schedule": "step", "lr_step_size": np.int64(3), "lr_min": 2.0},  # no cosine: no bound
+        {"lr_schedule": "cosine", "lr_min": 0.0, "lr_warmup": 3, "lr_decay_steps": 4},
+        {"lr_schedule": "cosine", "lr_warmup": 3, "lr_decay_steps": 0},  # 0: the run's length
+        {"name": "adam", "momentum": 0.0},  # adam reads no momentum
+        {"name": "adamw", "weight_decay": 0.1},
+        {"clip_norm": 0},
+    ],
+    ids=str,
+)
+def test_optimizers_at_the_bounds_of_their_settings_are_accepted(kwargs):
+    assert Optimizer(**kwargs).lr_schedule in ("constant", "step", "cosine")

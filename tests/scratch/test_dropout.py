@@ -39,6 +39,15 @@ def test_the_masks_follow_the_documented_algorithm_of_the_data_side():
             np.testing.assert_array_equal(ours[name], theirs[name])
 
 
+def test_a_unit_whose_draw_equals_p_exactly_is_kept():
+    """M = 1 where U >= p: with p set to the first draw of step 0's stream, that unit is
+    kept (the boundary of the documented algorithm, which the data side follows too)."""
+    p = float(np.random.default_rng([0, 0, 1]).random())
+    masks = dropout_masks(MLP((2, 3, 1), dropout=p), 1, seed=0, step=0)
+    assert masks["M1"][0, 0] == 1.0
+    assert keep_masks(0, 0, 1, (3,), p, "float64")["M1"][0, 0] == 1.0
+
+
 def test_masks_depend_on_seed_and_step_and_keep_units_with_probability_one_minus_p():
     mlp = MLP((3, 400, 300, 1), dropout=0.25)
     first = dropout_masks(mlp, 50, seed=0, step=0)
@@ -115,14 +124,17 @@ def test_a_step_of_a_network_with_dropout_needs_its_masks_of_the_right_shape(rng
     opt = Optimizer()
     X, Y = rng.normal(size=(4, 2)), np.ones((4, 1))
     state = init_state(opt, params)
-    with pytest.raises(ScratchInputError, match="a training step needs its masks"):
+    needs = "this network has dropout 0.5: a training step needs its masks (network.dropout_masks)"
+    with pytest.raises(ScratchInputError, match=exactly(needs)):
         train_step(mlp, opt, params, state, X, Y)
     with pytest.raises(
         ScratchInputError, match=exactly("mask M1 has shape (4, 2), expected (4, 3)")
     ):
         train_step(mlp, opt, params, state, X, Y, masks={"M1": np.ones((4, 2))})
     plain = MLP((2, 3, 1))
-    with pytest.raises(ScratchInputError, match="masks given to a network without dropout"):
+    with pytest.raises(
+        ScratchInputError, match=exactly("dropout masks given to a network without dropout")
+    ):
         train_step(plain, opt, params, state, X, Y, masks={"M1": np.ones((4, 3))})
 
 
@@ -142,6 +154,8 @@ def test_the_training_loop_draws_each_steps_masks_from_the_seed(rng):
         ({"dropout": 1.0}, "dropout must be a number in [0, 1) (0: none); got 1.0"),
         ({"dropout": -0.1}, "dropout must be a number in [0, 1) (0: none); got -0.1"),
         ({"dropout": True}, "dropout must be a number in [0, 1) (0: none); got True"),
+        ({"dropout": False}, "dropout must be a number in [0, 1) (0: none); got False"),
+        ({"dropout": "0.5"}, "dropout must be a number in [0, 1) (0: none); got '0.5'"),
         (
             {"sizes": (3, 1), "dropout": 0.5},
             "dropout acts on hidden layers, and this network has none: add a hidden layer "

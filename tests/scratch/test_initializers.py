@@ -53,3 +53,23 @@ def test_unknown_initializer_lists_the_known_ones():
     )
     with pytest.raises(ScratchInputError, match=exactly(message)):
         init_params(MLP_421, 0, "lecun")
+
+
+def test_the_defaults_are_glorot_uniform_float64_with_gain_1():
+    mlp = MLP((5, 4, 2))
+    default, spelled = init_params(mlp, 3), init_params(mlp, 3, "glorot_uniform", "float64", 1.0)
+    assert list(default) == list(spelled)
+    assert all(np.array_equal(default[p], spelled[p]) for p in default)
+    assert {v.dtype for v in default.values()} == {np.dtype("float64")}
+
+
+def test_a_batch_normalized_network_starts_with_gamma_1_and_beta_0_in_the_runs_dtype():
+    params = init_params(MLP((5, 4, 2), batch_norm=True), 3, dtype="float32")
+    assert {p: (v.dtype, v.shape) for p, v in params.items()} == {
+        "W1": (np.float32, (5, 4)),
+        "gamma1": (np.float32, (4,)),
+        "beta1": (np.float32, (4,)),
+        "W2": (np.float32, (4, 2)),
+        "b2": (np.float32, (2,)),
+    }
+    assert params["gamma1"].tolist() == [1.0] * 4 and params["beta1"].tolist() == [0.0] * 4

@@ -13,6 +13,7 @@ from scratch import (
     init_params,
     numerical_gradients,
 )
+from scratch.network import evaluate
 from tests.scratch.cases import ACTIVATION_LOSS, targets
 
 
@@ -127,3 +128,20 @@ def test_sigmoid_output_with_bce_uses_the_textbook_error_term(rng):
     mlp, params, X, Y = small_problem(rng, "sigmoid", "bce", "sigmoid", 1, B=6)
     trace = forward_backward(mlp, params, X, Y)
     np.testing.assert_allclose(trace["dZ3"], (trace["A3"] - Y) / 6, rtol=1e-12)
+
+
+def test_evaluation_of_a_batch_normalized_network_adds_the_top_layers_bias():
+    """Only the hidden layers lose their bias to batch normalization; the output layer keeps
+    b_L in evaluation as in training. One unit per layer: A_L = N1 + b2, N1 = (X - 0)/√(1 + ε)."""
+    mlp = MLP((1, 1, 1), "identity", "identity", "mse", batch_norm=True)
+    params = {
+        "W1": np.array([[1.0]]),
+        "gamma1": np.array([1.0]),
+        "beta1": np.array([0.0]),
+        "W2": np.array([[1.0]]),
+        "b2": np.array([0.25]),
+    }
+    running = {"running_mean1": np.array([0.0]), "running_var1": np.array([1.0])}
+    X = np.array([[-2.0], [0.0], [3.0]])
+    expected = X / np.sqrt(1.0 + mlp.bn_eps) + 0.25
+    np.testing.assert_allclose(evaluate(mlp, params, X, running), expected, rtol=1e-15, atol=0)

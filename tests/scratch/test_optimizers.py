@@ -11,10 +11,11 @@ import math
 import numpy as np
 import pytest
 
-from scratch.config import MLP, Optimizer
+from scratch.config import MLP, Optimizer, ScratchInputError
 from scratch.initializers import init_params
-from scratch.optimizers import clip_by_global_norm, init_state, update
+from scratch.optimizers import clip_by_global_norm, init_state, learning_rate, update
 from scratch.training import train_step
+from tests.scratch.cases import exactly
 
 GRADS = [0.5, 0.25]
 
@@ -192,3 +193,81 @@ def test_a_schedule_that_underflows_the_learning_rate_to_zero_steps_by_zero(name
     assert state["t"] == 3
     assert params["W1"][0, 0] == before["W1"][0, 0]  # the third update's lr is 0
     assert params["b1"][0] == before["b1"][0]
+
+
+# --- learning-rate schedules: learning_rate(opt, t), t = 1 for the first update -----------
+
+
+def rates(opt: Optimizer, updates: int) -> list[float]:
+    return [learning_rate(opt, t) for t in range(1, updates + 1)]
+
+
+def test_a_constant_schedule_keeps_the_lr_at_every_update():
+    assert rates(Optimizer(lr=0.3), 4) == [0.3] * 4
+
+
+def test_a_step_schedule_multiplies_the_lr_by_gamma_every_step_size_updates():
+    # lr·γ^⌊(t - 1)/s⌋ with lr = 0.8, γ = 0.5, s = 3: updates 1-3 at 0.8, 4-6 at 0.4, 7 at 0.2
+    opt = Optimizer(lr=0.8, lr_schedule="step", lr_gamma=0.5, lr_step_size=3)
+    assert rates(opt, 7) == [0.8, 0.8, 0.8, 0.4, 0.4, 0.4, 0.2]
+
+
+def cosine_by_hand(t: int, lr: float, lr_min: float, w: int, D: int) -> float:
+    """The docstring's cosine, written out: k = t - 1; k < w: lr·(k + 1)/(w + 1); then
+    lr_min + (lr - lr_min)·½(1 + cos(π·(k - w)/(D - w))), held at lr_min once k - w >= D - w."""
+    k = t - 1
+    if k < w:
+        return lr * (k + 1) / (w + 1)
+    return lr_min + (lr - lr_min) * 0.5 * (1 + math.cos(math.pi * min(k - w, D - w) / (D - w)))
+
+
+def test_a_cosine_schedule_warms_up_linearly_then_decays_to_lr_min_and_stays_there():
+    # lr = 1, lr_min = 0.2, w = 3, D = 7: warm-up 1/4, 2/4, 3/4; the cosine starts at lr on
+    # update 4 (k = w), is halfway, 0.6, on update 6, reaches 0.2 on update 8 and stays
+    opt = Optimizer(lr=1.0, lr_schedule="cosine", lr_min=0.2, lr_warmup=3, lr_decay_steps=7)
+    got = rates(opt, 10)
+    assert got[:4] == [0.25, 0.5, 0.75, 1.0]
+    assert got[5] == pytest.approx(0.6, abs=1e-15)
+    assert got[7:] == [0.2, 0.2, 0.2]
+    assert got == pytest.approx([cosine_by_hand(t, 1.0, 0.2, 3, 7) for t in range(1, 11)])
+    assert got[4] == pytest.approx(0.2 + 0.4 * (1 + math.sqrt(0.5)), rel=1e-15)  # π/4
+
+
+def test_the_rate_at_the_end_of_the_warm_up_is_lr_exactly():
+    """Update w + 1 takes the configured lr, to the last bit (PyTorch's LinearLR ends on a
+    factor of exactly 1): written as the warm-up's lr·(w + 1)/(w + 1) it would round
+    (0.1·3/3 = 0.10000000000000002)."""
+    opt = Optimizer(lr=0.1, lr_schedule="cosine", lr_warmup=2, lr_decay_steps=5)
+    assert learning_rate(opt, 3) == 0.1
+
+
+def test_a_cosine_schedule_without_warm_up_starts_at_lr():
+    opt = Optimizer(lr=0.5, lr_schedule="cosine", lr_decay_steps=2)
+    assert rates(opt, 3) == pytest.approx([0.5, 0.25, 0.0], abs=1e-16)
+
+
+@pytest.mark.parametrize("warmup", [0, 2])
+def test_a_cosine_schedule_refuses_a_length_not_above_its_warm_up(warmup):
+    # lr_decay_steps = 0 is a run spec's "fill in the run's length"; learning_rate needs it
+    opt = Optimizer(lr_schedule="cosine", lr_warmup=warmup, lr_decay_steps=0)
+    message = (
+        f"lr_decay_steps is 0: a cosine schedule needs its length in updates, above "
+        f"lr_warmup ({warmup}) (a run spec's 0 is filled in with the run's length)"
+    )
+    with pytest.raises(ScratchInputError, match=exactly(message)):
+        learning_rate(opt, 1)
+
+
+def test_update_takes_the_lr_of_its_update_and_a_step_traces_it(rng):
+    # step decay lr = 0.8, γ = 0.5, s = 1: update 1 at 0.8, update 2 at 0.4
+    opt = Optimizer("sgd", lr=0.8, lr_schedule="step", lr_gamma=0.5, lr_step_size=1)
+    history, _ = run(opt)
+    assert [w for w, _ in history] == pytest.approx([1 - 0.8 * 0.5, 0.6 - 0.4 * 0.25], abs=1e-15)
+    mlp = MLP((3, 2, 1), "tanh", "identity", "mse")
+    params = init_params(mlp, seed=0)
+    X, Y = rng.normal(size=(4, 3)).astype(np.float32), np.ones((4, 1), dtype=np.float32)
+    params = {p: v.astype(np.float32) for p, v in params.items()}
+    trace, _, _ = train_step(mlp, opt, params, {**init_state(opt, params), "t": 1}, X, Y)
+    assert trace["lr"] == 0.4 and trace["lr"].dtype == np.float32 and trace["lr"].shape == ()
+    constant = Optimizer("sgd", lr=0.8)
+    assert "lr" not in train_step(mlp, constant, params, init_state(constant, params), X, Y)[0]

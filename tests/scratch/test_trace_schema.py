@@ -18,13 +18,18 @@ from scratch.optimizers import init_state
 from scratch.trace_equations import describe
 from scratch.trace_schema import (
     OPTIMIZER_STATE,
+    STATE,
+    _state,
     batch_names,
     dtype_of,
     is_weight_shaped,
     kind_of,
     layer_of,
     names_of,
+    param_names,
+    parameter_shapes,
     parse,
+    running_names,
     shape_of,
     trace_names,
 )
@@ -144,6 +149,42 @@ def test_parse_refuses_a_name_that_is_no_trace_tensor(name):
             read(name)
 
 
+def test_every_optimizer_state_family_is_a_per_parameter_state_that_its_rule_produces():
+    """``_state`` builds each STATE family once, when trace_schema is imported; it is called
+    again here so that a change to it is seen (a test reaching the table alone would read
+    the families built before the change)."""
+    for key, family in STATE.items():
+        assert _state(family.prefix, family.meaning, family.equation) == family, key
+        assert (family.kind, family.per, family.shape, family.dtype) == (
+            "optimizer_state", "parameter", "", "run"
+        ), key  # fmt: skip
+        assert family.producer == "optimizers.py:{rule_function}, optimizers.py:update", key
+    assert kind_of("adam_v_b2") == "optimizer_state" and shape_of("adam_v_b2", (4, 3, 2), 5) == (2,)
+
+
+def test_a_run_with_a_schedule_or_clipping_traces_lr_and_grad_norm_before_the_updates():
+    mlp = MLP((3, 2, 1))
+    for options, added in [
+        ({"lr_schedule": "step"}, ["lr"]),
+        ({"lr_schedule": "cosine"}, ["lr"]),
+        ({"clip_norm": 1.0}, ["grad_norm"]),
+        ({"clip_norm": 1.0, "lr_schedule": "step"}, ["grad_norm", "lr"]),
+    ]:
+        names = names_of(mlp, Optimizer(**options))
+        start = names.index("ΔW1")
+        assert names[start - len(added) : start] == added and names[start - len(added) - 1] == "db1"
+
+
+def test_a_network_is_not_batch_normalized_unless_it_says_so():
+    assert list(parameter_shapes((4, 3, 1))) == ["W1", "b1", "W2", "b2"]
+    assert param_names(2) == ["W1", "b1", "W2", "b2"]
+    assert trace_names(2, "sgd") == trace_names(2, "sgd", False, False, False, False)
+    assert running_names(3) == []
+    assert running_names(3, True) == [
+        "running_mean1", "running_var1", "running_mean2", "running_var2"
+    ]  # fmt: skip
+
+
 # --- what a name means in one run: describe ----------------------------------------------
 
 
@@ -205,6 +246,186 @@ def test_the_top_layers_error_term_has_its_own_equation_and_producer():
     assert "network.py:output_error" in top.producer
     assert "network.py:output_error" not in hidden.producer
     assert "network.py:hidden_error" in hidden.producer
+
+
+# Each run's equations and producers, written out by hand from network.py and optimizers.py:
+# what the walkthrough and a failure's "look at" line show must be the computation that ran.
+NET = (4, 3, 2, 1)
+# optimizers.learning_rate's cosine with k = t - 1 written in t
+COSINE = "lr·t/(w + 1) while t <= w, then lr_min + (lr - lr_min)·½(1 + cos(π·(t - 1 - w)/(D - w)))"
+DESCRIBED = {
+    "plain tanh/mse, sgd": (
+        MLP(NET, "tanh", "identity", "mse"),
+        Optimizer("sgd"),
+        {
+            "Z1": ("Z1 = X @ W1 + b1", "network.py:linear"),
+            "Z2": ("Z2 = A1 @ W2 + b2", "network.py:linear"),
+            "A2": ("A2 = tanh(Z2)", "activations.py:tanh"),
+            "A3": ("A3 = identity(Z3)", "activations.py:identity"),
+            "loss": ("loss = mean over the batch of mse(A3, Y)", "losses.py:mse"),
+            "dZ3": (
+                "dZ3 = ∂loss/∂A3 * identity'(Z3)",
+                "losses.py:mse, network.py:output_error, activations.py:identity_derivative",
+            ),
+            "dZ2": (
+                "dZ2 = (dZ3 @ W3.T) * tanh'(Z2)",
+                "network.py:hidden_error, activations.py:tanh_derivative, network.py:backward",
+            ),
+            "dW1": ("dW1 = X.T @ dZ1", "network.py:weight_grad"),
+            "dW2": ("dW2 = A1.T @ dZ2", "network.py:weight_grad"),
+            "db3": ("db3 = Σ over the batch of dZ3", "network.py:bias_grad"),
+            "ΔW1": ("ΔW1 = -lr·dW1", "optimizers.py:update, optimizers.py:sgd"),
+            "W1": ("W1 ← W1 + ΔW1", "optimizers.py:update"),
+        },
+    ),
+    "dropout and batch norm, momentum clipped": (
+        MLP(NET, "tanh", "identity", "mse", dropout=0.5, batch_norm=True),
+        Optimizer("momentum", clip_norm=1.0),
+        {
+            "Z1": ("Z1 = X @ W1", "network.py:linear"),
+            "Z2": ("Z2 = D1 @ W2", "network.py:linear"),
+            "Z3": ("Z3 = D2 @ W3 + b3", "network.py:linear"),
+            "A1": ("A1 = tanh(N1)", "activations.py:tanh"),
+            "dN1": (
+                "dN1 = ((dZ2 @ W2.T) ⊙ M1 / (1 - p)) * tanh'(N1)",
+                "network.py:hidden_error, activations.py:tanh_derivative, network.py:backward, "
+                "network.py:dropout_backward",
+            ),
+            "dZ1": (
+                "dZ1 = dxhat1 / √(var1 + ε) + dvar1 · 2(Z1 - mu1)/B + dmu1/B",
+                "network.py:batch_norm_backward, network.py:backward",
+            ),
+            "dW1": ("dW1 = X.T @ dZ1", "network.py:weight_grad"),
+            "dW2": ("dW2 = D1.T @ dZ2", "network.py:weight_grad, network.py:layer_output"),
+            "grad_norm": (
+                "grad_norm = √(Σ over every parameter p of Σ dp²)",
+                "optimizers.py:clip_by_global_norm",
+            ),
+            "ΔW1": (
+                "ΔW1 = -lr·v,  v = μ·v + (s·dW1),  s = min(1, clip_norm/(grad_norm + 1e-6))",
+                "optimizers.py:update, optimizers.py:momentum, optimizers.py:clip_by_global_norm",
+            ),
+            "momentum_W1": (
+                "momentum_W1 = μ·momentum_W1 + (s·dW1),  s = min(1, clip_norm/(grad_norm + 1e-6))",
+                "optimizers.py:momentum, optimizers.py:update, optimizers.py:clip_by_global_norm",
+            ),
+            "W1": ("W1 ← W1 + ΔW1", "optimizers.py:update, optimizers.py:clip_by_global_norm"),
+        },
+    ),
+    "nesterov with L2": (
+        MLP(NET, "relu", "sigmoid", "bce"),
+        Optimizer("nesterov", l2=0.1),
+        {
+            "ΔW2": (
+                "ΔW2 = -lr·((dW2 + l2·W2) + μ·v),  v = μ·v + (dW2 + l2·W2)",
+                "optimizers.py:update, optimizers.py:nesterov",
+            ),
+            "Δb2": (
+                "Δb2 = -lr·(db2 + μ·v),  v = μ·v + db2",
+                "optimizers.py:update, optimizers.py:nesterov",
+            ),
+            "momentum_W2": (
+                "momentum_W2 = μ·momentum_W2 + (dW2 + l2·W2)",
+                "optimizers.py:nesterov, optimizers.py:update",
+            ),
+            "momentum_b2": (
+                "momentum_b2 = μ·momentum_b2 + db2",
+                "optimizers.py:nesterov, optimizers.py:update",
+            ),
+        },
+    ),
+    "adamw": (
+        MLP(NET, "relu", "identity", "bce_logits"),
+        Optimizer("adamw", weight_decay=0.1),
+        {
+            "ΔW1": ("ΔW1 = -lr·λ·W1 - lr·m̂/(√v̂ + ε)", "optimizers.py:update, optimizers.py:adam"),
+            "Δb1": (
+                "Δb1 = -lr·m̂/(√v̂ + ε),  m̂ = m/(1-β1^t),  v̂ = v/(1-β2^t)",
+                "optimizers.py:update, optimizers.py:adam",
+            ),
+            "adam_m_W1": (
+                "adam_m_W1 = β1·adam_m_W1 + (1-β1)·dW1",
+                "optimizers.py:adam, optimizers.py:update",
+            ),
+            "adam_v_b1": (
+                "adam_v_b1 = β2·adam_v_b1 + (1-β2)·db1²",
+                "optimizers.py:adam, optimizers.py:update",
+            ),
+        },
+    ),
+    "rmsprop": (
+        MLP(NET, "elu", "identity", "mse"),
+        Optimizer("rmsprop"),
+        {
+            "A1": ("A1 = elu(Z1)", "activations.py:elu"),
+            "ΔW1": (
+                "ΔW1 = -lr·dW1/(√v + ε),  v = α·v + (1-α)·(dW1)²",
+                "optimizers.py:update, optimizers.py:rmsprop",
+            ),
+            "rmsprop_v_b2": (
+                "rmsprop_v_b2 = α·rmsprop_v_b2 + (1-α)·db2²",
+                "optimizers.py:rmsprop, optimizers.py:update",
+            ),
+        },
+    ),
+    "adam clipped on a cosine schedule": (
+        MLP(NET),
+        Optimizer("adam", clip_norm=1.0, lr_schedule="cosine"),
+        {
+            # neither the schedule nor the step count reads a gradient
+            "lr": (
+                f"lr = {COSINE}",
+                "optimizers.py:learning_rate",
+            ),
+            "t": ("t = t + 1", "optimizers.py:update"),
+            "Δb1": (
+                f"Δb1 = -lr·m̂/(√v̂ + ε),  m̂ = m/(1-β1^t),  v̂ = v/(1-β2^t),  lr = {COSINE},"
+                "  s = min(1, clip_norm/(grad_norm + 1e-6))",
+                "optimizers.py:update, optimizers.py:adam, optimizers.py:clip_by_global_norm",
+            ),
+        },
+    ),
+    "sgd with L2, clipped": (
+        MLP(NET, "relu", "identity", "bce_logits"),
+        Optimizer("sgd", l2=0.1, clip_norm=2.0),
+        {
+            "ΔW3": (
+                "ΔW3 = -lr·(s·dW3 + l2·W3),  s = min(1, clip_norm/(grad_norm + 1e-6))",
+                "optimizers.py:update, optimizers.py:sgd, optimizers.py:clip_by_global_norm",
+            ),
+            "Δb3": (
+                "Δb3 = -lr·(s·db3),  s = min(1, clip_norm/(grad_norm + 1e-6))",
+                "optimizers.py:update, optimizers.py:sgd, optimizers.py:clip_by_global_norm",
+            ),
+        },
+    ),
+    "a step schedule": (
+        MLP(NET),
+        Optimizer("sgd", lr_schedule="step"),
+        {
+            "lr": ("lr = lr·γ^⌊(t - 1) / lr_step_size⌋", "optimizers.py:learning_rate"),
+            "ΔW1": (
+                "ΔW1 = -lr·dW1,  lr = lr·γ^⌊(t - 1) / lr_step_size⌋",
+                "optimizers.py:update, optimizers.py:sgd",
+            ),
+        },
+    ),
+}
+
+
+@pytest.mark.parametrize(("mlp", "optimizer", "expected"), DESCRIBED.values(), ids=list(DESCRIBED))
+def test_each_tensor_is_described_with_the_equation_and_producer_of_its_run(
+    mlp, optimizer, expected
+):
+    got = {}
+    for name in expected:
+        described = describe(name, mlp, optimizer)
+        assert described.tensor == parse(name)
+        got[name] = (described.equation, described.producer)
+    assert got == {
+        name: (equation, ", ".join(f"scratch/{part}" for part in producer.split(", ")))
+        for name, (equation, producer) in expected.items()
+    }
 
 
 # --- the schema is what train_step produces ---------------------------------------------

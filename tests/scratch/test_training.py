@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 
 from scratch import MLP, NonFiniteLossError, Optimizer, init_params, train
+from scratch.network import dropout_masks
+from scratch.optimizers import init_state
 from scratch.training import accuracy, accuracy_of, classify, epoch_batches, train_step
 from tests.scratch.cases import MLP_421
 
@@ -153,3 +155,60 @@ def test_accuracy_of_a_single_output_compares_classes_with_0_1_targets():
     A_L = np.array([[2.0], [-1.0], [0.5], [-3.0]])  # predicted 1, 0, 1, 0
     Y = np.array([[1.0], [1.0], [1.0], [0.0]])  # right, wrong, right, right
     assert accuracy_of(mlp, A_L, Y) == pytest.approx(3 / 4, abs=1e-15)
+
+
+def test_accuracy_of_a_batch_normalized_network_normalizes_with_the_running_statistics():
+    # One hidden unit, N1 = (Z1 - running mean) / √(running var + ε), the logit is N1: with
+    # the running mean 1.5 the rows X = -2, -1, 1, 2 are predicted 0, 0, 0, 1 (3 of 4 right);
+    # the batch's own mean (0) would predict all four right.
+    mlp = MLP((1, 1, 1), "identity", "identity", "bce_logits", batch_norm=True)
+    params = {
+        "W1": np.array([[1.0]]),
+        "gamma1": np.array([1.0]),
+        "beta1": np.array([0.0]),
+        "W2": np.array([[1.0]]),
+        "b2": np.array([0.0]),
+    }
+    X, Y = np.array([[-2.0], [-1.0], [1.0], [2.0]]), np.array([[0.0], [0.0], [1.0], [1.0]])
+    running = {"running_mean1": np.array([1.5]), "running_var1": np.array([1.0])}
+    assert accuracy(mlp, params, X, Y, running) == 0.75
+
+
+# --- the training loop with dropout ---------------------------------------------------------
+
+
+def test_train_draws_each_steps_masks_from_seed_0_by_default_in_the_runs_dtype(rng):
+    """Without a seed, step k's masks are dropout_masks(mlp, B, 0, k), in the data's dtype:
+    a float32 run stays float32 through its dropped outputs and gradients."""
+    mlp = MLP((3, 4, 1), "tanh", "identity", "mse", dropout=0.5)
+    params = {p: v.astype(np.float32) for p, v in init_params(mlp, 0).items()}
+    X, Y = rng.normal(size=(6, 3)).astype(np.float32), np.ones((6, 1), dtype=np.float32)
+    traces = list(train(mlp, Optimizer("sgd", lr=0.1), params, X, Y, [np.arange(3)] * 2))
+    for step, trace in enumerate(traces):
+        np.testing.assert_array_equal(trace["M1"], dropout_masks(mlp, 3, 0, step)["M1"])
+        assert {name: v.dtype for name, v in trace.items()} == dict.fromkeys(trace, np.float32)
+
+
+# --- a step's options ---------------------------------------------------------------------
+
+
+def test_a_float32_step_reports_the_gradient_norm_and_the_lr_in_float32(rng):
+    mlp = MLP((3, 2, 1), "tanh", "identity", "mse")
+    params = {p: v.astype(np.float32) for p, v in init_params(mlp, 0).items()}
+    X, Y = rng.normal(size=(4, 3)).astype(np.float32), np.ones((4, 1), dtype=np.float32)
+    opt = Optimizer("sgd", lr=0.1, clip_norm=0.5, lr_schedule="step", lr_step_size=2)
+    trace, _, _ = train_step(mlp, opt, params, {"t": 0}, X, Y)
+    assert {n: (trace[n].dtype, trace[n].shape) for n in ("grad_norm", "lr")} == {
+        "grad_norm": (np.float32, ()),
+        "lr": (np.float32, ()),
+    }
+
+
+def test_batch_normalization_takes_a_batch_of_two_rows():
+    # two rows are the fewest with a variance; the running variance's B/(B - 1) is 2
+    mlp = MLP((2, 3, 1), "tanh", "identity", "mse", batch_norm=True)
+    params = init_params(mlp, 0)
+    opt = Optimizer()
+    X, Y = np.array([[1.0, 2.0], [3.0, -1.0]]), np.array([[0.5], [1.0]])
+    trace = train_step(mlp, opt, params, init_state(opt, params), X, Y)[0]
+    np.testing.assert_allclose(trace["running_var1"], 0.9 + 0.1 * 2 * trace["var1"], rtol=1e-15)
