@@ -38,8 +38,8 @@ from comparisons.report.html import render_html
 from comparisons.report.markdown import render_markdown
 from comparisons.report.tables import csv_renderers
 from comparisons.report.text import headline_details, verdict_line
+from comparisons.run import coverage
 from comparisons.run.contract import ContractError
-from comparisons.run.coverage import CASES
 from comparisons.run.engines import REFERENCES
 from comparisons.run.inputs import build_inputs
 from comparisons.run.recorded import MANIFEST, load_recorded
@@ -165,7 +165,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     references = _references(args.engines, "--engines")
     under_test = load_under_test(args.engine)
     recorded = load_recorded(args.recorded) if args.recorded is not None else None
-    progress = Progress(len(CASES), "check", enabled=not args.quiet)
+    progress = Progress(len(coverage.cases()), "check", enabled=not args.quiet)
     report = run_check(references, on_case=progress, under_test=under_test, recorded=recorded)
     cases = [f"  {c['verdict'].upper():<9} {c['name']} ({c['dtype']})" for c in report["cases"]]
     return _write_and_report(
@@ -175,7 +175,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_record(args: argparse.Namespace) -> int:
     references = _references(args.engines, "--engines")
-    progress = Progress(len(CASES), "record", enabled=not args.quiet)
+    progress = Progress(len(coverage.cases()), "record", enabled=not args.quiet)
     manifest, files = record(references, on_case=progress)
     renderers = {name: (lambda _, data=data: data) for name, data in files.items()}
     out = write_report_folder(manifest, args.out, renderers, json_name=MANIFEST)

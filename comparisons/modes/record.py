@@ -15,7 +15,8 @@ from collections.abc import Callable
 import numpy as np
 
 from comparisons.report.environment import fingerprint
-from comparisons.run.coverage import CASES, Case
+from comparisons.run import coverage
+from comparisons.run.coverage import Case
 from comparisons.run.engines import ScratchEngine, initial_state, make_references
 from comparisons.run.inputs import build_inputs
 from comparisons.run.recorded import FORMAT, digest, key, npz_bytes
@@ -23,7 +24,7 @@ from comparisons.run.recorded import FORMAT, digest, key, npz_bytes
 
 def record(
     references: tuple[str, ...],
-    cases: tuple[Case, ...] = CASES,
+    cases: tuple[Case, ...] | None = None,
     on_case: Callable[[int], None] | None = None,
 ) -> tuple[dict, dict[str, bytes]]:
     """The manifest and the ``.npz`` files' bytes, by file name."""
@@ -35,7 +36,7 @@ def record(
         "cases": [],
     }
     files = {}
-    for i, case in enumerate(cases):
+    for i, case in enumerate(coverage.cases() if cases is None else cases):
         arrays, inputs = record_case(case, references)
         name = f"{i:02d}-{case.name}.npz"
         files[name] = npz_bytes(arrays)
