@@ -309,8 +309,8 @@ def check_section(report: dict) -> tuple[Block, ...]:
             )
         )
     intro = Paragraph(
-        "Short lockstep runs that together execute every code path of scratch "
-        "(comparisons/run/coverage.py), each stopped at its first divergence; finite "
+        "Short lockstep runs that together hold every pair of option values the run spec "
+        "allows (comparisons/run/coverage.py), each stopped at its first divergence; finite "
         "differences at the first steps of every float64 case; and a drift run of scratch's "
         "own training loop against the references' free-running loops."
     )

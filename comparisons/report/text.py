@@ -84,13 +84,13 @@ def _check_line(report: dict) -> str:
         recorded = report.get("recorded")
         if recorded:
             return (
-                f"AGREE: every path of {ours} agrees with {references} as recorded on "
-                f"{recorded['created']} ({len(cases)} cases in lockstep, finite differences on "
-                f"{fd}; no drift run: it needs live references)"
+                f"AGREE: {ours} agrees with {references} as recorded on "
+                f"{recorded['created']} in every pair of option values ({len(cases)} cases in "
+                f"lockstep, finite differences on {fd}; no drift run: it needs live references)"
             )
         loop = "scratch's training loop" if ours == "scratch" else "its own steps"
         return (
-            f"AGREE: every path of {ours} agrees with {references} "
+            f"AGREE: {ours} agrees with {references} in every pair of option values "
             f"({len(cases) - 1} cases in lockstep, finite differences on {fd}, and a drift run "
             f"of {loop})"
         )

@@ -66,7 +66,7 @@ class Case:
 # schedule are named values, spelled out in BATCHING and SCHEDULES.
 BATCHING = {
     "partial_last_batch": {"batch_size": 5},  # 12 rows: 5, 5, 2
-    "batch1": {"batch_size": 1},
+    "batch1": {"batch_size": 1, "epochs": 1},  # 12 one-row steps
     "drop_last": {"batch_size": 5, "drop_last": True},
 }
 SCHEDULES = {"constant": {}, "step": STEP_DECAY, "cosine": COSINE}
