@@ -275,8 +275,8 @@ COMMANDS: dict[str, tuple[Callable, Callable, str, str]] = {
         "after changing scratch: every pair of option values in short lockstep runs",
         "Run the covering set of short lockstep runs that together hold every pair of option "
         "values the run spec allows (activations, loss, optimizer, L2, decay, clipping, "
-        "schedule, dropout, batch norm, dtype, batching; comparisons/run/coverage.py), finite differences on each float64 case, and a short "
-        "drift run of scratch's own training loop. Prints one line per case, then for the "
+        "schedule, dropout, batch norm, dtype, batching; comparisons/run/coverage.py), "
+        "finite differences on each float64 case, and a short drift run of scratch's own training loop. Prints one line per case, then for the "
         "first failure where it diverged, who is wrong and where in scratch to look. Writes "
         "report.json, report.md and report.html into --out. --engine checks another "
         "implementation of the engine contract in scratch's place; --recorded replays the "

@@ -10,16 +10,20 @@ whatever scratch computed.
 from __future__ import annotations
 
 import datetime
+import json
 from collections.abc import Callable
 
 import numpy as np
 
-from comparisons.report.environment import fingerprint
+from comparisons.oracle.compare import compare_traces
+from comparisons.oracle.roundoff import Step, allowances
+from comparisons.report.environment import fingerprint, numerics
 from comparisons.run import coverage
 from comparisons.run.coverage import Case
 from comparisons.run.engines import ScratchEngine, initial_state, make_references
 from comparisons.run.inputs import build_inputs
-from comparisons.run.recorded import FORMAT, digest, key, npz_bytes
+from comparisons.run.recorded import FORMAT, Recorded, digest, key, npz_bytes
+from scratch.trace_schema import names_of
 
 
 def record(
@@ -32,7 +36,7 @@ def record(
         "format": FORMAT,
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "references": list(references),
-        "environment": fingerprint(["scratch", *references]),
+        "environment": {},  # once the references are made: they set their thread counts
         "cases": [],
     }
     files = {}
@@ -52,6 +56,7 @@ def record(
         )
         if on_case is not None:
             on_case(i)
+    manifest["environment"] = fingerprint(["scratch", *references])
     return manifest, files
 
 
@@ -74,3 +79,67 @@ def record_case(case: Case, references: tuple[str, ...]):
             arrays.update({key(step.index, name, k): np.asarray(v) for k, v in trace.items()})
         scratch.step(X[step.rows], Y[step.rows], **given)
     return arrays, inputs
+
+
+def verify(
+    recorded: Recorded, cases: tuple[Case, ...] | None = None
+) -> tuple[bool, list[str]]:
+    """The recorded set against the live references, judged as ``check --recorded`` judges:
+    each recorded state is loaded into every live reference, which takes the step, and its
+    trace is compared with the recorded one. Bitwise where this environment's numerics (the
+    CPU and its instruction sets, the kernel-selecting variables, the libraries, their
+    versions and threads: ``environment.numerics``) are the recording's; else within each
+    tensor's roundoff allowance from the recorded step, since another CPU's kernels round
+    otherwise. Returns (bitwise or not, every problem found, one line each).
+
+    A case recorded from another spec or schedule than the covering set's now, or with
+    other tensors than the trace schema's, is refused (``RecordedError``) as ``check`` does.
+    """
+    references = recorded.references
+    now_env = fingerprint(["scratch", *references])
+    bitwise = numerics(recorded.manifest["environment"]) == numerics(now_env)
+    problems = []
+    for case in coverage.cases() if cases is None else cases:
+        inputs = build_inputs(case.spec(references))
+        names = names_of(inputs.mlp, inputs.optimizer)
+        kept = recorded.case(
+            case.name, json.loads(json.dumps(inputs.spec.to_dict())), inputs.schedule.sha256, names
+        )
+        refs = make_references(inputs)
+        X, Y = inputs.train
+        for step in inputs.schedule.steps:
+            params, state = kept.state(step.index)
+            Xb, Yb = X[step.rows], Y[step.rows]
+            for name, engine in refs.items():
+                engine.set_state(params, state)
+                now = engine.step(Xb, Yb, **inputs.given(step))
+                then = kept.trace(name, step.index)
+                if bitwise:
+                    found = [_bits(n, then[n], now.get(n)) for n in then]
+                else:
+                    roundoff = Step(inputs.mlp, inputs.optimizer, params, state, Xb, Yb)
+                    allowed = allowances(roundoff, then, inputs.spec.dtype)
+                    found = [
+                        c.describe() for c in compare_traces(then, now, name, allowed) if not c.ok
+                    ]
+                where = f"{case.name} step {step.index} {name}"
+                problems += [f"{where}: {p}" for p in found if p]
+    return bool(bitwise), problems
+
+
+def _bits(tensor: str, then: np.ndarray, now: np.ndarray | None) -> str:
+    """ "" where ``now`` is ``then`` to the bit (dtype, shape, every value, NaN included),
+    else what differs."""
+    if now is None:
+        return f"{tensor} is missing from the trace computed now"
+    now = np.asarray(now)
+    if (now.dtype, now.shape) != (then.dtype, then.shape):
+        return f"{tensor} is {now.dtype}{now.shape} now, {then.dtype}{then.shape} recorded"
+    if np.ascontiguousarray(now).tobytes() == np.ascontiguousarray(then).tobytes():
+        return ""
+    with np.errstate(all="ignore"):
+        worst = float(np.nanmax(np.abs(now.astype(np.float64) - then.astype(np.float64))))
+    return (
+        f"{tensor} differs in its bits from the recording made in this same environment "
+        f"(max |Δ| {worst:.3g}): the references are not deterministic here"
+    )

@@ -2,15 +2,17 @@
 
 The bundled set must agree with sound scratch where no framework is installed (the tox env
 ``scratch`` runs these unmarked tests), refuse a set that was edited or that no longer
-matches the covering set, equal what the live references compute now (re-recorded in the
-test), and catch every fault of the catalogue that the live references catch.
+matches the covering set, equal what the live references compute now (bitwise in the
+recording's environment, within the roundoff allowances elsewhere: ``record.verify``), and
+catch every fault of the catalogue that the live references catch.
 """
 
 from __future__ import annotations
 
-import io
 import json
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -18,10 +20,11 @@ import pytest
 from comparisons.cli import main
 from comparisons.faults.catalogue import FAULTS
 from comparisons.modes.check import run_check
-from comparisons.modes.record import record
-from comparisons.oracle.compare import compare
+from comparisons.modes.record import record, verify
+from comparisons.report.environment import fingerprint, numerics
 from comparisons.run.coverage import CASES
 from comparisons.run.recorded import BUNDLED, MANIFEST, digest, load_recorded, npz_bytes
+from tests.child import child_env
 
 
 @pytest.fixture(scope="module")
@@ -154,24 +157,104 @@ def test_a_folder_without_a_set_is_bad_input(tmp_path, capsys):
     assert f"no {MANIFEST} there" in capsys.readouterr().err
 
 
+def _write(folder, manifest, files):
+    folder.mkdir()
+    (folder / MANIFEST).write_text(json.dumps(manifest))
+    for name, data in files.items():
+        (folder / name).write_bytes(data)
+    return folder
+
+
+@pytest.mark.torch
+@pytest.mark.jax
+def test_a_set_recorded_here_is_verified_bitwise_and_one_from_elsewhere_by_its_allowances(
+    tmp_path,
+):
+    """The rule of ``verify``: in the recording's own environment every bit must be the
+    same (one ulp off is caught); a recording whose environment differs in what decides the
+    bits (here: a kernel-selecting variable) is judged within the roundoff allowances, which
+    the same ulp passes."""
+    cases = CASES[:1]
+    manifest, files = record(("torch", "jax"), cases)
+    here = load_recorded(_write(tmp_path / "here", manifest, files))
+    assert verify(here, cases) == (True, [])
+
+    def nudge(arrays):  # one ulp on one element of torch's dW1 at step 1
+        dW1 = arrays["1/torch/dW1"].copy()
+        dW1.flat[0] = np.nextafter(dW1.flat[0], np.inf)
+        return {**arrays, "1/torch/dW1": dW1}
+
+    _rewrite(here.folder, 0, nudge)
+    bitwise, problems = verify(load_recorded(here.folder), cases)
+    assert bitwise and len(problems) == 1
+    assert problems[0].startswith(f"{cases[0].name} step 1 torch: dW1 differs in its bits")
+
+    edited = json.loads((here.folder / MANIFEST).read_text())
+    edited["environment"]["kernel_variables"]["ATEN_CPU_CAPABILITY"] = "default"
+    (here.folder / MANIFEST).write_text(json.dumps(edited))
+    assert verify(load_recorded(here.folder), cases) == (False, [])
+
+
+def test_what_decides_the_bits_of_a_result():
+    env = fingerprint(["scratch"])
+    assert numerics(env) == numerics(json.loads(json.dumps(env)))  # as a manifest holds it
+    for key, value in [
+        ("cpu", "another CPU"),
+        ("cpu_flags", ["sse4_2"]),
+        ("kernel_variables", {**env["kernel_variables"], "MKL_CBWR": "COMPATIBLE"}),
+        ("numpy", "1.26.0"),
+    ]:
+        assert numerics({**env, key: value}) != numerics(env), key
+    older = {k: v for k, v in env.items() if k not in ("cpu_flags", "kernel_variables")}
+    assert numerics(older) != numerics(env)  # a fingerprint of before: never bitwise
+    # what does not decide them: the time, the cache, the process's other thread pools
+    assert numerics({**env, "device": "gpu", "python": "3.12.0"}) == numerics(env)
+
+
 @pytest.mark.slow
 @pytest.mark.torch
 @pytest.mark.jax
-def test_the_bundled_set_equals_the_live_references_recorded_again(bundled):
-    """So that it never goes stale silently: every array recorded now, from the same specs,
-    equals the bundled one within the oracle's tolerance table (bitwise under the pins)."""
-    manifest, files = record(bundled.references)
-    assert [c["spec"] for c in manifest["cases"]] == [c.spec for c in bundled.cases.values()]
-    for entry in manifest["cases"]:
-        case = bundled.cases[entry["name"]]
-        assert entry["schedule_sha256"] == case.schedule_sha256
-        with np.load(io.BytesIO(files[entry["file"]])) as npz:
-            now = {k: npz[k] for k in npz.files}
-        assert now.keys() == case.arrays.keys(), entry["name"]
-        for key, value in now.items():
-            tensor = key.rsplit("/", 1)[1]
-            c = compare(tensor, value, case.arrays[key], "bundled")
-            assert c.ok, f"{entry['name']} {key}: {c.describe()}"
+def test_the_bundled_set_equals_the_live_references(bundled):
+    """So that it never goes stale silently: every recorded trace equals what the live
+    references compute now from the recorded state, as ``verify`` judges (bitwise in the
+    recording's environment, else within the roundoff allowances)."""
+    bitwise, problems = verify(bundled)
+    assert not problems, f"{len(problems)} problems (bitwise={bitwise}), first: {problems[0]}"
+
+
+# Variables that make PyTorch, oneDNN, MKL and XLA run other kernels on the same CPU: a set
+# recorded under them stands for one recorded on a machine with fewer instruction sets.
+OTHER_KERNELS = {
+    "ATEN_CPU_CAPABILITY": "default",
+    "DNNL_MAX_CPU_ISA": "SSE41",
+    "MKL_ENABLE_INSTRUCTIONS": "SSE4_2",
+    "MKL_CBWR": "COMPATIBLE",
+    "XLA_FLAGS": "--xla_cpu_max_isa=SSE4_2",
+}
+
+
+@pytest.mark.slow
+@pytest.mark.torch
+@pytest.mark.jax
+def test_a_set_recorded_with_other_kernels_is_verified_by_its_allowances(tmp_path):
+    """Green on any x86-64 machine: the set re-recorded, in a child process, with the
+    libraries restricted to older instruction sets, is judged against the references here
+    within each step's roundoff allowances, and agrees; the manifest says why it was not
+    compared bit for bit."""
+    folder = tmp_path / "other"
+    done = subprocess.run(
+        [sys.executable, "-m", "comparisons", "record", "--quiet", "--out", str(folder)],
+        env={**child_env(), **OTHER_KERNELS},
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert done.returncode == 0, done.stderr
+    other = load_recorded(folder)
+    assert other.manifest["environment"]["kernel_variables"]["ATEN_CPU_CAPABILITY"] == "default"
+    bitwise, problems = verify(other)
+    assert not bitwise
+    assert not problems, f"{len(problems)} problems, first: {problems[0]}"
 
 
 @pytest.mark.slow
