@@ -81,9 +81,7 @@ def record_case(case: Case, references: tuple[str, ...]):
     return arrays, inputs
 
 
-def verify(
-    recorded: Recorded, cases: tuple[Case, ...] | None = None
-) -> tuple[bool, list[str]]:
+def verify(recorded: Recorded, cases: tuple[Case, ...] | None = None) -> tuple[bool, list[str]]:
     """The recorded set against the live references, judged as ``check --recorded`` judges:
     each recorded state is loaded into every live reference, which takes the step, and its
     trace is compared with the recorded one. Bitwise where this environment's numerics (the
