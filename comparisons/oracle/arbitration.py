@@ -15,7 +15,7 @@ import numpy as np
 
 from comparisons.oracle.compare import compare
 from comparisons.oracle.divergence import Divergence, DivergentStep
-from comparisons.oracle.gradcheck import FD, fd_allowed
+from comparisons.oracle.gradcheck import FD, fd_allowed, judged_part, judged_rows
 from comparisons.oracle.roundoff import Step, allowances
 from comparisons.run.inputs import RunInputs
 from scratch.gradcheck import numerical_gradients
@@ -59,10 +59,12 @@ def _arbitrate(inputs: RunInputs, divergence: Divergence, at: DivergentStep) -> 
     values = {e: t[tensor] for e, t in at.traces.items() if tensor in t}
     loss = float(at.traces["scratch"].get("loss", np.nan))
     allowed = _judges_allowance(inputs, at, tensor)
+    part = None  # the part of the tensor finite differences judge (gradcheck's rows)
     if kind in ("error_term", "gradient") and inputs.spec.dtype == "float64":
         masks = inputs.given(inputs.schedule.steps[divergence.step]).get("masks")
+        part = judged_part(inputs.mlp, tensor, judged_rows(inputs.mlp, at.params, at.X, masks))
         numeric = numerical_gradients(inputs.mlp, at.params, at.X, at.Y, masks=masks)
-        if tensor in numeric:  # not dN, dxhat: finite differences perturb Z and θ only
+        if tensor in numeric and part is not None:  # not dN, dxhat: they perturb Z and θ only
             values[FD] = numeric[tensor]
     agree = {}
     for a, b in itertools.combinations(values, 2):
@@ -70,13 +72,16 @@ def _arbitrate(inputs: RunInputs, divergence: Divergence, at: DivergentStep) -> 
         # makes a majority: such a divergence is arbitrated by the finite values alone.
         fd = FD in (a, b)
         same_shape = np.shape(values[a]) == np.shape(values[b])
-        c = compare(
-            tensor,
-            values[a],
-            values[b],
-            b,
-            fd_allowed(values[FD], loss) if fd else allowed,
-        )
+        if fd and same_shape:  # finite differences judge gradcheck's rows only
+            c = compare(
+                tensor,
+                np.asarray(values[a])[part],
+                np.asarray(values[b])[part],
+                b,
+                fd_allowed(np.asarray(values[FD])[part], loss),
+            )
+        else:
+            c = compare(tensor, values[a], values[b], b, allowed)
         agree[f"{a} vs {b}"] = same_shape and c.ok
     references = [e for e in values if e not in ("scratch", FD)]
     return _decide(tensor, agree, references, FD in values)

@@ -217,3 +217,21 @@ def judged_rows(mlp, params: dict, X: np.ndarray, masks: dict | None = None) -> 
         with np.errstate(all="ignore"):
             judged &= np.all(A * (1.0 - A) >= 1e-12, axis=1)
     return judged
+
+
+def judged_part(mlp, tensor: str, rows: np.ndarray) -> np.ndarray | slice | None:
+    """What of ``tensor`` finite differences of the whole batch's loss may judge, given the
+    batch's ``rows`` that ``judged_rows`` keeps: all of it (``slice(None)``) when every row
+    is kept; else, for an error term whose rows do not mix (dZ of the output layer, or of
+    any layer without batch normalization: row i's entries are the derivative of row i's
+    terms of the loss alone), the kept rows (if any); else nothing (None): a parameter's gradient
+    sums over every row, and batch normalization mixes them, so a left-out row is in all of
+    it. gradcheck steps on the kept rows alone; the arbitration, which judges the whole
+    batch's tensors, compares only this part."""
+    if rows.all():
+        return slice(None)
+    layer = tensor.removeprefix("dZ")
+    if tensor.startswith("dZ") and layer.isdigit():
+        if (not mlp.batch_norm or int(layer) == mlp.n_layers) and rows.any():
+            return rows
+    return None

@@ -11,6 +11,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+import scratch.losses
 import scratch.network
 import scratch.optimizers
 import scratch.training
@@ -25,7 +26,7 @@ from comparisons.run.engines import ScratchEngine, initial_state
 from comparisons.run.inputs import build_inputs
 from comparisons.run.spec import DTYPES
 from scratch.activations import ACTIVATIONS
-from scratch.config import LR_SCHEDULES
+from scratch.config import LR_SCHEDULES, MLP
 from scratch.losses import LOSSES
 from scratch.trace_schema import OPTIMIZER_STATE
 from scratch.training import train_step
@@ -465,3 +466,46 @@ def test_check_catches_a_bug_that_needs_two_options_together(sound_scratch, bug)
     assert d["tensor"] == first_changed(case.name, d["step"], bug_only)
     assert both["first_divergence"]["tensor"] == d["tensor"]
     assert both["arbitration"]["wrong"] == "scratch", both["arbitration"]
+
+
+# A wrong gradient where BCE's is floored (A(1 - A) < 1e-12, PyTorch's convention), and only
+# where A(1 - A) is still above 1e-20: the saturated case's second step has such a row.
+FLOORED_ROWS_BUG = edit(
+    scratch.losses,
+    "bce",
+    "np.maximum(A * (1.0 - A), 1e-12)",
+    "np.maximum(A * (1.0 - A), 1e-12)"
+    " / np.where((A * (1.0 - A) < 1e-12) & (A * (1.0 - A) > 1e-20), 1e-3, 1.0)",
+)
+
+
+@pytest.mark.torch
+@pytest.mark.jax
+def test_a_wrong_gradient_in_floored_rows_is_blamed_on_the_engine(sound_scratch):
+    """Finite differences judge the rows gradcheck judges: not those whose BCE gradient
+    follows the floor (there it is not the loss's derivative, so finite differences differ
+    from every engine and leave no majority). The engine is blamed: the references agree."""
+    case = next(c for c in CASES if c.name == "leaky_relu-bce-adam-l2-saturated")
+    with np.errstate(all="ignore"), FLOORED_ROWS_BUG():
+        report = run_check(("torch", "jax"), cases=(case,), until_first_failure=True)
+    d = report["first_divergence"]
+    assert report["verdict"] == "disagree" and d["tensor"] == "dZ3"
+    assert d["tensor"] == first_changed(
+        case.name, d["step"], SimpleNamespace(patch=FLOORED_ROWS_BUG)
+    )
+    assert report["arbitration"]["wrong"] == "scratch", report["arbitration"]
+
+
+def test_finite_differences_judge_the_rows_gradcheck_judges_and_only_unmixed_tensors():
+    from comparisons.oracle.gradcheck import judged_part
+
+    plain = MLP((2, 3, 1), "tanh", "sigmoid", "bce")
+    normed = MLP((2, 3, 1), "tanh", "sigmoid", "bce", batch_norm=True)
+    rows = np.array([True, False, True])
+    for mlp in (plain, normed):
+        assert judged_part(mlp, "dW1", np.ones(3, bool)) == slice(None)  # every row kept
+        assert judged_part(mlp, "dW2", rows) is None  # a sum over every row
+        assert judged_part(mlp, "dZ2", rows) is rows  # the output layer's rows never mix
+        assert judged_part(mlp, "dZ2", np.zeros(3, bool)) is None  # nothing left to judge
+    assert judged_part(plain, "dZ1", rows) is rows
+    assert judged_part(normed, "dZ1", rows) is None  # batch norm mixes the rows
