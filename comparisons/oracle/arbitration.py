@@ -16,6 +16,7 @@ import numpy as np
 from comparisons.oracle.compare import compare
 from comparisons.oracle.divergence import Divergence, DivergentStep
 from comparisons.oracle.gradcheck import FD, fd_allowed, judged_part, judged_rows
+from comparisons.oracle.recognise import recognise
 from comparisons.oracle.roundoff import Step, allowances
 from comparisons.run.inputs import RunInputs
 from scratch.gradcheck import numerical_gradients
@@ -31,6 +32,10 @@ def arbitrate(
     test, which the explanation calls by its name, ``under_test``.
     """
     found = _arbitrate(inputs, divergence, at)
+    if found["wrong"] in ("scratch", "undecided"):  # what the engine's difference matches
+        seen = recognise(inputs, divergence, at)
+        found.update({k: v for k, v in seen.items() if k != "note"})
+        found["explanation"] += f"; {seen['note']}" if seen.get("note") else ""
     found["explanation"] = found["explanation"].replace("scratch", under_test)
     return found
 
