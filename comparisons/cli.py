@@ -23,6 +23,7 @@ from comparisons import bench
 from comparisons import cli_options as options
 from comparisons.cli_options import Parser, UsageError
 from comparisons.faults.catalogue import FAULTS
+from comparisons.faults.page import render as catalogue_page
 from comparisons.faults.runner import render_markdown as render_faults_markdown
 from comparisons.faults.runner import run_catalogue
 from comparisons.modes.check import run_check
@@ -37,7 +38,7 @@ from comparisons.report.atomic_folder import OutFolderError, prepare_out_folder,
 from comparisons.report.html import render_html
 from comparisons.report.markdown import render_markdown
 from comparisons.report.tables import csv_renderers
-from comparisons.report.text import headline_details, verdict_line
+from comparisons.report.text import accuracy_lines, headline_details, verdict_line
 from comparisons.run import coverage
 from comparisons.run.contract import ContractError
 from comparisons.run.engines import REFERENCES
@@ -102,6 +103,8 @@ def _write_and_report(
     for line in headline(report) if lines is None else lines:
         print(line)
     if not args.quiet:
+        for line in accuracy_lines(report):
+            print(line)
         print("report: " + ", ".join(str(out / name) for name in ["report.json", *renderers]))
     return EXIT_STATUS[report["verdict"]]
 
@@ -199,6 +202,9 @@ def _references(text: str, option: str) -> tuple[str, ...]:
 
 
 def cmd_faults(args: argparse.Namespace) -> int:
+    if args.list:
+        print(catalogue_page(), end="")
+        return EXIT_AGREE
     engines = _references(args.engines, "--engines")
     progress = Progress(len(FAULTS), "faults", enabled=not args.quiet)
     report = run_catalogue(engines, on_fault=lambda i: progress(i))

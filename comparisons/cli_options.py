@@ -157,3 +157,8 @@ def faults_options(parser: argparse.ArgumentParser) -> None:
         "the references to run each fault against (default: torch,jax)",
         "print only the summary",
     )
+    parser.add_argument(
+        "--list",
+        action="store_true",
+        help="print the catalogue as a Markdown page (docs/faults.md) and run nothing",
+    )

@@ -20,7 +20,7 @@ import numpy as np
 from scratch.activations import sigmoid
 
 # PyTorch's BCELoss clamps each log term at -100 so that a probability of exactly 0 or 1
-# gives a finite loss; we follow it (see the conventions table in the README).
+# gives a finite loss; we follow it (see the conventions in docs/numerics.md).
 BCE_LOG_FLOOR = -100.0
 
 

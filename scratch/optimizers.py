@@ -2,7 +2,7 @@
 
 Notation: θ a parameter (W_l or b_l), g its gradient from backprop, lr the learning rate,
 t the step number counted from 1, μ the momentum, λ the weight decay. Every rule is
-PyTorch's (``torch.optim``); optax computes the same (the README's conventions table says
+PyTorch's (``torch.optim``); optax computes the same (docs/numerics.md's conventions say
 where textbooks write them differently). The state names are the trace's (``momentum``,
 ``adam_m``, ``adam_v``; see ``trace_schema.py``).
 
@@ -24,7 +24,7 @@ Gradient clipping by global norm (``clip_norm`` c > 0) comes first, on those gra
     ‖g‖ = √(Σ over every parameter p of Σ g_p²);   g_p ← g_p · min(1, c / (‖g‖ + 1e-6))
 
 so L2 and decoupled decay are added to the clipped gradient (optax's ``clip_by_global_norm``
-divides by ‖g‖ alone: the README's conventions table).
+divides by ‖g‖ alone: docs/numerics.md's conventions).
 
 A learning-rate schedule (``lr_schedule``) sets the lr of the t-th update from t alone
 (``learning_rate``); every rule above, and the decoupled decay, takes the lr in effect.

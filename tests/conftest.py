@@ -10,6 +10,8 @@ import pytest
 
 from comparisons.run.engines import jax_environment
 
+pytest_plugins = ["tests.compiles"]  # --jax-compiles: how many programs JAX compiles, where
+
 
 @pytest.fixture
 def rng() -> np.random.Generator:
@@ -29,10 +31,51 @@ def occupancy_dir() -> Path:
         if os.environ.get("CI", "").lower() in {"true", "1"}:
             pytest.fail(
                 "CI is set but OCCUPANCY_DATA_DIR is not: point it at the folder holding "
-                "datatraining.txt, datatest.txt and datatest2.txt (shared/data/occupancy)"
+                "datatraining.txt, datatest.txt and datatest2.txt"
             )
-        pytest.skip("real data: set OCCUPANCY_DATA_DIR to the folder holding the Occupancy files")
+        pytest.skip(REALDATA_SKIP)
     return Path(value)
+
+
+REALDATA_SKIP = "real data: set OCCUPANCY_DATA_DIR to the folder holding the Occupancy files"
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """After the session's last line (its tally), where some real-data tests were skipped."""
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None and not hasattr(config, "workerinput"):  # xdist's workers: no
+        realdata_summary(reporter)
+
+
+def realdata_summary(terminalreporter) -> None:
+    """The last lines of a session that skipped the real-data tests: how many, and the
+    command that runs them (a skip must not end unnoticed in a green run)."""
+    skipped = [
+        r for r in terminalreporter.stats.get("skipped", []) if REALDATA_SKIP in str(r.longrepr)
+    ]
+    if not skipped:
+        return
+    terminalreporter.write_sep(
+        "=", f"{len(skipped)} real-data tests skipped: OCCUPANCY_DATA_DIR is not set", yellow=True
+    )
+    for line in realdata_hint():
+        terminalreporter.write_line(line)
+
+
+def realdata_hint() -> list[str]:
+    """How to run the real-data tests: with the download cache's folder where it holds the
+    files, else how to fill it first."""
+    from data.download import cache_dir
+    from data.occupancy_constants import FILE_LIST, SPLITS
+
+    folder = cache_dir()
+    if all((folder / name).is_file() for name in SPLITS.values()):
+        return [f"to run them with the files already downloaded: OCCUPANCY_DATA_DIR={folder} tox"]
+    return [
+        "to run them: `tox -e report` downloads and verifies the files into "
+        f"{folder}; then OCCUPANCY_DATA_DIR={folder} tox",
+        f"(offline: OCCUPANCY_DATA_DIR=FOLDER tox, FOLDER holding {FILE_LIST})",
+    ]
 
 
 # Every report.json, faults.json and bench.json the tool writes during the tests, in this

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from comparisons.bench.optional import installed, load
 from comparisons.bench.oracle_cost import oracle_cost, time_main_job
+from comparisons.bench.page import check_page_path, command_of, page_data, write_page
 from comparisons.bench.render import render_markdown, render_svg
 from comparisons.bench.settings import (
     ACTIVATION,
@@ -81,6 +82,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="an earlier run's bench.json: each target's figure is shown beside its own there",
     )
     parser.add_argument("--quiet", action="store_true", help="print only the targets")
+    parser.add_argument(
+        "--page",
+        metavar="FILE.md",
+        type=Path,
+        help="also write the tables as a documentation page (e.g. docs/benchmarks.md, with "
+        "its figures in FILE.json beside it and the command that regenerates it)",
+    )
 
 
 def _step_options(parser: argparse.ArgumentParser) -> None:
@@ -134,6 +142,9 @@ def run(args: argparse.Namespace) -> int:
     plan = _plan(args)
     previous = _previous(args.compare) if args.compare else None
     prepare_out_folder(args.out)  # before measuring: a bad --out costs nothing
+    if args.page is not None:
+        check_page_path(args.page)
+    busy = os.getloadavg()  # before this run adds its own
     say = (lambda _: None) if args.quiet else (lambda text: print(text, file=sys.stderr))
     report = measure(plan, args.threads, args.quick, say, args.device)
     report["targets"] = judge(report)
@@ -145,10 +156,14 @@ def run(args: argparse.Namespace) -> int:
         renderers["bench.svg"] = render_svg
     report["plot"] = "bench.svg" if "bench.svg" in renderers else None
     out = write_report_folder(report, args.out, renderers, json_name="bench.json")
+    if args.page is not None:
+        write_page(args.page, page_data(report, command_of(args, args.page), busy))
     for line in target_lines(report):
         print(line)
     if not args.quiet:
         print("bench: " + ", ".join(str(out / name) for name in ["bench.json", *renderers]))
+        if args.page is not None:
+            print(f"page: {args.page}, {args.page.with_suffix('.json')}")
     return 0
 
 

@@ -126,7 +126,7 @@ def _decide(tensor: str, agree: dict, references: list[str], has_fd: bool) -> di
             "undecided",
             "scratch's backprop agrees with finite differences of the loss, but not with "
             "the references: they compute a different loss or forward pass (a convention? "
-            "see the README's conventions table)",
+            "see docs/numerics.md)",
             tensor,
             agree,
         )

@@ -7,7 +7,7 @@ magnitudes of their operands (so a sum that cancels is allowed its terms' roundo
 that does not is held to a few ulps). ``ROUNDOFF`` holds the constants of that bound.
 
 A difference in conventions is never absorbed here: the engines are made to compute the same
-thing (see the README's conventions table).
+thing (see the conventions in docs/numerics.md).
 """
 
 from __future__ import annotations

@@ -88,6 +88,7 @@ class Document:
     title: str
     verdict: Verdict
     sections: tuple[Section, ...] = field(default_factory=tuple)
+    lead: str = ""  # one sentence under the title: what was compared, and how
 
 
 def cell(value: object, numeric: bool = False, **kwargs) -> Cell:

@@ -77,12 +77,13 @@ def render_html(report: dict) -> str:
 def write(doc: Document) -> str:
     """The whole document as one self-contained HTML5 page."""
     nav = " ".join(f'<a href="#{_e(s.anchor)}">{_e(s.title)}</a>' for s in doc.sections)
+    lead = f'<p class="lead">{_e(doc.lead)}</p>\n' if doc.lead else ""
     return (
         '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
         f"<title>{_e(doc.title)} — {'agree' if doc.verdict.agree else 'disagree'}</title>\n"
         f"<style>{CSS}</style>\n</head>\n<body>\n<main>\n"
-        f"<h1>{_e(doc.title)}</h1>\n{_verdict(doc)}\n<nav>{nav}</nav>\n"
+        f"<h1>{_e(doc.title)}</h1>\n{lead}{_verdict(doc)}\n<nav>{nav}</nav>\n"
         + "\n".join(_section(s) for s in doc.sections)
         + "\n</main>\n</body>\n</html>\n"
     )

@@ -21,7 +21,10 @@ def render_markdown(report: dict) -> str:
 
 
 def write(doc: Document) -> str:
-    lines = [f"# {text(doc.title)}", "", f"**{text(doc.verdict.line)}**", ""]
+    lines = [f"# {text(doc.title)}", ""]
+    if doc.lead:
+        lines += [text(doc.lead), ""]
+    lines += [f"**{text(doc.verdict.line)}**", ""]
     if doc.verdict.details:
         lines += [_fence(doc.verdict.details), ""]
     for section in doc.sections:

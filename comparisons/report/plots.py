@@ -53,8 +53,9 @@ def loss_plot(report: dict) -> bytes | None:
 
 
 def worst_rel_plot(report: dict) -> bytes | None:
-    """Lockstep: each step's worst relative error per tensor kind, one panel per reference,
-    with each kind's rtol as a dashed line of its colour."""
+    """Lockstep: each step's worst relative error per tensor kind, one panel per reference.
+    No pass mark is drawn: each element has its own roundoff allowance, which no one line
+    per kind can show (the worst fraction of it used is in the per-tensor table)."""
     if report["mode"] != "lockstep" or not report.get("per_step"):
         return None
     refs = [
@@ -62,7 +63,6 @@ def worst_rel_plot(report: dict) -> bytes | None:
     ]
     if not refs:
         return None
-    tolerances = report["tolerances"][report["spec"]["dtype"]]
     window = look.window(len(report["per_step"]))
     x = look.steps(report)[::window]
     line = look.line_style(len(x))
@@ -79,10 +79,6 @@ def worst_rel_plot(report: dict) -> bytes | None:
             # earlier kinds on top: where kinds coincide, the first in dataflow order shows
             z = 2 + len(kinds) - i
             ax.plot(x, y, color=color, linewidth=0.9, label=kind, zorder=z, **line)
-            if kind in tolerances:
-                ax.axhline(
-                    number(tolerances[kind]["rtol"]), color=color, linestyle="--", linewidth=1
-                )
             marks.append((x, y, bad, color))
         look.log_axis(ax, marks)
         look.epoch_boundaries(ax, report)
@@ -305,10 +301,12 @@ PLOTS: tuple[tuple[str, str, Callable[[dict], bytes | None], str, str], ...] = (
         worst_rel_plot,
         "Worst relative error per step and tensor kind, one panel per reference, log scale",
         "Each step's worst max |scratch − reference| / max |reference| over the tensors of each "
-        "kind. The dashed line of the same colour is that kind's rtol; an element also gets "
-        "atol (and, for updates, ulps) on top of it, so the line is a guide, not the pass "
-        f"mark. Runs longer than {2 * look.POINTS} steps are drawn as the worst of each window of "
-        "steps (the x label gives the window). " + FLOOR_NOTE,
+        "kind. No pass mark is drawn: every element is judged against its own allowance, "
+        "derived from the roundoff of the operations that compute it, so the same relative "
+        "error can pass in one tensor and fail in another; the table “Worst error per tensor” "
+        "gives the largest fraction of its allowance each tensor used. Runs longer than "
+        f"{2 * look.POINTS} steps are drawn as the worst of each window of steps (the x "
+        "label gives the window). " + FLOOR_NOTE,
     ),
     (
         "heatmap",

@@ -22,7 +22,14 @@ from comparisons.report.document import (
     row,
     table,
 )
-from comparisons.report.text import fmt, headline_details, number, percent, verdict_line
+from comparisons.report.text import (
+    fmt,
+    headline_details,
+    number,
+    percent,
+    under_test,
+    verdict_line,
+)
 
 NO_MATPLOTLIB = "No plots: matplotlib is not installed (pip install '.[reports]')."
 
@@ -46,7 +53,7 @@ def document(report: dict, with_figures: bool = False) -> Document:
             Section("tolerances", "Tolerances", tolerance_section(report, "float64")),
             Section("environment", "Environment", environment_section(report)),
         ]
-        return Document("Backprop oracle report: check", verdict, tuple(sections))
+        return Document("Backprop oracle report: check", verdict, tuple(sections), lead(report))
     sections = [Section("run", "Run", run_section(report))]
     if report.get("walkthrough"):
         title = "The first mini-batch, equation by equation"
@@ -71,7 +78,47 @@ def document(report: dict, with_figures: bool = False) -> Document:
         Section("tolerances", f"Tolerances ({dtype})", tolerance_section(report, dtype))
     )
     sections.append(Section("environment", "Environment", environment_section(report)))
-    return Document(f"Backprop oracle report: {mode}", verdict, tuple(sections))
+    return Document(f"Backprop oracle report: {mode}", verdict, tuple(sections), lead(report))
+
+
+def lead(report: dict) -> str:
+    """One sentence that says what the report compared and how."""
+    ours = under_test(report)
+    references = " and ".join(e for e in report["engines"] if e != "scratch")
+    mode = report["mode"]
+    if not references and mode in ("lockstep", "drift"):
+        return (
+            f"This report runs {ours} alone: --engines named no reference, so no tensor was "
+            "compared with another engine's."
+        )
+    if mode == "lockstep":
+        steps = report["schedule"]["steps"]
+        return (
+            f"This report compares {ours} with {references} in lockstep: before each of the "
+            f"{steps} training steps every reference is loaded with {ours}'s parameters and "
+            "optimizer state, every engine takes the same mini-batch, and every tensor of the "
+            "step is compared with its roundoff allowance, so a disagreement is found at the "
+            "step and tensor where it starts."
+        )
+    if mode == "drift":
+        return (
+            f"This report compares {ours} with {references} training freely: every engine starts "
+            "from the same weights and takes the same mini-batches, nothing is reloaded between "
+            "steps, and each step's loss and parameters and the final losses on every split "
+            "are compared with the drift allowance."
+        )
+    if mode == "gradcheck":
+        return (
+            f"This report compares {ours}'s error terms and gradients at the first "
+            f"{len(report['per_step'])} steps with central finite differences of its own loss, "
+            "in float64."
+        )
+    source = "their recorded traces" if report.get("recorded") else references
+    return (
+        f"This report compares {ours} with {source} in short lockstep runs that together execute "
+        f"every code path (before each step every reference starts from {ours}'s state), with "
+        "finite differences on the float64 cases."
+    )
 
 
 def figures(report: dict) -> tuple[Block, ...]:

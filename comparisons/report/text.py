@@ -100,6 +100,22 @@ def _check_line(report: dict) -> str:
     )
 
 
+def accuracy_lines(report: dict) -> list[str]:
+    """The run's result in a few lines: each engine's final accuracy on every split (none
+    where the run has no metrics: it diverged or stopped early)."""
+    metrics = report.get("metrics")
+    if not metrics:
+        return []
+    splits = list(next(iter(metrics.values())))
+    names = {e: under_test(report) if e == "scratch" else e for e in metrics}
+    width = max(len(n) for n in names.values())
+    lines = [f"final accuracy ({', '.join(splits)}):"]
+    for engine, by_split in metrics.items():
+        shares = "  ".join(f"{percent(by_split[s]['accuracy']):>7}" for s in splits)
+        lines.append(f"  {names[engine]:<{width}}  {shares}")
+    return lines
+
+
 def first_divergence_lines(report: dict) -> list[str]:
     """Where the engines first disagree: epoch, step, tensor, layer, worst element, values."""
     d = report.get("first_divergence")

@@ -11,6 +11,7 @@ what is allowed.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import os
 import stat
 import tomllib
@@ -151,7 +152,7 @@ class RunSpec:
         """A copy with some flat keys changed; every key and value is checked."""
         unknown = sorted(set(changes) - set(HINTS))
         if unknown:
-            raise SpecError(f"{key_name(unknown[0])}: unknown key; known keys: {', '.join(HINTS)}")
+            raise SpecError(unknown_key(unknown[0]))
         changes = {k: _coerce(k, v) for k, v in changes.items()}
         for key, value in changes.items():
             _check_type(key, value, HINTS[key])
@@ -211,6 +212,14 @@ def shown(value: object, limit: int = SHOWN) -> str:
 def key_name(key: str) -> str:
     """A key as written in messages: bare when it looks like one, else quoted and cut."""
     return key if key.isidentifier() and len(key) <= 60 else shown(key, 60)
+
+
+def unknown_key(key: str) -> str:
+    """The message for a key the spec does not have: the nearest known keys first (a typo
+    is the usual cause), then every known key."""
+    near = difflib.get_close_matches(key, HINTS, n=2) if len(key) <= 60 else []
+    guess = f"did you mean {' or '.join(near)}? " if near else ""
+    return f"{key_name(key)}: unknown key; {guess}known keys: {', '.join(HINTS)}"
 
 
 def _check_choice(key: str, value: str, choices: tuple[str, ...]) -> None:
@@ -282,7 +291,7 @@ def parse_assignment(text: str) -> tuple[str, object]:
             f"--set {shown(text)}: too long; a --set may hold at most {SET_LIMIT} characters"
         )
     if key not in HINTS:
-        raise SpecError(f"{key_name(key)}: unknown key; known keys: {', '.join(HINTS)}")
+        raise SpecError(unknown_key(key))
     try:
         value = tomllib.loads(f"v = {raw.strip()}")["v"]
     except (ValueError, RecursionError):  # not TOML (or a number beyond Python's limits)
@@ -326,9 +335,7 @@ def _config_keys(path: Path) -> tuple[dict[str, object], dict[str, str]]:
         if isinstance(value, dict):
             raise SpecError(f"{where}: {key_name(key)}: tables are not used; write keys at the top")
         if key not in HINTS:
-            raise SpecError(
-                f"{where}: {key_name(key)}: unknown key; known keys: {', '.join(HINTS)}"
-            )
+            raise SpecError(f"{where}: {unknown_key(key)}")
         try:
             _check_type(key, _coerce(key, value), HINTS[key])
         except SpecError as err:

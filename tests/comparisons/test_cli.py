@@ -316,3 +316,33 @@ def test_a_network_too_big_for_the_memory_fails_fast_without_allocating_it(tmp_p
     assert done.returncode == 2, done.stderr
     assert done.stderr.startswith("error: hidden: this run needs about 29.")
     assert "2.0 GiB is available" in done.stderr and done.stderr.count("\n") == 1
+
+
+@pytest.mark.torch
+def test_run_prints_its_accuracies_and_the_report_opens_with_what_was_compared(tmp_path, capsys):
+    """After the verdict, one line per engine with its final accuracy on every split; the
+    report's first sentence says what lockstep compared and how."""
+    out = tmp_path / "out"
+    assert cli.main(["run", *SMALL, "--engines", "scratch,torch", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    report = load(out)
+    splits = list(report["metrics"]["scratch"])
+    assert printed[1] == f"final accuracy ({', '.join(splits)}):"
+    for line, engine in zip(printed[2:4], ("scratch", "torch"), strict=True):
+        shares = [f"{100 * report['metrics'][engine][s]['accuracy']:.2f}%" for s in splits]
+        assert line.split() == [engine, *shares]
+    assert printed[4].startswith("report: ")
+    steps = report["schedule"]["steps"]
+    for name in ("report.md", "report.html"):
+        top = (out / name).read_text(encoding="utf-8").split("AGREE")[0]
+        assert (
+            f"compares scratch with torch in lockstep: before each of the {steps} training "
+            "steps every reference is loaded with scratch" in top.replace("&#x27;", "'")
+        ), name
+
+
+def test_a_quiet_run_prints_only_the_verdict_lines(tmp_path, capsys):
+    code, _ = run(tmp_path, *SCRATCH_ONLY)
+    assert code == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("AGREE: ")

@@ -129,3 +129,15 @@ def test_the_faults_command_writes_its_report(tmp_path, monkeypatch, capsys):
     assert [f["name"] for f in report["faults"]] == [f.name for f in subset]
     assert "missing-1/m" in (out / "faults.md").read_text(encoding="utf-8")
     assert capsys.readouterr().out.startswith("ALL CAUGHT: 1 of 1 faults caught")
+
+
+def test_faults_list_prints_the_catalogue_page_and_runs_nothing(capsys):
+    from comparisons import cli
+    from comparisons.faults.catalogue import FAULTS
+
+    assert cli.main(["faults", "--list"]) == 0
+    page = capsys.readouterr().out
+    for fault in FAULTS:
+        assert f"| {fault.name} | " in page
+    real = sum(not f.equivalent for f in FAULTS)
+    assert f"**{real} faults in " in page

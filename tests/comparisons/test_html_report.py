@@ -215,6 +215,33 @@ def test_comparison_plots_take_zeros_and_non_finite_errors(reports):
     assert [a for a in page.all("tr") if a.get("class") == "fail"]
 
 
+def with_a_reference(report: dict) -> dict:
+    """The scratch-only lockstep report with a made-up reference that agrees exactly."""
+    report = json.loads(json.dumps(json_safe(report)))
+    report["engines"].append("other")
+    for step in report["per_step"]:
+        step["loss"]["other"] = step["loss"]["scratch"]
+        step["worst_rel"]["other"] = {"forward": 1e-16, "loss": 1e-16, "gradient": 2e-15}
+    return report
+
+
+def test_a_caption_mentions_a_dashed_line_only_where_the_plot_draws_one(reports, monkeypatch):
+    """Each figure's caption is held to what its figure shows: a caption that speaks of a
+    dashed line (a tolerance, a reference's curve) needs one in the figure, and a figure with
+    one needs its caption to say what it is."""
+    from comparisons.report import plot_style, plots
+
+    drawn = []
+    monkeypatch.setattr(plot_style, "png", lambda fig: drawn.append(fig) or b"")
+    for report in (with_a_reference(reports["lockstep"]), reports["gradcheck"]):
+        for key, _, draw, _, caption in plots.PLOTS:
+            drawn.clear()
+            if draw(report) is None:
+                continue
+            styles = {line.get_linestyle() for ax in drawn[0].axes for line in ax.get_lines()}
+            assert ("dashed" in caption) == ("--" in styles), (key, caption, styles)
+
+
 def test_gradcheck_with_a_non_finite_error_still_plots(reports):
     report = json.loads(json.dumps(json_safe(reports["gradcheck"])))
     report["per_step"][0]["max_rel"]["dW1"] = "Infinity"

@@ -74,3 +74,35 @@ CONFIGS = sorted((Path(__file__).parents[2] / "configs").glob("*.toml"))
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])
 def test_every_shipped_config_is_a_valid_run_spec(path):
     assert isinstance(load_spec(str(path), [], {}), RunSpec)  # SpecError names a bad key
+
+
+@pytest.mark.parametrize(
+    ("where", "key", "nearest"),
+    [
+        ("--set", "hiden", "did you mean hidden?"),
+        ("--set", "drop_out", "did you mean dropout or drop_last?"),
+        ("config", "optimiser", "did you mean optimizer?"),
+        ("replace", "batchsize", "did you mean batch_size?"),
+    ],
+)
+def test_a_near_miss_key_names_the_key_it_resembles(tmp_path, where, key, nearest):
+    """A typo gets the nearest known keys first, wherever the key was written; the full list
+    still follows."""
+    with pytest.raises(SpecError) as caught:
+        if where == "--set":
+            load_spec(None, [f"{key}=1"])
+        elif where == "config":
+            config = tmp_path / "run.toml"
+            config.write_text(f"{key} = 1\n", encoding="utf-8")
+            load_spec(config)
+        else:
+            RunSpec().replace(**{key: 1})
+    message = str(caught.value)
+    assert f"{key}: unknown key; {nearest} known keys: dataset, " in message
+
+
+def test_a_key_like_no_other_gets_only_the_list():
+    with pytest.raises(SpecError) as caught:
+        load_spec(None, ["colour=red"])
+    assert "did you mean" not in str(caught.value)
+    assert "colour: unknown key; known keys: dataset, " in str(caught.value)
