@@ -29,10 +29,11 @@ ROWS = {
     "batch norm momentum": "batch norm's momentum",
     "schedule counting": "when the learning rate steps",
 }
-# A difference within this many ulps of the tensor's scale, and at least MANY_ULPS ulps of
-# the value where it is largest, is a loss of precision.
+# A tensor whose every difference is within SCALE_ULPS ulps of its operands' scale, and one
+# of them at least MANY_ULPS ulps of its own value, lost precision (a few ulps of the value
+# are roundoff, and the allowance's).
 SCALE_ULPS = 4.0
-MANY_ULPS = 1e3
+MANY_ULPS = 32.0
 BCE_FLOOR = 1e-12  # PyTorch's floor of A(1 - A) in BCE's gradient
 
 
@@ -57,7 +58,8 @@ def recognise(inputs: RunInputs, divergence: Divergence, at: DivergentStep) -> d
             f"this matches the {name} difference: see {CONVENTIONS} ('{ROWS[name]}'); the "
             "references follow the convention this project takes"
         )
-    precision = _precision(c, np.asarray(theirs[c.tensor]), _operands_scale(inputs, c, theirs))
+    scale = _operands_scale(inputs, c, theirs)
+    precision = _precision(c, ours, np.asarray(theirs[c.tensor]), scale)
     if precision:
         found["precision"] = precision
         notes.append(precision["note"])
@@ -135,46 +137,52 @@ LEAKY = 0.01  # scratch.activations.LEAKY_RELU_SLOPE, the slope this project tak
 # The tensors a trace tensor is computed from, by its family (an activation from its layer's
 # pre-activation, or batch norm's output; dropout's output from the activation).
 OPERANDS = {"A": ("Z", "N"), "D": ("A",)}
-# Activations whose formulas work at the scale of 1 whatever the value (1 + e^-Z, 1 - A²).
+# Activations whose formulas work at the scale of 1 whatever the value (1 + e^-Z, 1 - A²):
+# their outputs' operands' scale is 1 (or the output's own, if larger), not Z's.
 UNIT_SCALE = ("sigmoid", "tanh")
 
 
 def _operands_scale(inputs, c, theirs: dict) -> float:
     """The scale of the numbers the tensor's formula works with: the tensor's own largest
-    magnitude, its operands' (``OPERANDS``), and 1 for a sigmoid's or tanh's output."""
+    magnitude and its operands' (``OPERANDS``); for a sigmoid's or tanh's output, 1."""
     family, layer = c.tensor.rstrip("0123456789"), layer_of(c.tensor)
     values = [theirs[c.tensor]]
-    if layer is not None:
+    unit = layer is not None and family in OPERANDS
+    unit = unit and inputs.mlp.activation_of(layer) in UNIT_SCALE
+    if layer is not None and not unit:
         values += [
             theirs[f"{f}{layer}"] for f in OPERANDS.get(family, ()) if f"{f}{layer}" in theirs
         ]
     scale = max(float(np.max(np.abs(np.asarray(v, np.float64)), initial=0.0)) for v in values)
-    if family in ("A", "D") and layer is not None:
-        if inputs.mlp.activation_of(layer) in UNIT_SCALE:
-            scale = max(scale, 1.0)
-    return scale
+    return max(scale, 1.0) if unit else scale
 
 
-def _precision(c, ref: np.ndarray, scale: float) -> dict | None:
-    """Where every difference is within SCALE_ULPS ulps of the operands' scale and the
-    worst is MANY_ULPS ulps of its value or more: the engine's formula cancels."""
-    if not np.all(np.isfinite(ref)) or ref.size == 0 or not np.isfinite(scale):
+def _precision(c, ours: np.ndarray, ref: np.ndarray, scale: float) -> dict | None:
+    """Where every difference is within SCALE_ULPS ulps of the operands' scale and one is
+    MANY_ULPS ulps of its own value or more: the engine's formula cancels."""
+    if not (np.all(np.isfinite(ref)) and np.all(np.isfinite(ours))) or ref.size == 0:
         return None
     dtype = ref.dtype if ref.dtype.kind == "f" else np.dtype(np.float64)
-    ulp_scale = float(np.spacing(dtype.type(scale)))
-    worst = abs(c.scratch_value - c.reference_value)
-    ulp_value = float(np.spacing(dtype.type(abs(c.reference_value))))
-    if scale == 0 or c.max_abs > SCALE_ULPS * ulp_scale or worst < MANY_ULPS * ulp_value:
+    if not np.isfinite(scale) or scale == 0:
         return None
-    of_scale, of_value = c.max_abs / ulp_scale, worst / ulp_value
-    index = "[" + ", ".join(map(str, c.index)) + "]"
-    within = "under an ulp" if of_scale < 1 else f"within {of_scale:.2g} ulps"
+    ulp_scale = float(np.spacing(dtype.type(scale)))
+    if c.max_abs > SCALE_ULPS * ulp_scale:
+        return None
+    diff = np.abs(np.asarray(ours, np.float64) - np.asarray(ref, np.float64))
+    ulps = diff / np.spacing(np.abs(ref).astype(dtype)).astype(np.float64)
+    at = np.unravel_index(int(np.argmax(ulps)), ref.shape) if ref.ndim else ()
+    of_value, value = float(ulps[at]), float(ref[at])
+    if of_value < MANY_ULPS:
+        return None
+    of_scale = c.max_abs / ulp_scale
+    index = "[" + ", ".join(map(str, at)) + "]"
+    within = "under an ulp" if of_scale < 1 else f"within {of_scale:.2g} ulp"
     note = (
         f"a loss of precision in the engine's formula, not a wrong equation: every "
-        f"difference in {c.tensor} is {within} of its operands' scale "
-        f"({scale:.3g}; |diff| up to {c.max_abs:.3g}), but {c.tensor}{index} is {of_value:.2g} "
-        f"ulps of its own value ({c.reference_value:.3g}): the formula cancels (1 - x with x "
-        "near 1; ½(1 + tanh(z/2)) for a sigmoid near 0) where the references keep a small "
-        "value's digits; rewrite it so that it does not subtract nearly equal numbers"
+        f"difference in {c.tensor} is {within} of its operands' scale ({scale:.3g}; |diff| "
+        f"up to {c.max_abs:.3g}), but {c.tensor}{index} is {of_value:.2g} ulps of its own "
+        f"value ({value:.3g}): the formula cancels (1 - x with x near 1; ½(1 + tanh(z/2)) "
+        "for a sigmoid near 0) where the references keep a small value's digits; rewrite "
+        "it so that it does not subtract nearly equal numbers"
     )
     return {"ulps_of_scale": of_scale, "ulps_of_value": of_value, "note": note}
