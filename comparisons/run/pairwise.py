@@ -9,8 +9,9 @@ tier's options matrix (``tests/comparisons/test_lockstep.py``) are both built he
 What is valid is the caller's ``valid(row)``, asked of whole rows only (the run spec's own
 validation, for check): True, or else False or the reason the row is refused. A pair is
 feasible when some valid row holds it; rows are built one at a time, greedily (each factor
-in turn takes the value that meets the most pairs not yet covered), from a pair not yet
-covered, and a row is only ever made of pairs that are feasible. A pair is found feasible
+in turn, those with the most values first, takes the value that meets the most pairs not yet
+covered), from the uncovered pair whose row covers the most of the first ``SEEDS``, and a
+row is only ever made of pairs that are feasible. A pair is found feasible
 by searching for a valid row that holds it, from a valid row: each other factor changed in
 turn, then, from each change that moved the refusal's reason (it made progress), up to
 ``REPAIRS`` changes in all; so a rule of the spec that ties up to three options together is
@@ -23,6 +24,7 @@ import itertools
 from collections.abc import Callable, Sequence
 
 REPAIRS = 2  # how many other factors the search for a pair's valid row may change
+SEEDS = 8  # how many uncovered pairs each row is tried from
 
 
 def pairwise(*factors: Sequence, valid: Callable[[tuple], bool] = lambda row: True) -> list[tuple]:
@@ -46,6 +48,7 @@ class _Builder:
         self._checked: dict[tuple, bool] = {}
         self._held: set = set()  # the pairs of every valid row met so far
         self.base = self._first_valid()
+        self._order = sorted(range(len(factors)), key=lambda k: -len(factors[k]))
         self.feasible = {
             ((i, a), (j, b)): ((i, a), (j, b)) in self._held
             or self._witness({i: a, j: b}) is not None
@@ -115,14 +118,30 @@ class _Builder:
         return (((i, at[i]), (j, at[j])) for i, j in itertools.combinations(range(len(at)), 2))
 
     def _next_row(self, uncovered: set) -> tuple[int, ...]:
-        """A valid row from the first pair not yet covered, every other factor (in order)
-        taking the value that covers the most uncovered pairs with the values already
-        chosen, among those whose pairs with them are all feasible (the first such on a
-        tie). Should that row not be valid (a rule tying three options), the pair's witness
-        row is taken instead."""
-        (i, a), (j, b) = min(uncovered)
+        """The row that covers the most pairs not yet covered (the first on a tie) of those
+        grown from each of the first ``SEEDS`` uncovered pairs; should it not be valid (a
+        rule tying three options), its seed pair's witness row instead."""
+        best, gain, seed = None, -1, None
+        for pair in sorted(uncovered)[:SEEDS]:
+            at = self._grow(pair, uncovered)
+            if at is not None:
+                new = sum(p in uncovered for p in self._pairs_of(at))
+                if new > gain:
+                    best, gain, seed = at, new, pair
+        if best is None or not self._is_valid(best):
+            (i, a), (j, b) = seed if seed is not None else min(uncovered)
+            witness = self._witness({i: a, j: b})
+            assert witness is not None  # the pair is feasible
+            return witness
+        return best
+
+    def _grow(self, pair: tuple, uncovered: set) -> tuple[int, ...] | None:
+        """A row holding ``pair``: every other factor, the ones with the most values first,
+        takes the value that covers the most uncovered pairs with the values already chosen,
+        among those whose pairs with them are all feasible (the first such on a tie)."""
+        (i, a), (j, b) = pair
         fixed = {i: a, j: b}
-        for k in range(len(self.factors)):
+        for k in self._order:
             if k in fixed:
                 continue
             best, gain = None, -1
@@ -133,14 +152,9 @@ class _Builder:
                 if new > gain:
                     best, gain = v, new
             if best is None:
-                break
+                return None
             fixed[k] = best
-        at = tuple(fixed.get(k, -1) for k in range(len(self.factors)))
-        if -1 in at or not self._is_valid(at):
-            witness = self._witness({i: a, j: b})
-            assert witness is not None  # the pair is feasible
-            return witness
-        return at
+        return tuple(fixed[k] for k in range(len(self.factors)))
 
     def _pair_ok(self, k: int, v: int, m: int, w: int) -> bool:
         return self.feasible[_key(k, v, m, w)]
