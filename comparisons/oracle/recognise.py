@@ -3,7 +3,7 @@ precision in the engine's formula.
 
 At the first divergent step the engine under test's tensor is set beside what the
 references' own operands give under each alternative convention of the conventions table
-(README.md#conventions): where it matches one, the engine follows that convention and the
+(docs/numerics.md#conventions): where it matches one, the engine follows that convention and the
 references the other, and the message says so and where the table explains it. A
 difference of about an ulp of the tensor's scale that is many ulps of the value itself is
 cancellation in the engine's formula (the right equation, computed so that a small value
@@ -19,7 +19,7 @@ from comparisons.run.inputs import RunInputs
 from scratch.optimizers import learning_rate
 from scratch.trace_schema import layer_of
 
-CONVENTIONS = "README.md#conventions"
+CONVENTIONS = "docs/numerics.md#conventions"
 # The conventions table's rows, by the name the messages give each convention.
 ROWS = {
     "BCE gradient floor": "BCE backward at saturation",

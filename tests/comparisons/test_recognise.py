@@ -130,3 +130,15 @@ def test_a_derivative_of_1_at_the_kink_is_the_kink_convention(activation):
     assert "convention" not in recognise(*kink_step(activation, 1.0, off_the_kink=2.0))
     if activation == "leaky_relu":  # a slope of its own at Z = 0 is no convention
         assert "convention" not in recognise(*kink_step(activation, 7.0))
+
+
+def test_every_convention_named_is_a_row_of_the_conventions_table():
+    from pathlib import Path
+
+    from comparisons.oracle.recognise import ROWS
+
+    page, anchor = CONVENTIONS.split("#")
+    text = Path(__file__).parents[2].joinpath(page).read_text()
+    assert f"## {anchor.capitalize()}" in text
+    for row in ROWS.values():
+        assert f"\n| {row} |" in text, row
