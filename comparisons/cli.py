@@ -19,6 +19,8 @@ import unicodedata
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import numpy as np
+
 from comparisons import bench
 from comparisons import cli_options as options
 from comparisons.cli_options import Parser, UsageError
@@ -33,7 +35,7 @@ from comparisons.modes.lockstep import run_lockstep
 from comparisons.modes.record import record
 from comparisons.modes.train import train_scratch
 from comparisons.oracle.workers import reference_workers
-from comparisons.progress import Progress, Terminated, end_line, sigterm_raises
+from comparisons.progress import Progress, end_line
 from comparisons.report.atomic_folder import OutFolderError, prepare_out_folder, write_report_folder
 from comparisons.report.html import render_html
 from comparisons.report.markdown import render_markdown
@@ -43,6 +45,12 @@ from comparisons.run import coverage
 from comparisons.run.contract import ContractError
 from comparisons.run.engines import REFERENCES
 from comparisons.run.inputs import build_inputs
+from comparisons.run.interrupts import (
+    Terminated,
+    signalled,
+    signals_recorded,
+    stop_if_signalled,
+)
 from comparisons.run.recorded import MANIFEST, load_recorded
 from comparisons.run.spec import ENGINES, SpecError, load_spec, shown
 from comparisons.run.under_test import load_under_test
@@ -240,13 +248,72 @@ def cmd_train(args: argparse.Namespace) -> int:
             f"batch {spec.batch_size}, {spec.epochs} epochs, {spec.dtype}"
         )
         print(f"{'epoch':>5}  {'mean loss':>10}  " + "  ".join(f"{s:>7}" for s in splits))
-    for last in train_scratch(inputs):
-        if not args.quiet:
-            acc = "  ".join(f"{100 * last.accuracy[s]:6.2f}%" for s in splits)
-            print(f"{last.epoch:>5}  {last.mean_loss:>10.6f}  {acc}")
+    # NumPy's floating-point warnings stay off stderr: a loss gone non-finite ends the run
+    # with the error line that says so (NonFiniteLossError), an overflow that does not is moot
+    with np.errstate(all="ignore"):
+        for last in train_scratch(inputs):
+            stop_if_signalled()  # an epoch's end: a signalled run stops here
+            if not args.quiet:
+                acc = "  ".join(f"{100 * last.accuracy[s]:6.2f}%" for s in splits)
+                print(f"{last.epoch:>5}  {last.mean_loss:>10.6f}  {acc}")
     summary = ", ".join(f"{s} {100 * last.accuracy[s]:.2f}%" for s in splits)
     print(f"final accuracy: {summary}")
     return EXIT_AGREE
+
+
+def cmd_contract(args: argparse.Namespace) -> int:
+    import json
+
+    from comparisons.modes.contract import engine_contract, render
+
+    contract = engine_contract(_load(args, engines=("scratch",)))
+    print(json.dumps(contract, indent=1) if args.json else "\n".join(render(contract)))
+    return EXIT_AGREE
+
+
+def contract_options(parser: argparse.ArgumentParser) -> None:
+    options.spec_options(parser)
+    parser.add_argument("--json", action="store_true", help="print it as JSON")
+
+
+def cmd_liberror(args: argparse.Namespace) -> int:
+    import json
+
+    from comparisons.modes import liberror
+    from comparisons.oracle.library_error import TABLE, table
+
+    show = (lambda what: None) if args.quiet else (lambda what: print(f"  {what}", flush=True))
+    if args.check:  # a tenth of the points, against the committed table
+        stale = liberror.understated(table(), liberror.measure(quick=True, on_function=show))
+        for line in stale:
+            print(f"  understated: {line}")
+        print(
+            f"{'STALE' if stale else 'CURRENT'}: {TABLE} "
+            + ("understates the installed frameworks; regenerate: python -m comparisons liberror"
+               if stale else "holds what the installed frameworks do on a tenth of its points")
+        )  # fmt: skip
+        return EXIT_DISAGREE if stale else EXIT_AGREE
+    found = liberror.measure(on_function=show)
+    Path(args.table).write_text(json.dumps(found, indent=1) + "\n", encoding="utf-8")
+    Path(args.docs).write_text(liberror.render_markdown(found), encoding="utf-8")
+    print(f"wrote {args.table} and {args.docs}")
+    return EXIT_AGREE
+
+
+def liberror_options(parser: argparse.ArgumentParser) -> None:
+    from comparisons.oracle.library_error import TABLE
+
+    parser.add_argument("--table", default=str(TABLE), help=f"the table (default {TABLE})")
+    parser.add_argument(
+        "--docs", default="docs/library-error.md", help="its page (default docs/library-error.md)"
+    )
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="re-measure a tenth of the points and say whether the table holds them (exit 1 "
+        "where it understates); writes nothing",
+    )
+    parser.add_argument("--quiet", action="store_true", help="print only the result")
 
 
 COMMANDS: dict[str, tuple[Callable, Callable, str, str]] = {
@@ -318,6 +385,28 @@ COMMANDS: dict[str, tuple[Callable, Callable, str, str]] = {
         "matrix products; measure a lockstep run against the engines' own time. Writes "
         "bench.json, bench.md and bench.svg into --out (default reports/bench).",
     ),
+    "contract": (
+        cmd_contract,
+        contract_options,
+        "print the engine contract of a run spec: every state, given and trace name",
+        "For the run spec (--config, --set), print every name an engine under test is given "
+        "and keeps (set_state and state(): parameters, optimizer state, the step count, "
+        "running statistics), is given at each step (dropout masks) and returns in its trace, "
+        "with its shape, whether it is required, and its equation as this configuration "
+        "computes it. --json prints the same as JSON. Writes nothing.",
+    ),
+    "liberror": (
+        cmd_liberror,
+        liberror_options,
+        "measure each framework's error for the functions the allowances use, against mpmath",
+        "Evaluate exp, log, log1p, tanh, the logistic, softplus, BCE-with-logits' gradient, "
+        "sqrt, 1/sqrt, cos and expm1 in NumPy (scratch's formulas), PyTorch and JAX, per dtype and "
+        "per device at hand, on fixed points across each domain; compare with mpmath at 113 "
+        "bits; write the worst error of each, in units of u, to the table the allowances take "
+        "their library terms from (comparisons/oracle/library_error.json) and to "
+        "docs/library-error.md. Needs mpmath (the liberror extra). --check re-measures a "
+        "tenth of the points against the table instead.",
+    ),
     "train": (
         cmd_train,
         options.spec_options,
@@ -353,21 +442,32 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    with sigterm_raises():
+    with signals_recorded():
         args = None
         try:
+            stop_if_signalled()  # one that came during start-up
             args = build_parser().parse_args(argv)
             if getattr(args, "out", None) is not None:
                 prepare_out_folder(args.out)  # before any work: a bad --out costs nothing
-            return args.handler(args)
-        except (*BAD_INPUT, UsageError) as err:
-            return _say(f"error: {err}", EXIT_BAD_INPUT)
+            code = args.handler(args)
+            if signalled() is not None:  # it came after the report was written
+                err = _signal_error()
+                if getattr(args, "out", None) is not None:
+                    err.report_written = args.out  # type: ignore[attr-defined]
+                return _interrupted(err, getattr(args, "out", None))
+            return code
         except (KeyboardInterrupt, Terminated) as err:
             return _interrupted(err, getattr(args, "out", None))
+        except (*BAD_INPUT, UsageError) as err:
+            if signalled() is not None:  # the signal came first: it is why the run ended
+                return _interrupted(_signal_error(), getattr(args, "out", None))
+            return _say(f"error: {err}", EXIT_BAD_INPUT)
         except BrokenPipeError:  # `… | head`: the reader left; the report is already written
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             return EXIT_BROKEN_PIPE
         except Exception:  # a bug in the oracle, not in the engine under test: say so, loudly
+            if signalled() is not None:  # a consequence of the signal (a worker it ended)
+                return _interrupted(_signal_error(), getattr(args, "out", None))
             end_line()
             traceback.print_exc()
             print(
@@ -376,6 +476,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                 file=sys.stderr,
             )
             return EXIT_INTERNAL
+
+
+def _signal_error() -> BaseException:
+    try:
+        stop_if_signalled()
+    except (KeyboardInterrupt, Terminated) as err:
+        return err
+    return KeyboardInterrupt()
 
 
 def _interrupted(err: BaseException, out: Path | None) -> int:

@@ -1,41 +1,19 @@
-"""A run's progress and its interruption: a one-line progress bar on stderr (shown only when
-stderr is a terminal), and SIGTERM turned into an exception, as Python does for SIGINT, so
-that a stopped run unwinds the same way whichever signal stopped it."""
+"""A run's progress: a one-line progress bar on stderr (shown only when stderr is a
+terminal), each step a boundary where a run that was signalled stops (``run/interrupts.py``)."""
 
 from __future__ import annotations
 
-import contextlib
-import signal
 import sys
-import threading
 import time
-from collections.abc import Iterator
 from typing import TextIO
 
+from comparisons.run.interrupts import (  # noqa: F401  (Terminated, sigterm_raises: re-exported)
+    Terminated,
+    sigterm_raises,
+    stop_if_signalled,
+)
+
 _open_lines: set[int] = set()  # the streams (by id) a bar has drawn on without ending the line
-
-
-class Terminated(BaseException):
-    """SIGTERM arrived (``kill PID``, a CI runner's cancel): the counterpart of
-    KeyboardInterrupt, and like it not an Exception, so only cleanups catch it."""
-
-
-def _raise_terminated(signum: int, frame: object) -> None:
-    raise Terminated
-
-
-@contextlib.contextmanager
-def sigterm_raises() -> Iterator[None]:
-    """Within the block, SIGTERM raises Terminated in the main thread (elsewhere, where a
-    handler cannot be set, nothing changes); the previous handler is restored after."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGTERM, _raise_terminated)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
 
 
 def end_line(stream: TextIO | None = None) -> None:
@@ -55,7 +33,9 @@ class Progress:
         self._last = 0.0
 
     def __call__(self, index: int) -> None:
-        """Report that step ``index`` (0-based) is done; redraws at most 10 times a second."""
+        """Report that step ``index`` (0-based) is done; redraws at most 10 times a second.
+        A step boundary: a run that was signalled stops here."""
+        stop_if_signalled()
         if not self.enabled:
             return
         now = time.monotonic()

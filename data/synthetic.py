@@ -51,4 +51,6 @@ def make_synthetic(
     labels = np.minimum((phase * n_classes / (2 * np.pi)).astype(np.int64), n_classes - 1)
     if n_classes == 2:
         return X, labels[:, None].astype(np.float64)  # (n, 1)
-    return X, np.eye(n_classes)[labels]  # (n, n_classes)
+    one_hot = np.zeros((n_rows, n_classes))  # (n, n_classes); not np.eye(n_classes)[labels],
+    one_hot[np.arange(n_rows), labels] = 1.0  # whose n_classes² identity can dwarf the data
+    return X, one_hot

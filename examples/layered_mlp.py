@@ -20,6 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 LEAKY_SLOPE = 0.01  # leaky_relu's slope below 0 (PyTorch's and JAX's default)
+ELU_ALPHA = 1.0  # elu's α (PyTorch's and JAX's default)
 LOG_FLOOR = -100.0  # binary cross-entropy clamps each log here, as PyTorch's BCELoss does
 BCE_GRAD_FLOOR = 1e-12  # ... and floors A(1 - A) in its gradient
 # Constants and hyperparameters are Python floats, which NumPy treats as "weak": a float32
@@ -158,6 +159,19 @@ class LeakyReLU:
         return np.where(self.positive, da, LEAKY_SLOPE * da).astype(da.dtype)
 
 
+class ELU:
+    """g(z) = z where z > 0, else α(e^z - 1);  g'(z) = 1 where z > 0, else α·e^z."""
+
+    def forward(self, z: np.ndarray) -> np.ndarray:
+        self.negative = np.minimum(z, 0)  # e^z of the negative side only: no overflow
+        return np.where(z > 0, z, ELU_ALPHA * np.expm1(self.negative)).astype(z.dtype)
+
+    def backward(self, da: np.ndarray) -> np.ndarray:
+        return (da * np.where(self.negative < 0, ELU_ALPHA * np.exp(self.negative), 1)).astype(
+            da.dtype
+        )
+
+
 class Identity:
     """g(z) = z;  g'(z) = 1 (the output layer of a loss that works on logits)."""
 
@@ -173,6 +187,7 @@ ACTIVATIONS = {
     "tanh": Tanh,
     "relu": ReLU,
     "leaky_relu": LeakyReLU,
+    "elu": ELU,
     "identity": Identity,
 }
 
@@ -367,7 +382,30 @@ class AdamW(Adam):
         return W - self.lr * self.weight_decay * W if self.weight_decay else W
 
 
-OPTIMIZERS = {"sgd": SGD, "momentum": Momentum, "nesterov": Nesterov, "adam": Adam, "adamw": AdamW}
+class RMSprop(SGD):
+    """v ← α·v + (1-α)·g²;  θ ← θ - lr·g / (√v + ε)   (PyTorch's RMSprop: ε outside the
+    root, v from 0, no bias correction, not centered, no momentum)."""
+
+    slots = ("rmsprop_v",)
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.alpha, self.eps = float(config.alpha), float(config.eps)
+
+    def rule(self, p, theta, g):
+        state = self.buffers[p]
+        v = state["rmsprop_v"] = self.alpha * state["rmsprop_v"] + (1 - self.alpha) * g * g
+        return theta - self.lr * g / (np.sqrt(v) + self.eps)
+
+
+OPTIMIZERS = {
+    "sgd": SGD,
+    "momentum": Momentum,
+    "nesterov": Nesterov,
+    "adam": Adam,
+    "adamw": AdamW,
+    "rmsprop": RMSprop,
+}
 COUNTED = ("adam", "adamw")  # the optimizers whose rule reads t, so the trace reports it
 
 

@@ -53,12 +53,16 @@ def identity(Z: jax.Array) -> jax.Array:
     return Z
 
 
-# jax.nn.relu's derivative at Z = 0 is 0, as in PyTorch and scratch.
+# jax.nn.relu's derivative at Z = 0 is 0, as in PyTorch and scratch. jax.nn.elu (α = 1, scratch's
+# ELU_ALPHA) is where(Z > 0, Z, expm1(Z)): its derivative at 0 is the negative side's e^0 = 1,
+# the positive side's too; autodiff takes expm1's derivative as A + 1 (PyTorch and scratch:
+# e^Z), equal but for the rounding of A + 1 where A is near -1 (the allowance's).
 ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     "sigmoid": jax.nn.sigmoid,
     "tanh": jnp.tanh,
     "relu": jax.nn.relu,
     "leaky_relu": leaky_relu,
+    "elu": lambda Z: jax.nn.elu(Z, alpha=1.0),
     "identity": identity,
 }
 
@@ -225,6 +229,11 @@ OPTIMIZERS: dict[str, Callable[[Optimizer, object, dict], optax.GradientTransfor
         lr, b1=o.beta1, b2=o.beta2, eps=o.eps, eps_root=0.0, weight_decay=o.weight_decay,
         mask=mask,
     ),
+    # optax's defaults are ε inside the root and decay 0.9: set to PyTorch's form (scratch's)
+    "rmsprop": lambda o, lr, _: optax.rmsprop(
+        lr, decay=o.alpha, eps=o.eps, initial_scale=0.0, eps_in_sqrt=False, centered=False,
+        momentum=None,
+    ),
 }  # fmt: skip
 
 
@@ -286,6 +295,9 @@ def make_optimizer(opt: Optimizer, weights_only: dict[str, bool]) -> optax.Gradi
       adamw     optax.adamw: u = -lr·(m̂ / (√v̂ + ε) + λ·θ), the decay on the old θ and scaled
                 by lr; scratch (and PyTorch) first shrink θ by lr·λ·θ, then take the adam
                 step: the same value, rounded in a different order.
+      rmsprop   optax.rmsprop with eps_in_sqrt=False (its default adds ε under the root),
+                decay = α, initial_scale = 0, not centered, no momentum: v ← α·v + (1-α)·g²,
+                u = -lr·g·(1/(√v + ε)) (a reciprocal and a product where PyTorch divides).
       l2        g ← g + λ·W ahead of the optimizer (optax.add_decayed_weights), as scratch.
       clipping  first of all (``clip_by_global_norm`` above), so that L2 and decay are added
                 to the clipped gradient, as PyTorch's clip_grad_norm_ before step() does.
@@ -368,12 +380,13 @@ def make_train_step(mlp: MLP, opt: Optimizer, tx: optax.GradientTransformation) 
 # hold them. The fields are found by name (optax.tree.get / optax.tree.set) wherever they sit in
 # the chain — inside a tuple, next to a MaskedState — so no positional index into optax's state
 # is needed, and a field that is not there fails loudly with a KeyError.
-STATE_FIELDS = {"momentum": "trace", "adam_m": "mu", "adam_v": "nu"}
+STATE_FIELDS = {"momentum": "trace", "adam_m": "mu", "adam_v": "nu", "rmsprop_v": "nu"}
 
 
 def read_state(kept: tuple[str, ...], names: list[str], opt_state) -> dict[str, jax.Array]:
     """optax's state -> the trace's names, per parameter in the trace's order:
-    TraceState.trace[p] -> momentum_{p};  ScaleByAdamState.mu[p], .nu[p] -> adam_m_{p}, adam_v_{p}.
+    TraceState.trace[p] -> momentum_{p};  ScaleByAdamState.mu[p], .nu[p] -> adam_m_{p}, adam_v_{p};
+    ScaleByRmsState.nu[p] -> rmsprop_v_{p}.
     """
     return {
         STATE[s].prefix + p: optax.tree.get(opt_state, STATE_FIELDS[s])[p]

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from reference.torch_mlp import (
+    KEEPS_STEP,
     LOSSES,
     STATE_KEYS,
     batch_norms,
@@ -149,7 +150,8 @@ class TorchEngine:
         training loop; nothing is rebuilt).
 
         ``momentum_{p}`` becomes torch's ``momentum_buffer``; ``adam_m_{p}`` and ``adam_v_{p}``
-        become ``exp_avg`` and ``exp_avg_sq``, and ``opt_state["t"]`` Adam's ``step``. At
+        become ``exp_avg`` and ``exp_avg_sq``, ``rmsprop_v_{p}`` ``square_avg``, and
+        ``opt_state["t"]`` the ``step`` of Adam and RMSprop. At
         step 0 scratch's zeros give what torch's fresh state gives: SGD starts its buffer as
         a copy of g where μ·0 + g = g, and Adam starts from zeros and step 0.
         """
@@ -165,7 +167,7 @@ class TorchEngine:
             for l, norm in self._norms.items():  # BatchNorm1d's running statistics
                 load_into(norm.running_mean, f"running_mean{l}", opt_state[f"running_mean{l}"])
                 load_into(norm.running_var, f"running_var{l}", opt_state[f"running_var{l}"])
-            if not self._kept and not COUNTED[self.opt.name]:
+            if not self._kept and self.opt.name not in KEEPS_STEP:
                 pass  # plain SGD keeps no state
             elif self._resident():
                 self._load_state_in_place(opt_state)
@@ -202,7 +204,7 @@ class TorchEngine:
             state = self.optimizer.state[tensor]
             for s, name in zip(self._kept, state_names(self.opt.name, p), strict=True):
                 load_into(state[STATE_KEYS[s]], name, opt_state[name])
-            if COUNTED[self.opt.name]:
+            if self.opt.name in KEEPS_STEP:
                 state["step"].fill_(float(opt_state["t"]))
 
     def _state_dict(self, opt_state: dict) -> dict:
@@ -218,7 +220,7 @@ class TorchEngine:
             if not names:
                 continue
             entry = {STATE_KEYS[s]: self._tensor(n, opt_state[n]) for s, n in names.items()}
-            if COUNTED[self.opt.name]:
+            if self.opt.name in KEEPS_STEP:
                 # A 0-d CPU tensor of torch's default dtype, as Adam makes its own count.
                 entry["step"] = torch.tensor(float(opt_state["t"]))
             state[position[id(tensor)]] = entry

@@ -17,7 +17,11 @@ Where PyTorch's conventions differ from the textbook forms (scratch follows PyTo
     Adam            θ ← θ - lr·m̂ / (√v̂ + ε): ε is added outside the square root.
     AdamW           θ ← θ·(1 - lr·λ) first, then the Adam step on the decayed θ; the decay is
                     scaled by lr (Loshchilov & Hutter scale it by a separate schedule factor).
-    L2 (``l2``)     ``weight_decay`` of SGD and Adam adds λ·θ to the gradient inside the
+    RMSprop         v ← α·v + (1-α)·g²;  θ ← θ - lr·g / (√v + ε): ε outside the square root,
+                    v starting at 0, no bias correction; not centered, no momentum (scratch
+                    offers neither). optax's ``rmsprop`` defaults to ε inside the root and
+                    decay 0.9 (torch's α 0.99): the JAX reference sets it to torch's form.
+    L2 (``l2``)     ``weight_decay`` of SGD, Adam and RMSprop adds λ·θ to the gradient inside the
                     optimizer; ``.grad`` and the loss stay those of the data alone.
 
 Weight decay of either kind touches the weights only: the biases sit in a second parameter
@@ -38,6 +42,8 @@ ACTIVATIONS = {
     "relu": nn.ReLU,  # A = max(Z, 0); autograd takes g'(0) = 0
     # A = Z for Z > 0, else 0.01·Z (scratch's LEAKY_RELU_SLOPE); autograd takes g'(0) = 0.01.
     "leaky_relu": lambda: nn.LeakyReLU(negative_slope=0.01),
+    # A = Z for Z > 0, else 1.0·(exp(Z) - 1) (scratch's ELU_ALPHA); g' is exp(Z) below 0, 1 at 0.
+    "elu": lambda: nn.ELU(alpha=1.0),
     "identity": nn.Identity,  # A = Z (the same tensor: ZL and AL are then one node)
 }
 
@@ -54,8 +60,9 @@ LOSSES = {
     "softmax_cross_entropy": lambda: nn.CrossEntropyLoss(reduction="mean"),
 }
 
-# λ is ``l2`` (SGD and Adam add it to g) or adamw's decoupled ``weight_decay``; it is set per
-# parameter group by ``make_optimizer``, which also overrides AdamW's default decay of 0.01.
+# λ is ``l2`` (SGD, Adam and RMSprop add it to g) or adamw's decoupled ``weight_decay``; it is
+# set per parameter group by ``make_optimizer``, which also overrides AdamW's default decay of
+# 0.01.
 OPTIMIZERS = {
     "sgd": lambda groups, o: torch.optim.SGD(groups, lr=o.lr),
     "momentum": lambda groups, o: torch.optim.SGD(groups, lr=o.lr, momentum=o.momentum),
@@ -68,10 +75,22 @@ OPTIMIZERS = {
     "adamw": lambda groups, o: torch.optim.AdamW(
         groups, lr=o.lr, betas=(o.beta1, o.beta2), eps=o.eps
     ),
+    "rmsprop": lambda groups, o: torch.optim.RMSprop(
+        groups, lr=o.lr, alpha=o.alpha, eps=o.eps, momentum=0.0, centered=False
+    ),
 }
 
 # The trace's optimizer state (scratch/trace_schema.py) -> the key torch.optim keeps it under.
-STATE_KEYS = {"momentum": "momentum_buffer", "adam_m": "exp_avg", "adam_v": "exp_avg_sq"}
+STATE_KEYS = {
+    "momentum": "momentum_buffer",
+    "adam_m": "exp_avg",
+    "adam_v": "exp_avg_sq",
+    "rmsprop_v": "square_avg",
+}
+# The torch.optim optimizers that keep a ``step`` count in each parameter's state and fail
+# without one: Adam's rule reads it, RMSprop only counts (the trace reports t where the rule
+# reads it: ``COUNTED`` in scratch/trace_schema.py).
+KEEPS_STEP = ("adam", "adamw", "rmsprop")
 
 
 def choose(kind: str, name: str, table) -> object:

@@ -2,11 +2,11 @@
 
 Modules, in the order the algorithm uses them:
     trace_schema  the name, kind, layer and meaning of every tensor a training step reports
-    activations   g and g' for sigmoid, tanh, relu, leaky_relu, identity
+    activations   g and g' for sigmoid, tanh, relu, leaky_relu, elu, identity
     losses        mean-over-the-batch losses and their gradient ∂L/∂A_L
     initializers  the seeded initial weights
     network       the forward pass and the backward pass, one equation per function
-    optimizers    sgd, momentum, nesterov, adam, adamw (and L2 regularization)
+    optimizers    sgd, momentum, nesterov, adam, adamw, rmsprop (and L2 regularization)
     training      one training step's trace, and the loop over a batch schedule
     gradcheck     central finite differences, a judge that needs no framework
     config        the network and optimizer records, and the checks of every input

@@ -16,6 +16,7 @@ from typing import NamedTuple
 import numpy as np
 
 LEAKY_RELU_SLOPE = 0.01  # PyTorch's nn.LeakyReLU and jax.nn.leaky_relu default
+ELU_ALPHA = 1.0  # PyTorch's nn.ELU and jax.nn.elu default (the only α scratch offers)
 
 
 class Activation(NamedTuple):
@@ -69,6 +70,25 @@ def leaky_relu_derivative(Z: np.ndarray, A: np.ndarray) -> np.ndarray:
     return np.where(Z > 0, 1.0, LEAKY_RELU_SLOPE).astype(Z.dtype)
 
 
+def elu(Z: np.ndarray) -> np.ndarray:
+    """A = Z where Z > 0, else α·(e^Z - 1), with α = ELU_ALPHA.
+
+    e^Z - 1 is computed as ``expm1``: for Z near 0, exp(Z) - 1 would cancel to a few digits.
+    ``min(Z, 0)`` keeps the unused branch from overflowing where Z is large.
+    """
+    return np.where(Z > 0, Z, ELU_ALPHA * np.expm1(np.minimum(Z, 0.0)))
+
+
+def elu_derivative(Z: np.ndarray, A: np.ndarray) -> np.ndarray:
+    """g'(Z) = 1 where Z > 0, else α·e^Z (= A + α, the textbook form in A).
+
+    Written as α·e^Z, not A + α: where Z is very negative A is close to -α, and A + α keeps
+    none of e^Z's digits. With α = 1 both sides meet at 1, so g' is continuous at 0 and there
+    is no convention to choose there.
+    """
+    return np.where(Z > 0, 1.0, ELU_ALPHA * np.exp(np.minimum(Z, 0.0))).astype(Z.dtype)
+
+
 def identity(Z: np.ndarray) -> np.ndarray:
     """A = Z (the output layer when the loss works on logits)."""
     return Z
@@ -84,6 +104,7 @@ ACTIVATIONS: dict[str, Activation] = {
     "tanh": Activation(tanh, tanh_derivative),
     "relu": Activation(relu, relu_derivative),
     "leaky_relu": Activation(leaky_relu, leaky_relu_derivative),
+    "elu": Activation(elu, elu_derivative),
     "identity": Activation(identity, identity_derivative),
 }
 

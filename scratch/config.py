@@ -115,6 +115,9 @@ class Optimizer:
     and the usual values of the rest (PyTorch's and optax's defaults); the run spec starts
     from them, so each default is written here and nowhere else.
 
+    ``alpha`` is RMSprop's decay of its average of g² (PyTorch's ``alpha``, optax's
+    ``decay``); ``eps`` is Adam's and RMSprop's ε, outside the square root in both.
+
     ``l2`` adds λ·W to the weights' gradient (any optimizer but adamw); ``weight_decay`` is
     decoupled decay, θ ← θ - lr·λ·θ before the step (adamw only); ``clip_norm`` c > 0 scales
     every gradient by min(1, c / (‖g‖ + 1e-6)) before either, ‖g‖ the norm of all of them
@@ -130,6 +133,7 @@ class Optimizer:
     momentum: float = 0.9
     beta1: float = 0.9
     beta2: float = 0.999
+    alpha: float = 0.99
     eps: float = 1e-8
     l2: float = 0.0
     weight_decay: float = 0.0
@@ -144,7 +148,7 @@ class Optimizer:
     def __post_init__(self) -> None:
         _choose("optimizer", self.name, OPTIMIZER_STATE)
         numbers = (
-            "lr", "momentum", "beta1", "beta2", "eps", "l2", "weight_decay", "clip_norm",
+            "lr", "momentum", "beta1", "beta2", "alpha", "eps", "l2", "weight_decay", "clip_norm",
             "lr_gamma", "lr_min",
         )  # fmt: skip
         for field in numbers:
@@ -156,7 +160,7 @@ class Optimizer:
                 raise ScratchInputError(f"{field} must be a finite number; got {value}")
         if not self.lr > 0:
             raise ScratchInputError(f"lr must be > 0; got {self.lr}")
-        for field in ("momentum", "beta1", "beta2"):
+        for field in ("momentum", "beta1", "beta2", "alpha"):
             if not 0 <= getattr(self, field) < 1:
                 raise ScratchInputError(f"{field} must be in [0, 1); got {getattr(self, field)}")
         if not self.eps > 0 or self.l2 < 0 or self.weight_decay < 0:

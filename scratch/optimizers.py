@@ -4,7 +4,7 @@ Notation: θ a parameter (W_l or b_l), g its gradient from backprop, lr the lear
 t the step number counted from 1, μ the momentum, λ the weight decay. Every rule is
 PyTorch's (``torch.optim``); optax computes the same (docs/numerics.md's conventions say
 where textbooks write them differently). The state names are the trace's (``momentum``,
-``adam_m``, ``adam_v``; see ``trace_schema.py``).
+``adam_m``, ``adam_v``, ``rmsprop_v``; see ``trace_schema.py``).
 
     sgd        θ ← θ - lr·g
     momentum   v ← μ·v + g;           θ ← θ - lr·v
@@ -12,6 +12,10 @@ where textbooks write them differently). The state names are the trace's (``mome
     adam       m ← β1·m + (1-β1)·g;  v ← β2·v + (1-β2)·g²;
                m̂ = m / (1 - β1^t);   v̂ = v / (1 - β2^t);   θ ← θ - lr·m̂ / (√v̂ + ε)
     adamw      θ ← θ - lr·λ·θ (decoupled decay), then the adam step
+    rmsprop    v ← α·v + (1-α)·g²;    θ ← θ - lr·g / (√v + ε)
+               (PyTorch's RMSprop: ε outside the root, v starting at 0, α = 0.99 by
+               default; not centered, without momentum. optax's rmsprop defaults differ —
+               ε inside the root, decay 0.9 — and the JAX reference sets them to these.)
 
 Weight decay in either form touches the weights W_l only, never the biases b_l. L2
 regularization (``l2``, any optimizer but adamw) adds the gradient of (λ/2)·‖W‖² to the
@@ -32,7 +36,7 @@ A learning-rate schedule (``lr_schedule``) sets the lr of the t-th update from t
 
 from __future__ import annotations
 
-import dataclasses
+import copy
 import functools
 import math
 from collections.abc import Callable
@@ -72,6 +76,12 @@ def adam(theta: np.ndarray, g: np.ndarray, state: dict, opt: Optimizer, t: int):
     m_hat = m / (1 - opt.beta1**t)
     v_hat = v / (1 - opt.beta2**t)
     return theta - opt.lr * m_hat / (np.sqrt(v_hat) + opt.eps), {"adam_m": m, "adam_v": v}
+
+
+def rmsprop(theta: np.ndarray, g: np.ndarray, state: dict, opt: Optimizer, t: int):
+    """v ← α·v + (1-α)·g²;  θ ← θ - lr·g / (√v + ε)   (no bias correction: t is not read)."""
+    v = opt.alpha * state["rmsprop_v"] + (1 - opt.alpha) * g * g
+    return theta - opt.lr * g / (np.sqrt(v) + opt.eps), {"rmsprop_v": v}
 
 
 def learning_rate(opt: Optimizer, t: int) -> float:
@@ -128,6 +138,7 @@ RULES: dict[str, Rule] = {
     "nesterov": nesterov,
     "adam": adam,
     "adamw": adam,
+    "rmsprop": rmsprop,
 }
 
 
@@ -154,7 +165,7 @@ def update(opt: Optimizer, params: Params, grads: Params, state: dict) -> tuple[
     """
     t = state["t"] + 1
     if opt.lr_schedule != "constant":  # the rules read the lr in effect at this update
-        opt = dataclasses.replace(opt, lr=learning_rate(opt, t), lr_schedule="constant")
+        opt = _in_effect(opt, learning_rate(opt, t))
     rule = RULES[opt.name]
     new_params: Params = {}
     new_state: dict = {"t": t}
@@ -168,6 +179,17 @@ def update(opt: Optimizer, params: Params, grads: Params, state: dict) -> tuple[
         new_params[p] = theta
         new_state.update({n: after[s] for s, n in names.items()})
     return new_params, new_state
+
+
+def _in_effect(opt: Optimizer, lr: float) -> Optimizer:
+    """``opt`` with the scheduled ``lr`` as a constant rate. The settings were checked when
+    ``opt`` was made; the schedule's value is not checked again: a step decay may underflow
+    to exactly 0, which is legitimate (that update moves nothing), though lr = 0 is no
+    valid setting."""
+    scheduled = copy.copy(opt)
+    object.__setattr__(scheduled, "lr", lr)  # a frozen dataclass: a copy, set without a check
+    object.__setattr__(scheduled, "lr_schedule", "constant")
+    return scheduled
 
 
 @functools.lru_cache(maxsize=64)

@@ -59,10 +59,11 @@ DROPPED_ERROR = Family(
 # the decoupled decay that ``optimizers.update`` applies).
 RULE_FUNCTIONS = {"sgd": "sgd", "momentum": "momentum", "nesterov": "nesterov", "adam": "adam"}
 RULE_FUNCTIONS["adamw"] = "adam"
+RULE_FUNCTIONS["rmsprop"] = "rmsprop"
 # Each learning-rate schedule as an equation in t (the update's count, 1 for the first).
 SCHEDULE_EQUATIONS = {
     "constant": "lr",
-    "step": "lr·γ^⌊(t - 1) / s⌋",
+    "step": "lr·γ^⌊(t - 1) / lr_step_size⌋",
     "cosine": "lr·t/(w + 1) while t <= w, "
     "then lr_min + (lr - lr_min)·½(1 + cos(π·(t - 1 - w)/(D - w)))",
 }
@@ -73,6 +74,7 @@ UPDATE_RULES = {
     "nesterov": "-lr·(g + μ·v),  v = μ·v + g",
     "adam": "-lr·m̂/(√v̂ + ε),  m̂ = m/(1-β1^t),  v̂ = v/(1-β2^t)",
     "adamw": "-lr·λ·θ - lr·m̂/(√v̂ + ε)",
+    "rmsprop": "-lr·g/(√v + ε),  v = α·v + (1-α)·(g)²",
 }
 
 
@@ -113,9 +115,13 @@ def describe(name: str, network: Network, optimizer: OptimizerSettings) -> Descr
         "name": name,
         "rule": _rule(tensor, optimizer),
         "schedule": SCHEDULE_EQUATIONS.get(optimizer.lr_schedule, "lr"),
+        "g": _gradient(tensor, optimizer),
     }
     producer = family.producer.format(**fill)
-    equation = family.equation.format(**fill)
+    # an optimizer's state reads the gradient it is given: clipped, with L2's term added
+    equation = family.equation.replace("d{p}", "{g}").format(**fill)
+    if family.kind == "optimizer_state":
+        equation += _clipping(optimizer)
     if normalized and family is PRE_ACTIVATION:  # no bias before batch normalization
         equation = equation.removesuffix(f" + b{l}")
     if dropped and family is GRADIENTS["W"] and l > 1:  # which output of layer l-1 it reads
@@ -129,15 +135,32 @@ def describe(name: str, network: Network, optimizer: OptimizerSettings) -> Descr
     return Described(tensor, producer, equation)
 
 
-def _rule(tensor: Tensor, optimizer: OptimizerSettings) -> str:
-    """The update rule written out for one parameter: L2 and decoupled decay touch only the
-    parameters that decay (the weights)."""
+def _gradient(tensor: Tensor, optimizer: OptimizerSettings) -> str:
+    """The gradient the optimizer is given for one parameter, as this run forms it: scaled
+    by the clipping factor s, plus L2's λ·θ on the parameters that decay (the weights)."""
     p = tensor.parameter
     if p is None:
         return ""
     g = f"s·d{p}" if optimizer.clip_norm else f"d{p}"
-    g = f"({g} + l2·{p})" if optimizer.l2 and tensor.decays else g
+    if optimizer.l2 and tensor.decays:
+        return f"({g} + l2·{p})"
+    return f"({g})" if optimizer.clip_norm else g
+
+
+def _clipping(optimizer: OptimizerSettings) -> str:
+    return ",  s = min(1, clip_norm/(grad_norm + 1e-6))" if optimizer.clip_norm else ""
+
+
+def _rule(tensor: Tensor, optimizer: OptimizerSettings) -> str:
+    """The update rule written out for one parameter: L2 and decoupled decay touch only the
+    parameters that decay (the weights); a schedule's lr is the one in effect at update t."""
+    p = tensor.parameter
+    if p is None:
+        return ""
     name = optimizer.name
     rule = UPDATE_RULES["adam" if name == "adamw" and not tensor.decays else name]
-    clipping = ",  s = min(1, clip_norm/(grad_norm + 1e-6))" if optimizer.clip_norm else ""
-    return re.sub(r"\bg\b", g, rule).replace("θ", p) + clipping
+    rule = re.sub(r"\bg\b", _gradient(tensor, optimizer), rule).replace("θ", p)
+    schedule = getattr(optimizer, "lr_schedule", "constant")
+    if schedule != "constant":
+        rule += f",  lr = {SCHEDULE_EQUATIONS[schedule]}"
+    return rule + _clipping(optimizer)

@@ -234,7 +234,10 @@ COUNTER = Family(
     "t", "counter", "step", "()", "the optimizer's step count after the step",
     "optimizers.py:update", "t = t + 1", dtype="int64",
 )  # fmt: skip
-COUNTED = {"sgd": False, "momentum": False, "nesterov": False, "adam": True, "adamw": True}
+COUNTED = {
+    "sgd": False, "momentum": False, "nesterov": False, "adam": True, "adamw": True,
+    "rmsprop": False,
+}  # fmt: skip
 
 # The optimizer state each optimizer keeps per parameter, after the step. The names are the
 # same in all three engines' traces (torch.optim and optax name them otherwise; the
@@ -243,6 +246,9 @@ STATE = {
     "momentum": _state("momentum_", "the momentum buffer v", "{name} = μ·{name} + d{p}"),
     "adam_m": _state("adam_m_", "Adam's first moment m", "{name} = β1·{name} + (1-β1)·d{p}"),
     "adam_v": _state("adam_v_", "Adam's second moment v", "{name} = β2·{name} + (1-β2)·d{p}²"),
+    "rmsprop_v": _state(
+        "rmsprop_v_", "RMSprop's average of g², v", "{name} = α·{name} + (1-α)·d{p}²"
+    ),
 }
 OPTIMIZER_STATE: dict[str, tuple[str, ...]] = {
     "sgd": (),
@@ -250,6 +256,7 @@ OPTIMIZER_STATE: dict[str, tuple[str, ...]] = {
     "nesterov": ("momentum",),
     "adam": ("adam_m", "adam_v"),
     "adamw": ("adam_m", "adam_v"),
+    "rmsprop": ("rmsprop_v",),
 }
 
 

@@ -9,7 +9,8 @@ A step's trace holds, in dataflow order (``trace_schema.py`` defines every name)
     lr                                     the learning rate in effect (with a schedule)
     ΔW1, Δb1, …, ΔWL, ΔbL                  the update: new minus old parameter
     t                                      the step count after the step (adam, adamw)
-    momentum_W1 / adam_m_W1, adam_v_W1, …  the optimizer state after the step
+    momentum_W1 / adam_m_W1, adam_v_W1 /   the optimizer state after the step
+    rmsprop_v_W1, …
     W1, b1, …, WL, bL                      the new parameters
 """
 

@@ -34,6 +34,7 @@ ALLOWED_THIRD_PARTY = {
         "threadpoolctl",
         "jsonschema",
         "pytest",
+        "mpmath",  # the liberror command's exact values
     },
 }
 # Which of this project's packages each may import.

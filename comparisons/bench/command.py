@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
 import json
 import os
 import sys
@@ -12,8 +13,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from comparisons.bench.optional import installed, load
-from comparisons.bench.oracle_cost import oracle_cost, time_main_job
+from comparisons.bench.oracle_cost import oracle_cost, oracle_spec, time_main_job
 from comparisons.bench.page import check_page_path, command_of, page_data, write_page
 from comparisons.bench.render import render_markdown, render_svg
 from comparisons.bench.settings import (
@@ -40,8 +43,20 @@ from comparisons.bench.threads import fixed_threads
 from comparisons.report.atomic_folder import prepare_out_folder, write_report_folder
 from comparisons.report.environment import fingerprint
 from comparisons.run.engines import DEVICES
+from comparisons.run.files import FileError, read_json
+from comparisons.run.inputs import (
+    ACTIVATION_COPIES,
+    COPIES_PER_ENGINE,
+    available_memory,
+    check_memory,
+)
+from comparisons.run.inputs import (
+    _size as memory_text,
+)
+from comparisons.run.interrupts import stop_if_signalled
 from comparisons.run.spec import SpecError
 
+COMPARE_LIMIT = 16 << 20  # bytes of an earlier bench.json (a few kB)
 # The modules each reference needs; the oracle's cost runs the references that have them.
 FRAMEWORKS = {"torch": ("torch",), "jax": ("jax", "optax")}
 
@@ -145,7 +160,12 @@ def run(args: argparse.Namespace) -> int:
     if args.page is not None:
         check_page_path(args.page)
     busy = os.getloadavg()  # before this run adds its own
-    say = (lambda _: None) if args.quiet else (lambda text: print(text, file=sys.stderr))
+
+    def say(text: str) -> None:  # each stage of the measuring: a signalled run stops here
+        stop_if_signalled()
+        if not args.quiet:
+            print(text, file=sys.stderr)
+
     report = measure(plan, args.threads, args.quick, say, args.device)
     report["targets"] = judge(report)
     if previous is not None:
@@ -283,7 +303,36 @@ def _plan(args: argparse.Namespace) -> Plan:
         sizes[i] = dataclasses.replace(
             size, repeats=repeats, compile=size.compile or args.compile_all
         )
-    return Plan(sizes, dtypes, engines, references, oracle if references else [], main_job)
+    plan = Plan(sizes, dtypes, engines, references, oracle if references else [], main_job)
+    _check_memory(plan)
+    return plan
+
+
+def _check_memory(plan: Plan, available: int | None = None) -> None:
+    """Refuse, before anything is measured, a size or an oracle run that would not fit in
+    the memory there is (the same estimate as a run's: comparisons/run/inputs.py)."""
+    available = available_memory() if available is None else available
+    if available is None:
+        return
+    for size in plan.sizes:
+        for dtype in plan.dtypes:
+            n_params = sum((n_in + 1) * n_out for n_in, n_out in itertools.pairwise(size.sizes))
+            rows = size.batch * sum(size.sizes) * ACTIVATION_COPIES
+            # each engine's copies, and the bare matmuls' operands as one more engine
+            needed = (n_params * COPIES_PER_ENGINE + rows) * (len(plan.engines) + 1)
+            needed *= np.dtype(dtype).itemsize
+            if needed > available:
+                raise SpecError(
+                    f"--sizes: {size.label} needs about {memory_text(needed)} of memory ({dtype}), "
+                    f"and {memory_text(available)} is available; choose narrower widths or a "
+                    "smaller batch"
+                )
+    for hidden, steps in plan.oracle:
+        try:
+            check_memory(oracle_spec(hidden, steps, plan.references), available)
+        except SpecError as err:
+            option = "--oracle-widths" if str(err).startswith("hidden") else "--oracle-steps"
+            raise SpecError(f"{option}: {err}") from None
 
 
 def _oracle_runs(args: argparse.Namespace) -> list[tuple[tuple[int, ...], int]]:
@@ -307,13 +356,25 @@ def _oracle_runs(args: argparse.Namespace) -> list[tuple[tuple[int, ...], int]]:
 def _previous(path: Path) -> dict:
     """An earlier bench.json, read before anything is measured; SpecError if it is not one."""
     try:
-        previous = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as err:
-        raise SpecError(f"--compare: cannot read {path}: {err.strerror or err}") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise SpecError(f"--compare: {path} is not JSON ({err})") from None
-    if not isinstance(previous, dict) or not isinstance(previous.get("targets"), list):
+        previous = read_json(path, COMPARE_LIMIT, "bench.json")
+    except FileError as err:
+        raise SpecError(f"--compare: {err}") from None
+    targets = previous.get("targets") if isinstance(previous, dict) else None
+    if not isinstance(targets, list):
         raise SpecError(f"--compare: {path} is not a bench.json (it has no list of targets)")
+    for target in targets:  # what ``compare`` reads of each, checked before measuring
+        value = target.get("value") if isinstance(target, dict) else "?"
+        if not (
+            isinstance(target, dict)
+            and isinstance(target.get("id"), str)
+            and isinstance(target.get("figure"), str)
+            and target.get("met") in (True, False, None)
+            and (value is None or (isinstance(value, int | float) and not isinstance(value, bool)))
+        ):
+            raise SpecError(
+                f"--compare: {path} is not a bench.json (a target lacks its id, figure, met or "
+                f"numeric value: {json.dumps(target, default=str)[:80]})"
+            )
     return previous
 
 

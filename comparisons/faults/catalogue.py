@@ -23,6 +23,11 @@ __all__ = ["FAST_SPEC", "FAULTS", "FAULTS_BY_NAME", "Fault"]
 MOMENTUM = 'opt.momentum * state["momentum"] + g'
 MOMENTUM_SPEC = {"optimizer": "momentum", "lr": 0.02, "momentum": 0.9}
 ADAM_SPEC = {"optimizer": "adam", "lr": 0.01}
+# One hidden layer of two units at dropout 0.5: some rows lose both, so the output layer's Z
+# is exactly its bias, 0, there (at the first step).
+KINK_SPEC = {"loss": "mse", "dropout": 0.5, "hidden": (2,)}
+RMSPROP_SPEC = {"optimizer": "rmsprop", "lr": 0.01}
+RMSPROP_AVERAGE = 'opt.alpha * state["rmsprop_v"] + (1 - opt.alpha) * g * g'
 IN_PLACE_SGD = "theta -= opt.lr * g\n    return theta, {}"
 
 FAULTS = (
@@ -56,6 +61,45 @@ FAULTS = (
         edit(ACT, "leaky_relu_derivative", "LEAKY_RELU_SLOPE).astype", "0.1).astype"),
         "dZ2",
         {"activation": "leaky_relu"},
+    ),
+    # The convention at a kink: g'(0) where Z is exactly 0 in every engine (a row whose
+    # units were all dropped, times a zero bias), which no allowance may absorb.
+    Fault(
+        "leaky-relu-derivative-at-zero",
+        "activation",
+        "leaky_relu'(0) = 1 (Z >= 0 for Z > 0): the convention at the kink",
+        edit(ACT, "leaky_relu_derivative", "np.where(Z > 0", "np.where(Z >= 0"),
+        "dZ2",
+        {**KINK_SPEC, "activation": "leaky_relu", "output": "leaky_relu"},
+    ),
+    Fault(
+        "elu-without-minus-one",
+        "activation",
+        "elu = α·e^Z below 0: the -1 of α·(e^Z - 1) dropped (A jumps from 1 to 0 at Z = 0)",
+        edit(ACT, "elu", "np.expm1(np.minimum(Z, 0.0))", "np.exp(np.minimum(Z, 0.0))"),
+        "A1",
+        {"activation": "elu"},
+    ),
+    Fault(
+        "elu-derivative-without-alpha",
+        "activation",
+        "elu' = A below 0: the textbook A + α with its α dropped",
+        edit(
+            ACT,
+            "elu_derivative",
+            "ELU_ALPHA * np.exp(np.minimum(Z, 0.0))",
+            "np.expm1(np.minimum(Z, 0.0))",
+        ),
+        "dZ2",
+        {"activation": "elu"},
+    ),
+    Fault(
+        "elu-derivative-one",
+        "activation",
+        "elu' = 1 on both sides: the positive side's slope taken for the negative side's e^Z",
+        edit(ACT, "elu_derivative", "ELU_ALPHA * np.exp(np.minimum(Z, 0.0))", "1.0"),
+        "dZ2",
+        {"activation": "elu"},
     ),
     # Losses: the 1/m of the mean, and the loss's own gradient.
     Fault(
@@ -245,6 +289,36 @@ FAULTS = (
         edit(OPT, "adam", "(np.sqrt(v_hat) + opt.eps)", "np.sqrt(v_hat + opt.eps)"),
         "ΔW1",
         ADAM_SPEC,
+    ),
+    Fault(
+        "rmsprop-eps-inside-sqrt",
+        "optimizer",
+        "RMSprop's ε inside the square root, g/√(v + ε) (optax's default) in a run that "
+        "follows PyTorch's g/(√v + ε)",
+        edit(OPT, "rmsprop", "(np.sqrt(v) + opt.eps)", "np.sqrt(v + opt.eps)"),
+        "ΔW1",
+        RMSPROP_SPEC,
+    ),
+    Fault(
+        "rmsprop-decay-swapped",
+        "optimizer",
+        "RMSprop's average with α and 1 - α swapped: v ← (1-α)·v + α·g²",
+        edit(
+            OPT,
+            "rmsprop",
+            RMSPROP_AVERAGE,
+            '(1 - opt.alpha) * state["rmsprop_v"] + opt.alpha * g * g',
+        ),
+        "ΔW1",
+        RMSPROP_SPEC,
+    ),
+    Fault(
+        "rmsprop-average-not-stored",
+        "optimizer",
+        "RMSprop's average of g² used for the step but not stored: the old v kept",
+        edit(OPT, "rmsprop", '{"rmsprop_v": v}', '{"rmsprop_v": state["rmsprop_v"]}'),
+        "rmsprop_v_W1",
+        RMSPROP_SPEC,
     ),
     Fault(
         "weight-decay-on-biases",

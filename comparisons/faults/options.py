@@ -70,7 +70,7 @@ OPTION_FAULTS = (
         "schedule-not-applied",
         "optimizer",
         "the schedule's lr reported but the update taken with the base lr",
-        edit(OPT, "update", "lr=learning_rate(opt, t), ", ""),
+        edit(OPT, "update", "_in_effect(opt, learning_rate(opt, t))", "_in_effect(opt, opt.lr)"),
         "ΔW1",
         SCHEDULE_SPEC,
     ),

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from comparisons.modes.drift import run_drift
 from comparisons.modes.gradcheck import run_gradcheck
 from comparisons.oracle.arbitration import arbitrate
+from comparisons.oracle.compare import kind_or_unknown
 from comparisons.oracle.lockstep import lockstep
 from comparisons.oracle.tolerances import table_as_dict
 from comparisons.report.environment import fingerprint
@@ -23,7 +24,7 @@ from comparisons.run import coverage
 from comparisons.run.coverage import DRIFT_CASE, GRADCHECK_STEPS, Case
 from comparisons.run.engines import make_references
 from comparisons.run.inputs import RunInputs, build_inputs
-from comparisons.run.recorded import Recorded, ReplayEngine
+from comparisons.run.recorded import RECORD_COMMAND, Recorded, RecordedError, ReplayEngine
 from comparisons.run.under_test import SCRATCH, UnderTest
 from scratch.trace_schema import names_of
 
@@ -67,12 +68,21 @@ def run_check(
         "recorded": recorded.describe() if recorded is not None else None,
         # the optional tensors the engine left out in any case, in order of first appearance
         "not_provided": list(dict.fromkeys(n for r in results for n in r.get("not_provided", []))),
+        # the kinds of tensor compared in any case, in dataflow order of first appearance
+        "compared": list(dict.fromkeys(k for r in results for k in r.get("compared", []))),
     }
     failed = next((r for r in results if r["verdict"] != "agree"), None)
     report["failed_case"] = failed["name"] if failed else None
     for key in ("first_divergence", "arbitration", "error", "diverged"):
         report[key] = failed.get(key) if failed else None
     return report
+
+
+def compared_kinds(result) -> list[str]:
+    """The kinds of tensor (forward, gradient, optimizer_state, …) a lockstep run compared
+    against at least one reference, in dataflow order."""
+    names = dict.fromkeys(n for table in result.per_tensor.values() for n in table.names)
+    return list(dict.fromkeys(kind_or_unknown(n) for n in names))
 
 
 def run_case(
@@ -98,11 +108,14 @@ def run_case(
         "arbitration": None,
         "gradcheck": None,
         "not_provided": result.not_provided,
+        "compared": compared_kinds(result),
     }
     if result.first_divergence is not None and result.divergent_step is not None:
         entry["arbitration"] = arbitrate(
             inputs, result.first_divergence, result.divergent_step, under_test.name
         )
+        if recorded is not None:
+            _consistent(recorded, case, result.first_divergence, entry["arbitration"])
     if result.agree and inputs.spec.dtype == "float64":
         fd = run_gradcheck(inputs, GRADCHECK_STEPS, under_test=under_test)
         entry["gradcheck"] = fd["verdict"]
@@ -112,6 +125,24 @@ def run_case(
             entry["diverged"] = fd.get("diverged")
             entry["error"] = fd.get("error")
     return entry
+
+
+def _consistent(recorded: Recorded, case: Case, divergence, arbitration: dict) -> None:
+    """A recorded set's references agree with each other, as they do live, within the
+    allowances a live run gives them: where two disagree, the set was changed after it was
+    recorded, and it is refused instead of used to blame one of them."""
+    references = set(recorded.references)
+    for pair, agree in arbitration["agreements"].items():
+        a, _, b = pair.partition(" vs ")
+        if not agree and {a, b} <= references:
+            raise RecordedError(
+                f"--recorded {recorded.folder}: case {case.name!r}: the recorded {a} and {b} "
+                f"traces disagree with each other on {divergence.comparison.tensor} at step "
+                f"{divergence.step} beyond their allowances, as live references never do: "
+                "the set was changed after it was recorded (its sha256 digests catch "
+                "corruption, not an edit that updates them); record it again: "
+                f"{RECORD_COMMAND.format(folder=recorded.folder)}"
+            )
 
 
 def _references(case: Case, inputs: RunInputs, recorded: Recorded | None):

@@ -27,9 +27,14 @@ def arbitrate(
 ) -> dict:
     """A verdict on who is wrong at the first divergence, with the evidence behind it.
 
-    Returns {"wrong": "scratch" | "<reference>" | "undecided", "explanation": str,
-    "tensor": str, "agreements": {"a vs b": bool}}: "scratch" is the slot of the engine under
-    test, which the explanation calls by its name, ``under_test``.
+    Returns {"wrong": "scratch" | "<reference>" | "data/dropout.py" | "data/schedule.py" |
+    "undecided",
+    "explanation": str, "tensor": str, "agreements": {"a vs b": bool}}, and "look_at" where the
+    code to look at is not the engine's that the divergence names: "scratch" is the slot
+    of the engine under test, which the explanation calls by its name, ``under_test``. Blame
+    needs evidence: judges that agree with each other and not with the blamed side (two
+    references, finite differences, the documented dropout and batch draws); otherwise
+    "undecided".
     """
     found = _arbitrate(inputs, divergence, at)
     if found["wrong"] in ("scratch", "undecided"):  # what the engine's difference matches
@@ -44,20 +49,9 @@ def _arbitrate(inputs: RunInputs, divergence: Divergence, at: DivergentStep) -> 
     tensor = divergence.comparison.tensor
     kind = divergence.comparison.kind
     if kind in ("batch", "input"):
-        return _verdict(
-            "scratch",
-            f"scratch is wrong: its batching does not read the schedule's rows ({tensor})",
-            tensor,
-            {},
-        )
-    if kind == "dropout_mask":  # every reference applies the mask it was given
-        return _verdict(
-            "scratch",
-            f"scratch is wrong: its dropout mask {tensor} is not the one the step's seed gives "
-            "(data/dropout.py)",
-            tensor,
-            {},
-        )
+        return _batching(inputs, divergence)
+    if kind == "dropout_mask":  # every reference applies the mask data/dropout.py gave it
+        return _dropout_mask(inputs, divergence, at)
     problem = divergence.comparison.problem
     if divergence.comparison.engine == "scratch" or problem:  # in place, kept, shape, missing
         return _verdict("scratch", f"scratch is wrong: {problem}", tensor, {})
@@ -92,6 +86,112 @@ def _arbitrate(inputs: RunInputs, divergence: Divergence, at: DivergentStep) -> 
     return _decide(tensor, agree, references, FD in values)
 
 
+def documented_rows(inputs: RunInputs, step: int) -> np.ndarray | None:
+    """Step ``step``'s rows drawn afresh from the algorithm ``data/schedule.py`` documents
+    (one default_rng(seed); per epoch a permutation of the rows, or their order without
+    shuffling; batches of batch_size in turn, the last kept unless drop_last): the judge
+    between scratch's batching and the schedule's. None past the schedule's end."""
+    schedule = inputs.schedule
+    rng = np.random.default_rng(schedule.seed)
+    k = 0
+    for _ in range(schedule.epochs):
+        order = rng.permutation(schedule.n_rows) if schedule.shuffle else np.arange(schedule.n_rows)
+        for start in range(0, schedule.n_rows, schedule.batch_size):
+            rows = order[start : start + schedule.batch_size]
+            if schedule.drop_last and len(rows) < schedule.batch_size:
+                continue
+            if k == step:
+                return rows
+            k += 1
+    return None
+
+
+def _batching(inputs: RunInputs, divergence: Divergence) -> dict:
+    """Scratch's batch against the schedule's rows (data/schedule.py's), judged by the
+    documented algorithm: the schedule's rows right means scratch's batching is wrong."""
+    tensor = divergence.comparison.tensor
+    judge = documented_rows(inputs, divergence.step)
+    given = inputs.schedule.steps[divergence.step].rows
+    agree = {
+        "data/schedule.py vs the documented draw": judge is not None
+        and bool(np.array_equal(judge, given))
+    }
+    if agree["data/schedule.py vs the documented draw"]:
+        return _verdict(
+            "scratch",
+            f"scratch is wrong: its batching does not read the schedule's rows ({tensor})",
+            tensor,
+            agree,
+        )
+    return _verdict(
+        "data/schedule.py",
+        f"data/schedule.py is wrong: step {divergence.step}'s rows are not the ones its "
+        "documented algorithm draws (every reference was given them too)",
+        tensor,
+        agree,
+    ) | {"look_at": "data/schedule.py:make_schedule"}
+
+
+def documented_masks(
+    seed: int, step: int, batch: int, widths: tuple[int, ...], rate: float, dtype: str
+) -> dict[str, np.ndarray]:
+    """A step's dropout masks drawn afresh from the algorithm ``data/dropout.py`` documents
+    (PCG64 seeded by SeedSequence([seed, step, 1]); per hidden layer in order, B × n_l
+    uniform draws; dropped below the rate): the judge between scratch's masks and the masks
+    every reference is given, written here so that a fault in either leaves it alone."""
+    generator = np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, step, 1])))
+    return {
+        f"M{l}": (generator.random((batch, width)) >= rate).astype(dtype)
+        for l, width in enumerate(widths, start=1)
+    }
+
+
+def _dropout_mask(inputs: RunInputs, divergence: Divergence, at: DivergentStep) -> dict:
+    """Scratch's mask against the one every reference was given (data/dropout.py's), judged
+    by the documented algorithm: whichever side it matches is right; neither, undecided."""
+    tensor = divergence.comparison.tensor
+    mlp, spec = inputs.mlp, inputs.spec
+    judge = documented_masks(
+        spec.seed, divergence.step, len(at.X), mlp.sizes[1:-1], mlp.dropout, spec.dtype
+    ).get(tensor)
+    ours = at.traces.get("scratch", {}).get(tensor)
+    given = next((t[tensor] for e, t in at.traces.items() if e != "scratch" and tensor in t), None)
+
+    def same(a, b) -> bool:
+        return (
+            a is not None
+            and b is not None
+            and np.shape(a) == np.shape(b)
+            and bool(np.array_equal(a, b))
+        )
+
+    agree = {"scratch vs the documented draw": same(ours, judge)}
+    agree["data/dropout.py vs the documented draw"] = same(given, judge)
+    if agree["data/dropout.py vs the documented draw"] and not same(ours, judge):
+        return _verdict(
+            "scratch",
+            f"scratch is wrong: its dropout mask {tensor} is not the one the step's seed gives "
+            "(data/dropout.py's, which the documented algorithm draws again)",
+            tensor,
+            agree,
+        )
+    if agree["scratch vs the documented draw"]:
+        return _verdict(
+            "data/dropout.py",
+            f"data/dropout.py is wrong: the mask {tensor} it gave every reference is not the "
+            "one its documented algorithm draws for the step's seed, and scratch's is",
+            tensor,
+            agree,
+        ) | {"look_at": "data/dropout.py:keep_masks"}
+    return _verdict(
+        "undecided",
+        f"the dropout mask {tensor} differs between scratch and data/dropout.py (given to every "
+        "reference), and neither is the one the documented algorithm draws for the step's seed",
+        tensor,
+        agree,
+    )
+
+
 def _judges_allowance(inputs: RunInputs, at: DivergentStep, tensor: str):
     """The allowance between engines, from a reference's operands where one finished its
     step: scratch's own values may be the broken ones (NaN, or far off), and a broken
@@ -109,15 +209,22 @@ def _agrees(agree: dict, a: str, b: str) -> bool:
 
 
 def _decide(tensor: str, agree: dict, references: list[str], has_fd: bool) -> dict:
-    if has_fd and all(_agrees(agree, FD, e) for e in ["scratch", *references]):
+    engines = ["scratch", *references]
+    if has_fd and all(_agrees(agree, FD, e) for e in engines):
         has_fd = False  # the difference is below what finite differences can resolve
+    aside = ""
+    if has_fd and len(references) >= 2 and not any(_agrees(agree, FD, e) for e in engines):
+        # agreeing with no engine, finite differences resolve nothing here: across a kink
+        # (ReLU at Z = 0) they average the slopes of both sides, which no engine computes
+        has_fd = False
+        aside = " (finite differences agree with no engine: a kink within their step?)"
     judges = [*references, FD] if has_fd else list(references)
     with_scratch = [j for j in judges if _agrees(agree, "scratch", j)]
     judges_agree = all(_agrees(agree, a, b) for a, b in itertools.combinations(judges, 2))
     if not with_scratch and judges_agree and len(judges) >= 2:
         return _verdict(
             "scratch",
-            f"scratch is wrong: {_join(judges)} agree with each other",
+            f"scratch is wrong: {_join(judges)} agree with each other{aside}",
             tensor,
             agree,
         )

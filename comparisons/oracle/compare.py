@@ -5,10 +5,11 @@ verdict names everything a person needs to find the fault: the step, the tensor,
 element's index, both values, the error and the allowance.
 
 No NaN or infinity ever counts as agreement. Where either side holds one, the comparison
-fails, and says whether both sides hold the same non-finite values in the same places
-(``nonfinite="both"``: the engines went non-finite together, which the oracle reports as a
-diverged run) or not (``"differs"``: one finite and one not, NaN against inf, or different
-positions: a divergence like any other).
+fails, and says whether both sides are non-finite in the same places, whatever the kind
+in each (``nonfinite="both"``: the engines went non-finite together, which the oracle reports
+as a diverged run; an overflow is inf in one engine's order of operations and NaN from
+inf - inf in another's) or not (``"differs"``: one finite where the other is not: a
+divergence like any other).
 """
 
 from __future__ import annotations
@@ -120,15 +121,12 @@ def _allowance(allowed, tol, tensor, dtype, abs_b, scale, shape) -> np.ndarray:
     return tol.rtol * abs_b + tol.atol * scale
 
 
-def _classes(x: np.ndarray) -> np.ndarray:
-    """0 finite, 1 +inf, 2 -inf, 3 NaN."""
-    return np.select([np.isnan(x), x == np.inf, x == -np.inf], [3, 1, 2], 0)
-
-
 def _nonfinite(tensor, engine, a, a64, b64, finite_a, finite_b, ratio, limit, scale):
-    """A comparison where either side holds a NaN or an infinity: never agreement."""
-    ca, cb = _classes(a64), _classes(b64)
-    differing = np.flatnonzero(ca != cb)
+    """A comparison where either side holds a NaN or an infinity: never agreement. Both
+    non-finite in the same places is training diverged, whatever the kind in each (an
+    overflowing sum is inf in one engine's order of operations and inf - inf = NaN in
+    another's): only where one engine is finite and the other is not do they differ."""
+    differing = np.flatnonzero(finite_a != finite_b)
     finite_ok = bool(np.all(ratio[finite_a & finite_b] <= 1.0))
     if differing.size or not finite_ok:
         flat = int(differing[0]) if differing.size else int(np.argmax(ratio))

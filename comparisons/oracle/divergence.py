@@ -85,11 +85,14 @@ class Diverged:
 
     def describe(self) -> str:
         value = "NaN" if np.isnan(self.first_value) else f"{self.first_value}"
-        every = "in every engine" if len(self.engines) > 1 else "in scratch (the only engine)"
-        at = f"first at {list(self.index)}; " if self.index else ""
+        at = f" at {list(self.index)}" if self.index else ""
+        if len(self.engines) > 1:  # the kinds may differ: inf in one engine, NaN in another
+            what = f"non-finite in every engine, in the same places (scratch's first: {value}{at}; "
+        else:
+            what = f"{value} in scratch (the only engine) ({f'first{at}; ' if at else ''}"
         return (
             f"training diverged at step {self.step} (epoch {self.epoch}, batch {self.batch}): "
-            f"{self.tensor} became {value} {every} ({at}the engines agreed until then; "
+            f"{self.tensor} became {what}the engines agreed until then; "
             f"nothing after it was verified)"
         )
 

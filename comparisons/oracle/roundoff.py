@@ -6,7 +6,7 @@ forward error analysis, with u the dtype's unit roundoff and γ_n = n·u / (1 - 
 
     a product or sum of n terms   |fl(Σ x·y) - Σ x·y| <= γ_n·Σ|x|·|y|      (matmul, Σ over B)
     an error carried in           E_out = |∂out/∂in|·E_in                    (chain rule)
-    a library function (exp, …)   a few ulps of its result                  (library_ulps)
+    a library function (exp, …)   its measured error, in units of its result (library_error.py)
 
 evaluated on scratch's own operands (|A|ᵀ|dZ| for dW, Σ|dZ| for db, |A||W| for Z). So the
 allowance scales with the magnitude of the terms, not of the result: a bias gradient that is
@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from comparisons.oracle.library_error import library_units
 from comparisons.oracle.tolerances import ROUNDOFF, Roundoff
 from scratch.config import MLP, Optimizer
 from scratch.optimizers import CLIP_EPS
@@ -86,24 +87,42 @@ def _slope(act: str, Z: np.ndarray, A: np.ndarray) -> np.ndarray | float:
         return A * (1.0 - A)
     if act == "tanh":
         return 1.0 - A * A
+    if act == "elu":  # e^Z below 0 (α = 1), 1 above
+        return np.exp(np.minimum(Z, 0.0))
     return 1.0  # relu, leaky_relu, identity: Lipschitz 1 (a kink moves A by at most |ΔZ|)
 
 
 def _slope_error(act: str, Z: np.ndarray, A: np.ndarray, E_Z, E_A, u: float) -> np.ndarray:
     """The error of g'(Z) as an engine computes it: from A's error (g' is a function of A for
     sigmoid and tanh; 1 - A² cancels near |A| = 1, so A²'s rounding counts whole), or, at a
-    kink, the slope's jump where Z's sign is uncertain (|Z| <= E_Z: either side is honest)."""
+    kink, the slope's jump where Z's sign is uncertain (|Z| <= E_Z, E_Z > 0: either side is
+    honest). Where E_Z is 0, Z is exact in every engine (a dropped row times a zero bias is
+    exactly 0): at Z == 0 there, the convention for g'(0) decides and nothing is allowed for
+    it (the README's conventions table)."""
     if act == "sigmoid":
         return np.abs(1.0 - 2.0 * A) * E_A + 2.0 * u * A * (1.0 - A)
     if act == "tanh":
         return 2.0 * np.abs(A) * E_A + 2.0 * u * A * A
     if act in ("relu", "leaky_relu"):
         jump = 1.0 if act == "relu" else 0.99
-        return np.where(np.abs(Z) <= E_Z, jump, 0.0)
+        return np.where((np.abs(Z) <= E_Z) & (E_Z > 0), jump, 0.0)
+    if act == "elu":
+        # below 0, e^Z (scratch, PyTorch) or A + 1 (JAX's autodiff of expm1): A's error, which
+        # holds e^Z·E_Z and the library's ulps of A, and the sum's rounding. Continuous at 0
+        # (both sides 1): a Z of uncertain sign moves g' by at most |Z| <= E_Z, within E_A.
+        return np.where(Z > 0, 0.0, E_A + 2.0 * u * (np.abs(A) + 1.0))
     return np.zeros_like(Z)
 
 
-LIBRARY = {"sigmoid", "tanh"}  # computed through exp / tanh of a library
+# The activations computed by a library function, and the function's name in the measured
+# table (library_error.json).
+LIBRARY = {"sigmoid": "logistic", "tanh": "tanh", "elu": "expm1"}
+
+
+def _library(r: Roundoff, function: str) -> float:
+    """u times ``function``'s measured error in r's dtype: the allowance's library term."""
+    dtype = next(d for d, known in ROUNDOFF.items() if known.unit == r.unit)
+    return library_units(dtype, function) * r.unit
 
 
 def _stable_sigmoid(Z: np.ndarray) -> np.ndarray:
@@ -152,7 +171,7 @@ def stacked_allowances(steps: Steps, traces: Arrays, dtype: str) -> Arrays:
         if f"N{l}" in f64:
             E.update(_batch_norm(steps, f64, W, E, l, r))
             Z, into = f64[f"N{l}"], f"N{l}"
-        own = r.library_ulps * u * np.abs(A) if act in LIBRARY else u * np.abs(A)
+        own = (_library(r, LIBRARY[act]) if act in LIBRARY else u) * np.abs(A)
         E[f"A{l}"] = _slope(act, Z, A) * E[into] + own
         A_prev, E_prev = A, E[f"A{l}"]
         if l in scales:  # the mask is exact; the scaling by 1/(1 - p) rounds
@@ -243,7 +262,7 @@ def _inv_std(var: np.ndarray, E_var: np.ndarray, eps: float, r: Roundoff):
     """s = 1/√(var + ε) and its error: half var's relative error, the sum's and the root's
     and the quotient's roundings, and a library's few ulps (an rsqrt)."""
     s = 1.0 / np.sqrt(var + eps)
-    return s, s * (E_var / (2.0 * (var + eps)) + (3.0 + r.library_ulps) * r.unit)
+    return s, s * (E_var / (2.0 * (var + eps)) + 3.0 * r.unit + _library(r, "rsqrt"))
 
 
 def _batch_norm_backward(
@@ -332,23 +351,36 @@ def _head(steps: Steps, f64: Arrays, E: Arrays, r: Roundoff) -> tuple[np.ndarray
     """The loss's error and the top error term's, for the run's loss and output activation.
 
     Every loss here is a mean of non-negative terms, so the terms' magnitude is the loss
-    itself; the logit losses add the rounding of their log-sum-exp, of the logits' size."""
+    itself; the logit losses add the rounding of their log-sum-exp, of the logits' size. The
+    library functions' terms are measured (library_error.json): BCE with logits' loss as a
+    softplus per |ℓ| + |z|, its gradient σ(z) - y per (σ + |y|)·(1 + |z|) (a log-sum-exp's
+    derivative rounds at |z|'s scale); softmax's exponentials and log; BCE's log."""
     u, lib = r.unit, r.library_ulps * r.unit
     mlp, L = steps.mlp, steps.mlp.n_layers
     Y = _matrices(steps.Y)
     Z, A, E_Z, E_A = f64[f"Z{L}"], f64[f"A{L}"], E[f"Z{L}"], E[f"A{L}"]
     loss, dZ = f64["loss"], f64[f"dZ{L}"]
     B, N = A.shape[-2], A.shape[-2] * A.shape[-1]  # rows, and elements of one step's A_L
-    own_loss = (gamma(N, u) + lib) * np.abs(loss)
+    loss_lib = {
+        "bce_logits": _library(r, "softplus"),
+        "softmax_cross_entropy": max(_library(r, "exp"), _library(r, "log")),
+        "bce": max(_library(r, "log"), _library(r, "log1p")),
+    }.get(mlp.loss, lib)
+    own_loss = (gamma(N, u) + loss_lib) * np.abs(loss)
     if mlp.loss == "bce_logits":  # dZ = (σ(Z) - Y) / N
         P = _stable_sigmoid(Z)
-        E_loss = _total(np.abs(P - Y) / N * E_Z) + own_loss + lib * _total(np.abs(Z)) / N
-        E_dZ = (P * (1.0 - P) * E_Z + lib * (P + np.abs(Y))) / N
+        E_loss = _total(np.abs(P - Y) / N * E_Z) + own_loss + loss_lib * _total(np.abs(Z)) / N
+        grad_lib = _library(r, "logistic_grad") * (1.0 + np.abs(Z))
+        E_dZ = (P * (1.0 - P) * E_Z + grad_lib * (P + np.abs(Y))) / N
     elif mlp.loss == "softmax_cross_entropy":  # dZ = (softmax(Z) - Y) / B
         P = _softmax(Z)
         largest = np.max(np.abs(Z), axis=-1, keepdims=True).mean(axis=-2, keepdims=True)
-        E_loss = _total(np.abs(P - Y) / B * E_Z) + own_loss + lib * (largest + np.log(Z.shape[-1]))
-        E_dZ = (2.0 * P * E_Z.max(axis=-1, keepdims=True) + lib * (P + np.abs(Y))) / B
+        E_loss = (
+            _total(np.abs(P - Y) / B * E_Z) + own_loss + loss_lib * (largest + np.log(Z.shape[-1]))
+        )
+        # each probability: an exponential, a sum's and a quotient's roundings
+        P_lib = _library(r, "exp") + 2.0 * u
+        E_dZ = (2.0 * P * E_Z.max(axis=-1, keepdims=True) + P_lib * (P + np.abs(Y))) / B
     else:  # mse (any output) or bce (sigmoid output): dZ = ∂loss/∂A * g'(Z)
         act = mlp.activation_of(L)
         slope = _slope(act, Z, A)
@@ -418,7 +450,7 @@ def _learning_rate(opt: Optimizer, t: np.ndarray, r: Roundoff) -> tuple[np.ndarr
     progress = np.clip(k - w, 0, D - w) / (D - w)
     cosine = opt.lr_min + (opt.lr - opt.lr_min) * 0.5 * (1.0 + np.cos(np.pi * progress))
     lr = np.where(k < w, opt.lr * (k + 1) / (w + 1), cosine)
-    return lr, (4.0 * k + r.library_ulps + 4) * r.unit * opt.lr
+    return lr, ((4.0 * k + 4) * r.unit + _library(r, "cos")) * opt.lr
 
 
 def _update(steps: Steps, f64: Arrays, W: Arrays, E: Arrays, r: Roundoff) -> Arrays:
@@ -461,7 +493,7 @@ def _update(steps: Steps, f64: Arrays, W: Arrays, E: Arrays, r: Roundoff) -> Arr
             else:
                 E_step = E_g + opt.momentum * E_v + u * (np.abs(g) + np.abs(opt.momentum * v))
                 step_size = np.abs(g + opt.momentum * v)
-        else:  # adam, adamw
+        elif opt.name in ("adam", "adamw"):
             m = opt.beta1 * old["first"] + (1 - opt.beta1) * g
             v = opt.beta2 * old["second"] + (1 - opt.beta2) * g * g
             E_m = (1 - opt.beta1) * E_g + u * (np.abs(opt.beta1 * old["first"]) + np.abs(g))
@@ -477,8 +509,31 @@ def _update(steps: Steps, f64: Arrays, W: Arrays, E: Arrays, r: Roundoff) -> Arr
             d = root + opt.eps
             with np.errstate(divide="ignore", invalid="ignore"):
                 E_root = np.where(root > 0, E_v / c2 / (2.0 * root), np.sqrt(E_v / c2))
-            E_step = E_m / c1 / d + np.abs(m_hat) * E_root / d**2 + lib * np.abs(m_hat / d)
+            # √'s measured error, and the sum's and the quotient's roundings
+            root_lib = _library(r, "sqrt") + 2.0 * u
+            E_step = E_m / c1 / d + np.abs(m_hat) * E_root / d**2 + root_lib * np.abs(m_hat / d)
             step_size = np.abs(m_hat / d)
+        elif opt.name == "rmsprop":  # v ← α·v + (1-α)·g²;  step g / (√v + ε)
+            v = opt.alpha * old["first"] + (1 - opt.alpha) * g * g
+            # g²'s error as Adam's v; the root halves v's relative error (or, at v ≈ 0 from a
+            # cancelled g, is √E_v); the quotient is g/d (PyTorch) or g·(1/d) (optax): its
+            # roundings and the root's are a library's few ulps
+            E_v = (1 - opt.alpha) * (2.0 * np.abs(g) + E_g) * E_g + u * (
+                opt.alpha * old["first"] + v
+            )
+            out[names["first"]] = E_v
+            root = np.sqrt(v)
+            d = root + opt.eps
+            with np.errstate(divide="ignore", invalid="ignore"):
+                E_root = np.where(root > 0, E_v / (2.0 * root), np.sqrt(E_v))
+            root_lib = _library(r, "sqrt") + 2.0 * u  # √'s measured error, two roundings
+            E_step = E_g / d + np.abs(g) * E_root / d**2 + root_lib * np.abs(g / d)
+            step_size = np.abs(g / d)
+        else:
+            raise ValueError(
+                f"no roundoff rule for optimizer {opt.name!r}: add its update's error to "
+                "comparisons/oracle/roundoff.py:_update"
+            )
         E_update = lr * E_step + (lib * lr + E_lr) * step_size + E_theta
         new = f64[p]
         out[f"Δ{p}"] = E_update + u * (np.abs(new) + np.abs(f64[f"Δ{p}"]))

@@ -113,7 +113,8 @@ class Worker:
         self._process = context.Process(
             target=_serve, args=(requests, replies, module), name=f"reference {name}", daemon=True
         )
-        self._process.start()
+        with _sigint_blocked():  # inherited: a Ctrl-C to the whole group never reaches it
+            self._process.start()
         requests.close()
         replies.close()
         self._outbox: queue.SimpleQueue = queue.SimpleQueue()
@@ -224,6 +225,27 @@ class Worker:
                 self._discard -= 1
             elif kind != "built":
                 return value
+
+
+@contextmanager
+def _sigint_blocked() -> Iterator[None]:
+    """A process started within the block ignores SIGINT from its first instant (an ignored
+    signal stays ignored across exec, and Python keeps it so): a Ctrl-C to the whole group
+    never reaches a worker, even while it starts up, before ``_serve`` ignores it; the
+    oracle stops its workers itself. In this process SIGINT is blocked meanwhile, so that
+    one that comes is delivered to its handler when the block ends, not lost."""
+    if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not (
+        threading.main_thread()
+    ):
+        yield
+        return
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    handler = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_DFL if handler is None else handler)
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
 
 
 class _Died(Exception):

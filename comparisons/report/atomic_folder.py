@@ -9,7 +9,8 @@ The swap (``write_report_folder``):
 
 1. The files are written into a staging folder beside the target, ``.NAME.partial-PID-HEX``,
    made by ``os.mkdir`` with the default mode (the umask applies and is never changed) and
-   locked (``flock``) by its writer while it lives. The marker is written last.
+   locked (``flock``) by its writer while it lives. The marker is written into it first
+   (listing no files), and replaced, in one rename, by the one that lists them last.
 2. Under a lock on the parent folder (which serializes the swaps into it: concurrent runs on
    one ``--out`` queue up and the last to swap wins), staging and target are exchanged in
    one atomic step, ``renameat2(RENAME_EXCHANGE)`` (Linux); the staging name then holds the
@@ -19,9 +20,15 @@ The swap (``write_report_folder``):
    ``--out`` missing and the old report beside it; the next run first puts it back
    (``prepare_out_folder``, and again before its swap).
 
-SIGINT and SIGTERM arriving during step 2 are held until the swap is done, then delivered.
+A SIGINT or SIGTERM the command line recorded (``comparisons.progress``) stops the write
+between files and before the swap, which leaves the old report; those arriving during step 2
+are held until the swap is done, then delivered.
 A kill nothing can catch (SIGKILL, a power cut) leaves staging or old folders that no live
-writer holds locked; the next write beside them removes them. Tests inject a kill at each
+writer holds locked; the next write beside them removes them. Such a folder is recognised by
+its name and by the marker inside it (or by being empty), never by its name alone: a user's
+folder that happens to be called ``.NAME.old-1-deadbeef`` is neither removed nor moved into
+``--out``. A file browser's files in ``--out`` (``LITTER``: ``.DS_Store``…) do not make it
+foreign, and are moved into the new report, never deleted. Tests inject a kill at each
 step through ``_kill_point``.
 """
 
@@ -45,6 +52,8 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from comparisons.run.interrupts import stop_if_signalled
+
 try:
     import fcntl
 except ImportError:  # Windows: no locks; the staging names still keep writers apart
@@ -53,6 +62,7 @@ except ImportError:  # Windows: no locks; the staging names still keep writers a
 Renderer = Callable[[dict], str | bytes]  # the file's text, or its bytes
 
 MARKER = ".backprop-oracle-report"  # in every folder this tool writes: the files it wrote
+WRITTEN_BY = "backprop-oracle"
 LITTER = frozenset({".DS_Store", "Thumbs.db", "desktop.ini"})  # a file browser's, not a user's
 SPECIAL = (Path("/proc"), Path("/sys"), Path("/dev"))
 # Staging and old folders: ours (PID-HEX), and those of earlier versions (tempfile's names).
@@ -96,8 +106,9 @@ def check_out_folder(out: str | os.PathLike[str]) -> Path:
         more = f" and {len(foreign) - 3} more" if len(foreign) > 3 else ""
         names = ", ".join(_shown(n, 40) for n in foreign[:3]) + more
         raise OutFolderError(
-            f"--out {shown} holds files this tool did not write ({names}); choose another "
-            "folder or empty it"
+            f"--out {shown} holds files this tool did not write ({names}), and the report "
+            "folder is replaced as a whole; name a new folder for the report, e.g. "
+            "reports/run"
         )
     if not (os.access(real.parent, os.W_OK | os.X_OK) and os.access(real, os.W_OK | os.X_OK)):
         raise OutFolderError(f"--out {shown}: no permission to replace it; choose another folder")
@@ -134,13 +145,15 @@ def write_report_folder(
         _step("staging")
         names = _write_files(staging, report, renderers, json_name)
         _step("written")
-        _write(staging / MARKER, json.dumps({"written_by": "backprop-oracle", "files": names}))
+        _mark(staging, names)
         _step("marked")
+        stop_if_signalled()  # the last moment a recorded signal keeps the old report
         with _signals_held(), _locked(real.parent):
             _step("locked")
             check_out_folder(out)  # files may have been put there during the run
             _swap_in(staging, real)
             swapped = True
+        stop_if_signalled()  # one that came during the swap: the new report is in place
     except BaseException as err:  # KeyboardInterrupt too: never leave the partial folder
         shutil.rmtree(staging, ignore_errors=True)
         if swapped:
@@ -205,6 +218,10 @@ def _foreign(real: Path, shown: str) -> list[str]:
     return [n for n in names if n not in written]
 
 
+def _is_marker(marker: Path) -> bool:
+    return bool(_marked_files(marker))
+
+
 def _marked_files(marker: Path) -> set[str]:
     """The files a marker lists, and the marker itself; nothing if it is not a marker."""
     try:
@@ -246,10 +263,32 @@ def _write_files(
 
 
 def _write(path: Path, text: str | bytes) -> None:
+    stop_if_signalled()  # between files (a plot takes a while to draw)
     with open(path, "wb") as f:
         f.write(text if isinstance(text, bytes) else text.encode("utf-8"))
         f.flush()
         os.fsync(f.fileno())
+
+
+def _mark(folder: Path, names: list[str]) -> None:
+    """Write (or replace, in one rename) the marker that makes ``folder`` this tool's."""
+    text = json.dumps({"written_by": WRITTEN_BY, "files": names})
+    temporary = folder / f"{MARKER}.new"
+    _write(temporary, text)
+    os.replace(temporary, folder / MARKER)
+
+
+def _ours(folder: Path) -> bool:
+    """Whether ``folder`` (a staging or old folder's name) is this tool's: it holds the
+    marker, written first thing into every staging folder and last into every report; or it
+    is empty (a kill before the marker; removing it loses nothing). A user's folder that
+    merely has such a name is neither, and is left alone."""
+    try:
+        if not os.listdir(folder):
+            return True
+    except OSError:
+        return False
+    return _is_marker(folder / MARKER)
 
 
 def _staged(real: Path, kind: str) -> Path:
@@ -263,6 +302,12 @@ def _new_staging(real: Path) -> tuple[Path, int]:
     os.mkdir(staging)
     fd = os.open(staging, os.O_RDONLY)
     _flock(fd, blocking=False)
+    try:
+        _mark(staging, [])  # first: what makes the folder recognisably this tool's
+    except BaseException:
+        os.close(fd)
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     return staging, fd
 
 
@@ -278,6 +323,7 @@ def _swap_in(staging: Path, real: Path) -> None:
         _swap_by_renames(staging, real)
         return
     _step("exchanged")
+    _carry_litter(staging, real)
     shutil.rmtree(staging, ignore_errors=True)  # the old report, now under the staging name
     _step("removed")
 
@@ -292,8 +338,18 @@ def _swap_by_renames(staging: Path, real: Path) -> None:
         os.rename(old, real)  # put the previous report back
         raise
     _step("moved-in")
+    _carry_litter(old, real)
     shutil.rmtree(old, ignore_errors=True)
     _step("removed")
+
+
+def _carry_litter(old: Path, new: Path) -> None:
+    """A file browser's files (``LITTER``) in the old folder move into the new one: they may
+    hold the user's own settings, and the tool deletes nothing it did not write."""
+    for name in LITTER:
+        if os.path.lexists(old / name) and not os.path.lexists(new / name):
+            with contextlib.suppress(OSError):
+                os.rename(old / name, new / name)
 
 
 class _NoExchange(Exception):
@@ -335,7 +391,7 @@ def _leftovers(real: Path) -> Iterator[tuple[str, Path]]:
         for entry in entries:
             rest = entry.name[len(prefix) :] if entry.name.startswith(prefix) else ""
             match = _STAGED.fullmatch(rest)
-            if match and entry.is_dir(follow_symlinks=False):
+            if match and entry.is_dir(follow_symlinks=False) and _ours(Path(entry.path)):
                 yield match[1], Path(entry.path)
 
 

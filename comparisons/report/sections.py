@@ -38,6 +38,7 @@ OPTIMIZER_SETTINGS = {
     "nesterov": ("momentum",),
     "adam": ("beta1", "beta2", "eps"),
     "adamw": ("beta1", "beta2", "eps", "weight_decay"),
+    "rmsprop": ("alpha", "eps"),
 }
 
 

@@ -159,6 +159,27 @@ def first_divergence_lines(report: dict) -> list[str]:
     return lines
 
 
+# A tensor kind of the trace schema as the headline names it.
+KIND_WORDS = {
+    "batch": "the batch's rows",
+    "input": "the batch",
+    "forward": "forward values",
+    "dropout_mask": "dropout masks",
+    "batch_stat": "batch statistics",
+    "running_stat": "running statistics",
+    "loss": "the loss",
+    "error_term": "error terms",
+    "batch_stat_grad": "batch statistics' gradients",
+    "gradient": "gradients",
+    "gradient_norm": "the gradient norm",
+    "learning_rate": "the learning rate",
+    "update": "updates",
+    "counter": "the step count",
+    "optimizer_state": "optimizer state",
+    "parameter": "new parameters",
+}
+
+
 def headline_details(report: dict) -> list[str]:
     """The lines under the verdict: what an engine computed before it raised, where the
     engines first disagreed, who is wrong, and where in scratch to look."""
@@ -167,6 +188,9 @@ def headline_details(report: dict) -> list[str]:
     if under_test(report) != "scratch":
         found = ", ".join(f"{k} {origin[k]}" for k in ("file", "version") if origin.get(k))
         lines.append(f"engine under test: {origin['name']}" + (f" ({found})" if found else ""))
+    if report.get("compared"):
+        words = [KIND_WORDS.get(k, k) for k in report["compared"]]
+        lines.append(f"compared, of {under_test(report)}'s behaviour: " + ", ".join(words))
     if report.get("not_provided"):
         lines.append(
             "not provided by the engine under test (at one step or more), so not compared "
@@ -184,7 +208,9 @@ def headline_details(report: dict) -> list[str]:
     arbitration = report.get("arbitration")
     if arbitration:
         lines.append(f"who is wrong: {arbitration['explanation']}")
-    look_at = (report.get("first_divergence") or {}).get("look_at")
+    look_at = (arbitration or {}).get("look_at") or (report.get("first_divergence") or {}).get(
+        "look_at"
+    )
     if look_at:
         lines.append(f"look at: {look_at}")
     elif error and error["engine"] == "scratch":

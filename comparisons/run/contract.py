@@ -14,7 +14,7 @@ The factory
     ``mlp.sizes``              layer widths ``(n_0, n_1, …, n_L)``
     ``mlp.n_layers``           L, the layers with weights
     ``mlp.activation_of(l)``   layer l's activation (l = 1..L): sigmoid, tanh, relu,
-                               leaky_relu (slope 0.01), identity
+                               leaky_relu (slope 0.01), elu (α = 1), identity
     ``mlp.loss``               mse, bce, bce_logits, softmax_cross_entropy
     ``mlp.dropout``            p, the rate of inverted dropout on every hidden layer in
                                training (0: none); see ``step``
@@ -23,8 +23,9 @@ The factory
                                ``mlp.bn_eps`` ε; ``scratch/network.py`` states the
                                equations): parameters ``gammal``, ``betal`` and, in the
                                state, ``running_meanl``, ``running_varl``
-    ``optimizer.name``         sgd, momentum, nesterov, adam, adamw
-    ``optimizer.lr, momentum, beta1, beta2, eps, l2, weight_decay, clip_norm``   floats
+    ``optimizer.name``         sgd, momentum, nesterov, adam, adamw, rmsprop
+    ``optimizer.lr, momentum, beta1, beta2, alpha, eps, l2, weight_decay, clip_norm``
+                               floats
     ``optimizer.lr_schedule``  "constant", "step" (``lr_step_size``, ``lr_gamma``) or
                                "cosine" (``lr_warmup``, ``lr_decay_steps``: integers;
                                ``lr_min``); ``scratch/optimizers.py:learning_rate`` gives
@@ -36,9 +37,10 @@ The engine
         Start from these parameters and optimizer state (copy them: they may be read-only).
         ``params``: ``{"W1": (n_0, n_1), "b1": (n_1,), …}``, a row of X is one example.
         ``opt_state``: ``{"t": steps taken}`` and, per parameter p, ``momentum_<p>``
-        (momentum, nesterov) or ``adam_m_<p>`` and ``adam_v_<p>`` (adam, adamw); with batch
-        normalization, each hidden layer's running statistics ``running_meanl`` and
-        ``running_varl`` (n_l,) too: ``predict`` normalizes with them.
+        (momentum, nesterov), ``adam_m_<p>`` and ``adam_v_<p>`` (adam, adamw) or
+        ``rmsprop_v_<p>`` (rmsprop); with batch normalization, each hidden layer's running
+        statistics ``running_meanl`` and ``running_varl`` (n_l,) too: ``predict``
+        normalizes with them.
     ``state() -> (params, opt_state)``
         What its next step starts from, in the same layout.
     ``step(X, Y) -> trace``

@@ -18,8 +18,10 @@ Each case is a 12-row synthetic problem (two epochs, layers of 4 units: the seco
 weights are square, so a transposed W fits) with its row's options. A few more cases set up
 the conditions under which the classic bugs show: saturated outputs (the BCE clamp), logits
 in the hundreds (a softmax without its max shift overflows), depth 1 and depth 4 (with
-another batch-norm momentum than PyTorch's); batches of 5 over 12 rows leave a partial last
-batch (a mean over the nominal batch size is wrong only there).
+another batch-norm momentum than PyTorch's), a leaky ReLU output whose Z is exactly 0 (a row
+whose units were all dropped, before its bias moves: the derivative's convention at 0);
+batches of 5 over 12 rows leave a partial last batch (a mean over the nominal batch size is
+wrong only there).
 
 ``tests/comparisons/test_check.py`` proves the coverage claims against this table.
 """
@@ -92,6 +94,7 @@ LEARNING_RATES = {
     "sgd": {"lr": 0.1},
     "momentum": {"lr": 0.02, "momentum": 0.9},
     "nesterov": {"lr": 0.02, "momentum": 0.8},
+    "rmsprop": {"lr": 0.01, "alpha": 0.9},  # not the default 0.99: a rule that ignores α shows
 }
 ADAPTIVE_LR = {"lr": 0.01}
 
@@ -186,6 +189,19 @@ CONDITIONS = (
         },
     ),
     Case(
+        "tanh-mse_leaky_relu-momentum-dropout",
+        {
+            "activation": "tanh",
+            "loss": "mse",
+            "output": "leaky_relu",
+            "optimizer": "momentum",
+            "lr": 0.02,
+            # half the units dropped: at the first step some rows lose all four, and the
+            # output's Z there is exactly its zero bias (the kink's convention at Z = 0)
+            "dropout": 0.5,
+        },
+    ),
+    Case(
         "relu-softmax-adamw_no_decay-float32-large_logits",
         {
             "activation": "relu",
@@ -195,6 +211,31 @@ CONDITIONS = (
             "lr": 0.01,
             "dtype": "float32",
             "init_gain": 300.0,
+        },
+    ),
+    Case(
+        "elu-mse_elu-rmsprop-dropout",
+        {
+            "activation": "elu",
+            "loss": "mse",
+            "output": "elu",
+            "optimizer": "rmsprop",
+            "lr": 0.01,
+            "alpha": 0.9,  # not the default 0.99: a rule that ignores α shows
+            "dropout": 0.3,
+        },
+    ),
+    Case(
+        "elu-softmax-rmsprop-l2-float32-clip",
+        {
+            "activation": "elu",
+            "loss": "softmax_cross_entropy",
+            "synthetic_classes": 3,
+            "optimizer": "rmsprop",
+            "lr": 0.01,
+            "l2": 0.01,
+            "dtype": "float32",
+            "clip_norm": 0.5,
         },
     ),
 )

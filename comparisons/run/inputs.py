@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from comparisons.run.interrupts import stop_if_signalled
 from comparisons.run.spec import RunSpec, SpecError
 from data import (
     EXPECTED_ROWS,
@@ -138,6 +139,7 @@ def build_inputs(spec: RunSpec, data_dir: str | None = None) -> RunInputs:
     params0 = init_params(mlp, spec.seed, spec.init, spec.dtype, spec.init_gain)
     for array in [*params0.values(), *(a for split in splits.values() for a in split)]:
         array.flags.writeable = False
+    stop_if_signalled()  # loading the data is a boundary too (the Occupancy files take a while)
     return RunInputs(
         spec=spec,
         splits=splits,
@@ -179,12 +181,22 @@ COPIES_PER_ENGINE = 6
 ACTIVATION_COPIES = 3  # Z, A and dZ (or a temporary), per layer and row
 DATA_COPIES = 4  # raw, standardized, cast to the dtype, and the engines' copies
 STEP_BYTES = 4096  # per step: its schedule entry and the report's per-step records
-# The key to change when each part is what does not fit, and how.
+# The key to change when each part is what does not fit, and how (where no one key is the
+# cause: ``_culprit``).
 ADVICE = {
     "parameters": ("hidden", "use fewer or narrower hidden layers"),
     "activations": ("hidden", "use narrower hidden layers or a smaller batch_size"),
     "data": ("synthetic_rows", "use fewer synthetic_rows or synthetic_features"),
     "schedule": ("epochs", "use fewer epochs or a larger batch_size"),
+}
+# The keys the estimate grows with, and what to do about each.
+SCALING = {
+    "hidden": "use fewer or narrower hidden layers",
+    "synthetic_rows": "use fewer synthetic_rows",
+    "synthetic_features": "use fewer synthetic_features",
+    "synthetic_classes": "use fewer synthetic_classes",
+    "batch_size": "use a smaller batch_size",
+    "epochs": "use fewer epochs or a larger batch_size",
 }
 
 
@@ -216,16 +228,27 @@ def check_memory(spec: RunSpec, available: int | None = None) -> None:
     available = available_memory() if available is None else available
     if available is None or needed <= available:
         return
-    part = max(parts, key=parts.__getitem__)
-    rows_dominate = spec.synthetic_rows >= spec.batch_size * len(spec.engines)
-    if spec.dataset == "synthetic" and part == "activations" and rows_dominate:
-        part = "data"  # the metrics' pass over a split of synthetic_rows rows
-    key, advice = ADVICE[part]
+    key, advice = _culprit(spec, needed) or ADVICE[max(parts, key=parts.__getitem__)]
     detail = ", ".join(f"{part} {_size(n)}" for part, n in parts.items())
     raise SpecError(
         f"{key}: this run needs about {_size(needed)} of memory ({detail}), and "
         f"{_size(available)} is available; {advice}"
     )
+
+
+def _culprit(spec: RunSpec, needed: int) -> tuple[str, str] | None:
+    """The key whose value makes the run too big: the one that, set back to its default,
+    takes the most off the estimate (None where none of them takes anything off)."""
+    default = RunSpec()
+    relief = {}
+    for key in SCALING:
+        try:
+            lighter = dataclasses.replace(spec, **{key: getattr(default, key)})
+        except SpecError:  # its default does not go with the other keys
+            continue
+        relief[key] = needed - sum(memory_needed(lighter).values())
+    best = max(relief, key=relief.__getitem__, default=None)
+    return (best, SCALING[best]) if best is not None and relief[best] > 0 else None
 
 
 def available_memory() -> int | None:

@@ -111,6 +111,16 @@ class _Builder:
             at = self._next_row(uncovered)
             chosen.append(at)
             uncovered -= set(self._pairs_of(at))
+        # A row whose every pair another row also holds is left out (the last first).
+        held: dict = {}
+        for at in chosen:
+            for pair in self._pairs_of(at):
+                held[pair] = held.get(pair, 0) + 1
+        for at in reversed(list(chosen)):
+            if all(held[pair] > 1 for pair in self._pairs_of(at)):
+                chosen.remove(at)
+                for pair in self._pairs_of(at):
+                    held[pair] -= 1
         return [self._row(at) for at in chosen]
 
     @staticmethod

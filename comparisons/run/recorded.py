@@ -16,25 +16,37 @@ A recorded set is a folder::
                       ``<step>/<reference>/<tensor>``
 
 Loading checks every array against its digest and every case's spec and schedule against the
-covering set as it is now: a set that was edited, or that no longer matches what ``check``
-runs, is refused (exit 2) with the command that records it again.
+covering set as it is now: a set that is corrupt, or that no longer matches what ``check``
+runs, is refused (exit 2) with the command that records it again. What the digests prove:
+that no array changed by accident (a flipped bit, a truncated copy) since the manifest was
+written; they are no signature, and an edit that updates them is not caught by them. What
+catches such an edit, where it can be caught: the recorded references must agree with each
+other within their allowances, as live ones do, and a set where they do not is refused as
+changed instead of used to blame one of them (``modes/check.py``); with one reference
+recorded there is nothing to hold its traces against. Every file is read the guarded way
+(``files.py``): a FIFO, a device, a huge or corrupt archive is bad input, never a hang.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
-import json
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from comparisons.run.files import FileError, read_json, read_npz
 from comparisons.run.spec import SpecError
 
 FORMAT = 1
 MANIFEST = "manifest.json"
+# Bounds on what is read (``files.py``), far above the bundled set's (a manifest of ~70 kB,
+# cases of at most ~1 MB): no file put in a set's place can hang the tool or exhaust memory.
+MANIFEST_LIMIT = 16 << 20
+CASE_LIMIT = 256 << 20
 # The set of check's covering set that comes with the package (``record --out`` re-makes it).
 BUNDLED = Path(__file__).resolve().parents[1] / "recorded"
 RECORD_COMMAND = "python -m comparisons record --out {folder}"
@@ -188,14 +200,12 @@ def load_recorded(folder: str | Path) -> Recorded:
     """A recorded set, every array checked against its digest."""
     folder = Path(folder)
     again = RECORD_COMMAND.format(folder=folder)
+    if not os.path.lexists(folder / MANIFEST):
+        raise RecordedError(f"--recorded {folder}: no {MANIFEST} there; record a set: {again}")
     try:
-        manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise RecordedError(
-            f"--recorded {folder}: no {MANIFEST} there; record a set: {again}"
-        ) from None
-    except (OSError, ValueError) as error:
-        raise RecordedError(f"--recorded {folder}: cannot read {MANIFEST} ({error})") from None
+        manifest = read_json(folder / MANIFEST, MANIFEST_LIMIT, "recorded set's manifest")
+    except FileError as error:
+        raise RecordedError(f"--recorded {error}; record it again: {again}") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise RecordedError(
             f"--recorded {folder}: {MANIFEST} is not a recorded set of format {FORMAT}; "
@@ -205,7 +215,7 @@ def load_recorded(folder: str | Path) -> Recorded:
         cases = _load_cases(folder, manifest)
     except RecordedError:
         raise
-    except (KeyError, TypeError, ValueError, AttributeError) as error:
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as error:
         raise RecordedError(
             f"--recorded {folder}: {MANIFEST} is malformed ({type(error).__name__}: {error}); "
             f"record it again: {again}"
@@ -225,12 +235,15 @@ def _load_cases(folder: Path, manifest: dict) -> dict[str, RecordedCase]:
     str(manifest["created"]), dict(manifest["environment"])
     cases = {}
     for entry in manifest["cases"]:
+        if not (isinstance(entry["file"], str) and Path(entry["file"]).name == entry["file"]):
+            raise ValueError(
+                f"a case's file must be a name in the set's folder: {entry['file']!r:.60}"
+            )
         path = folder / entry["file"]
         try:
-            with np.load(path, allow_pickle=False) as npz:
-                arrays = {k: npz[k] for k in npz.files}
-        except (OSError, ValueError) as error:
-            raise RecordedError(f"--recorded {folder}: cannot read {path.name} ({error})") from None
+            arrays = read_npz(path, CASE_LIMIT)
+        except FileError as error:
+            raise RecordedError(f"--recorded {error}; record it again: {again}") from None
         wrong = sorted(
             set(entry["digests"]) ^ set(arrays)
             | {
@@ -242,13 +255,16 @@ def _load_cases(folder: Path, manifest: dict) -> dict[str, RecordedCase]:
         if wrong:
             raise RecordedError(
                 f"--recorded {folder}: {path.name} does not match {MANIFEST} ({len(wrong)} "
-                f"arrays differ, first {wrong[0]!r}): edited or corrupt; record it again: {again}"
+                f"arrays differ, first {wrong[0]!r}): corrupt or changed; record it again: {again}"
             )
+        steps = entry["steps"]
+        if not (type(steps) is int and 1 <= steps <= len(arrays)):  # not a bool
+            raise ValueError(f"steps must be a count of the file's steps, not {steps!r:.60}")
         case = RecordedCase(
             str(entry["name"]),
             dict(entry["spec"]),
             str(entry["schedule_sha256"]),
-            int(entry["steps"]),
+            steps,
             list(references),
             arrays,
         )

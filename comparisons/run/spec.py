@@ -13,13 +13,13 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
-import stat
 import tomllib
 import typing
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from comparisons.run.files import FileError, read_text
 from scratch.activations import ACTIVATIONS
 from scratch.config import MLP, Optimizer, ScratchInputError
 from scratch.initializers import INITIALIZERS
@@ -344,55 +344,14 @@ def _config_keys(path: Path) -> tuple[dict[str, object], dict[str, str]]:
 
 
 def read_config(path: Path) -> str:
-    """The text of a config file: a regular file of at most CONFIG_LIMIT bytes of UTF-8.
-
-    The file is checked with ``stat`` before it is opened (a FIFO would block, ``/dev/zero``
-    never ends), and at most CONFIG_LIMIT + 1 bytes are read, whatever it turns out to be.
-    """
-    name = shown_path(path)
+    """The text of a config file: a regular file of at most CONFIG_LIMIT bytes of UTF-8,
+    read the guarded way every file is (``files.py``: a FIFO, ``/dev/zero`` or a huge file
+    is refused before it is read)."""
     try:
-        info = os.stat(path)
-        _check_regular(name, info)
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-        with os.fdopen(fd, "rb") as f:
-            _check_regular(name, os.fstat(f.fileno()))  # the file it names may have changed
-            data = f.read(CONFIG_LIMIT + 1)
-    except OSError as err:
-        raise SpecError(f"{name}: cannot read the config file ({err.strerror or err})") from None
-    except SpecError:
-        raise
-    except ValueError:  # a NUL byte in the path
-        raise SpecError(f"{name}: not a usable file name") from None
-    if len(data) > CONFIG_LIMIT:
-        raise SpecError(f"{name}: larger than {CONFIG_LIMIT} bytes; a config file is a few keys")
-    return _decode(name, data)
-
-
-def _check_regular(name: str, info: os.stat_result) -> None:
-    if stat.S_ISDIR(info.st_mode):
-        raise SpecError(f"{name}: a folder, not a config file; give a TOML file (configs/*.toml)")
-    if not stat.S_ISREG(info.st_mode):
-        raise SpecError(f"{name}: not a regular file (a device, pipe or socket); give a TOML file")
-    if info.st_size > CONFIG_LIMIT:
-        raise SpecError(
-            f"{name}: {info.st_size} bytes, larger than {CONFIG_LIMIT}; a config file is a few keys"
-        )
-
-
-def _decode(name: str, data: bytes) -> str:
-    """UTF-8 text (a UTF-8 byte-order mark is dropped); anything else says how to fix it."""
-    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
-        raise SpecError(f"{name}: UTF-16 text; save the file as UTF-8")
-    if b"\x00" in data:
-        raise SpecError(f"{name}: a binary file (it holds NUL bytes), not a TOML text file")
-    try:
-        return data.decode("utf-8").removeprefix("\ufeff")
-    except UnicodeDecodeError as err:
-        line = data[: err.start].count(b"\n") + 1
-        raise SpecError(
-            f"{name}, line {line}: not UTF-8 text (byte 0x{data[err.start]:02x}); "
-            "save the file as UTF-8"
-        ) from None
+        return read_text(path, CONFIG_LIMIT, "config file", "; give a TOML file")
+    except FileError as err:
+        message = str(err).replace("; not a config file", "; a config file is a few keys")
+        raise SpecError(message) from None
 
 
 def _line_of(text: str, key: str) -> int:

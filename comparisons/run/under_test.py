@@ -10,6 +10,7 @@ differences of its own loss, and its free-running trajectory.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.metadata
 import sys
@@ -46,12 +47,17 @@ class UnderTest:
         method of the contract."""
         try:
             engine = self.factory(mlp, optimizer, dtype)
+        except SystemExit as error:
+            raise ContractError(
+                f"--engine {self.name}: the factory called sys.exit({error.code!r}); an "
+                "engine's code must raise an exception instead"
+            ) from None
         except Exception as error:
             raise ContractError(
                 f"--engine {self.name}: the factory raised {type(error).__name__}: {error}"
             ) from error
         check_engine(engine, f"--engine {self.name}")
-        return engine
+        return engine if self.is_scratch else Contained(engine)
 
     def describe(self) -> dict:
         return {"name": self.name, **self.origin}
@@ -64,6 +70,38 @@ class UnderTest:
                 f"--engines: {self.name} is verified against the references; name at least "
                 "one, e.g. --engines scratch,torch"
             )
+
+
+class EngineExit(Exception):
+    """Engine code called ``sys.exit`` (raised SystemExit) in a step or another call: the
+    engine's failure, an ERROR verdict, never the tool's own exit."""
+
+
+class Contained:
+    """A plugged engine whose calls cannot end the tool: a SystemExit raised in any of its
+    methods is an EngineExit, with the engine's frames in its traceback (where it exited).
+    Everything else is the engine's own, read and set through."""
+
+    def __init__(self, engine: EngineUnderTest):
+        object.__setattr__(self, "_engine", engine)
+
+    def __getattr__(self, name: str):
+        value = getattr(self._engine, name)
+        if name.startswith("__") or not callable(value):
+            return value
+
+        @functools.wraps(value)
+        def contained(*args, **kwargs):
+            try:
+                return value(*args, **kwargs)
+            except SystemExit as exit_:
+                error = EngineExit(f"{name}() called sys.exit({exit_.code!r})")
+                raise error.with_traceback(exit_.__traceback__) from None
+
+        return contained
+
+    def __setattr__(self, name: str, value) -> None:
+        setattr(self._engine, name, value)
 
 
 SCRATCH = UnderTest(
@@ -86,7 +124,13 @@ def load_under_test(text: str | None) -> UnderTest:
         module_name, attribute, module = _entry_point(text)
     factory = module
     for part in attribute.split("."):
-        factory = getattr(factory, part, None)
+        try:
+            factory = getattr(factory, part, None)
+        except (Exception, SystemExit) as error:  # a module's __getattr__ may raise anything
+            raise ContractError(
+                f"--engine {text}: looking up {attribute!r} in {module_name!r} raised "
+                f"{type(error).__name__}: {error}"
+            ) from None
         if factory is None:
             raise ContractError(
                 f"--engine {text}: module {module_name!r} has no {attribute!r}; give "
@@ -128,8 +172,15 @@ def _import(module_name: str, text: str):
         raise ContractError(f"--engine {text}: {module_name!r} is not a module name")
     if "" not in sys.path and str(Path.cwd()) not in sys.path:
         sys.path.insert(0, str(Path.cwd()))  # as `python -m` does: the user's own folder
+    argv, sys.argv = sys.argv, [module_name]  # a module that parses argv at import sees none
     try:
         return importlib.import_module(module_name)
+    except SystemExit as error:
+        raise ContractError(
+            f"--engine {text}: importing {module_name!r} called sys.exit({error.code!r}); an "
+            "engine module must not exit when imported (guard its script part with "
+            "if __name__ == '__main__')"
+        ) from None
     except ImportError as error:
         raise ContractError(
             f"--engine {text}: cannot import {module_name!r} ({error}); run from the folder "
@@ -139,6 +190,8 @@ def _import(module_name: str, text: str):
         raise ContractError(
             f"--engine {text}: importing {module_name!r} raised {type(error).__name__}: {error}"
         ) from error
+    finally:
+        sys.argv = argv
 
 
 def _entry_point(name: str):

@@ -23,8 +23,8 @@ HEADS = [
     ("bce_logits", "identity", 2),
     ("softmax_cross_entropy", "identity", 3),
 ]
-ACTIVATIONS = ["sigmoid", "tanh", "relu", "leaky_relu", "identity"]
-OPTIMIZERS = ["sgd", "momentum", "nesterov", "adam", "adamw"]
+ACTIVATIONS = ["sigmoid", "tanh", "relu", "leaky_relu", "elu", "identity"]
+OPTIMIZERS = ["sgd", "momentum", "nesterov", "adam", "adamw", "rmsprop"]
 # 12 rows: batch 1 gives 12 one-row steps; batch 5 leaves a partial last batch of 2.
 BATCH_SIZES = [pytest.param(1, id="batch1"), pytest.param(5, id="batch5-partial")]
 OPTIMIZER_SETTINGS = {
@@ -33,6 +33,7 @@ OPTIMIZER_SETTINGS = {
     "nesterov": {"lr": 0.02, "momentum": 0.8},
     "adam": {"lr": 0.01},
     "adamw": {"lr": 0.01, "weight_decay": 0.05},
+    "rmsprop": {"lr": 0.01, "alpha": 0.9},
 }
 
 

@@ -162,8 +162,8 @@ def test_out_holding_a_file_this_tool_did_not_write_is_refused_before_the_run(tm
     code, _ = run(tmp_path, *SCRATCH_ONLY)
     assert code == 2
     assert capsys.readouterr().err == (
-        f"error: --out {out} holds files this tool did not write (notes.txt); choose another "
-        "folder or empty it\n"
+        f"error: --out {out} holds files this tool did not write (notes.txt), and the report "
+        "folder is replaced as a whole; name a new folder for the report, e.g. reports/run\n"
     )
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
 
@@ -242,7 +242,7 @@ def test_every_command_has_help(command, capsys):
     assert info.value.code == 0
     text = capsys.readouterr().out
     assert cli.COMMANDS[command][3].split()[0] in text  # the description
-    assert "--out" in text or command == "train"
+    assert "--out" in text or command in ("train", "liberror", "contract")  # no report folder
 
 
 def test_gradcheck_agrees_and_refuses_float32(tmp_path, capsys):

@@ -62,7 +62,8 @@ def test_shape_then_dtype_are_checked_before_values(a, problem):
     ("a", "b", "nonfinite"),
     [
         ([np.nan, 1.0], [0.5, 1.0], "differs"),  # one side finite
-        ([np.inf, 1.0], [np.nan, 1.0], "differs"),  # inf against NaN
+        ([np.inf, 1.0], [np.nan, 1.0], "both"),  # inf against NaN: an overflow, either way
+        ([-np.inf, 1.0], [np.inf, 1.0], "both"),  # infinities of either sign: diverged
         ([np.nan, 1.0], [1.0, np.nan], "differs"),  # NaN in different places
         ([np.nan, 1.0], [np.nan, 1.0], "both"),  # the same NaN: still not agreement
         ([np.inf, 1.0], [np.inf, 1.0], "both"),  # the same infinity: still not agreement

@@ -44,7 +44,7 @@ def test_every_activation_and_loss(reference, activation, heads):
     # The optimizer cycles with the case so that each head also meets several optimizers.
     # Batches of 4 divide the 12 rows: one batch shape, one JAX compilation (the partial
     # last batch is the next test's subject).
-    optimizer = OPTIMIZERS[(ACTIVATIONS.index(activation) + HEADS.index(heads)) % 5]
+    optimizer = OPTIMIZERS[(ACTIVATIONS.index(activation) + HEADS.index(heads)) % len(OPTIMIZERS)]
     spec = synthetic_spec(activation=activation, optimizer=optimizer, batch_size=4, **head(*heads))
     assert_lockstep_agrees(spec, reference)
 
@@ -153,7 +153,7 @@ def test_the_covering_set_covers_every_pair():
     possible = [r for r in itertools.product(*FACTORS) if feasible(r)]
     for i, j in itertools.combinations(range(len(FACTORS)), 2):
         assert {(r[i], r[j]) for r in rows} == {(r[i], r[j]) for r in possible}, (i, j)
-    assert len(rows) < 45  # far below the product's 14,400
+    assert len(rows) < 50  # far below the product's 20,736 (at least 36: 6 activations × 6 heads)
 
 
 @pytest.mark.realdata

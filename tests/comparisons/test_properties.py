@@ -17,7 +17,7 @@ from scratch.optimizers import init_state
 from scratch.training import train_step
 from tests.scratch.cases import LOSS_HEADS, targets
 
-ACTIVATIONS = ["sigmoid", "tanh", "relu", "leaky_relu", "identity"]
+ACTIVATIONS = ["sigmoid", "tanh", "relu", "leaky_relu", "elu", "identity"]
 
 
 @st.composite
@@ -28,7 +28,7 @@ def problems(draw):
     activation = draw(st.sampled_from(ACTIVATIONS))
     n_in = draw(st.integers(1, 8))
     B = draw(st.integers(1, 17))
-    optimizer = draw(st.sampled_from(["sgd", "momentum", "nesterov", "adam", "adamw"]))
+    optimizer = draw(st.sampled_from(["sgd", "momentum", "nesterov", "adam", "adamw", "rmsprop"]))
     seed = draw(st.integers(0, 2**16))
     mlp = MLP((n_in, *hidden, K), activation, output, loss)
     rng = np.random.default_rng(seed)

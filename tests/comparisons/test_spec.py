@@ -49,6 +49,28 @@ def test_bad_values_name_the_key(assignment, message):
         load_spec(None, [assignment])
 
 
+def test_rmsprop_takes_its_decay_as_alpha_and_elu_is_an_activation():
+    spec = load_spec(None, ["optimizer=rmsprop", "lr=0.01", "alpha=0.9", "activation=elu"])
+    assert (spec.optimizer.name, spec.optimizer.alpha, spec.activation) == ("rmsprop", 0.9, "elu")
+    assert spec.mlp(5, 1).hidden == "elu"
+    assert spec.to_dict()["alpha"] == 0.9
+    assert RunSpec().optimizer.alpha == 0.99  # PyTorch's RMSprop default, not optax's 0.9
+
+
+@pytest.mark.parametrize(
+    ("assignment", "message"),
+    [
+        ("alpha=1", r"optimizer: alpha must be in \[0, 1\); got 1"),
+        ("alpha=-0.5", r"optimizer: alpha must be in \[0, 1\)"),
+        ("alpha=nan", "optimizer: alpha must be a finite number"),
+        ("alpha=slow", "alpha: expected a number"),
+    ],
+)
+def test_a_bad_rmsprop_alpha_names_the_key(assignment, message):
+    with pytest.raises(SpecError, match=message):
+        load_spec(None, ["optimizer=rmsprop", assignment])
+
+
 def test_momentum_without_momentum_is_refused():
     with pytest.raises(SpecError, match="optimizer: nesterov needs momentum > 0"):
         load_spec(None, ["optimizer=nesterov", "momentum=0"])

@@ -42,6 +42,7 @@ OPTIMIZERS = [
     Optimizer("nesterov", lr=0.1, momentum=0.9),
     Optimizer("adam", lr=0.01),
     Optimizer("adamw", lr=0.01, weight_decay=0.1),
+    Optimizer("rmsprop", lr=0.01, alpha=0.9),  # α off its default, so that it is seen read
 ]
 
 

@@ -175,7 +175,7 @@ def _invalid(mlp: MLP, opt: Optimizer, field: str, value: str) -> tuple[MLP, Opt
         ("device", "mps"),
         ("hidden", "gelu"),
         ("loss", "hinge"),
-        ("name", "rmsprop"),
+        ("name", "adagrad"),
     ],
     ids=["dtype", "device", "device-mps", "activation", "loss", "optimizer"],
 )

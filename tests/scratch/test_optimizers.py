@@ -64,6 +64,38 @@ def test_adam_steps_by_the_bias_corrected_moments():
     assert state["t"] == 2
 
 
+def test_rmsprop_steps_by_the_gradient_over_the_root_of_its_average_square():
+    # α = 0.9 (not the default 0.99, so that the rule is seen to read it), ε outside the root:
+    # t=1: v = 0.1·0.25 = 0.025,                  W = 1 - 0.1·0.5/(√0.025 + ε)
+    # t=2: v = 0.9·0.025 + 0.1·0.0625 = 0.02875,  W -= 0.1·0.25/(√0.02875 + ε)
+    eps = 1e-8
+    history, state = run(Optimizer("rmsprop", lr=0.1, alpha=0.9, eps=eps))
+    w1 = 1 - 0.1 * 0.5 / (math.sqrt(0.025) + eps)
+    w2 = w1 - 0.1 * 0.25 / (math.sqrt(0.02875) + eps)
+    assert [w for w, _ in history] == pytest.approx([w1, w2], rel=1e-14)
+    assert [b for _, b in history] == pytest.approx([w1 - 1, w2 - 1], rel=1e-13)  # no decay
+    assert state["rmsprop_v_W1"][0, 0] == pytest.approx(0.02875, rel=1e-14)
+    assert state["rmsprop_v_b1"][0] == pytest.approx(0.02875, rel=1e-14)
+
+
+def test_rmsprop_with_eps_outside_the_root_differs_from_optax_default_inside():
+    """ε is added to √v (PyTorch's RMSprop), not to v under the root (optax's default): with
+    a tiny gradient, √v ≈ |g|·√(1-α) is far below √ε, and the two forms differ by orders of
+    magnitude."""
+    opt = Optimizer("rmsprop", lr=1.0, alpha=0.99, eps=1e-8)
+    params = {"W1": np.array([[0.0]])}
+    g = 1e-6
+    new, _ = update(opt, params, {"W1": np.array([[g]])}, init_state(opt, params))
+    root = math.sqrt(0.01 * g * g)  # 1e-7
+    assert new["W1"][0, 0] == pytest.approx(-g / (root + 1e-8), rel=1e-14)  # ≈ -9.09
+    assert abs(new["W1"][0, 0]) > 10 * g / math.sqrt(root**2 + 1e-8)  # ε inside: ≈ -0.01
+
+
+def test_rmsprop_alpha_must_be_in_0_1():
+    with pytest.raises(ValueError, match=r"alpha must be in \[0, 1\); got 1"):
+        Optimizer("rmsprop", alpha=1.0)
+
+
 def test_adam_accepts_beta1_zero_and_keeps_m_equal_to_the_gradient():
     # β1 = 0: m = g, m̂ = g / (1 - 0^t) = g. One weight W = 1, g = 0.5, lr = 0.1:
     # s = 0.001·0.25, ŝ = 0.25, W = 1 - 0.1·0.5 / (0.5 + ε).
@@ -141,3 +173,22 @@ def test_update_keeps_the_dtype(name, dtype):
     new, state = update(opt, params, {p: v + 1 for p, v in params.items()}, init_state(opt, params))
     assert {v.dtype for v in new.values()} == {np.dtype(dtype)}
     assert {v.dtype for k, v in state.items() if k != "t"} <= {np.dtype(dtype)}
+
+
+@pytest.mark.parametrize("name", ["sgd", "momentum", "adamw"])
+def test_a_schedule_that_underflows_the_learning_rate_to_zero_steps_by_zero(name):
+    # lr·γ^1 = 0.1·1e-200·… and lr·γ^2 = 1e-401 underflows to exactly 0: a valid schedule's
+    # value, which update must take (no step at all, only the buffers move), not refuse
+    opt = Optimizer(
+        name, lr=0.1, lr_schedule="step", lr_step_size=1, lr_gamma=1e-200,
+        weight_decay=0.01 if name == "adamw" else 0.0,
+    )  # fmt: skip
+    params = {"W1": np.array([[1.0]]), "b1": np.array([0.0])}
+    state = init_state(opt, params)
+    grads = {"W1": np.array([[0.5]]), "b1": np.array([0.5])}
+    for _ in range(3):
+        before = params
+        params, state = update(opt, params, grads, state)
+    assert state["t"] == 3
+    assert params["W1"][0, 0] == before["W1"][0, 0]  # the third update's lr is 0
+    assert params["b1"][0] == before["b1"][0]

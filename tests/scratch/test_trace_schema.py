@@ -296,3 +296,37 @@ def test_a_batch_normalized_layer_describes_z_without_bias_and_a_of_n():
     assert describe("dN2", mlp, opt).equation == "dN2 = (dZ3 @ W3.T) * relu'(N2)"
     assert "batch_norm_backward" in describe("dZ2", mlp, opt).producer
     assert shape_of("dvar1", mlp.sizes, 7) == (3,) and shape_of("xhat1", mlp.sizes, 7) == (7, 3)
+
+
+def test_the_optimizer_states_equation_reads_the_gradient_the_run_gives_it():
+    # with L2 and clipping, the buffers accumulate s·dW + l2·W, not dW: the equation shown
+    # must be the one the run computes (an engine that keeps the plain form disagrees)
+    mlp = MLP((3, 4, 1))
+    momentum = Optimizer("momentum", lr=0.1, l2=0.01, clip_norm=1.0)
+    shown = describe("momentum_W1", mlp, momentum).equation
+    assert shown.startswith("momentum_W1 = μ·momentum_W1 + (s·dW1 + l2·W1)")
+    assert "s = min(1, clip_norm/(grad_norm + 1e-6))" in shown
+    # biases take no L2
+    assert describe("momentum_b1", mlp, momentum).equation.startswith(
+        "momentum_b1 = μ·momentum_b1 + (s·db1)"
+    )
+    adam = Optimizer("adam", lr=0.01, l2=0.01)
+    assert describe("adam_m_W2", mlp, adam).equation == (
+        "adam_m_W2 = β1·adam_m_W2 + (1-β1)·(dW2 + l2·W2)"
+    )
+    assert describe("adam_v_W2", mlp, adam).equation == (
+        "adam_v_W2 = β2·adam_v_W2 + (1-β2)·(dW2 + l2·W2)²"
+    )
+    plain = Optimizer("adam", lr=0.01)
+    assert describe("adam_v_b2", mlp, plain).equation == "adam_v_b2 = β2·adam_v_b2 + (1-β2)·db2²"
+
+
+def test_the_update_shows_the_schedules_learning_rate_and_the_decoupled_decay():
+    mlp = MLP((3, 4, 1))
+    step = Optimizer("sgd", lr=0.1, lr_schedule="step", lr_step_size=2, lr_gamma=0.5)
+    assert describe("ΔW1", mlp, step).equation == (
+        "ΔW1 = -lr·dW1,  lr = lr·γ^⌊(t - 1) / lr_step_size⌋"
+    )
+    adamw = Optimizer("adamw", lr=0.01, weight_decay=0.1)
+    assert describe("ΔW1", mlp, adamw).equation.startswith("ΔW1 = -lr·λ·W1 - lr·m̂")
+    assert "λ" not in describe("Δb1", mlp, adamw).equation
