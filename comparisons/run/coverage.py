@@ -213,31 +213,6 @@ CONDITIONS = (
             "init_gain": 300.0,
         },
     ),
-    Case(
-        "elu-mse_elu-rmsprop-dropout",
-        {
-            "activation": "elu",
-            "loss": "mse",
-            "output": "elu",
-            "optimizer": "rmsprop",
-            "lr": 0.01,
-            "alpha": 0.9,  # not the default 0.99: a rule that ignores α shows
-            "dropout": 0.3,
-        },
-    ),
-    Case(
-        "elu-softmax-rmsprop-l2-float32-clip",
-        {
-            "activation": "elu",
-            "loss": "softmax_cross_entropy",
-            "synthetic_classes": 3,
-            "optimizer": "rmsprop",
-            "lr": 0.01,
-            "l2": 0.01,
-            "dtype": "float32",
-            "clip_norm": 0.5,
-        },
-    ),
 )
 
 
