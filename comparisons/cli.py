@@ -37,9 +37,9 @@ from comparisons.modes.train import train_scratch
 from comparisons.oracle.workers import reference_workers
 from comparisons.progress import Progress, end_line
 from comparisons.report.atomic_folder import OutFolderError, prepare_out_folder, write_report_folder
+from comparisons.report.csv_files import csv_renderers
 from comparisons.report.html import render_html
 from comparisons.report.markdown import render_markdown
-from comparisons.report.tables import csv_renderers
 from comparisons.report.text import accuracy_lines, headline_details, verdict_line
 from comparisons.run import coverage
 from comparisons.run.contract import ContractError
@@ -52,7 +52,7 @@ from comparisons.run.interrupts import (
     stop_if_signalled,
 )
 from comparisons.run.recorded import MANIFEST, load_recorded
-from comparisons.run.spec import ENGINES, SpecError, load_spec, shown
+from comparisons.run.spec import ENGINES, SpecError, echoed, load_spec
 from comparisons.run.under_test import load_under_test
 from data import DataError
 from scratch.config import ScratchInputError
@@ -91,7 +91,7 @@ def _spec(args: argparse.Namespace, **overrides: object):
         names = tuple(e.strip() for e in args.engines.split(",") if e.strip())
         if not names:
             raise SpecError(
-                f"--engines: no engine in {shown(args.engines)}; give a comma-separated list, "
+                f"--engines: no engine in {echoed(args.engines)}; give a comma-separated list, "
                 f"e.g. {','.join(ENGINES)}"
             )
         overrides.setdefault("engines", names)
@@ -127,15 +127,22 @@ def cmd_run(args: argparse.Namespace) -> int:
     under_test = load_under_test(args.engine)
     spec = _spec(args)
     # the workers start importing their frameworks while this process loads the data
-    with reference_workers(spec.engines, args.jobs) as apart:
-        if apart:  # the report's plotting stack, imported while the run waits on them
+    # the plain loop (--plain) runs every engine in this process, one step at a time
+    jobs = 1 if args.plain else args.jobs
+    with reference_workers(spec.engines, jobs) as workers:
+        if workers:  # the report's plotting stack, imported while the run waits on them
             threading.Thread(target=_import_plots, daemon=True).start()
         inputs = build_inputs(spec)
         progress = _progress(args, inputs, "lockstep")
         report = run_lockstep(
-            inputs, on_step=progress, device=args.device, under_test=under_test, apart=apart
+            inputs,
+            on_step=progress,
+            device=args.device,
+            under_test=under_test,
+            workers=workers,
+            plain=args.plain,
         )
-        for worker in apart.values():
+        for worker in workers.values():
             worker.stop()  # they end while the report is written
         return _write_and_report(args, report)
 
@@ -204,7 +211,7 @@ def _references(text: str, option: str) -> tuple[str, ...]:
     unknown = sorted(set(engines) - set(REFERENCES))
     if unknown or not engines:
         raise SpecError(
-            f"{option}: a comma-separated list of {', '.join(REFERENCES)}; got {shown(text)}"
+            f"{option}: a comma-separated list of {', '.join(REFERENCES)}; got {echoed(text)}"
         )
     return engines
 

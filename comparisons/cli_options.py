@@ -80,6 +80,13 @@ def run_options(parser: argparse.ArgumentParser) -> None:
         "comparisons (the verdict and report are the same); auto, the default, is the CPUs "
         f"this process may use (default from ${JOBS_VARIABLE}, else auto)",
     )
+    parser.add_argument(
+        "--plain",
+        action="store_true",
+        help="run the lockstep rule as its plain loop (comparisons/oracle/plain.py), one step "
+        "at a time in this one process, instead of its fast executor: slower, the same "
+        "verdict and report; for reading along, or for doubting the fast path",
+    )
 
 
 def jobs(value: str) -> int:

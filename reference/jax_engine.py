@@ -223,6 +223,13 @@ class JaxEngine:
         self._check_ready()
         return {p: self._checked(np.array(self._params[p])) for p in self._names}
 
+    def state(self) -> tuple[dict[str, np.ndarray], dict]:
+        """What its next step starts from, as ``set_state`` takes it: the parameters and
+        scratch's optimizer state (optax's buffers, the running statistics, ``t``)."""
+        self._check_ready()
+        kept = {n: self._checked(np.array(self._state[n])) for n in self._kept}
+        return self.params(), {**kept, "t": int(self._t)}
+
     def _put(self, array: np.ndarray, dtype=None) -> jax.Array | np.ndarray:
         """NumPy -> an input of the jitted functions on the engine's device, in the engine's
         dtype unless told: a private, read-only NumPy copy, which jit moves to the default

@@ -174,6 +174,7 @@ class TorchEngine:
             else:
                 self.optimizer.load_state_dict(self._state_dict(opt_state))
         self._schedule_at(int(opt_state["t"]))
+        self._t = int(opt_state["t"])
         self._loaded = True
 
     def _schedule_at(self, t: int) -> None:
@@ -250,6 +251,7 @@ class TorchEngine:
             self.mlp.dropout,
         )
         trace.update(self._read_state())
+        self._t += 1
         floats = self._floats
         out = dict(zip(floats, to_canonical_all(floats, [trace[n] for n in floats]), strict=True))
         if "t" in self._trace_names:
@@ -286,6 +288,20 @@ class TorchEngine:
         """The current parameters ``W1, b1, …`` as canonical NumPy copies."""
         self._require_state()
         return {p: to_canonical(p, t, self.dtype) for p, t in self._params.items()}
+
+    def state(self) -> tuple[dict[str, np.ndarray], dict]:
+        """What its next step starts from, as ``set_state`` takes it: the parameters and
+        scratch's optimizer state (torch.optim's buffers, the running statistics, ``t``)."""
+        self._require_state()
+        kept = {n: to_canonical(n, v, self.dtype) for n, v in self._read_state().items()}
+        for l, norm in self._norms.items():
+            for name, tensor in (
+                ("running_mean", norm.running_mean),
+                ("running_var", norm.running_var),
+            ):
+                kept[f"{name}{l}"] = to_canonical(f"{name}{l}", tensor, self.dtype)
+        kept["t"] = self._t
+        return self.params(), kept
 
     def _require_state(self) -> None:
         if not self._loaded:

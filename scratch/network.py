@@ -6,7 +6,7 @@ Shape letters, used in every docstring below:
     n_l  the width of layer l (n_0 = number of features, n_L = number of outputs)
 
 Parameters are ``W1, b1, …, WL, bL`` with ``Wl: (n_{l-1}, n_l)`` and ``bl: (n_l,)``; a row of
-a matrix is one example. The names match the math and the trace names of DESIGN.md:
+a matrix is one example. The names match the math and the trace names of ``trace_schema.py``:
 ``Zl`` pre-activations, ``Al`` activations, ``dZl`` error terms (∂loss/∂Zl), ``dWl``, ``dbl``.
 
 The 1/B of the mean lives in the loss's gradient ∂L/∂A_L (see ``losses.py``), so every

@@ -1,4 +1,4 @@
-"""The architecture's import rules (../shared/DESIGN.md), checked over the source's AST.
+"""The architecture's import rules (docs/architecture.md), checked over the source's AST.
 
 Every import statement counts, at the top of a module or inside a function. The rules:
 

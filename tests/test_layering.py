@@ -26,8 +26,8 @@ SOUND = {
     "reference.torch_engine": "import torch\nfrom scratch.config import MLP\n",
     "comparisons.run.spec": "from scratch.config import Optimizer\n",
     "comparisons.oracle.lockstep": "from comparisons.run.spec import RunSpec\n",
-    "comparisons.report.model": "from comparisons.oracle import lockstep\n",
-    "comparisons.cli": "from comparisons.report import model\nimport data\n",
+    "comparisons.report.content": "from comparisons.oracle import lockstep\n",
+    "comparisons.cli": "from comparisons.report import content\nimport data\n",
     "scratch.config": "",
 }
 BROKEN = [
@@ -38,7 +38,7 @@ BROKEN = [
     ("reference.torch_engine", "from comparisons.run import spec\n", "reference may not import"),
     (
         "comparisons.run.spec",
-        "def f():\n    from comparisons.report.model import x\n",
+        "def f():\n    from comparisons.report.content import x\n",
         "comparisons.run may not import the room above it, comparisons.report",
     ),
     (

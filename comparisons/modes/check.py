@@ -18,8 +18,9 @@ from comparisons.oracle.arbitration import arbitrate
 from comparisons.oracle.compare import kind_or_unknown
 from comparisons.oracle.lockstep import lockstep
 from comparisons.oracle.tolerances import table_as_dict
+from comparisons.oracle.verdict import worst
+from comparisons.report.content import SCHEMA_VERSION
 from comparisons.report.environment import fingerprint
-from comparisons.report.model import SCHEMA_VERSION
 from comparisons.run import coverage
 from comparisons.run.coverage import DRIFT_CASE, GRADCHECK_STEPS, Case
 from comparisons.run.engines import make_references
@@ -27,9 +28,6 @@ from comparisons.run.inputs import RunInputs, build_inputs
 from comparisons.run.recorded import RECORD_COMMAND, Recorded, RecordedError, ReplayEngine
 from comparisons.run.under_test import SCRATCH, UnderTest
 from scratch.trace_schema import names_of
-
-# A failure of the engine under test outranks a diverged case, which outranks agreement.
-SEVERITY = {"agree": 0, "diverged": 1, "disagree": 2, "error": 3}
 
 
 def run_check(
@@ -60,7 +58,7 @@ def run_check(
         "mode": "check",
         "engines": ["scratch", *references],
         "cases": results,
-        "verdict": max((r["verdict"] for r in results), key=SEVERITY.__getitem__),
+        "verdict": worst(r["verdict"] for r in results),
         "tolerances": table_as_dict(),
         "environment": fingerprint(["scratch", *(() if recorded else references)]),
         "timings": {"total_s": time.perf_counter() - started},
@@ -120,7 +118,7 @@ def run_case(
         fd = run_gradcheck(inputs, GRADCHECK_STEPS, under_test=under_test)
         entry["gradcheck"] = fd["verdict"]
         if fd["verdict"] != "agree":
-            entry["verdict"] = "disagree" if fd["verdict"] == "disagree" else fd["verdict"]
+            entry["verdict"] = worst([entry["verdict"], fd["verdict"]])
             entry["first_divergence"] = fd["first_divergence"]
             entry["diverged"] = fd.get("diverged")
             entry["error"] = fd.get("error")

@@ -5,10 +5,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from comparisons.oracle.drift import drift, drift_verdict
+from comparisons.oracle.drift import drift, drift_decision, drift_verdict
 from comparisons.oracle.metrics import evaluate_all
+from comparisons.report.content import drift_report
 from comparisons.report.environment import fingerprint
-from comparisons.report.model import drift_report
 from comparisons.run.engines import make_references
 from comparisons.run.inputs import RunInputs
 from comparisons.run.under_test import SCRATCH, UnderTest
@@ -34,6 +34,7 @@ def run_drift(
             verdict = drift_verdict(metrics, inputs.spec.dtype)
     timings = {"total_s": time.perf_counter() - started}
     env = fingerprint(inputs.spec.engines, device)
-    report = drift_report(inputs, result, metrics, verdict, env, timings)
+    decided = drift_decision(result, verdict)
+    report = drift_report(inputs, result, metrics, verdict, env, timings, decided)
     report["under_test"] = under_test.describe()
     return report

@@ -7,8 +7,9 @@ from collections.abc import Callable
 
 from comparisons.oracle.gradcheck import gradcheck
 from comparisons.oracle.tolerances import FINITE_DIFFERENCES
+from comparisons.oracle.verdict import decide
+from comparisons.report.content import base_report
 from comparisons.report.environment import fingerprint
-from comparisons.report.model import base_report
 from comparisons.run.inputs import RunInputs
 from comparisons.run.under_test import SCRATCH, UnderTest
 
@@ -26,8 +27,7 @@ def run_gradcheck(
     per_step, first, diverged, failure = gradcheck(inputs, n_steps, on_step, under_test)
     timings = {"total_s": time.perf_counter() - started}
     report = base_report("gradcheck", inputs, fingerprint(["scratch"]), timings)
-    verdict = "diverged" if diverged else ("disagree" if first else "agree")
-    report["verdict"] = "error" if failure else verdict
+    report["verdict"] = decide(failure=failure, disagreement=first is not None, diverged=diverged)
     report["error"] = failure.as_dict() if failure else None
     report["diverged"] = diverged.as_dict() if diverged else None
     report["engines"] = ["scratch", "finite differences"]

@@ -8,8 +8,8 @@ from collections.abc import Callable, Mapping
 from comparisons.oracle.arbitration import arbitrate
 from comparisons.oracle.lockstep import lockstep
 from comparisons.oracle.metrics import evaluate_all
+from comparisons.report.content import lockstep_report
 from comparisons.report.environment import fingerprint
-from comparisons.report.model import lockstep_report
 from comparisons.report.walkthrough import walkthrough
 from comparisons.run.engines import make_references
 from comparisons.run.inputs import RunInputs
@@ -23,14 +23,25 @@ def run_lockstep(
     on_step: OnStep | None = None,
     device: str = "cpu",
     under_test: UnderTest = SCRATCH,
-    apart: Mapping | None = None,
+    workers: Mapping | None = None,
+    plain: bool = False,
+    stop_at_first: bool = False,
 ) -> dict:
-    """The run's report. ``apart``: references in worker processes (``oracle/workers.py``),
-    started by the caller; the others are made here."""
+    """The run's report. ``workers``: references in worker processes (``oracle/workers.py``),
+    started by the caller; the others are made here. ``plain``: the lockstep rule's plain
+    loop (``oracle/plain.py``) instead of its fast executor; the same report.
+    ``stop_at_first``: end at the first divergent step (``oracle/lockstep.py``)."""
     started = time.perf_counter()
     under_test.check_references([e for e in inputs.spec.engines if e != "scratch"])
-    refs = make_references(inputs, device, apart)
-    result = lockstep(inputs, refs, on_step=on_step, under_test=under_test)
+    refs = make_references(inputs, device, workers)
+    result = lockstep(
+        inputs,
+        refs,
+        on_step=on_step,
+        under_test=under_test,
+        plain=plain,
+        stop_at_first=stop_at_first,
+    )
     run_s = time.perf_counter() - started
     metrics = None
     if result.verdict in ("agree", "disagree"):  # a diverged or stopped run has none
@@ -39,7 +50,7 @@ def run_lockstep(
         result.failure = result.failure or failure
     steps = walkthrough(result.first_step_traces, inputs.mlp, inputs.optimizer)
     timings = {"run_s": run_s, "total_s": time.perf_counter() - started}
-    env = fingerprint(inputs.spec.engines, device, apart)
+    env = fingerprint(inputs.spec.engines, device, workers)
     report = lockstep_report(inputs, result, metrics, steps, env, timings)
     report["under_test"] = under_test.describe()
     if result.first_divergence is not None:

@@ -16,7 +16,7 @@ from collections.abc import Callable
 import numpy as np
 
 from comparisons.oracle.compare import compare_traces
-from comparisons.oracle.roundoff import Step, allowances
+from comparisons.oracle.roundoff import RoundoffStep, allowances
 from comparisons.report.environment import fingerprint, numerics
 from comparisons.run import coverage
 from comparisons.run.coverage import Case
@@ -72,7 +72,7 @@ def record_case(case: Case, references: tuple[str, ...]):
         params, state = scratch.state()
         for part, values in (("params", params), ("state", state)):
             arrays.update({key(step.index, part, k): np.asarray(v) for k, v in values.items()})
-        given = inputs.given(step)
+        given = inputs.step_keywords(step)
         for name, engine in refs.items():
             engine.set_state(params, state)
             trace = engine.step(X[step.rows], Y[step.rows], **given)
@@ -110,12 +110,12 @@ def verify(recorded: Recorded, cases: tuple[Case, ...] | None = None) -> tuple[b
             Xb, Yb = X[step.rows], Y[step.rows]
             for name, engine in refs.items():
                 engine.set_state(params, state)
-                now = engine.step(Xb, Yb, **inputs.given(step))
+                now = engine.step(Xb, Yb, **inputs.step_keywords(step))
                 then = kept.trace(name, step.index)
                 if bitwise:
                     found = [_bits(n, then[n], now.get(n)) for n in then]
                 else:
-                    roundoff = Step(inputs.mlp, inputs.optimizer, params, state, Xb, Yb)
+                    roundoff = RoundoffStep(inputs.mlp, inputs.optimizer, params, state, Xb, Yb)
                     allowed = allowances(roundoff, then, inputs.spec.dtype)
                     found = [
                         c.describe() for c in compare_traces(then, now, name, allowed) if not c.ok

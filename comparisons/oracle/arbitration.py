@@ -17,7 +17,7 @@ from comparisons.oracle.compare import compare
 from comparisons.oracle.divergence import Divergence, DivergentStep
 from comparisons.oracle.gradcheck import FD, fd_allowed, judged_part, judged_rows
 from comparisons.oracle.recognise import recognise
-from comparisons.oracle.roundoff import Step, allowances
+from comparisons.oracle.roundoff import RoundoffStep, allowances
 from comparisons.run.inputs import RunInputs
 from scratch.gradcheck import numerical_gradients
 
@@ -60,7 +60,7 @@ def _arbitrate(inputs: RunInputs, divergence: Divergence, at: DivergentStep) -> 
     allowed = _judges_allowance(inputs, at, tensor)
     part = None  # the part of the tensor finite differences judge (gradcheck's rows)
     if kind in ("error_term", "gradient") and inputs.spec.dtype == "float64":
-        masks = inputs.given(inputs.schedule.steps[divergence.step]).get("masks")
+        masks = inputs.step_keywords(inputs.schedule.steps[divergence.step]).get("masks")
         part = judged_part(inputs.mlp, tensor, judged_rows(inputs.mlp, at.params, at.X, masks))
         numeric = numerical_gradients(inputs.mlp, at.params, at.X, at.Y, masks=masks)
         if tensor in numeric and part is not None:  # not dN, dxhat: they perturb Z and θ only
@@ -196,7 +196,7 @@ def _judges_allowance(inputs: RunInputs, at: DivergentStep, tensor: str):
     """The allowance between engines, from a reference's operands where one finished its
     step: scratch's own values may be the broken ones (NaN, or far off), and a broken
     engine must not set the bar its judges are held to."""
-    step = Step(inputs.mlp, inputs.optimizer, at.params, at.state, at.X, at.Y)
+    step = RoundoffStep(inputs.mlp, inputs.optimizer, at.params, at.state, at.X, at.Y)
     for engine, trace in at.traces.items():
         if engine != "scratch" and trace:
             with np.errstate(all="ignore"):

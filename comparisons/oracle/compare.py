@@ -47,7 +47,7 @@ class Comparison:
 
     @property
     def layer(self) -> int | None:
-        return _layer(self.tensor)
+        return layer_or_none(self.tensor)
 
     def describe(self, where: str = "") -> str:
         """One line: what differs, where, by how much, and what was allowed."""
@@ -181,7 +181,7 @@ def kind_or_unknown(tensor: str) -> str:
 
 
 @functools.lru_cache(maxsize=4096)
-def _layer(tensor: str) -> int | None:
+def layer_or_none(tensor: str) -> int | None:
     try:
         return layer_of(tensor)
     except KeyError:

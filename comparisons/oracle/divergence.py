@@ -215,13 +215,13 @@ def _partial_trace(frames: list) -> dict[str, np.ndarray]:
         for value in frame.f_locals.values():
             if not isinstance(value, dict):
                 continue
-            named = {k: v for k, v in value.items() if _kind(k) and isinstance(v, np.ndarray)}
-            if any(_kind(k) in COMPUTED for k in named):
+            named = {k: v for k, v in value.items() if _trace_kind(k) and isinstance(v, np.ndarray)}
+            if any(_trace_kind(k) in COMPUTED for k in named):
                 found.update(named)
     return found
 
 
-def _kind(name: object) -> str | None:
+def _trace_kind(name: object) -> str | None:
     if not isinstance(name, str):
         return None
     try:

@@ -20,8 +20,9 @@ import numpy as np
 import scratch.training
 from comparisons.oracle.divergence import EngineFailure, engine_failure, package_of
 from comparisons.oracle.tolerances import DRIFT
-from comparisons.run.contract import ContractError, as_arrays, load_state
-from comparisons.run.engines import Engine, initial_state
+from comparisons.oracle.verdict import decide
+from comparisons.run.contract import ContractError, Engine, as_arrays, load_state
+from comparisons.run.engines import initial_state
 from comparisons.run.inputs import RunInputs
 from comparisons.run.under_test import SCRATCH, UnderTest
 from scratch.trace_schema import running_names
@@ -81,8 +82,8 @@ def drift(
                 trace, nonfinite = _next(ours, step.index)
                 traces = {}
                 for engine, reference in references.items():
-                    given = inputs.given(step)
-                    traces[engine] = reference.step(X[step.rows], Y[step.rows], **given)
+                    keywords = inputs.step_keywords(step)
+                    traces[engine] = reference.step(X[step.rows], Y[step.rows], **keywords)
         except ContractError:
             raise
         except _Unusable as unusable:
@@ -138,8 +139,8 @@ def _free_loop(engine, name: str, inputs: RunInputs):
     where = f"--engine {name}: step()"
     wanted = ["loss", *inputs.params0]
     for step in inputs.schedule.steps:
-        given = inputs.given(step)
-        trace = as_arrays(engine.step(X[step.rows], Y[step.rows], **given), where, copy=True)
+        keywords = inputs.step_keywords(step)
+        trace = as_arrays(engine.step(X[step.rows], Y[step.rows], **keywords), where, copy=True)
         missing = [n for n in wanted if n not in trace]
         if missing:
             raise _Unusable(missing[0], "not provided by the engine under test: drift follows it")
@@ -229,3 +230,10 @@ def drift_verdict(metrics: dict, dtype: str) -> dict:
     if worst is not None:
         worst["allowed"] = tol.rtol
     return {"agree": agree, "worst": worst, "tolerance": vars(tol)}
+
+
+def drift_decision(result: DriftResult, final: dict | None) -> str:
+    """A drift run's verdict (``verdict.py``): its first finding, else whether the final
+    losses agree (``final``, ``drift_verdict``'s; None where the run stopped early)."""
+    disagreement = result.first_divergence is not None or (final is not None and not final["agree"])
+    return decide(failure=result.failure, disagreement=disagreement, diverged=result.diverged)

@@ -15,9 +15,9 @@ from collections.abc import Callable
 
 import numpy as np
 
+from comparisons.oracle.adapters import NOT_PROVIDED, look_at_tensor
 from comparisons.oracle.compare import compare, mismatch
 from comparisons.oracle.divergence import Diverged, Divergence, EngineFailure, engine_failure
-from comparisons.oracle.driven import NOT_PROVIDED, look_at_tensor
 from comparisons.oracle.tolerances import FINITE_DIFFERENCES, FINITE_DIFFERENCES_FLOOR
 from comparisons.run.contract import ContractError, as_arrays, load_state, read_state
 from comparisons.run.engines import initial_state
@@ -89,7 +89,7 @@ def _gradcheck(inputs, n_steps, on_step, under_test, per_step):
             params, state = read_state(engine, inputs.mlp, inputs.optimizer, where)
         params = {k: np.array(v) for k, v in params.items()}
         Xb, Yb = X[step.rows], Y[step.rows]
-        given = inputs.given(step)  # the step's dropout masks, held fixed
+        given = inputs.step_keywords(step)  # the step's dropout masks, held fixed
         rows = judged_batch(inputs.mlp, params, Xb, given.get("masks"))
         kept = {k: {n: m[rows] for n, m in v.items()} for k, v in given.items()}  # their rows
         entry = {"step": step.index, "epoch": step.epoch, "rows": int(rows.sum()), "max_rel": {}}

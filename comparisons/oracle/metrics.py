@@ -11,8 +11,8 @@ from collections.abc import Mapping
 import numpy as np
 
 from comparisons.oracle.divergence import EngineFailure, engine_failure
-from comparisons.run.contract import ContractError
-from comparisons.run.engines import Engine, initial_state
+from comparisons.run.contract import ContractError, Engine
+from comparisons.run.engines import initial_state
 from comparisons.run.inputs import RunInputs
 from comparisons.run.under_test import UnderTest
 from scratch.network import loss_and_output_grad

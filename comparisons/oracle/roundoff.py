@@ -39,7 +39,7 @@ def gamma(n: int, u: float) -> float:
 
 
 @dataclass
-class Step:
+class RoundoffStep:
     """One lockstep step as scratch saw it: the network, optimizer, parameters and optimizer
     state before the step, and the batch."""
 
@@ -52,7 +52,7 @@ class Step:
 
 
 @dataclass
-class Steps:
+class RoundoffSteps:
     """K steps of one batch shape, stacked: every array has the steps as its first axis
     (``params["W1"]`` is (K, n_0, n_1), ``X`` is (K, B, n_0), ``t`` the counts before each
     step, (K,)). The allowances of K steps are computed in one pass over them."""
@@ -66,7 +66,7 @@ class Steps:
     Y: np.ndarray
 
     @classmethod
-    def stack(cls, steps: list[Step]) -> Steps:
+    def stack(cls, steps: list[RoundoffStep]) -> RoundoffSteps:
         """Stack steps of one batch shape; ValueError where their shapes differ."""
         first = steps[0]
         buffers = [n for n in first.state if n != "t"]
@@ -135,13 +135,15 @@ def _softmax(Z: np.ndarray) -> np.ndarray:
     return E / E.sum(axis=-1, keepdims=True)
 
 
-def allowances(step: Step, trace: Arrays, dtype: str) -> Arrays:
+def allowances(step: RoundoffStep, trace: Arrays, dtype: str) -> Arrays:
     """The allowed |scratch - reference| of every tensor of scratch's ``trace``, elementwise."""
     stacked = {k: np.asarray(v)[np.newaxis] for k, v in trace.items()}
-    return {k: v[0] for k, v in stacked_allowances(Steps.stack([step]), stacked, dtype).items()}
+    return {
+        k: v[0] for k, v in stacked_allowances(RoundoffSteps.stack([step]), stacked, dtype).items()
+    }
 
 
-def stacked_allowances(steps: Steps, traces: Arrays, dtype: str) -> Arrays:
+def stacked_allowances(steps: RoundoffSteps, traces: Arrays, dtype: str) -> Arrays:
     """``allowances`` of K steps at once: ``traces`` are scratch's traces stacked as the
     steps are, and so are the allowances returned.
 
@@ -228,7 +230,9 @@ def stacked_allowances(steps: Steps, traces: Arrays, dtype: str) -> Arrays:
     return out
 
 
-def _batch_norm(steps: Steps, f64: Arrays, W: Arrays, E: Arrays, l: int, r: Roundoff) -> Arrays:
+def _batch_norm(
+    steps: RoundoffSteps, f64: Arrays, W: Arrays, E: Arrays, l: int, r: Roundoff
+) -> Arrays:
     """The errors of layer l's batch normalization in training, from Z_l's: the batch mean
     and the (two-pass) variance are sums of B terms; 1/√(var + ε) carries half var's relative
     error and a few roundings; x̂ = (Z - μ)·s, N = γ·x̂ + β (PyTorch fuses them as
@@ -266,7 +270,7 @@ def _inv_std(var: np.ndarray, E_var: np.ndarray, eps: float, r: Roundoff):
 
 
 def _batch_norm_backward(
-    steps: Steps, f64: Arrays, W: Arrays, E: Arrays, l: int, r: Roundoff
+    steps: RoundoffSteps, f64: Arrays, W: Arrays, E: Arrays, l: int, r: Roundoff
 ) -> Arrays:
     """The errors of the step-by-step backward pass through layer l's batch normalization,
     from dN's (``network.py:batch_norm_backward``'s equations, term by term). PyTorch's
@@ -347,7 +351,9 @@ def _total(a: np.ndarray) -> np.ndarray:
     return a.sum(axis=(-2, -1), keepdims=True)
 
 
-def _head(steps: Steps, f64: Arrays, E: Arrays, r: Roundoff) -> tuple[np.ndarray, np.ndarray]:
+def _head(
+    steps: RoundoffSteps, f64: Arrays, E: Arrays, r: Roundoff
+) -> tuple[np.ndarray, np.ndarray]:
     """The loss's error and the top error term's, for the run's loss and output activation.
 
     Every loss here is a mean of non-negative terms, so the terms' magnitude is the loss
@@ -453,7 +459,7 @@ def _learning_rate(opt: Optimizer, t: np.ndarray, r: Roundoff) -> tuple[np.ndarr
     return lr, ((4.0 * k + 4) * r.unit + _library(r, "cos")) * opt.lr
 
 
-def _update(steps: Steps, f64: Arrays, W: Arrays, E: Arrays, r: Roundoff) -> Arrays:
+def _update(steps: RoundoffSteps, f64: Arrays, W: Arrays, E: Arrays, r: Roundoff) -> Arrays:
     """Errors of each parameter's update, optimizer state and new value, from its gradient's."""
     u, lib = r.unit, r.library_ulps * r.unit
     opt = steps.optimizer

@@ -45,7 +45,7 @@ from comparisons.oracle.isolation import read_only
 from comparisons.run.engines import REFERENCES
 from data.schedule import Step
 
-# One job: (step, params, state, X, Y, given) where given is the step's extra inputs (masks).
+# One job: (step, params, state, X, Y, keywords): keywords, the step's other inputs (masks).
 Job = tuple
 
 
@@ -53,11 +53,11 @@ def replay(name: str, engine, jobs: list[Job]) -> tuple[list[dict], EngineFailur
     """The engine's traces of ``jobs``, each step from the parameters and state given with
     it, and its failure where it raises (the last trace is then that step's, empty)."""
     traces = []
-    for step, params, state, X, Y, given in jobs:
+    for step, params, state, X, Y, keywords in jobs:
         try:
             engine.set_state(params, state)
             with np.errstate(all="ignore"):
-                traces.append(engine.step(X, Y, **given))
+                traces.append(engine.step(X, Y, **keywords))
         except Exception as error:
             failure, _ = engine_failure(name, package_of(engine), step, error)
             return [*traces, {}], failure
@@ -71,7 +71,7 @@ def reference_workers(engines, jobs: int) -> Iterator[dict[str, Worker]]:
     closed on the way out, whatever happened."""
     started: dict[str, Worker] = {}
     try:
-        for name in apart(engines, jobs):
+        for name in in_workers(engines, jobs):
             started[name] = Worker(name, REFERENCES[name].partition(":")[0])
         yield started
     except BaseException:  # bad input, an interrupt: nothing to wait for
@@ -83,7 +83,7 @@ def reference_workers(engines, jobs: int) -> Iterator[dict[str, Worker]]:
             worker.close()
 
 
-def apart(engines, jobs: int) -> list[str]:
+def in_workers(engines, jobs: int) -> list[str]:
     """The references among ``engines`` that get a worker of their own when the run may use
     ``jobs`` processes: jobs - 1 of them (this process is one), PyTorch first."""
     return [n for n in REFERENCES if n in engines][: max(0, jobs - 1)]
@@ -296,7 +296,7 @@ def _serve(requests, replies, module: str) -> None:
 def _frozen(job: Job) -> Job:
     """Read-only views of a job's arrays, as the references get in process: a reference
     that writes into its inputs raises in either."""
-    step, params, state, X, Y, given = job
+    step, params, state, X, Y, keywords = job
     params = {k: read_only(v) for k, v in params.items()}
     state = {k: read_only(v) for k, v in state.items()}
-    return step, params, state, read_only(X), read_only(Y), given
+    return step, params, state, read_only(X), read_only(Y), keywords

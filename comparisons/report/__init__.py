@@ -1,3 +1,3 @@
-"""Reports: the report's content (``model``), its sections built once (``sections``) and
+"""Reports: the report's content (``content``), its sections built once (``sections``) and
 written twice (``markdown``, ``html``), plots, the equation walkthrough, the environment
 fingerprint, and the atomic folder writer."""

@@ -52,6 +52,7 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from comparisons.run.files import echoed_path
 from comparisons.run.interrupts import stop_if_signalled
 
 try:
@@ -78,7 +79,7 @@ class OutFolderError(ValueError):
 def check_out_folder(out: str | os.PathLike[str]) -> Path:
     """The real path of ``--out`` if it may hold a report; else OutFolderError. Writes
     nothing."""
-    shown = _shown(out)
+    shown = echoed_path(out)
     try:
         real = Path(os.path.realpath(out))
         cwd = Path(os.path.realpath(os.getcwd()))
@@ -104,7 +105,7 @@ def check_out_folder(out: str | os.PathLike[str]) -> Path:
     foreign = _foreign(real, shown)
     if foreign:
         more = f" and {len(foreign) - 3} more" if len(foreign) > 3 else ""
-        names = ", ".join(_shown(n, 40) for n in foreign[:3]) + more
+        names = ", ".join(echoed_path(n, 40) for n in foreign[:3]) + more
         raise OutFolderError(
             f"--out {shown} holds files this tool did not write ({names}), and the report "
             "folder is replaced as a whole; name a new folder for the report, e.g. "
@@ -135,7 +136,9 @@ def write_report_folder(
     try:
         real.parent.mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        raise OutFolderError(f"--out {_shown(out)}: cannot be created ({err.strerror})") from None
+        raise OutFolderError(
+            f"--out {echoed_path(out)}: cannot be created ({err.strerror})"
+        ) from None
     with _locked(real.parent):
         _recover(real)
         _remove_stale(real)
@@ -167,11 +170,6 @@ def write_report_folder(
 # --- the checks ---------------------------------------------------------------------------
 
 
-def _shown(value: object, limit: int = 200) -> str:
-    text = os.fsdecode(value) if isinstance(value, str | bytes | os.PathLike) else str(value)
-    return text if len(text) <= limit else f"{text[: limit - 1]}…"
-
-
 def _check_place(real: Path, shown: str) -> None:
     special = next((s for s in SPECIAL if real == s or s in real.parents), None)
     if special is not None:
@@ -188,9 +186,9 @@ def _check_creatable(real: Path, shown: str) -> None:
     while not os.path.lexists(ancestor) and ancestor != ancestor.parent:
         ancestor = ancestor.parent
     if not ancestor.is_dir():
-        problem = f"{_shown(ancestor)} is a file, not a folder"
+        problem = f"{echoed_path(ancestor)} is a file, not a folder"
     elif not os.access(ancestor, os.W_OK | os.X_OK):
-        problem = f"no permission to write in {_shown(ancestor)}"
+        problem = f"no permission to write in {echoed_path(ancestor)}"
     else:
         return
     raise OutFolderError(f"--out {shown}: cannot be created, {problem}")
@@ -202,7 +200,7 @@ def _why(out: str | os.PathLike[str], err: Exception) -> str:
         ancestor = Path(os.path.abspath(out)).parent
         while ancestor != ancestor.parent and not ancestor.is_file():
             ancestor = ancestor.parent
-        return f"{_shown(ancestor)} is a file, not a folder"
+        return f"{echoed_path(ancestor)} is a file, not a folder"
     if isinstance(err, OSError) and err.strerror:
         return err.strerror.lower()
     return "it holds a NUL byte" if "null" in str(err) else str(err)

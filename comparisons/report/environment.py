@@ -129,14 +129,14 @@ def _jax(engines: list[str]) -> dict[str, Any] | None:
     }
 
 
-def fingerprint(engines: list[str], device: str = "cpu", apart=None) -> dict[str, Any]:
+def fingerprint(engines: list[str], device: str = "cpu", workers=None) -> dict[str, Any]:
     """JSON-ready facts about this process; frameworks only if the run used them, each as
-    the process that ran it sees it (``apart``: the references' worker processes)."""
-    apart = apart or {}
+    the process that ran it sees it (``workers``: the references' worker processes)."""
+    workers = workers or {}
 
     def framework(name: str) -> dict[str, Any] | None:
-        if name in apart:
-            return apart[name].call(framework_facts, name)
+        if name in workers:
+            return workers[name].call(framework_facts, name)
         return FRAMEWORKS[name](engines)
 
     return {

@@ -1,7 +1,12 @@
-"""The engine contract: what an implementation of backprop offers to be verified by the oracle.
+"""The engine contract, written once: what every engine offers the oracle.
 
-Any implementation — this repository's ``scratch``, a course's layer-object MLP, a CuPy or an
-autograd-free model — is verified through four methods and a factory, nothing else. The
+Every engine implements it: the engine under test — this repository's ``scratch``
+(``run/engines.py:ScratchEngine``), a course's layer-object MLP, a CuPy or an autograd-free
+model — and the references the oracle checks it against (PyTorch's and JAX's in
+``reference/``, a recorded set's replay in ``run/recorded.py``). Four methods and a factory,
+nothing else; the ``Engine`` protocol below states them in code. What differs between the
+engine under test and a reference is how the oracle drives it (``oracle/adapters.py``'s
+adapters), never what it offers. The
 oracle steps it through a run's mini-batches and, before each step, loads every reference
 (PyTorch, JAX) with the state the engine under test reports; then it compares every tensor of
 the step's trace. ``examples/layered_mlp.py`` implements it with nothing from this project.
@@ -92,8 +97,9 @@ REQUIRED_KINDS = ("loss", "gradient", "parameter")  # the new parameters are "pa
 
 
 @runtime_checkable
-class EngineUnderTest(Protocol):
-    """An implementation of backprop the oracle can verify (see the module's text)."""
+class Engine(Protocol):
+    """Every engine the oracle drives: the engine under test and every reference (see the
+    module's text)."""
 
     def set_state(self, params: dict[str, np.ndarray], opt_state: dict) -> None: ...
 
@@ -102,6 +108,9 @@ class EngineUnderTest(Protocol):
     def step(self, X: np.ndarray, Y: np.ndarray, **given) -> dict[str, np.ndarray]: ...
 
     def predict(self, X: np.ndarray) -> np.ndarray: ...
+
+
+EngineUnderTest = Engine  # the engine a run verifies: any engine
 
 
 class ContractError(ValueError):

@@ -23,7 +23,7 @@ whose units were all dropped, before its bias moves: the derivative's convention
 batches of 5 over 12 rows leave a partial last batch (a mean over the nominal batch size is
 wrong only there).
 
-``tests/comparisons/test_check.py`` proves the coverage claims against this table.
+``tests/comparisons/modes/test_check.py`` proves the coverage claims against this table.
 """
 
 from __future__ import annotations

@@ -1,8 +1,7 @@
-"""The engine interface, scratch's engine, and the factory that makes any engine by name.
+"""Scratch's engine, and the factory that makes any engine by name.
 
-Every engine — scratch, PyTorch, JAX — offers the same four calls (the contract is written
-out in ``reference/__init__.py``): ``set_state(params, opt_state)``, ``step(X, Y) -> trace``
-(``step(X, Y, masks=…)`` with dropout), ``predict(X) -> A_L`` and ``params()``.
+Every engine — scratch, PyTorch, JAX — implements the one engine contract,
+``run/contract.py`` (``Engine``: ``set_state``, ``state``, ``step``, ``predict``).
 
 The references are named here as ``module:class`` and imported only when a run asks for
 them, so that a scratch-only command never loads a framework.
@@ -13,7 +12,6 @@ from __future__ import annotations
 import importlib
 import os
 from collections.abc import Mapping
-from typing import Protocol
 
 import numpy as np
 
@@ -35,18 +33,6 @@ REFERENCES = {
 # way (PyTorch "cuda", JAX "gpu"). scratch always runs on the CPU.
 DEVICES = ("cpu", "gpu")
 FRAMEWORK_DEVICE = {"torch": {"gpu": "cuda"}, "jax": {}}
-
-
-class Engine(Protocol):
-    name: str
-
-    def set_state(self, params: Params, opt_state: dict) -> None: ...
-
-    def step(self, X: np.ndarray, Y: np.ndarray, masks=None) -> dict[str, np.ndarray]: ...
-
-    def predict(self, X: np.ndarray) -> np.ndarray: ...
-
-    def params(self) -> Params: ...
 
 
 class ScratchEngine:
@@ -159,17 +145,17 @@ def jax_environment() -> dict[str, str]:
     return {**cache, **JAX_ENVIRONMENT}
 
 
-def make_references(inputs: RunInputs, device: str = "cpu", apart: Mapping | None = None) -> dict:
+def make_references(inputs: RunInputs, device: str = "cpu", workers: Mapping | None = None) -> dict:
     """One engine per reference the spec names (scratch is driven by the runners); on
     ``device`` "gpu", a framework that sees no GPU is bad input (SpecError). A reference in
-    ``apart`` (a worker process of ``oracle/workers.py``, started earlier) is built there:
+    ``workers`` (a worker process of ``oracle/workers.py``, started earlier) is built there:
     an error building it comes with the worker's first answer."""
-    refs, apart = {}, apart or {}
+    refs, workers = {}, workers or {}
     for name in inputs.spec.engines:
         settings = (name, inputs.mlp, inputs.optimizer, inputs.spec.dtype, device)
-        if name in apart:
-            apart[name].build(make_reference, *settings)
-            refs[name] = apart[name]
+        if name in workers:
+            workers[name].build(make_reference, *settings)
+            refs[name] = workers[name]
         elif name != "scratch":
             refs[name] = make_reference(*settings)
     return refs

@@ -35,10 +35,10 @@ class FileError(ValueError):
     it should be, or corrupt (bad input, exit 2)."""
 
 
-def shown_path(path: str | os.PathLike[str]) -> str:
-    """A path as written in messages: as given, cut to SHOWN characters."""
+def echoed_path(path: str | bytes | os.PathLike, limit: int = SHOWN) -> str:
+    """A path as written in messages: as given, cut to ``limit`` characters."""
     text = os.fsdecode(path)
-    return text if len(text) <= SHOWN else f"{text[: SHOWN - 1]}…"
+    return text if len(text) <= limit else f"{text[: limit - 1]}…"
 
 
 def read_bytes(
@@ -47,7 +47,7 @@ def read_bytes(
     """The bytes of a regular file of at most ``limit`` bytes; FileError otherwise.
     ``what`` names the file in messages ("config file", "manifest"), ``hint`` what to give
     instead ("; give a TOML file")."""
-    name = shown_path(path)
+    name = echoed_path(path)
     try:
         _check_regular(name, os.stat(path), limit, what, hint)
         fd = os.open(path, _OPEN_FLAGS)
@@ -91,12 +91,12 @@ def decode(name: str, data: bytes, what: str = "file") -> str:
 
 
 def read_text(path: str | os.PathLike[str], limit: int, what: str = "file", hint: str = "") -> str:
-    return decode(shown_path(path), read_bytes(path, limit, what, hint), what)
+    return decode(echoed_path(path), read_bytes(path, limit, what, hint), what)
 
 
 def read_json(path: str | os.PathLike[str], limit: int, what: str = "JSON file") -> Any:
     """A standard JSON document (no NaN, Infinity, or nesting beyond MAX_DEPTH)."""
-    name = shown_path(path)
+    name = echoed_path(path)
     return parse_json(name, read_text(path, limit, what), what)
 
 
@@ -143,7 +143,7 @@ def read_npz(
     """Every array of a ``.npz`` archive of at most ``limit`` bytes (no pickles), the arrays
     together at most ``room`` bytes (default: 8 × ``limit``, a compression ratio no real
     trace comes near), checked from each member's header before its array is allocated."""
-    name = shown_path(path)
+    name = echoed_path(path)
     data = read_bytes(path, limit, ".npz archive")
     room = 8 * limit if room is None else room
     arrays: dict[str, np.ndarray] = {}

@@ -58,7 +58,7 @@ class RunInputs:
         """Fresh, writable copies of the first parameters, for an engine to own."""
         return {p: np.array(v) for p, v in self.params0.items()}
 
-    def given(self, step: Step) -> dict[str, dict[str, np.ndarray]]:
+    def step_keywords(self, step: Step) -> dict[str, dict[str, np.ndarray]]:
         """What every engine's ``step`` is given besides X and Y, as keyword arguments: the
         step's dropout masks (``data/dropout.py``, read-only) as ``masks``; nothing without
         dropout."""

@@ -118,9 +118,10 @@ class ReplayEngine:
     def __init__(self, case: RecordedCase, reference: str):
         self.case, self.name, self._next = case, reference, 0
         self._params: dict = {}
+        self._state: dict = {}
 
     def set_state(self, params: dict, opt_state: dict) -> None:
-        self._params = dict(params)
+        self._params, self._state = dict(params), dict(opt_state)
 
     def step(self, X: np.ndarray, Y: np.ndarray, masks=None) -> dict[str, np.ndarray]:
         """The next recorded trace (recorded with the step's masks: its M_l are theirs)."""
@@ -129,10 +130,15 @@ class ReplayEngine:
         trace = self.case.trace(self.name, self._next)
         self._next += 1
         self._params = {p: trace[p] for p in self._params if p in trace}
+        self._state = {n: trace.get(n, v) for n, v in self._state.items()}
         return trace
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         raise NotImplementedError("a recorded reference has traces only, no model to predict")
+
+    def state(self) -> tuple[dict, dict]:
+        """The parameters and optimizer state its last recorded trace holds."""
+        return dict(self._params), dict(self._state)
 
     def params(self) -> dict:
         return dict(self._params)

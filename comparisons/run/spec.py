@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import os
 import tomllib
 import typing
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from comparisons.run.files import FileError, read_text
+from comparisons.run.files import FileError, echoed_path, read_text
 from scratch.activations import ACTIVATIONS
 from scratch.config import MLP, Optimizer, ScratchInputError
 from scratch.initializers import INITIALIZERS
@@ -92,7 +91,7 @@ class RunSpec:
                 f"got {self.init_gain}"
             )
         if any(n < 1 for n in self.hidden):
-            raise SpecError(f"hidden: every width must be >= 1; got {shown(list(self.hidden))}")
+            raise SpecError(f"hidden: every width must be >= 1; got {echoed(list(self.hidden))}")
         if not 0 <= self.dropout < 1:  # NaN fails both comparisons
             raise SpecError(f"dropout: must be in [0, 1) (0: no dropout); got {self.dropout}")
         if self.dropout and not self.hidden:
@@ -104,7 +103,9 @@ class RunSpec:
         if not 0 < self.bn_eps < float("inf"):
             raise SpecError(f"bn_eps: must be a finite number > 0; got {self.bn_eps}")
         if not self.engines or len(set(self.engines)) != len(self.engines):
-            raise SpecError(f"engines: must list distinct engines; got {shown(list(self.engines))}")
+            raise SpecError(
+                f"engines: must list distinct engines; got {echoed(list(self.engines))}"
+            )
         for engine in self.engines:
             _check_choice("engines", engine, ENGINES)
         if "scratch" not in self.engines:
@@ -198,7 +199,7 @@ def _flat_hints() -> dict[str, object]:
 HINTS = _flat_hints()  # every flat key, in the order the spec lists them
 
 
-def shown(value: object, limit: int = SHOWN) -> str:
+def echoed(value: object, limit: int = SHOWN) -> str:
     """``repr(value)``, cut to about ``limit`` characters: how a bad value is echoed."""
     try:
         text = repr(value)
@@ -211,7 +212,7 @@ def shown(value: object, limit: int = SHOWN) -> str:
 
 def key_name(key: str) -> str:
     """A key as written in messages: bare when it looks like one, else quoted and cut."""
-    return key if key.isidentifier() and len(key) <= 60 else shown(key, 60)
+    return key if key.isidentifier() and len(key) <= 60 else echoed(key, 60)
 
 
 def unknown_key(key: str) -> str:
@@ -224,7 +225,7 @@ def unknown_key(key: str) -> str:
 
 def _check_choice(key: str, value: str, choices: tuple[str, ...]) -> None:
     if value not in choices:
-        raise SpecError(f"{key}: unknown value {shown(value)}; choose one of {', '.join(choices)}")
+        raise SpecError(f"{key}: unknown value {echoed(value)}; choose one of {', '.join(choices)}")
 
 
 def _type_name(hint: object) -> str:
@@ -240,7 +241,7 @@ def _check_type(key: str, value: object, hint: object) -> None:
     else:
         ok = _is(value, hint)
     if not ok:
-        raise SpecError(f"{key}: expected {_type_name(hint)}; got {shown(value)}")
+        raise SpecError(f"{key}: expected {_type_name(hint)}; got {echoed(value)}")
     items = value if isinstance(value, tuple) else (value,)
     if any(_is(v, int) and abs(v) > INT_LIMIT for v in items):
         raise SpecError(f"{key}: too large; integers here must lie within ±{INT_LIMIT}")
@@ -264,7 +265,7 @@ def _coerce(key: str, value: object) -> object:
         try:
             return float(value)  # type: ignore[arg-type]
         except OverflowError:  # an integer beyond any float
-            raise SpecError(f"{key}: {shown(value)} is too large for a number") from None
+            raise SpecError(f"{key}: {echoed(value)} is too large for a number") from None
     return value
 
 
@@ -279,16 +280,16 @@ def parse_assignment(text: str) -> tuple[str, object]:
     key, sep, raw = text.partition("=")
     key = key.strip()
     if not sep or not key:
-        raise SpecError(f"--set {shown(text)}: expected key=value, e.g. --set lr=0.1")
+        raise SpecError(f"--set {echoed(text)}: expected key=value, e.g. --set lr=0.1")
     bad = next((c for c in text if unicodedata.category(c) in ("Cc", "Cs", "Zl", "Zp")), None)
     if bad is not None:
         raise SpecError(
-            f"--set {shown(text)}: holds the control character {bad!r}; write the value on "
+            f"--set {echoed(text)}: holds the control character {bad!r}; write the value on "
             "one line, without control characters"
         )
     if len(text) > SET_LIMIT:
         raise SpecError(
-            f"--set {shown(text)}: too long; a --set may hold at most {SET_LIMIT} characters"
+            f"--set {echoed(text)}: too long; a --set may hold at most {SET_LIMIT} characters"
         )
     if key not in HINTS:
         raise SpecError(unknown_key(key))
@@ -325,13 +326,13 @@ def _config_keys(path: Path) -> tuple[dict[str, object], dict[str, str]]:
     try:
         changes = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
-        raise SpecError(f"{shown_path(path)}: not valid TOML: {err}") from None
+        raise SpecError(f"{echoed_path(path)}: not valid TOML: {err}") from None
     except (ValueError, RecursionError) as err:  # e.g. an integer of 5000 digits, or [[[[…
         what = "nested too deeply" if isinstance(err, RecursionError) else "a number too long"
-        raise SpecError(f"{shown_path(path)}: not a usable TOML file: {what}") from None
+        raise SpecError(f"{echoed_path(path)}: not a usable TOML file: {what}") from None
     lines = {}
     for key, value in changes.items():
-        lines[key] = where = f"{shown_path(path)}, line {_line_of(text, key)}"
+        lines[key] = where = f"{echoed_path(path)}, line {_line_of(text, key)}"
         if isinstance(value, dict):
             raise SpecError(f"{where}: {key_name(key)}: tables are not used; write keys at the top")
         if key not in HINTS:
@@ -361,9 +362,3 @@ def _line_of(text: str, key: str) -> int:
         if "=" in line and name == key:
             return number
     return 1
-
-
-def shown_path(path: str | os.PathLike[str]) -> str:
-    """A path as written in messages: as given, cut to SHOWN characters."""
-    text = os.fspath(path)
-    return text if len(text) <= SHOWN else f"{text[: SHOWN - 1]}…"

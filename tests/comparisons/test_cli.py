@@ -13,7 +13,7 @@ import pytest
 from comparisons import cli
 from comparisons.faults.catalogue import FAULTS_BY_NAME
 from comparisons.report import atomic_folder
-from comparisons.report.model import VOLATILE
+from comparisons.report.content import VOLATILE
 from tests.child import child_env
 
 SMALL = ["--set", "dataset=synthetic", "--set", "synthetic_rows=12", "--set", "epochs=1"]

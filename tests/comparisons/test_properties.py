@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from comparisons.oracle.compare import assert_traces_agree, compare
 from comparisons.oracle.gradcheck import FD, fd_allowed
-from comparisons.oracle.roundoff import Step, allowances
+from comparisons.oracle.roundoff import RoundoffStep, allowances
 from comparisons.run.engines import make_engine
 from scratch import MLP, Optimizer, init_params, numerical_gradients
 from scratch.optimizers import init_state
@@ -70,7 +70,7 @@ def agrees_with(reference: str, problem) -> None:
     ours = train_step(mlp, opt, params, state, X, Y)[0]
     engine = make_engine(reference, mlp, opt, "float64")
     engine.set_state(params, state)
-    allowed = allowances(Step(mlp, opt, params, state, X, Y), ours, "float64")
+    allowed = allowances(RoundoffStep(mlp, opt, params, state, X, Y), ours, "float64")
     assert_traces_agree(ours, engine.step(X, Y), reference, "one step", allowed)
 
 

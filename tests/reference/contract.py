@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from comparisons.oracle.compare import assert_traces_agree
-from comparisons.oracle.roundoff import Step, allowances
+from comparisons.oracle.roundoff import RoundoffStep, allowances
 from scratch.config import MLP, Optimizer
 from scratch.initializers import init_params
 from scratch.network import dropout_masks
@@ -102,7 +102,7 @@ def batch(rng: np.random.Generator, mlp: MLP, dtype: str) -> tuple[np.ndarray, n
 def steps_agree(
     engine, mlp: MLP, opt: Optimizer, params: dict, state: dict, batches, lockstep: bool = True
 ) -> tuple[dict, dict]:
-    """Step ``engine`` and scratch's ``train_step`` on each batch; every trace tensor must
+    """RoundoffStep ``engine`` and scratch's ``train_step`` on each batch; every trace tensor must
     agree within the oracle's tolerances. Returns scratch's final parameters and state.
 
     ``lockstep``: the engine is loaded with scratch's parameters and state before every step
@@ -115,7 +115,7 @@ def steps_agree(
         given = {"masks": dropout_masks(mlp, len(X), 0, i, X.dtype)} if mlp.dropout else {}
         got = engine.step(X, Y, **given)
         expected, new_params, new_state = train_step(mlp, opt, params, state, X, Y, **given)
-        allowed = allowances(Step(mlp, opt, params, state, X, Y), expected, X.dtype.name)
+        allowed = allowances(RoundoffStep(mlp, opt, params, state, X, Y), expected, X.dtype.name)
         assert_traces_agree(expected, got, engine.name, where=f"step {i}", allowed=allowed)
         params, state = new_params, new_state
     return params, state

@@ -38,7 +38,7 @@ from tests.reference.contract import (
 from tests.scratch.cases import LOSS_HEADS
 
 HIDDEN = list(ACTIVATIONS)
-# float32 in the quick tier: a few cases (tests/comparisons/test_lockstep.py runs every
+# float32 in the quick tier: a few cases (tests/comparisons/oracle/test_lockstep.py runs every
 # optimizer in float32); the last, a linear network with adamw, is the worst float32 case
 # seen over the product.
 FLOAT32_QUICK = {

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from comparisons.oracle.compare import assert_traces_agree
-from comparisons.oracle.roundoff import Step, allowances
+from comparisons.oracle.roundoff import RoundoffStep, allowances
 from scratch.config import MLP, Optimizer
 from scratch.training import train_step
 from tests.child import child_env
@@ -37,7 +37,7 @@ def bce_step(rng, shift: float, Y: np.ndarray, dtype: str):
     engine = make("jax", mlp, SGD, dtype)
     engine.set_state(params, state)
     expected = train_step(mlp, SGD, params, state, X, Y)[0]
-    allowed = allowances(Step(mlp, SGD, params, state, X, Y), expected, dtype)
+    allowed = allowances(RoundoffStep(mlp, SGD, params, state, X, Y), expected, dtype)
     return expected, engine.step(X, Y), allowed
 
 
@@ -78,7 +78,7 @@ def test_bce_where_xlas_float64_log1p_is_off_agrees_to_roundoff(rng):
     got = engine.step(X, Y)
     assert np.all((got["A3"] > 0.358) & (got["A3"] < 0.4143)), got["A3"]
     expected = train_step(mlp, SGD, params, state, X, Y)[0]
-    allowed = allowances(Step(mlp, SGD, params, state, X, Y), expected, "float64")
+    allowed = allowances(RoundoffStep(mlp, SGD, params, state, X, Y), expected, "float64")
     assert_traces_agree(expected, got, "jax", "log1p's band", allowed)
 
 

@@ -117,7 +117,7 @@ def test_a_2_2_1_network_matches_every_value_worked_by_hand():
         "db1": [1.0, 0.0],
     }
     trace = forward_backward(mlp, params, X, Y)
-    assert list(trace) == list(expected)  # the dataflow order of DESIGN.md
+    assert list(trace) == list(expected)  # the dataflow order of scratch/trace_schema.py
     for name, value in expected.items():
         np.testing.assert_allclose(trace[name], value, rtol=0, atol=1e-15, err_msg=name)
 

@@ -10,7 +10,7 @@ import pytest
 from comparisons.modes import liberror
 from comparisons.oracle import library_error
 from comparisons.oracle.compare import compare
-from comparisons.oracle.roundoff import Step, allowances
+from comparisons.oracle.roundoff import RoundoffStep, allowances
 from comparisons.oracle.tolerances import ROUNDOFF
 from comparisons.run.engines import ScratchEngine, initial_state, make_engine
 from scratch.config import MLP, Optimizer
@@ -30,7 +30,7 @@ def test_the_table_holds_every_function_of_every_dtype_for_every_framework_on_th
 def test_the_docs_page_is_generated_from_the_table():
     from pathlib import Path
 
-    page = Path(__file__).parents[2] / "docs" / "library-error.md"
+    page = Path(__file__).parents[3] / "docs" / "library-error.md"
     assert page.read_text(encoding="utf-8") == liberror.render_markdown(library_error.table()), (
         "docs/library-error.md is not the table's: python -m comparisons liberror"
     )
@@ -47,7 +47,7 @@ def test_the_allowances_take_each_functions_term_from_the_table(monkeypatch):
     engine = ScratchEngine(mlp, opt, "float64")
     engine.set_state(params, initial_state(opt, params))
     trace = engine.step(X, Y)
-    step = Step(mlp, opt, params, initial_state(opt, params), X, Y)
+    step = RoundoffStep(mlp, opt, params, initial_state(opt, params), X, Y)
     before = allowances(step, trace, "float64")["A1"]
     table = library_error.table()
     bigger = {**table, "measured": {**table["measured"]}}
@@ -80,7 +80,7 @@ def test_jaxs_saturated_logistic_in_the_bce_with_logits_gradient_is_within_the_a
     ):
         engine.set_state({k: v.copy() for k, v in params.items()}, initial_state(opt, params))
         traces[name] = engine.step(X, Y)
-    step = Step(mlp, opt, params, initial_state(opt, params), X, Y)
+    step = RoundoffStep(mlp, opt, params, initial_state(opt, params), X, Y)
     allowed = allowances(step, traces["scratch"], "float64")
     c = compare("dZ1", traces["scratch"]["dZ1"], traces["jax"]["dZ1"], "jax", allowed["dZ1"])
     assert c.ok, c.describe()

@@ -37,7 +37,7 @@ def test_the_contract_lists_every_name_scratch_keeps_and_returns_with_its_shape(
     engine.set_state(inputs.start(), initial_state(inputs.optimizer, inputs.params0))
     step = inputs.schedule.steps[0]
     X, Y = inputs.train
-    trace = engine.step(X[step.rows], Y[step.rows], **inputs.given(step))
+    trace = engine.step(X[step.rows], Y[step.rows], **inputs.step_keywords(step))
     assert [e["name"] for e in contract["trace"]] == list(trace)
     for e in contract["trace"]:
         assert tuple(e["shape"]) == np.shape(trace[e["name"]]), e["name"]
@@ -50,7 +50,7 @@ def test_the_contract_lists_every_name_scratch_keeps_and_returns_with_its_shape(
     for e in contract["state"]:
         value = params.get(e["name"], opt_state.get(e["name"]))
         assert tuple(e["shape"]) == np.shape(value), e["name"]
-    given = inputs.given(step).get("masks", {})
+    given = inputs.step_keywords(step).get("masks", {})
     assert [e["name"] for e in contract["given"]] == list(given)
 
 

@@ -28,7 +28,7 @@ def test_the_catalogue_covers_at_least_twenty_faults_with_unique_names():
 
 
 # Slow: every fault against both references, arbitration included. The quick tier runs
-# `check` on every fault instead (tests/comparisons/test_check.py): caught, and localized.
+# `check` on every fault instead (tests/comparisons/modes/test_check.py): caught, and localized.
 @pytest.mark.slow
 @pytest.mark.torch
 @pytest.mark.jax

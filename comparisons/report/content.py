@@ -1,6 +1,6 @@
 """The report: one JSON-ready dict per run, the source of truth for report.md and report.html.
 
-The fields follow DESIGN.md's report contract (``schema_version`` 1). Everything in it is a
+The fields are those of ``comparisons/schemas/report.schema.json``. Everything in it is a
 deterministic function of the run spec and the machine's libraries, except the fields named
 in ``VOLATILE``; two runs of the same spec differ in those only.
 """
@@ -10,11 +10,11 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
+from comparisons.oracle.compare import kind_or_unknown, layer_or_none
 from comparisons.oracle.drift import DriftResult
 from comparisons.oracle.lockstep import LockstepResult
 from comparisons.oracle.tolerances import DRIFT, table_as_dict
 from comparisons.run.inputs import RunInputs
-from scratch.trace_schema import kind_of, layer_of
 
 SCHEMA_VERSION = 1
 VOLATILE = ("created", "timings")  # timestamps and durations: the only fields that may vary
@@ -70,8 +70,8 @@ def lockstep_report(
     report["per_tensor"] = {
         engine: {
             tensor: {
-                "kind": _kind(tensor),
-                "layer": _layer(tensor),
+                "kind": kind_or_unknown(tensor),
+                "layer": layer_or_none(tensor),
                 "max_abs": w.max_abs,
                 "max_rel": w.max_rel,
                 "ratio": w.ratio,
@@ -98,20 +98,6 @@ def _metrics_note(result: LockstepResult) -> str:
     return ""
 
 
-def _kind(tensor: str) -> str:
-    try:
-        return kind_of(tensor)
-    except KeyError:  # a name only a broken engine would report
-        return "unknown"
-
-
-def _layer(tensor: str) -> int | None:
-    try:
-        return layer_of(tensor)
-    except KeyError:
-        return None
-
-
 def drift_report(
     inputs: RunInputs,
     result: DriftResult,
@@ -119,17 +105,16 @@ def drift_report(
     verdict: dict | None,
     environment: dict,
     timings: dict,
+    decided: str,
 ) -> dict[str, Any]:
+    """Drift's report; ``decided``: its verdict (``oracle/drift.py:drift_decision``),
+    ``verdict``: the final losses' comparison, where the run went to its end."""
     report = base_report("drift", inputs, environment, timings)
-    if result.failure is not None:
-        report["verdict"], report["first_divergence"] = "error", None
-    elif result.diverged is not None:
-        report["verdict"], report["first_divergence"] = "diverged", None
-    elif result.first_divergence is not None:
-        report["verdict"], report["first_divergence"] = "disagree", result.first_divergence
+    report["verdict"] = decided
+    if decided != "disagree":
+        report["first_divergence"] = None
     else:
-        report["verdict"] = "agree" if verdict["agree"] else "disagree"
-        report["first_divergence"] = None if verdict["agree"] else verdict["worst"]
+        report["first_divergence"] = result.first_divergence or verdict["worst"]
     report["diverged"] = result.diverged
     report["error"] = result.failure.as_dict() if result.failure else None
     report["drift_tolerance"] = vars(DRIFT[inputs.spec.dtype])

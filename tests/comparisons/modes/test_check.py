@@ -20,7 +20,7 @@ from comparisons.faults.catalogue import FAULTS
 from comparisons.faults.patching import edit
 from comparisons.modes.check import run_check
 from comparisons.oracle.compare import compare_traces
-from comparisons.oracle.roundoff import Step, allowances
+from comparisons.oracle.roundoff import RoundoffStep, allowances
 from comparisons.run.coverage import CASES
 from comparisons.run.engines import ScratchEngine, initial_state
 from comparisons.run.inputs import build_inputs
@@ -221,7 +221,7 @@ def scratch_run(case) -> tuple:
     engine.set_state(inputs.params0, initial_state(inputs.optimizer, inputs.params0))
     X, Y = inputs.train
     steps = inputs.schedule.steps
-    return inputs, [engine.step(X[s.rows], Y[s.rows], **inputs.given(s)) for s in steps]
+    return inputs, [engine.step(X[s.rows], Y[s.rows], **inputs.step_keywords(s)) for s in steps]
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
@@ -347,7 +347,7 @@ def first_changed(case_name: str, step: int, fault) -> str:
     engine = ScratchEngine(inputs.mlp, inputs.optimizer, inputs.spec.dtype)
     engine.set_state(inputs.params0, initial_state(inputs.optimizer, inputs.params0))
     for s in inputs.schedule.steps[:step]:
-        engine.step(X[s.rows], Y[s.rows], **inputs.given(s))
+        engine.step(X[s.rows], Y[s.rows], **inputs.step_keywords(s))
     rows = inputs.schedule.steps[step].rows
 
     def trace():
@@ -365,7 +365,7 @@ def first_changed(case_name: str, step: int, fault) -> str:
     sound = trace()
     with fault.patch():
         broken = trace()
-    step_ = Step(inputs.mlp, inputs.optimizer, *engine.state(), X[rows], Y[rows])
+    step_ = RoundoffStep(inputs.mlp, inputs.optimizer, *engine.state(), X[rows], Y[rows])
     allowed = allowances(step_, sound, inputs.spec.dtype)
     changed = [c.tensor for c in compare_traces(sound, broken, "broken", allowed) if not c.ok]
     return changed[0] if changed else ""

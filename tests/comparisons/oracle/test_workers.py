@@ -18,12 +18,12 @@ from comparisons import cli
 from comparisons.faults.catalogue import FAULTS_BY_NAME
 from comparisons.oracle import chunks
 from comparisons.oracle.lockstep import lockstep
-from comparisons.oracle.workers import Worker, apart, reference_workers
+from comparisons.oracle.workers import Worker, in_workers, reference_workers
 from comparisons.run.engines import make_engine, make_reference
 from comparisons.run.inputs import build_inputs
 from comparisons.run.spec import RunSpec
+from tests.comparisons.oracle.test_lockstep_chunks import RaisesAtStep, everything
 from tests.comparisons.test_cli import VOLATILE
-from tests.comparisons.test_lockstep_chunks import RaisesAtStep, everything
 
 pytestmark = pytest.mark.torch
 
@@ -148,10 +148,10 @@ def test_an_error_building_the_engine_in_its_worker_is_raised_here():
 
 
 def test_workers_are_no_more_than_the_jobs_allow_pytorch_first():
-    assert apart(["scratch", "torch", "jax"], 1) == []
-    assert apart(["scratch", "jax", "torch"], 2) == ["torch"]  # its import is the longest
-    assert apart(["scratch", "jax", "torch"], 16) == ["torch", "jax"]
-    assert apart(["scratch", "jax"], 2) == ["jax"]
+    assert in_workers(["scratch", "torch", "jax"], 1) == []
+    assert in_workers(["scratch", "jax", "torch"], 2) == ["torch"]  # its import is the longest
+    assert in_workers(["scratch", "jax", "torch"], 16) == ["torch", "jax"]
+    assert in_workers(["scratch", "jax"], 2) == ["jax"]
 
 
 def _report(out) -> dict:

@@ -12,7 +12,7 @@ import pytest
 
 from comparisons import cli
 from comparisons.report.atomic_folder import json_text
-from comparisons.report.tables import metrics_csv, steps_csv
+from comparisons.report.csv_files import metrics_csv, steps_csv
 from comparisons.report.text import number
 
 SMALL = ["--set", "dataset=synthetic", "--set", "synthetic_rows=40", "--set", "epochs=2"]

@@ -138,7 +138,7 @@ def test_every_convention_named_is_a_row_of_the_conventions_table():
     from comparisons.oracle.recognise import ROWS
 
     page, anchor = CONVENTIONS.split("#")
-    text = Path(__file__).parents[2].joinpath(page).read_text()
+    text = Path(__file__).parents[3].joinpath(page).read_text()
     assert f"## {anchor.capitalize()}" in text
     for row in ROWS.values():
         assert f"\n| {row} |" in text, row

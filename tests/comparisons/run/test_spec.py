@@ -90,7 +90,7 @@ def test_to_dict_round_trips(tmp_path):
     assert RunSpec().replace(**spec.to_dict()) == spec
 
 
-CONFIGS = sorted((Path(__file__).parents[2] / "configs").glob("*.toml"))
+CONFIGS = sorted((Path(__file__).parents[3] / "configs").glob("*.toml"))
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])
