@@ -52,7 +52,7 @@ from comparisons.run.interrupts import (
     stop_if_signalled,
 )
 from comparisons.run.recorded import MANIFEST, load_recorded
-from comparisons.run.spec import ENGINES, SpecError, echoed, load_spec
+from comparisons.run.spec import ENGINES, UNDER_TEST, SpecError, echoed, load_spec
 from comparisons.run.under_test import load_under_test
 from data import DataError
 from scratch.config import ScratchInputError
@@ -206,12 +206,15 @@ def cmd_record(args: argparse.Namespace) -> int:
 
 
 def _references(text: str, option: str) -> tuple[str, ...]:
-    """A comma-separated list of references, each known, at least one."""
-    engines = tuple(e.strip() for e in text.split(",") if e.strip())
+    """A comma-separated list of references, each known, at least one; scratch in it is
+    dropped, as the run spec's ``engines`` drops it (the engine under test is in by itself)."""
+    engines = tuple(e for e in (e.strip() for e in text.split(",")) if e and e != UNDER_TEST)
     unknown = sorted(set(engines) - set(REFERENCES))
     if unknown or not engines:
         raise SpecError(
-            f"{option}: a comma-separated list of {', '.join(REFERENCES)}; got {echoed(text)}"
+            f"{option}: a comma-separated list of the references {', '.join(REFERENCES)}; got "
+            f"{echoed(text)} (the engine under test, scratch or --engine's, is in every run by "
+            "itself)"
         )
     return engines
 
@@ -246,7 +249,7 @@ def cmd_faults(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    inputs = _load(args, engines=("scratch",))  # so the memory estimate counts scratch alone
+    inputs = _load(args, engines=())  # so the memory estimate counts scratch alone
     spec, splits = inputs.spec, list(inputs.splits)
     if not args.quiet:
         print(
@@ -273,13 +276,14 @@ def cmd_contract(args: argparse.Namespace) -> int:
 
     from comparisons.modes.contract import engine_contract, render
 
-    contract = engine_contract(_load(args, engines=("scratch",)))
+    spec = _spec(args, engines=())
+    contract = engine_contract(build_inputs(spec, shapes_only=True))  # no data needed
     print(json.dumps(contract, indent=1) if args.json else "\n".join(render(contract)))
     return EXIT_AGREE
 
 
 def contract_options(parser: argparse.ArgumentParser) -> None:
-    options.spec_options(parser)
+    options.spec_options(parser, quiet=False)
     parser.add_argument("--json", action="store_true", help="print it as JSON")
 
 
@@ -332,7 +336,8 @@ COMMANDS: dict[str, tuple[Callable, Callable, str, str]] = {
         "reference is loaded with scratch's parameters and optimizer state; after it every "
         "tensor of the trace is compared in dataflow order. Writes report.json, report.md and "
         "report.html into --out. Exit 0 when all agree, 1 when not, 2 on bad input. --engine "
-        "puts another implementation of the engine contract in scratch's place.",
+        "verifies another implementation of the engine contract instead of scratch; every "
+        "output then names it by its own name.",
     ),
     "drift": (
         cmd_drift,
@@ -360,7 +365,7 @@ COMMANDS: dict[str, tuple[Callable, Callable, str, str]] = {
         "training loop. Prints one line per case, then for the "
         "first failure where it diverged, who is wrong and where in scratch to look. Writes "
         "report.json, report.md and report.html into --out. --engine checks another "
-        "implementation of the engine contract in scratch's place; --recorded replays the "
+        "implementation of the engine contract instead of scratch; --recorded replays the "
         "references from recorded traces, with no framework installed.",
     ),
     "record": (

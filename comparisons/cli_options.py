@@ -26,7 +26,9 @@ class Parser(argparse.ArgumentParser):
         raise UsageError(f"{message}; see {self.prog} --help")
 
 
-def spec_options(parser: argparse.ArgumentParser) -> None:
+def spec_options(parser: argparse.ArgumentParser, quiet: bool = True) -> None:
+    """--config, --set, --dtype; and --quiet, unless the command prints nothing but its
+    answer (``quiet=False``)."""
     parser.add_argument(
         "--config",
         metavar="FILE",
@@ -43,7 +45,8 @@ def spec_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--dtype", choices=("float64", "float32"), help="shorthand for --set dtype=…"
     )
-    parser.add_argument("--quiet", action="store_true", help="print only the verdict lines")
+    if quiet:
+        parser.add_argument("--quiet", action="store_true", help="print only the verdict lines")
 
 
 def oracle_options(parser: argparse.ArgumentParser) -> None:
@@ -51,7 +54,9 @@ def oracle_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--engines",
         metavar="LIST",
-        help=f"comma-separated engines to run, scratch first (default: {','.join(ENGINES)})",
+        help="comma-separated references to verify the engine under test against (default: "
+        f"{','.join(ENGINES)}); the engine under test, scratch or --engine's, is in the run by "
+        "itself (scratch in the list is accepted and ignored)",
     )
     engine_option(parser)
 
@@ -107,10 +112,11 @@ def engine_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--engine",
         metavar="MODULE:FACTORY",
-        help="the engine under test in scratch's place: any implementation of the engine "
+        help="the engine under test (default: scratch): any implementation of the engine "
         "contract (comparisons/run/contract.py), as module:factory (imported from the current "
-        f"folder or installed) or a name registered in the entry-point group {ENTRY_POINTS} "
-        "(default: scratch)",
+        f"folder or installed) or a name registered in the entry-point group {ENTRY_POINTS}; "
+        "outputs name it by its entry point's name or its module's last part "
+        "(examples.layered_mlp:make_engine is layered_mlp)",
     )
 
 
@@ -128,7 +134,8 @@ def out_option(parser: argparse.ArgumentParser, command: str) -> None:
 def check_options(parser: argparse.ArgumentParser) -> None:
     references_options(
         parser,
-        "the references to check scratch against (default: torch,jax; torch alone is faster)",
+        "the references to check the engine under test against (default: torch,jax; torch "
+        "alone is faster)",
         "print only the verdict lines",
     )
     engine_option(parser)

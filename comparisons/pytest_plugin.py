@@ -50,7 +50,7 @@ def assert_lockstep(
         raise SpecError("spec: give the references as engines=(…), not as a spec key")
     changes = {**BASE, **dict(spec or {})}
     changes = {k: tuple(v) if isinstance(v, list) else v for k, v in changes.items()}
-    inputs = build_inputs(RunSpec().replace(**changes, engines=("scratch", *engines)))
+    inputs = build_inputs(RunSpec().replace(**changes, engines=engines))
     report = run_lockstep(inputs, under_test=under_test)
     written = _write(report, Path(report_dir)) if report_dir is not None else None
     if report["verdict"] != "agree":

@@ -59,7 +59,7 @@ def oracle_spec(hidden: tuple[int, ...], steps: int, references: list[str]) -> R
         hidden=tuple(hidden),
         batch_size=ORACLE_BATCH,
         epochs=steps // (ORACLE_ROWS // ORACLE_BATCH),
-        engines=("scratch", *references),
+        engines=tuple(references),
     )
 
 

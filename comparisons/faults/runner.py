@@ -32,7 +32,7 @@ SCHEMA_VERSION = 1
 
 def run_fault(fault: Fault, engines: tuple[str, ...]) -> dict:
     """The fault's spec in lockstep, first sound (it must agree), then with the fault."""
-    spec = RunSpec().replace(**fault.run_spec(), engines=("scratch", *engines))
+    spec = RunSpec().replace(**fault.run_spec(), engines=engines)
     inputs = build_inputs(spec)
     refs = {e: make_engine(e, inputs.mlp, inputs.optimizer, spec.dtype) for e in engines}
     started = time.perf_counter()

@@ -56,11 +56,11 @@ def run_check(
     report = {
         "schema_version": SCHEMA_VERSION,
         "mode": "check",
-        "engines": ["scratch", *references],
+        "engines": [under_test.name, *references],
         "cases": results,
         "verdict": worst(r["verdict"] for r in results),
         "tolerances": table_as_dict(),
-        "environment": fingerprint(["scratch", *(() if recorded else references)]),
+        "environment": fingerprint(list(() if recorded else references)),
         "timings": {"total_s": time.perf_counter() - started},
         "under_test": under_test.describe(),
         "recorded": recorded.describe() if recorded is not None else None,
@@ -151,7 +151,7 @@ def _references(case: Case, inputs: RunInputs, recorded: Recorded | None):
     spec = json.loads(json.dumps(inputs.spec.to_dict()))
     names = names_of(inputs.mlp, inputs.optimizer)
     taken = recorded.case(case.name, spec, inputs.schedule.sha256, names)
-    references = inputs.spec.engines[1:]
+    references = inputs.spec.engines
     return {name: ReplayEngine(taken, name) for name in references}, taken.state
 
 

@@ -23,18 +23,17 @@ def run_drift(
     under_test: UnderTest = SCRATCH,
 ) -> dict:
     started = time.perf_counter()
-    under_test.check_references([e for e in inputs.spec.engines if e != "scratch"])
+    under_test.check_references(inputs.spec.engines)
     refs = make_references(inputs, device)
     result = drift(inputs, refs, on_step=on_step, under_test=under_test)
     metrics, verdict = None, None
     if result.diverged is None and result.first_divergence is None and result.failure is None:
-        params, state = result.final_params["scratch"], result.final_state
+        params, state = result.final_params[under_test.name], result.final_state
         metrics, result.failure = evaluate_all(inputs, under_test, params, state, refs)
         if metrics is not None:
-            verdict = drift_verdict(metrics, inputs.spec.dtype)
+            verdict = drift_verdict(metrics, inputs.spec.dtype, under_test.name)
     timings = {"total_s": time.perf_counter() - started}
     env = fingerprint(inputs.spec.engines, device)
     decided = drift_decision(result, verdict)
-    report = drift_report(inputs, result, metrics, verdict, env, timings, decided)
-    report["under_test"] = under_test.describe()
+    report = drift_report(inputs, result, metrics, verdict, env, timings, decided, under_test)
     return report

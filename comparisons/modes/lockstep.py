@@ -32,7 +32,7 @@ def run_lockstep(
     loop (``oracle/plain.py``) instead of its fast executor; the same report.
     ``stop_at_first``: end at the first divergent step (``oracle/lockstep.py``)."""
     started = time.perf_counter()
-    under_test.check_references([e for e in inputs.spec.engines if e != "scratch"])
+    under_test.check_references(inputs.spec.engines)
     refs = make_references(inputs, device, workers)
     result = lockstep(
         inputs,
@@ -51,8 +51,7 @@ def run_lockstep(
     steps = walkthrough(result.first_step_traces, inputs.mlp, inputs.optimizer)
     timings = {"run_s": run_s, "total_s": time.perf_counter() - started}
     env = fingerprint(inputs.spec.engines, device, workers)
-    report = lockstep_report(inputs, result, metrics, steps, env, timings)
-    report["under_test"] = under_test.describe()
+    report = lockstep_report(inputs, result, metrics, steps, env, timings, under_test)
     if result.first_divergence is not None:
         report["arbitration"] = arbitrate(
             inputs, result.first_divergence, result.divergent_step, under_test.name

@@ -56,7 +56,7 @@ def record(
         )
         if on_case is not None:
             on_case(i)
-    manifest["environment"] = fingerprint(["scratch", *references])
+    manifest["environment"] = fingerprint(list(references))
     return manifest, files
 
 
@@ -94,7 +94,7 @@ def verify(recorded: Recorded, cases: tuple[Case, ...] | None = None) -> tuple[b
     other tensors than the trace schema's, is refused (``RecordedError``) as ``check`` does.
     """
     references = recorded.references
-    now_env = fingerprint(["scratch", *references])
+    now_env = fingerprint(list(references))
     bitwise = numerics(recorded.manifest["environment"]) == numerics(now_env)
     problems = []
     for case in coverage.cases() if cases is None else cases:

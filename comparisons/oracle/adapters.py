@@ -57,7 +57,7 @@ class EngineAdapter:
 
     def __init__(self, inputs: RunInputs, under_test: UnderTest, engine):
         self.inputs, self.under_test, self.engine = inputs, under_test, engine
-        self.where = f"--engine {under_test.name}"
+        self.where = f"--engine {under_test.spec}"
         self.trace_names = names_of(inputs.mlp, inputs.optimizer)
         self.names = set(self.trace_names)
         # the dataflow order: its batching (where checked), then its trace
@@ -82,9 +82,9 @@ class EngineAdapter:
             with np.errstate(all="ignore"):  # a NaN or inf is judged, not warned about
                 trace = self.engine.step(*batch, **self.step_keywords(step, batch))
         except Exception as error:  # a bug of the engine's is a verdict, not a crash
-            failure, partial = engine_failure("scratch", self.under_test.package, step, error)
+            name = self.under_test.name
+            failure, partial = engine_failure(name, self.under_test.package, step, error)
             failure.computed = [n for n in self.expected if n in partial]
-            failure.label = self.label
             return {n: partial[n] for n in failure.computed}, failure, []
         if not isinstance(trace, Mapping):
             raise ContractError(
@@ -102,8 +102,6 @@ class EngineAdapter:
         return self._look_at[tensor]
 
     # --- what the adapters do differently ----------------------------------------------------
-
-    label = ""  # how a failure names the engine (scratch's own: by its slot)
 
     def load(self, params: dict, state: dict) -> None:
         raise NotImplementedError
@@ -189,7 +187,8 @@ class ScratchAdapter(EngineAdapter):
             with np.errstate(all="ignore"):
                 engine.step(*batch, **self.step_keywords(step, batch))
         except ValueError as error:  # "assignment destination is read-only"
-            where = engine_failure("scratch", self.under_test.package, step, error)[0].where
+            name, package = self.under_test.name, self.under_test.package
+            where = engine_failure(name, package, step, error)[0].where
             file_line, _, function = where.partition(" in ")
             file, _, line = file_line.rpartition(":")
             return f"{file}:{function} (line {line})"
@@ -201,7 +200,6 @@ class ContractAdapter(EngineAdapter):
 
     def __init__(self, inputs: RunInputs, under_test: UnderTest, engine):
         super().__init__(inputs, under_test, engine)
-        self.label = under_test.name
         if inputs.mlp.dropout:
             check_takes_masks(engine, self.where)
 
@@ -235,11 +233,13 @@ class ContractAdapter(EngineAdapter):
                     f"the engine keeps a {name} other than its trace's after step "
                     f"{step.index} (state() differs from what step() returned)"
                 )
-                found.append((self.position(name), mismatch(name, "scratch", problem)))
+                ours = self.under_test.name
+                found.append((self.position(name), mismatch(name, ours, problem, ours)))
         t0, t1 = int(before["t"]), int(state["t"])
         if t1 != t0 + 1:
             problem = f"state()'s step count t went from {t0} to {t1} in step {step.index}"
-            found.append((self.position("t"), mismatch("t", "scratch", problem)))
+            ours = self.under_test.name
+            found.append((self.position("t"), mismatch("t", ours, problem, ours)))
         return found
 
 
@@ -252,4 +252,4 @@ def look_at_tensor(inputs: RunInputs, under_test: UnderTest, tensor: str) -> str
         return ""
     if under_test.is_scratch:
         return described.producer
-    return f"{under_test.name}: where it computes {described.equation}"
+    return f"{under_test.code}: where it computes {described.equation}"

@@ -1,10 +1,11 @@
-"""Who is wrong? At the first divergent step, scratch, each reference and (for gradients and
-error terms, in float64) central finite differences are compared with each other.
+"""Who is wrong? At the first divergent step, the engine under test, each reference and (for
+gradients and error terms, in float64) central finite differences are compared with each other.
 
 Finite differences are a third judge that shares no code with the references: they
-differentiate scratch's own loss numerically, so they tell whether scratch's backprop is
-consistent with scratch's forward pass — and, when the references agree with them, that
-scratch's gradients are right and its forward pass or loss is what differs.
+differentiate the task's loss numerically from the state the engine under test started the
+step from, so they tell whether its backprop is consistent with the forward pass — and, when
+the references agree with them, that its gradients are right and its forward pass or loss is
+what differs.
 """
 
 from __future__ import annotations
@@ -19,45 +20,45 @@ from comparisons.oracle.gradcheck import FD, fd_allowed, judged_part, judged_row
 from comparisons.oracle.recognise import recognise
 from comparisons.oracle.roundoff import RoundoffStep, allowances
 from comparisons.run.inputs import RunInputs
+from comparisons.run.under_test import SCRATCH_NAME
 from scratch.gradcheck import numerical_gradients
 
 
 def arbitrate(
-    inputs: RunInputs, divergence: Divergence, at: DivergentStep, under_test: str = "scratch"
+    inputs: RunInputs, divergence: Divergence, at: DivergentStep, under_test: str = SCRATCH_NAME
 ) -> dict:
     """A verdict on who is wrong at the first divergence, with the evidence behind it.
 
-    Returns {"wrong": "scratch" | "<reference>" | "data/dropout.py" | "data/schedule.py" |
-    "undecided",
-    "explanation": str, "tensor": str, "agreements": {"a vs b": bool}}, and "look_at" where the
-    code to look at is not the engine's that the divergence names: "scratch" is the slot
-    of the engine under test, which the explanation calls by its name, ``under_test``. Blame
+    ``under_test``: the engine under test's name, the key of its trace in ``at.traces``.
+    Returns {"wrong": under_test | "<reference>" | "data/dropout.py" | "data/schedule.py" |
+    "undecided", "explanation": str, "tensor": str, "agreements": {"a vs b": bool}}, and
+    "look_at" where the code to look at is not the engine's that the divergence names. Blame
     needs evidence: judges that agree with each other and not with the blamed side (two
     references, finite differences, the documented dropout and batch draws); otherwise
     "undecided".
     """
-    found = _arbitrate(inputs, divergence, at)
-    if found["wrong"] in ("scratch", "undecided"):  # what the engine's difference matches
-        seen = recognise(inputs, divergence, at)
+    found = _arbitrate(inputs, divergence, at, under_test)
+    if found["wrong"] in (under_test, "undecided"):  # what the engine's difference matches
+        seen = recognise(inputs, divergence, at, under_test)
         found.update({k: v for k, v in seen.items() if k != "note"})
         found["explanation"] += f"; {seen['note']}" if seen.get("note") else ""
-    found["explanation"] = found["explanation"].replace("scratch", under_test)
     return found
 
 
-def _arbitrate(inputs: RunInputs, divergence: Divergence, at: DivergentStep) -> dict:
+def _arbitrate(inputs: RunInputs, divergence: Divergence, at: DivergentStep, under_test: str):
+    ours = under_test
     tensor = divergence.comparison.tensor
     kind = divergence.comparison.kind
     if kind in ("batch", "input"):
-        return _batching(inputs, divergence)
+        return _batching(inputs, divergence, ours)
     if kind == "dropout_mask":  # every reference applies the mask data/dropout.py gave it
-        return _dropout_mask(inputs, divergence, at)
+        return _dropout_mask(inputs, divergence, at, ours)
     problem = divergence.comparison.problem
-    if divergence.comparison.engine == "scratch" or problem:  # in place, kept, shape, missing
-        return _verdict("scratch", f"scratch is wrong: {problem}", tensor, {})
+    if divergence.comparison.engine == ours or problem:  # in place, kept, shape, missing
+        return _verdict(ours, f"{ours} is wrong: {problem}", tensor, {})
     values = {e: t[tensor] for e, t in at.traces.items() if tensor in t}
-    loss = float(at.traces["scratch"].get("loss", np.nan))
-    allowed = _judges_allowance(inputs, at, tensor)
+    loss = float(at.traces[ours].get("loss", np.nan))
+    allowed = _judges_allowance(inputs, at, tensor, ours)
     part = None  # the part of the tensor finite differences judge (gradcheck's rows)
     if kind in ("error_term", "gradient") and inputs.spec.dtype == "float64":
         masks = inputs.step_keywords(inputs.schedule.steps[divergence.step]).get("masks")
@@ -82,15 +83,16 @@ def _arbitrate(inputs: RunInputs, divergence: Divergence, at: DivergentStep) -> 
         else:
             c = compare(tensor, values[a], values[b], b, allowed)
         agree[f"{a} vs {b}"] = same_shape and c.ok
-    references = [e for e in values if e not in ("scratch", FD)]
-    return _decide(tensor, agree, references, FD in values)
+    references = [e for e in values if e not in (ours, FD)]
+    return _decide(tensor, agree, ours, references, FD in values)
 
 
 def documented_rows(inputs: RunInputs, step: int) -> np.ndarray | None:
     """Step ``step``'s rows drawn afresh from the algorithm ``data/schedule.py`` documents
     (one default_rng(seed); per epoch a permutation of the rows, or their order without
     shuffling; batches of batch_size in turn, the last kept unless drop_last): the judge
-    between scratch's batching and the schedule's. None past the schedule's end."""
+    between the engine under test's batching and the schedule's. None past the schedule's
+    end."""
     schedule = inputs.schedule
     rng = np.random.default_rng(schedule.seed)
     k = 0
@@ -106,9 +108,10 @@ def documented_rows(inputs: RunInputs, step: int) -> np.ndarray | None:
     return None
 
 
-def _batching(inputs: RunInputs, divergence: Divergence) -> dict:
-    """Scratch's batch against the schedule's rows (data/schedule.py's), judged by the
-    documented algorithm: the schedule's rows right means scratch's batching is wrong."""
+def _batching(inputs: RunInputs, divergence: Divergence, ours: str) -> dict:
+    """The engine under test's batch (``ours``: its name; only scratch's batching is
+    checked) against the schedule's rows (data/schedule.py's), judged by the documented
+    algorithm: the schedule's rows right means its batching is wrong."""
     tensor = divergence.comparison.tensor
     judge = documented_rows(inputs, divergence.step)
     given = inputs.schedule.steps[divergence.step].rows
@@ -118,8 +121,8 @@ def _batching(inputs: RunInputs, divergence: Divergence) -> dict:
     }
     if agree["data/schedule.py vs the documented draw"]:
         return _verdict(
-            "scratch",
-            f"scratch is wrong: its batching does not read the schedule's rows ({tensor})",
+            ours,
+            f"{ours} is wrong: its batching does not read the schedule's rows ({tensor})",
             tensor,
             agree,
         )
@@ -146,16 +149,17 @@ def documented_masks(
     }
 
 
-def _dropout_mask(inputs: RunInputs, divergence: Divergence, at: DivergentStep) -> dict:
-    """Scratch's mask against the one every reference was given (data/dropout.py's), judged
-    by the documented algorithm: whichever side it matches is right; neither, undecided."""
+def _dropout_mask(inputs: RunInputs, divergence: Divergence, at: DivergentStep, name: str) -> dict:
+    """The engine under test's mask (``name``: its name) against the one every reference was
+    given (data/dropout.py's), judged by the documented algorithm: whichever side it matches
+    is right; neither, undecided."""
     tensor = divergence.comparison.tensor
     mlp, spec = inputs.mlp, inputs.spec
     judge = documented_masks(
         spec.seed, divergence.step, len(at.X), mlp.sizes[1:-1], mlp.dropout, spec.dtype
     ).get(tensor)
-    ours = at.traces.get("scratch", {}).get(tensor)
-    given = next((t[tensor] for e, t in at.traces.items() if e != "scratch" and tensor in t), None)
+    ours = at.traces.get(name, {}).get(tensor)
+    given = next((t[tensor] for e, t in at.traces.items() if e != name and tensor in t), None)
 
     def same(a, b) -> bool:
         return (
@@ -165,40 +169,40 @@ def _dropout_mask(inputs: RunInputs, divergence: Divergence, at: DivergentStep) 
             and bool(np.array_equal(a, b))
         )
 
-    agree = {"scratch vs the documented draw": same(ours, judge)}
+    agree = {f"{name} vs the documented draw": same(ours, judge)}
     agree["data/dropout.py vs the documented draw"] = same(given, judge)
     if agree["data/dropout.py vs the documented draw"] and not same(ours, judge):
         return _verdict(
-            "scratch",
-            f"scratch is wrong: its dropout mask {tensor} is not the one the step's seed gives "
+            name,
+            f"{name} is wrong: its dropout mask {tensor} is not the one the step's seed gives "
             "(data/dropout.py's, which the documented algorithm draws again)",
             tensor,
             agree,
         )
-    if agree["scratch vs the documented draw"]:
+    if agree[f"{name} vs the documented draw"]:
         return _verdict(
             "data/dropout.py",
             f"data/dropout.py is wrong: the mask {tensor} it gave every reference is not the "
-            "one its documented algorithm draws for the step's seed, and scratch's is",
+            f"one its documented algorithm draws for the step's seed, and {name}'s is",
             tensor,
             agree,
         ) | {"look_at": "data/dropout.py:keep_masks"}
     return _verdict(
         "undecided",
-        f"the dropout mask {tensor} differs between scratch and data/dropout.py (given to every "
+        f"the dropout mask {tensor} differs between {name} and data/dropout.py (given to every "
         "reference), and neither is the one the documented algorithm draws for the step's seed",
         tensor,
         agree,
     )
 
 
-def _judges_allowance(inputs: RunInputs, at: DivergentStep, tensor: str):
+def _judges_allowance(inputs: RunInputs, at: DivergentStep, tensor: str, ours: str):
     """The allowance between engines, from a reference's operands where one finished its
-    step: scratch's own values may be the broken ones (NaN, or far off), and a broken
-    engine must not set the bar its judges are held to."""
+    step: the engine under test's (``ours``) own values may be the broken ones (NaN, or far
+    off), and a broken engine must not set the bar its judges are held to."""
     step = RoundoffStep(inputs.mlp, inputs.optimizer, at.params, at.state, at.X, at.Y)
     for engine, trace in at.traces.items():
-        if engine != "scratch" and trace:
+        if engine != ours and trace:
             with np.errstate(all="ignore"):
                 return allowances(step, trace, inputs.spec.dtype).get(tensor)
     return at.allowed.get(tensor)
@@ -208,8 +212,9 @@ def _agrees(agree: dict, a: str, b: str) -> bool:
     return agree.get(f"{a} vs {b}", agree.get(f"{b} vs {a}", False))
 
 
-def _decide(tensor: str, agree: dict, references: list[str], has_fd: bool) -> dict:
-    engines = ["scratch", *references]
+def _decide(tensor: str, agree: dict, ours: str, references: list[str], has_fd: bool) -> dict:
+    """Who is wrong from who agrees with whom; ``ours``: the engine under test's name."""
+    engines = [ours, *references]
     if has_fd and all(_agrees(agree, FD, e) for e in engines):
         has_fd = False  # the difference is below what finite differences can resolve
     aside = ""
@@ -219,27 +224,27 @@ def _decide(tensor: str, agree: dict, references: list[str], has_fd: bool) -> di
         has_fd = False
         aside = " (finite differences agree with no engine: a kink within their step?)"
     judges = [*references, FD] if has_fd else list(references)
-    with_scratch = [j for j in judges if _agrees(agree, "scratch", j)]
+    with_ours = [j for j in judges if _agrees(agree, ours, j)]
     judges_agree = all(_agrees(agree, a, b) for a, b in itertools.combinations(judges, 2))
-    if not with_scratch and judges_agree and len(judges) >= 2:
+    if not with_ours and judges_agree and len(judges) >= 2:
         return _verdict(
-            "scratch",
-            f"scratch is wrong: {_join(judges)} agree with each other{aside}",
+            ours,
+            f"{ours} is wrong: {_join(judges)} agree with each other{aside}",
             tensor,
             agree,
         )
-    if has_fd and with_scratch == [FD]:
+    if has_fd and with_ours == [FD]:
         return _verdict(
             "undecided",
-            "scratch's backprop agrees with finite differences of the loss, but not with "
+            f"{ours}'s backprop agrees with finite differences of the loss, but not with "
             "the references: they compute a different loss or forward pass (a convention? "
             "see docs/numerics.md)",
             tensor,
             agree,
         )
-    odd = [r for r in references if r not in with_scratch]
-    if with_scratch and odd:
-        side = " and ".join(["scratch", *with_scratch])
+    odd = [r for r in references if r not in with_ours]
+    if with_ours and odd:
+        side = " and ".join([ours, *with_ours])
         return _verdict(
             odd[0] if len(odd) == 1 else "undecided",
             f"the references disagree with each other: {' and '.join(odd)} "
@@ -248,10 +253,10 @@ def _decide(tensor: str, agree: dict, references: list[str], has_fd: bool) -> di
             tensor,
             agree,
         )
-    if not with_scratch and len(judges) == 1:
+    if not with_ours and len(judges) == 1:
         return _verdict(
             "undecided",
-            f"scratch and {judges[0]} disagree; with one judge the oracle cannot tell which is "
+            f"{ours} and {judges[0]} disagree; with one judge the oracle cannot tell which is "
             "wrong (run with both references)",
             tensor,
             agree,

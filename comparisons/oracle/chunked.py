@@ -47,7 +47,7 @@ def lockstep_chunked(
     """``plain.lockstep_plain``'s result, in chunks of up to ``chunk`` steps (default:
     ``chunks.chunk_steps``): a run that stops at step k reports k steps and what the engine
     had after step k, as if each step had been taken alone."""
-    result = LockstepResult(engines=["scratch", *references])
+    result = LockstepResult(engines=[engine.under_test.name, *references])
     runner = _Runner(inputs, engine, references, result, reload)
     size = chunk or chunk_steps(inputs)
     # With references in workers, the engine under test and the references kept here run
@@ -170,7 +170,7 @@ class _Runner:
         the same batch: the workers first, then the references kept here, which replay it
         now. A reference runs every step but one the engine under test did not fail at and
         another engine did (its partial trace is compared too)."""
-        todo = [t for t in taken if t.failure is None or t.failure.engine == "scratch"]
+        todo = [t for t in taken if t.failure is None or t.failure.engine == t.ours]
         jobs = [t.job for t in todo]
         self.submitted = todo[-1] if todo else self.submitted
         for worker in self.workers.values():  # (never empty: a chunk takes a step at least)
@@ -184,7 +184,7 @@ class _Runner:
         taken = chunk.taken
         for name in self.refs:
             traces, failure = chunk.here.get(name) or self.workers[name].collect()
-            asked = {t for t in taken if t.failure is None or t.failure.engine == "scratch"}
+            asked = {t for t in taken if t.failure is None or t.failure.engine == t.ours}
             for t, trace in zip(chunk.todo, traces, strict=False):
                 if t in asked:
                     t.traces[name] = trace

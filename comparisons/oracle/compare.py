@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from comparisons.oracle.tolerances import Tolerance, tolerance
+from comparisons.run.under_test import SCRATCH_NAME
 from scratch.trace_schema import kind_of, layer_of
 
 TINY = np.finfo(np.float64).tiny  # the allowance's floor, so that an exact zero still divides
@@ -29,17 +30,18 @@ TINY = np.finfo(np.float64).tiny  # the allowance's floor, so that an exact zero
 @dataclass(frozen=True)
 class Comparison:
     tensor: str
-    engine: str  # the reference compared against scratch
+    engine: str  # what the engine under test is compared against: a reference, or itself
     ok: bool
     max_abs: float  # max |a - b|
     max_rel: float  # max |a - b| / max |b|: the error relative to the tensor's scale
     ratio: float  # max over elements of |a - b| / allowed: <= 1 passes
     index: tuple[int, ...]  # the worst element (largest ratio)
-    scratch_value: float
+    under_test_value: float  # the engine under test's value at the worst element
     reference_value: float
     allowed: float  # the allowance at the worst element
     problem: str = ""  # a shape, dtype or non-finite mismatch, when there is one
     nonfinite: str = ""  # "", or "both" (the same NaN/inf in the same places), or "differs"
+    under_test: str = SCRATCH_NAME  # the engine under test's name, as messages give it
 
     @property
     def kind(self) -> str:
@@ -53,10 +55,12 @@ class Comparison:
         """One line: what differs, where, by how much, and what was allowed."""
         head = f"{where}: " if where else ""
         if self.problem:
-            return f"{head}{self.tensor} (scratch vs {self.engine}): {self.problem}"
+            if self.engine == self.under_test:
+                return f"{head}{self.tensor} ({self.under_test}): {self.problem}"
+            return f"{head}{self.tensor} ({self.under_test} vs {self.engine}): {self.problem}"
         idx = "[" + ", ".join(map(str, self.index)) + "]"
         return (
-            f"{head}{self.tensor}{idx} scratch={self.scratch_value:.17g} "
+            f"{head}{self.tensor}{idx} {self.under_test}={self.under_test_value:.17g} "
             f"{self.engine}={self.reference_value:.17g} |diff|={self.max_abs:.3g} "
             f"(max over the tensor; {self.max_rel:.3g} of its scale), "
             f"allowed={self.allowed:.3g} here"
@@ -65,23 +69,25 @@ class Comparison:
 
 def compare(
     tensor: str,
-    scratch: np.ndarray,
+    ours: np.ndarray,
     reference: np.ndarray,
     engine: str,
     allowed: np.ndarray | float | None = None,
     *,
     tol: Tolerance | None = None,
+    under_test: str = SCRATCH_NAME,
 ) -> Comparison:
-    """Compare scratch's ``tensor`` with a reference's.
+    """Compare the engine under test's ``tensor`` (``ours``; ``under_test`` is its name) with
+    a reference's.
 
     The allowance is elementwise ``allowed`` (from ``roundoff.allowances``), or else ``tol``'s
     rtol·|b| + atol·max|b|, or else the table's tolerance for the tensor's kind.
     """
-    a, b = np.asarray(scratch), np.asarray(reference)
+    a, b = np.asarray(ours), np.asarray(reference)
     if a.shape != b.shape:
-        return mismatch(tensor, engine, f"shape {a.shape} != {b.shape}")
+        return mismatch(tensor, engine, f"shape {a.shape} != {b.shape}", under_test)
     if a.dtype != b.dtype:
-        return mismatch(tensor, engine, f"dtype {a.dtype} != {b.dtype}")
+        return mismatch(tensor, engine, f"dtype {a.dtype} != {b.dtype}", under_test)
     # Judged in float64 so the judging adds no rounding; flat, so that the 0-d loss is (1,).
     a64, b64 = np.asarray(a, np.float64).reshape(-1), np.asarray(b, np.float64).reshape(-1)
     finite_a, finite_b = np.isfinite(a64), np.isfinite(b64)
@@ -94,7 +100,7 @@ def compare(
     limit = _allowance(allowed, tol, tensor, b.dtype, abs_b, scale, a64.shape)
     ratio = diff / np.maximum(limit, TINY)
     if not both_finite:
-        return _nonfinite(tensor, engine, a, a64, b64, finite_a, finite_b, ratio, limit, scale)
+        return _nonfinite(tensor, engine, a, a64, b64, finite_a, finite_b, ratio, limit, under_test)
     flat = int(ratio.argmax()) if ratio.size else 0
     max_abs = float(diff.max(initial=0.0))
     worst = float(ratio[flat]) if ratio.size else 0.0
@@ -106,9 +112,10 @@ def compare(
         max_rel=max_abs / scale if scale > 0 else (0.0 if max_abs == 0 else np.inf),
         ratio=worst,
         index=flat_index(flat, a.shape),
-        scratch_value=float(a64[flat]) if a.size else 0.0,
+        under_test_value=float(a64[flat]) if a.size else 0.0,
         reference_value=float(b64[flat]) if b.size else 0.0,
         allowed=float(limit[flat]) if limit.size else 0.0,
+        under_test=under_test,
     )
 
 
@@ -121,7 +128,7 @@ def _allowance(allowed, tol, tensor, dtype, abs_b, scale, shape) -> np.ndarray:
     return tol.rtol * abs_b + tol.atol * scale
 
 
-def _nonfinite(tensor, engine, a, a64, b64, finite_a, finite_b, ratio, limit, scale):
+def _nonfinite(tensor, engine, a, a64, b64, finite_a, finite_b, ratio, limit, under_test):
     """A comparison where either side holds a NaN or an infinity: never agreement. Both
     non-finite in the same places is training diverged, whatever the kind in each (an
     overflowing sum is inf in one engine's order of operations and inf - inf = NaN in
@@ -132,8 +139,8 @@ def _nonfinite(tensor, engine, a, a64, b64, finite_a, finite_b, ratio, limit, sc
         flat = int(differing[0]) if differing.size else int(np.argmax(ratio))
         verdict = "differs"
         problem = (
-            f"scratch has {a64[flat]:.17g} at {list(flat_index(flat, a.shape))} where {engine} "
-            f"has {b64[flat]:.17g}"
+            f"{under_test} has {a64[flat]:.17g} at {list(flat_index(flat, a.shape))} where "
+            f"{engine} has {b64[flat]:.17g}"
             if differing.size
             else "non-finite in the same places, but the finite values differ"
         )
@@ -143,7 +150,8 @@ def _nonfinite(tensor, engine, a, a64, b64, finite_a, finite_b, ratio, limit, sc
         count = int((~finite_a).sum())
         problem = (
             f"non-finite in both: {count} of {a64.size} values (first at "
-            f"{list(flat_index(flat, a.shape))}: scratch {a64[flat]}, {engine} {b64[flat]})"
+            f"{list(flat_index(flat, a.shape))}: {under_test} {a64[flat]}, {engine} "
+            f"{b64[flat]})"
         )
     return Comparison(
         tensor=tensor,
@@ -153,11 +161,12 @@ def _nonfinite(tensor, engine, a, a64, b64, finite_a, finite_b, ratio, limit, sc
         max_rel=np.inf,
         ratio=np.inf,
         index=flat_index(flat, a.shape),
-        scratch_value=float(a64[flat]),
+        under_test_value=float(a64[flat]),
         reference_value=float(b64[flat]),
         allowed=float(limit[flat]) if limit.size else 0.0,
         problem=problem,
         nonfinite=verdict,
+        under_test=under_test,
     )
 
 
@@ -188,23 +197,36 @@ def layer_or_none(tensor: str) -> int | None:
         return None
 
 
-def mismatch(tensor: str, engine: str, problem: str) -> Comparison:
-    """A failed comparison that has no values to show: a shape, dtype or presence problem."""
+def mismatch(tensor: str, engine: str, problem: str, under_test: str = SCRATCH_NAME) -> Comparison:
+    """A failed comparison that has no values to show: a shape, dtype or presence problem.
+    ``engine`` is what the engine under test (``under_test``) was compared against, or the
+    engine under test itself where the problem is its own (a write in place, a state kept)."""
     return Comparison(
-        tensor, engine, False, np.inf, np.inf, np.inf, (), np.nan, np.nan, 0.0, problem
+        tensor,
+        engine,
+        False,
+        np.inf,
+        np.inf,
+        np.inf,
+        (),
+        np.nan,
+        np.nan,
+        0.0,
+        problem,
+        under_test=under_test,
     )
 
 
 def assert_traces_agree(
-    scratch: dict[str, np.ndarray],
+    ours: dict[str, np.ndarray],
     reference: dict[str, np.ndarray],
     engine: str,
     where: str = "",
     allowed: Mapping[str, np.ndarray] | None = None,
 ) -> list[Comparison]:
-    """Compare two traces tensor by tensor in scratch's (dataflow) order; raise on the first
-    disagreement with a message that names it. Returns every comparison when all agree."""
-    comparisons = compare_traces(scratch, reference, engine, allowed)
+    """Compare two traces tensor by tensor in the first one's (dataflow) order; raise on the
+    first disagreement with a message that names it. Returns every comparison when all agree."""
+    comparisons = compare_traces(ours, reference, engine, allowed)
     for c in comparisons:
         if not c.ok:
             raise AssertionError(c.describe(where))
@@ -212,30 +234,34 @@ def assert_traces_agree(
 
 
 def compare_traces(
-    scratch: dict[str, np.ndarray],
+    ours: dict[str, np.ndarray],
     reference: dict[str, np.ndarray],
     engine: str,
     allowed: Mapping[str, np.ndarray] | None = None,
+    under_test: str = SCRATCH_NAME,
 ) -> list[Comparison]:
-    """Every tensor of scratch's trace against the reference's, in scratch's order;
-    ``allowed[name]`` is each tensor's elementwise allowance (the table's where absent)."""
+    """Every tensor of the engine under test's trace (``ours``) against the reference's, in
+    its order; ``allowed[name]`` is each tensor's elementwise allowance (the table's where
+    absent)."""
     allowed = allowed or {}
     out = []
-    for name, value in scratch.items():
+    for name, value in ours.items():
         if name not in reference:
-            out.append(mismatch(name, engine, f"missing from {engine}'s trace"))
+            out.append(mismatch(name, engine, f"missing from {engine}'s trace", under_test))
             continue
-        out.append(compare(name, value, reference[name], engine, allowed.get(name)))
-    extra = sorted(set(reference) - set(scratch))
+        c = compare(name, value, reference[name], engine, allowed.get(name), under_test=under_test)
+        out.append(c)
+    extra = sorted(set(reference) - set(ours))
     if extra:
-        out.append(mismatch(extra[0], engine, f"in {engine}'s trace but not in scratch's"))
+        problem = f"in {engine}'s trace but not in {under_test}'s"
+        out.append(mismatch(extra[0], engine, problem, under_test))
     return out
 
 
 @dataclass
 class TraceComparison:
-    """A whole trace against a reference's, in a few NumPy passes: per tensor (in scratch's
-    order) the worst ratio to its allowance, the max |a - b| and that relative to the
+    """A whole trace against a reference's, in a few NumPy passes: per tensor (in the engine
+    under test's order) the worst ratio to its allowance, the max |a - b| and that relative to the
     tensor's scale; a full ``Comparison`` only for the tensors that fail."""
 
     names: list[str]
@@ -246,19 +272,25 @@ class TraceComparison:
 
 
 class FlatTrace:
-    """Scratch's trace and its allowances laid out once per step as flat vectors, for
-    ``compare_trace_flat`` against each reference in turn."""
+    """The engine under test's trace and its allowances laid out once per step as flat
+    vectors, for ``compare_trace_flat`` against each reference in turn; ``under_test``: its
+    name, as messages give it."""
 
-    def __init__(self, scratch: dict[str, np.ndarray], allowed: Mapping[str, np.ndarray]):
-        self.scratch, self.allowed = scratch, allowed
-        self.names = list(scratch)
+    def __init__(
+        self,
+        trace: dict[str, np.ndarray],
+        allowed: Mapping[str, np.ndarray],
+        under_test: str = SCRATCH_NAME,
+    ):
+        self.trace, self.allowed, self.under_test = trace, allowed, under_test
+        self.names = list(trace)
         self.flat = [n for n in self.names if n in allowed]
-        arrays = {n: np.asarray(scratch[n]) for n in self.flat}
+        arrays = {n: np.asarray(trace[n]) for n in self.flat}
         self.shapes = {n: a.shape for n, a in arrays.items()}
         self.dtypes = {n: a.dtype for n, a in arrays.items()}
         sizes = [max(a.size, 1) for a in arrays.values()]
         self.starts = np.cumsum([0, *sizes[:-1]]).astype(int)
-        self.a = _flat(scratch, self.flat)
+        self.a = _flat(trace, self.flat)
         self.limit = np.maximum(_flat(allowed, self.flat, sizes), TINY)
 
 
@@ -269,7 +301,7 @@ def compare_trace_flat(
     dtypes match are compared together as one flat vector, with each tensor's summary
     reduced over its segment; any tensor that fails (or has no allowance, or is not finite)
     is compared again on its own, by ``compare``, for the full story."""
-    names, scratch = ours.names, ours.scratch
+    names, trace, under_test = ours.names, ours.trace, ours.under_test
     ratio, max_abs, max_rel = np.zeros(len(names)), np.zeros(len(names)), np.zeros(len(names))
     theirs = {n: np.asarray(reference[n]) for n in ours.flat if n in reference}
     matching = len(theirs) == len(ours.flat) and all(
@@ -294,16 +326,18 @@ def compare_trace_flat(
     failed = []
     for n in sorted(set(slow), key=names.index):
         if n in reference:
-            c = compare(n, scratch[n], reference[n], engine, ours.allowed.get(n))
+            allowed = ours.allowed.get(n)
+            c = compare(n, trace[n], reference[n], engine, allowed, under_test=under_test)
         else:
-            c = mismatch(n, engine, f"missing from {engine}'s trace")
+            c = mismatch(n, engine, f"missing from {engine}'s trace", under_test)
         i = names.index(n)
         ratio[i], max_abs[i], max_rel[i] = c.ratio, c.max_abs, c.max_rel
         if not c.ok:
             failed.append(c)
-    extra = sorted(set(reference) - set(scratch))
+    extra = sorted(set(reference) - set(trace))
     if extra:
-        failed.append(mismatch(extra[0], engine, f"in {engine}'s trace but not in scratch's"))
+        problem = f"in {engine}'s trace but not in {under_test}'s"
+        failed.append(mismatch(extra[0], engine, problem, under_test))
     return TraceComparison(names, ratio, max_abs, max_rel, failed)
 
 

@@ -21,7 +21,7 @@ class Divergence:
     batch: int
     comparison: Comparison
     upstream_agreed: list[str]  # the tensors before it, in dataflow order, at that step
-    look_at: str = ""  # the scratch functions that produce the tensor (the trace schema's)
+    look_at: str = ""  # where the engine under test computes the tensor (scratch: its functions)
 
     def as_dict(self) -> dict:
         c = self.comparison
@@ -34,7 +34,7 @@ class Divergence:
             "layer": c.layer,
             "engine": c.engine,
             "index": list(c.index),
-            "scratch_value": c.scratch_value,
+            "under_test_value": c.under_test_value,
             "reference_value": c.reference_value,
             "max_abs": c.max_abs,
             "max_rel": c.max_rel,
@@ -59,7 +59,8 @@ class Divergence:
 @dataclass
 class DivergentStep:
     """Everything needed to re-examine the first divergent step: the state before it (as
-    scratch had it, and as every reference was loaded), the batch, and every engine's trace."""
+    the engine under test had it, and as every reference was loaded), the batch, and every
+    engine's trace (keyed by the engines' names)."""
 
     params: dict[str, np.ndarray]
     state: dict
@@ -78,18 +79,19 @@ class Diverged:
     epoch: int
     batch: int
     tensor: str
-    engines: list[str]
-    first_value: float  # scratch's first non-finite value (nan, inf or -inf)
+    engines: list[str]  # the engine under test first
+    first_value: float  # its first non-finite value (nan, inf or -inf)
     index: tuple[int, ...]
     upstream_agreed: list[str]
 
     def describe(self) -> str:
         value = "NaN" if np.isnan(self.first_value) else f"{self.first_value}"
         at = f" at {list(self.index)}" if self.index else ""
+        ours = self.engines[0]  # the engine under test
         if len(self.engines) > 1:  # the kinds may differ: inf in one engine, NaN in another
-            what = f"non-finite in every engine, in the same places (scratch's first: {value}{at}; "
+            what = f"non-finite in every engine, in the same places ({ours}'s first: {value}{at}; "
         else:
-            what = f"{value} in scratch (the only engine) ({f'first{at}; ' if at else ''}"
+            what = f"{value} in {ours} (the only engine) ({f'first{at}; ' if at else ''}"
         return (
             f"training diverged at step {self.step} (epoch {self.epoch}, batch {self.batch}): "
             f"{self.tensor} became {what}the engines agreed until then; "
@@ -126,11 +128,10 @@ class EngineFailure:
     message: str  # its message, first line, at most ~200 characters
     where: str  # "scratch/optimizers.py:97 in update"
     computed: list[str] = field(default_factory=list)
-    label: str = ""  # the engine's name where its slot's ("scratch") is not it
 
     def describe(self) -> str:
         return (
-            f"{self.label or self.engine} raised {self.error} at step {self.step} "
+            f"{self.engine} raised {self.error} at step {self.step} "
             f"(epoch {self.epoch}, batch {self.batch}) in {self.where}: {self.message}"
         )
 

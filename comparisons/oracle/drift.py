@@ -24,7 +24,7 @@ from comparisons.oracle.verdict import decide
 from comparisons.run.contract import ContractError, Engine, as_arrays, load_state
 from comparisons.run.engines import initial_state
 from comparisons.run.inputs import RunInputs
-from comparisons.run.under_test import SCRATCH, UnderTest
+from comparisons.run.under_test import SCRATCH, SCRATCH_NAME, UnderTest
 from scratch.trace_schema import running_names
 from scratch.training import NonFiniteLossError
 
@@ -48,8 +48,9 @@ def drift(
     under_test: UnderTest = SCRATCH,
 ) -> DriftResult:
     """Train every engine freely from the same start; record each step's loss per engine and
-    each reference's parameter drift, max over parameters of ‖θ_ref - θ_scratch‖∞ / ‖θ_scratch‖∞,
-    and stop at the first step beyond the allowance or non-finite."""
+    each reference's parameter drift, max over parameters of ‖θ_ref - θ‖∞ / ‖θ‖∞ (θ the engine
+    under test's), and stop at the first step beyond the allowance or non-finite. The results
+    name the engine under test by its name."""
     X, Y = inputs.train
     tol = DRIFT[inputs.spec.dtype]
     state0 = initial_state(inputs.optimizer, inputs.params0)
@@ -69,16 +70,17 @@ def drift(
         )
     else:  # made here, not in the loop's generator: a broken factory is bad input
         engine = under_test.make(inputs.mlp, inputs.optimizer, inputs.spec.dtype)
-        load_state(engine, inputs.start(), state0, f"--engine {under_test.name}")
-        ours = _free_loop(engine, under_test.name, inputs)
-    result = DriftResult(engines=["scratch", *references])
+        load_state(engine, inputs.start(), state0, f"--engine {under_test.spec}")
+        ours = _free_loop(engine, under_test.spec, inputs)
+    name = under_test.name
+    result = DriftResult(engines=[name, *references])
     params = dict(inputs.params0)
     running = running_names(inputs.mlp.n_layers, inputs.mlp.batch_norm)
     loss_scale = None
     for step in steps:
         try:
             with np.errstate(all="ignore"):  # a non-finite value is judged, not warned about
-                engine = "scratch"
+                engine = name
                 trace, nonfinite = _next(ours, step.index)
                 traces = {}
                 for engine, reference in references.items():
@@ -90,7 +92,7 @@ def drift(
             result.first_divergence = {
                 "step": step.index,
                 "epoch": step.epoch,
-                "engine": "scratch",
+                "engine": name,
                 "tensor": unusable.tensor,
                 "max_rel": math.inf,
                 "allowed": tol.rtol,
@@ -98,12 +100,10 @@ def drift(
             }
             break
         except Exception as error:  # an engine's bug is a verdict, not a crash
-            package = under_test.package if engine == "scratch" else package_of(references[engine])
+            package = under_test.package if engine == name else package_of(references[engine])
             result.failure, _ = engine_failure(engine, package, step, error)
-            if engine == "scratch" and not under_test.is_scratch:
-                result.failure.label = under_test.name
             break
-        losses = {"scratch": math.nan if nonfinite else float(trace["loss"])}
+        losses = {name: math.nan if nonfinite else float(trace["loss"])}
         losses.update({n: float(t["loss"]) for n, t in traces.items()})
         if not nonfinite:
             params = {p: trace[p] for p in inputs.params0}
@@ -116,11 +116,11 @@ def drift(
             on_step(step.index)
         finite_losses = [abs(v) for v in losses.values() if math.isfinite(v)]
         loss_scale = loss_scale or max(finite_losses, default=0.0) or 1.0
-        finite = {"scratch": not nonfinite and _finite(params)}
+        finite = {name: not nonfinite and _finite(params)}
         finite.update({n: _finite({p: t[p] for p in params}) for n, t in traces.items()})
         if _judge(result, step, losses, gaps, finite, tol.rtol, loss_scale):
             break
-    result.final_params = {"scratch": params, **{n: e.params() for n, e in references.items()}}
+    result.final_params = {name: params, **{n: e.params() for n, e in references.items()}}
     return result
 
 
@@ -170,7 +170,8 @@ def _finite(params: dict) -> bool:
 
 def _judge(result: DriftResult, step, losses, gaps, finite, rtol: float, scale: float) -> bool:
     """Record the step's finding, if any; True when the run must stop. ``finite[engine]``:
-    its loss (for scratch) and new parameters are finite."""
+    its loss (for the engine under test, the first of ``losses``) and new parameters are
+    finite."""
     finite = {n: finite[n] and math.isfinite(losses[n]) for n in losses}
     if not any(finite.values()):
         result.diverged = {
@@ -182,11 +183,12 @@ def _judge(result: DriftResult, step, losses, gaps, finite, rtol: float, scale: 
             "until then; nothing after it was verified)",
         }
         return True
-    ours = losses["scratch"]
-    for name, theirs in losses.items():
-        if name == "scratch":
-            continue
-        loss_gap = abs(theirs - ours) / scale if finite[name] and finite["scratch"] else math.inf
+    under_test, *references = losses
+    ours = losses[under_test]
+    for name in references:
+        theirs = losses[name]
+        both = finite[name] and finite[under_test]
+        loss_gap = abs(theirs - ours) / scale if both else math.inf
         for tensor, gap in (("loss", loss_gap), ("parameters", gaps[name])):
             if not gap <= rtol:
                 result.first_divergence = {
@@ -211,16 +213,17 @@ def _relative_gap(theirs: np.ndarray, ours: np.ndarray) -> float:
     return gap / scale if scale > 0 else gap
 
 
-def drift_verdict(metrics: dict, dtype: str) -> dict:
+def drift_verdict(metrics: dict, dtype: str, under_test: str = SCRATCH_NAME) -> dict:
     """Engines agree when every reference's final loss on every split is within the drift
-    tolerance of scratch's; otherwise name the worst (engine, split)."""
+    tolerance of the engine under test's (``metrics[under_test]``); otherwise name the worst
+    (engine, split)."""
     tol = DRIFT[dtype]
     worst = None
     for engine, splits in metrics.items():
-        if engine == "scratch":
+        if engine == under_test:
             continue
         for split, m in splits.items():
-            ours = metrics["scratch"][split]["loss"]
+            ours = metrics[under_test][split]["loss"]
             gap = abs(m["loss"] - ours) / abs(ours) if ours else abs(m["loss"])
             if not np.isfinite(gap):
                 gap = float("inf")

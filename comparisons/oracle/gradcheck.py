@@ -47,11 +47,11 @@ def gradcheck(
     except ContractError:
         raise
     except _Raised as raised:  # the engine's bug: a verdict, never a crash
-        failure, _ = engine_failure("scratch", under_test.package, raised.step, raised.error)
-        failure.label = under_test.name
+        name, package = under_test.name, under_test.package
+        failure, _ = engine_failure(name, package, raised.step, raised.error)
         return per_step, None, None, failure
     except Exception as error:  # scratch's own, raised outside a step of the loop
-        failure, _ = engine_failure("scratch", under_test.package, step, error)
+        failure, _ = engine_failure(under_test.name, under_test.package, step, error)
         return per_step, None, None, failure
 
 
@@ -75,7 +75,8 @@ def _call(step, function, *args, **kwargs):
 def _gradcheck(inputs, n_steps, on_step, under_test, per_step):
     X, Y = inputs.train
     settings = inputs.mlp, inputs.optimizer, inputs.spec.dtype
-    where = f"--engine {under_test.name}"
+    where = f"--engine {under_test.spec}"
+    ours = under_test.name
     engine = under_test.make(*settings)
     load_state(engine, inputs.start(), initial_state(inputs.optimizer, inputs.params0), where)
     probe = None
@@ -113,9 +114,16 @@ def _gradcheck(inputs, n_steps, on_step, under_test, per_step):
                     numeric = _call(step, engine_gradients, *batch, given=kept)
             loss = float(analytic["loss"]) if "loss" in analytic else float("nan")
             results = [
-                compare(name, analytic[name], numeric[name], FD, fd_allowed(numeric[name], loss))
+                compare(
+                    name,
+                    analytic[name],
+                    numeric[name],
+                    FD,
+                    fd_allowed(numeric[name], loss),
+                    under_test=ours,
+                )
                 if name in analytic
-                else mismatch(name, FD, NOT_PROVIDED)
+                else mismatch(name, FD, NOT_PROVIDED, ours)
                 for name in order
                 if name in numeric
             ]
@@ -129,8 +137,8 @@ def _gradcheck(inputs, n_steps, on_step, under_test, per_step):
                     step.epoch,
                     step.batch,
                     c.tensor,
-                    ["scratch", FD],
-                    c.scratch_value,
+                    [ours, FD],
+                    c.under_test_value,
                     c.index,
                     upstream,
                 )

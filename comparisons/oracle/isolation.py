@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from comparisons.oracle.compare import Comparison, mismatch
+from comparisons.run.under_test import SCRATCH_NAME
 from data.schedule import Step
 
 # Where to look for an in-place write when re-running the step could not name the writer.
@@ -24,7 +25,7 @@ def in_place_writes(params: dict, state: dict, pristine: dict, step: Step) -> li
     in-place write."""
     changed = [k for k, v in {**params, **state}.items() if not same_bits(v, pristine[k])]
     return [
-        mismatch(k, "scratch", f"scratch modified {k} in place during step {step.index}")
+        mismatch(k, SCRATCH_NAME, f"scratch modified {k} in place during step {step.index}")
         for k in changed
     ]
 

@@ -53,8 +53,8 @@ def lockstep(
     changing scratch wants); otherwise the run goes on and counts the divergent steps. A
     diverged run and an engine's exception always end it.
 
-    ``under_test``: the engine in scratch's place (the results still call its slot
-    "scratch"); any implementation of ``run/contract.py``. ``reload``: the state to load it
+    ``under_test``: the engine under test (scratch by default; the results name it by its
+    name); any implementation of ``run/contract.py``. ``reload``: the state to load it
     with before each step, by step index (recorded references: ``run/recorded.py``), instead
     of letting it go on from its own. ``plain``: the plain loop (``plain.py``) instead of the
     chunked executor; ``chunk``: the chunked executor's chunk size (default: ``chunks.py``).
@@ -64,7 +64,7 @@ def lockstep(
         engine,
         inputs.start(),
         initial_state(inputs.optimizer, inputs.params0),
-        f"--engine {under_test.name}",
+        f"--engine {under_test.spec}",
     )
     adapted = adapter_for(inputs, under_test, engine)
     settings = {

@@ -38,11 +38,11 @@ def evaluate_all(
     except ContractError:
         raise
     except Exception as error:
-        failure, _ = engine_failure("scratch", under_test.package, inputs.schedule.steps[-1], error)
+        last = inputs.schedule.steps[-1]
+        failure, _ = engine_failure(under_test.name, under_test.package, last, error)
         failure.message = f"predict, on the final parameters: {failure.message}"
-        failure.label = "" if under_test.is_scratch else under_test.name
         return None, failure
-    return {"scratch": ours, **evaluate(inputs, references)}, None
+    return {under_test.name: ours, **evaluate(inputs, references)}, None
 
 
 def evaluate(inputs: RunInputs, engines: Mapping[str, Engine]) -> dict[str, dict[str, dict]]:

@@ -50,7 +50,7 @@ def lockstep_plain(
     """The rule, one step at a time. ``engine``: the engine under test behind its adapter
     (``adapters.py``), already loaded with the run's start; ``reload``: the state it starts each
     step from, by step index, instead of its own (a recorded run's replay)."""
-    result = LockstepResult(engines=["scratch", *references])
+    result = LockstepResult(engines=[engine.under_test.name, *references])
     tally = Tally(engine, references, result)
     for step in inputs.schedule.steps if steps is None else steps:
         # 1. the engine under test takes the step from its state (kept for the references)
@@ -96,7 +96,7 @@ def judge(
         names = [*batch_names(), *trace]
         upstream = names[: names.index(tensor)]
         return Diverged(
-            step.index, step.epoch, step.batch, tensor, ["scratch"], value, index, upstream
+            step.index, step.epoch, step.batch, tensor, [t.ours], value, index, upstream
         )
     position = min(p for p, _ in failures)
     first = [c for p, c in failures if p == position]
@@ -113,7 +113,7 @@ def judge(
             step.batch,
             c.tensor,
             engines,
-            c.scratch_value,
+            c.under_test_value,
             c.index,
             upstream,
         )

@@ -37,14 +37,17 @@ MANY_ULPS = 32.0
 BCE_FLOOR = 1e-12  # PyTorch's floor of A(1 - A) in BCE's gradient
 
 
-def recognise(inputs: RunInputs, divergence: Divergence, at: DivergentStep) -> dict:
+def recognise(
+    inputs: RunInputs, divergence: Divergence, at: DivergentStep, ours: str = "scratch"
+) -> dict:
     """{"convention": name, "precision": {...}} for what the disagreement matches (either or
-    neither), and "note": the sentence the explanation adds ("" when nothing matched)."""
+    neither), and "note": the sentence the explanation adds ("" when nothing matched).
+    ``ours``: the engine under test's name, its trace's key in ``at.traces``."""
     found: dict = {}
     c = divergence.comparison
-    if c.problem or c.engine == "scratch":
+    if c.problem or c.engine == ours:
         return found
-    ours = at.traces.get("scratch", {}).get(c.tensor)
+    ours = at.traces.get(ours, {}).get(c.tensor)
     theirs = at.traces.get(c.engine, {})
     if ours is None or c.tensor not in theirs:
         return found

@@ -26,7 +26,6 @@ from comparisons.oracle.worst import WorstTable
 from comparisons.run.inputs import RunInputs
 from data.schedule import Step
 
-UNDER_TEST = "scratch"  # the engine under test's slot in the results
 Failures = list[tuple[int, Comparison]]  # failed comparisons, each at its dataflow position
 
 
@@ -88,6 +87,7 @@ class StepRecord:
     missing: list = field(default_factory=list)  # required tensors its trace left out
     foreign: list = field(default_factory=list)  # names outside the schema it gave
     kept: Failures = field(default_factory=list)  # what it keeps unlike its trace
+    ours: str = ""  # the engine under test's name: its trace's key, and what messages call it
 
     @property
     def job(self) -> tuple:
@@ -97,7 +97,7 @@ class StepRecord:
     @property
     def all_traces(self) -> dict:
         """Every engine's trace of the step, the engine under test's first."""
-        return {UNDER_TEST: self.trace, **self.traces}
+        return {self.ours: self.trace, **self.traces}
 
 
 def take(engine: EngineAdapter, inputs: RunInputs, step: Step, reload=None) -> StepRecord:
@@ -111,6 +111,7 @@ def take(engine: EngineAdapter, inputs: RunInputs, step: Step, reload=None) -> S
     loaded = {k: views[k] for k in params}, {k: views[k] for k in state}
     X, Y = inputs.train
     t = StepRecord(step, *loaded, read_only(X[step.rows]), read_only(Y[step.rows]))
+    t.ours = engine.under_test.name
     t.masks = inputs.step_keywords(step)
     t.checks, batch = engine.batch(step)
     t.trace, t.failure, foreign = engine.step(step, batch)
@@ -186,13 +187,17 @@ class Tally:
             compared = t.compared.get(name)
             if compared is None and trace:
                 if ours is None:
-                    ours = FlatTrace(t.trace, t.allowed)  # once per step, for every reference
+                    ours = FlatTrace(t.trace, t.allowed, t.ours)  # once, for every reference
                 # what the engine's trace lacks is its failure (partial) or ``t.missing``
                 theirs = {k: trace[k] for k in t.trace if k in trace}
                 compared = compare_trace_flat(ours, theirs, name)
             failures += self._record(name, t.checks, compared, summary, t.step)
-            failures += [(engine.position(n), mismatch(n, name, NOT_PROVIDED)) for n in t.missing]
-            failures += [(len(engine.expected), mismatch(n, name, FOREIGN)) for n in t.foreign]
+            failures += [
+                (engine.position(n), mismatch(n, name, NOT_PROVIDED, t.ours)) for n in t.missing
+            ]
+            failures += [
+                (len(engine.expected), mismatch(n, name, FOREIGN, t.ours)) for n in t.foreign
+            ]
         failures += t.kept
         if not self.refs:
             failures += [(i, c) for i, c in enumerate(t.checks) if not c.ok]

@@ -58,7 +58,8 @@ class Tolerance:
 
 # Nothing is computed, so nothing may differ.
 EXACT = {
-    "batch": "row indices: scratch's batching must match the schedule",
+    "batch": "row indices: scratch's batching function must give the schedule's rows (another "
+    "engine under test is given them)",
     "input": "the batch's X and Y are copied, not computed",
     "counter": "an integer count: nothing to round",
     "dropout_mask": "the step's dropout mask is given to every engine, not computed",

@@ -1,6 +1,8 @@
 """The report: one JSON-ready dict per run, the source of truth for report.md and report.html.
 
-The fields are those of ``comparisons/schemas/report.schema.json``. Everything in it is a
+The fields are those of ``comparisons/schemas/report.schema.json`` (``schema_version`` 2:
+the engine under test is named by its own name, ``under_test.name``, wherever the report has
+an entry per engine). Everything in it is a
 deterministic function of the run spec and the machine's libraries, except the fields named
 in ``VOLATILE``; two runs of the same spec differ in those only.
 """
@@ -15,12 +17,17 @@ from comparisons.oracle.drift import DriftResult
 from comparisons.oracle.lockstep import LockstepResult
 from comparisons.oracle.tolerances import DRIFT, table_as_dict
 from comparisons.run.inputs import RunInputs
+from comparisons.run.under_test import UnderTest
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 VOLATILE = ("created", "timings")  # timestamps and durations: the only fields that may vary
 
 
-def base_report(mode: str, inputs: RunInputs, environment: dict, timings: dict) -> dict[str, Any]:
+def base_report(
+    mode: str, inputs: RunInputs, environment: dict, timings: dict, under_test: UnderTest
+) -> dict[str, Any]:
+    """The fields every report of one run has; ``engines``: the engine under test (by its
+    name), then the references."""
     schedule = inputs.schedule
     return {
         "schema_version": SCHEMA_VERSION,
@@ -44,7 +51,8 @@ def base_report(mode: str, inputs: RunInputs, environment: dict, timings: dict) 
         },
         "schedule_sha256": schedule.sha256,
         "environment": environment,
-        "engines": list(inputs.spec.engines),
+        "engines": [under_test.name, *inputs.spec.engines],
+        "under_test": under_test.describe(),
         "tolerances": table_as_dict(),
     }
 
@@ -56,8 +64,9 @@ def lockstep_report(
     walkthrough: list[dict],
     environment: dict,
     timings: dict,
+    under_test: UnderTest,
 ) -> dict[str, Any]:
-    report = base_report("lockstep", inputs, environment, timings)
+    report = base_report("lockstep", inputs, environment, timings, under_test)
     report["verdict"] = result.verdict
     report["first_divergence"] = (
         result.first_divergence.as_dict() if result.first_divergence else None
@@ -106,10 +115,11 @@ def drift_report(
     environment: dict,
     timings: dict,
     decided: str,
+    under_test: UnderTest,
 ) -> dict[str, Any]:
     """Drift's report; ``decided``: its verdict (``oracle/drift.py:drift_decision``),
     ``verdict``: the final losses' comparison, where the run went to its end."""
-    report = base_report("drift", inputs, environment, timings)
+    report = base_report("drift", inputs, environment, timings, under_test)
     report["verdict"] = decided
     if decided != "disagree":
         report["first_divergence"] = None

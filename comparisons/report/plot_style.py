@@ -15,7 +15,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import LogFormatter, LogLocator, MaxNLocator, NullLocator
 
-from comparisons.report.text import number
+from comparisons.report.text import number, under_test
 
 FLOOR = 1e-18  # where an exact zero is drawn on a log axis
 DPI = 100
@@ -23,7 +23,8 @@ WIDTH = 7.0  # inches
 MARKERS_UP_TO = 60  # steps; longer runs are drawn as plain lines
 POINTS = 250  # per-step error curves of longer runs show the worst of each window of steps
 
-ENGINE_COLORS = {"scratch": "#222222", "torch": "#d9480f", "jax": "#1c7ed6"}
+UNDER_TEST_COLOR = "#222222"  # the engine under test's, whatever its name
+ENGINE_COLORS = {"torch": "#d9480f", "jax": "#1c7ed6"}
 # One colour per tensor kind (a kind the schema adds later takes one of EXTRA_COLORS).
 KIND_COLORS = {
     "batch": "#bcbd22",
@@ -82,7 +83,10 @@ def png(fig: Figure) -> bytes:
     return buf.getvalue()
 
 
-def engine_color(engine: str, i: int) -> str:
+def engine_color(engine: str, i: int, report: dict | None = None) -> str:
+    """The engine's colour: the engine under test of ``report`` is drawn in black."""
+    if report is not None and engine == under_test(report):
+        return UNDER_TEST_COLOR
     return ENGINE_COLORS.get(engine, EXTRA_COLORS[i % len(EXTRA_COLORS)])
 
 
@@ -91,7 +95,7 @@ def kind_color(kind: str, i: int) -> str:
 
 
 def references(report: dict) -> list[str]:
-    return [e for e in report["engines"] if e != "scratch"]
+    return [e for e in report["engines"] if e != under_test(report)]
 
 
 def steps(report: dict) -> np.ndarray:

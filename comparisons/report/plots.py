@@ -17,7 +17,7 @@ from matplotlib.patches import Rectangle
 
 from comparisons.report import plot_style as look
 from comparisons.report.document import Figure
-from comparisons.report.text import number
+from comparisons.report.text import number, under_test
 from scratch.trace_schema import KINDS
 
 
@@ -32,15 +32,15 @@ def loss_plot(report: dict) -> bytes | None:
     for i, engine in enumerate(report["engines"]):
         y = np.array([number(s["loss"].get(engine)) for s in report["per_step"]])
         y[~np.isfinite(y)] = np.nan  # a gap in the line
-        scratch = engine == "scratch"
+        ours = engine == under_test(report)
         ax.plot(
             x,
             y,
             label=engine,
-            color=look.engine_color(engine, i),
-            linewidth=1.4 if scratch else 0.8,
-            linestyle="-" if scratch else (0, (4, 3 + 2 * i)),
-            zorder=2 if scratch else 3,
+            color=look.engine_color(engine, i, report),
+            linewidth=1.4 if ours else 0.8,
+            linestyle="-" if ours else (0, (4, 3 + 2 * i)),
+            zorder=2 if ours else 3,
             **line,
         )
     look.epoch_boundaries(ax, report)
@@ -83,7 +83,7 @@ def worst_rel_plot(report: dict) -> bytes | None:
         look.log_axis(ax, marks)
         look.epoch_boundaries(ax, report)
         ax.set_ylabel("max |diff| / max |ref|")
-        ax.set_title(f"scratch vs {ref}", fontsize=10)
+        ax.set_title(f"{under_test(report)} vs {ref}", fontsize=10)
         ax.grid(True, axis="y", alpha=0.25)
     axes[-1].set_xlabel("step" if window == 1 else f"step (each point: worst of {window} steps)")
     handles, labels = axes[0].get_legend_handles_labels()
@@ -121,7 +121,7 @@ def heatmap_plot(report: dict) -> bytes | None:
         ax.set_yticks(range(len(kinds)), kinds if ax is axes[0] else [""] * len(kinds))
         ax.tick_params(labelsize=8)
         ax.set_xlabel("layer (— : loss)", fontsize=8)
-        ax.set_title(f"scratch vs {engine}", fontsize=10)
+        ax.set_title(f"{under_test(report)} vs {engine}", fontsize=10)
         ax.set_facecolor("#f1f3f5")
     colorbar = fig.colorbar(image, ax=list(axes), shrink=0.9)
     colorbar.set_label("log10 worst relative error", fontsize=8)
@@ -177,7 +177,8 @@ def _label_cells(ax, value: np.ndarray, failed: np.ndarray, shade: np.ndarray) -
 
 
 def drift_plot(report: dict) -> bytes | None:
-    """Drift: each reference's parameter drift from scratch at each step, log scale."""
+    """Drift: each reference's parameter drift from the engine under test at each step, log
+    scale."""
     if report["mode"] != "drift" or not report.get("per_step"):
         return None
     refs = [
@@ -191,14 +192,15 @@ def drift_plot(report: dict) -> bytes | None:
     marks = []
     for i, ref in enumerate(refs):
         y, bad = look.log_series(s["param_drift"].get(ref) for s in report["per_step"])
-        color = look.engine_color(ref, i)
+        color = look.engine_color(ref, i, report)
         ax.plot(x, y, color=color, linewidth=0.9, label=ref, **look.line_style(len(x)))
         marks.append((x, y, bad, color))
     look.log_axis(ax, marks)
     look.epoch_boundaries(ax, report)
     ax.set_xlabel("step")
-    ax.set_ylabel("max‖θ_ref − θ_scratch‖∞ / ‖θ_scratch‖∞", fontsize=8)
-    ax.set_title("parameter drift of each free-running reference from scratch", fontsize=10)
+    ours = under_test(report)
+    ax.set_ylabel(f"max‖θ_ref − θ_{ours}‖∞ / ‖θ_{ours}‖∞", fontsize=8)
+    ax.set_title(f"parameter drift of each free-running reference from {ours}", fontsize=10)
     ax.grid(True, axis="y", alpha=0.25)
     ax.legend(fontsize=8, loc="upper left")
     return look.png(fig)
@@ -233,7 +235,7 @@ def accuracy_plot(report: dict) -> bytes | None:
             width * 0.92,
             bottom=bottom,
             label=engine,
-            color=look.engine_color(engine, i),
+            color=look.engine_color(engine, i, report),
         )
         labels = ["n/a" if not np.isfinite(a) else f"{a:.2f}%" for a in acc[i]]
         ax.bar_label(bars, labels, fontsize=7, padding=2, rotation=90 if len(engines) > 3 else 0)
@@ -284,24 +286,25 @@ FLOOR_NOTE = (
     "Non-finite errors (NaN, inf) are drawn as × in a band at the top."
 )
 
+# The alt text and caption name the engine under test as {under_test} (filled in per report).
 PLOTS: tuple[tuple[str, str, Callable[[dict], bytes | None], str, str], ...] = (
     (
         "loss",
         "Loss per step",
         loss_plot,
         "Mini-batch loss per step for each engine",
-        "The training loss of each mini-batch, per engine (scratch solid, references dashed); "
-        "faint vertical lines mark epoch boundaries. In lockstep every engine starts each step "
-        "from scratch's parameters, so the curves coincide unless a forward pass differs. "
-        "A non-finite loss leaves a gap.",
+        "The training loss of each mini-batch, per engine ({under_test} solid, references "
+        "dashed); faint vertical lines mark epoch boundaries. In lockstep every engine starts "
+        "each step from {under_test}'s parameters, so the curves coincide unless a forward "
+        "pass differs. A non-finite loss leaves a gap.",
     ),
     (
         "worst_rel",
         "Worst relative error per step",
         worst_rel_plot,
         "Worst relative error per step and tensor kind, one panel per reference, log scale",
-        "Each step's worst max |scratch − reference| / max |reference| over the tensors of each "
-        "kind. No pass mark is drawn: every element is judged against its own allowance, "
+        "Each step's worst max |{under_test} − reference| / max |reference| over the tensors of "
+        "each kind. No pass mark is drawn: every element is judged against its own allowance, "
         "derived from the roundoff of the operations that compute it, so the same relative "
         "error can pass in one tensor and fail in another; the table “Worst error per tensor” "
         "gives the largest fraction of its allowance each tensor used. Runs longer than "
@@ -323,9 +326,10 @@ PLOTS: tuple[tuple[str, str, Callable[[dict], bytes | None], str, str], ...] = (
         "drift",
         "Parameter drift",
         drift_plot,
-        "Parameter drift of each reference from scratch per step, log scale",
+        "Parameter drift of each reference from {under_test} per step, log scale",
         "Each engine trains freely from the same start; the curve is the largest, over the "
-        "parameters, of ‖θ_ref − θ_scratch‖∞ / ‖θ_scratch‖∞ after each step. " + FLOOR_NOTE,
+        "parameters, of ‖θ_ref − θ_{under_test}‖∞ / ‖θ_{under_test}‖∞ after each step. "
+        + FLOOR_NOTE,
     ),
     (
         "accuracy",
@@ -352,5 +356,6 @@ def plots_for(report: dict) -> list[Figure]:
     for key, title, draw, alt, caption in PLOTS:
         png = draw(report)
         if png is not None:
-            out.append(Figure(key, title, alt, caption, png))
+            named = {"under_test": under_test(report)}
+            out.append(Figure(key, title, alt.format(**named), caption.format(**named), png))
     return out

@@ -85,7 +85,7 @@ def document(report: dict, with_figures: bool = False) -> Document:
 def lead(report: dict) -> str:
     """One sentence that says what the report compared and how."""
     ours = under_test(report)
-    references = " and ".join(e for e in report["engines"] if e != "scratch")
+    references = " and ".join(e for e in report["engines"] if e != ours)
     mode = report["mode"]
     if not references and mode in ("lockstep", "drift"):
         return (
@@ -116,9 +116,9 @@ def lead(report: dict) -> str:
         )
     source = "their recorded traces" if report.get("recorded") else references
     return (
-        f"This report compares {ours} with {source} in short lockstep runs that together execute "
-        f"every code path (before each step every reference starts from {ours}'s state), with "
-        "finite differences on the float64 cases."
+        f"This report compares {ours} with {source} in short lockstep runs that together hold "
+        f"every pair of option values (before each step every reference starts from {ours}'s "
+        "state), with finite differences on the float64 cases."
     )
 
 
@@ -200,7 +200,7 @@ def _dataset_line(dataset: dict) -> str:
 
 def walkthrough_section(report: dict) -> tuple[Block, ...]:
     engines = list(report["engines"])
-    refs = [e for e in engines if e != "scratch"]
+    refs = engines[1:]  # the engine under test comes first
     first_bad = report.get("first_divergence") or {}
     bad_tensor = first_bad.get("tensor") if first_bad.get("step") == 0 else None
     rows, stage = [], None
@@ -211,7 +211,7 @@ def walkthrough_section(report: dict) -> tuple[Block, ...]:
             Cell(numeric=True, lines=tuple(fmt(v, 6) for v in entry["values"].get(e, [])))
             for e in engines
         ]
-        diffs = [cell(fmt(entry["max_abs_vs_scratch"].get(e)), True) for e in refs]
+        diffs = [cell(fmt(entry["max_abs_vs_under_test"].get(e)), True) for e in refs]
         shape = "×".join(map(str, entry["shape"])) or "scalar"
         rows.append(
             row(
@@ -228,7 +228,8 @@ def walkthrough_section(report: dict) -> tuple[Block, ...]:
     columns += [(e, True) for e in engines] + [(f"max |diff| {e}", True) for e in refs]
     intro = Paragraph(
         "Step 0 of the run: each tensor's equation, shape, its first numbers in every engine "
-        "(one column per engine) and the largest |difference| from scratch over the tensor. "
+        f"(one column per engine) and the largest |difference| from {under_test(report)} over "
+        "the tensor. "
         "The first divergent tensor, when it diverges at this step, is marked."
     )
     return intro, table(columns, rows)
@@ -252,7 +253,8 @@ def metrics_section(report: dict) -> tuple[Block, ...]:
 
 def per_tensor_section(report: dict) -> tuple[Block, ...]:
     intro = Paragraph(
-        "Over all steps: the largest |scratch − reference| (absolute, and relative to the "
+        f"Over all steps: the largest |{under_test(report)} − reference| (absolute, and "
+        "relative to the "
         "tensor's largest entry) and the largest fraction of the allowance used (≤ 1 passes). "
         "Rows beyond tolerance are marked."
     )
@@ -283,12 +285,13 @@ def per_tensor_section(report: dict) -> tuple[Block, ...]:
 
 def drift_section(report: dict) -> tuple[Block, ...]:
     blocks: list[Block] = []
+    ours = under_test(report)
     if report["per_step"]:
         last = report["per_step"][-1]
         blocks.append(
             Paragraph(
                 f"Parameter drift after the last step ({last['step']}): max over parameters of "
-                "‖θ_ref − θ_scratch‖∞ / ‖θ_scratch‖∞."
+                f"‖θ_ref − θ_{ours}‖∞ / ‖θ_{ours}‖∞."
             )
         )
         rows = [row(e, cell(fmt(d), True)) for e, d in last["param_drift"].items()]
@@ -301,7 +304,7 @@ def drift_section(report: dict) -> tuple[Block, ...]:
         blocks.append(
             Paragraph(
                 "The verdict: the engines agree when every reference's final loss on every "
-                f"split is within a relative {fmt(tol['rtol'])} of scratch's ({tol['reason']})."
+                f"split is within a relative {fmt(tol['rtol'])} of {ours}'s ({tol['reason']})."
             )
         )
     return tuple(blocks)
@@ -357,10 +360,10 @@ def check_section(report: dict) -> tuple[Block, ...]:
             )
         )
     intro = Paragraph(
-        "Short lockstep runs that together hold every pair of option values the run spec "
+        f"Short lockstep runs that together hold every pair of option values the run spec "
         "allows (comparisons/run/coverage.py), each stopped at its first divergence; finite "
-        "differences at the first steps of every float64 case; and a drift run of scratch's "
-        "own training loop against the references' free-running loops."
+        f"differences at the first steps of every float64 case; and a drift run of "
+        f"{under_test(report)} training freely against the references' free-running loops."
     )
     columns = ["case", "dtype", "verdict", ("steps run", True), "finite differences"]
     columns += ["first found", "look at"]
@@ -385,11 +388,11 @@ def tolerance_section(report: dict, dtype: str) -> tuple[Block, ...]:
         ),
     ]
     intro = Paragraph(
-        "An element passes when |scratch − reference| is within its allowance. For a computed "
-        "tensor the allowance is the roundoff bound of the operations that compute it, "
-        "evaluated on scratch's own operands (γ_n·|A|ᵀ|dZ| for dW, γ_n·Σ|dZ| for db, "
-        "γ_n·|A||W| for Z, carried through every layer), so it scales with the terms of a "
-        "sum, not with its result."
+        f"An element passes when |{under_test(report)} − reference| is within its allowance. "
+        "For a computed tensor the allowance is the roundoff bound of the operations that "
+        f"compute it, evaluated on {under_test(report)}'s own operands (γ_n·|A|ᵀ|dZ| for dW, "
+        "γ_n·Σ|dZ| for db, γ_n·|A||W| for Z, carried through every layer), so it scales with "
+        "the terms of a sum, not with its result."
     )
     return intro, table(["applies to", "allowance", "why"], rows)
 

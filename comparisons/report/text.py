@@ -6,6 +6,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from comparisons.run.under_test import SCRATCH_NAME
+
 
 def number(x: Any) -> float:
     """A report value as a float: report.json's "NaN"/"Infinity"/"-Infinity" strings (JSON
@@ -40,14 +42,15 @@ def _exact(x: Any) -> str:
 
 
 def under_test(report: dict) -> str:
-    """The name of the engine in scratch's slot: scratch, or the ``--engine`` it was given."""
-    return (report.get("under_test") or {}).get("name", "scratch")
+    """The engine under test's name: scratch's, or that of the engine ``--engine`` gave (the
+    key of its entries wherever the report has one per engine)."""
+    return (report.get("under_test") or {}).get("name") or report["engines"][0]
 
 
 def verdict_line(report: dict) -> str:
     """The first line of every output: the verdict in capitals, and in a few words why."""
     mode, verdict = report["mode"], report["verdict"]
-    engines = ", ".join(under_test(report) if e == "scratch" else e for e in report["engines"])
+    engines = ", ".join(report["engines"])
     if mode == "check":
         return _check_line(report)
     if verdict == "diverged":
@@ -88,11 +91,10 @@ def _check_line(report: dict) -> str:
                 f"{recorded['created']} in every pair of option values ({len(cases)} cases in "
                 f"lockstep, finite differences on {fd}; no drift run: it needs live references)"
             )
-        loop = "scratch's training loop" if ours == "scratch" else "its own steps"
         return (
             f"AGREE: {ours} agrees with {references} in every pair of option values "
             f"({len(cases) - 1} cases in lockstep, finite differences on {fd}, and a drift run "
-            f"of {loop})"
+            f"of {ours} training freely)"
         )
     return (
         f"{report['verdict'].upper()}: {len(failing)} of {len(cases)} cases fail; the first is "
@@ -107,12 +109,11 @@ def accuracy_lines(report: dict) -> list[str]:
     if not metrics:
         return []
     splits = list(next(iter(metrics.values())))
-    names = {e: under_test(report) if e == "scratch" else e for e in metrics}
-    width = max(len(n) for n in names.values())
+    width = max(len(e) for e in metrics)
     lines = [f"final accuracy ({', '.join(splits)}):"]
     for engine, by_split in metrics.items():
         shares = "  ".join(f"{percent(by_split[s]['accuracy']):>7}" for s in splits)
-        lines.append(f"  {names[engine]:<{width}}  {shares}")
+        lines.append(f"  {engine:<{width}}  {shares}")
     return lines
 
 
@@ -121,23 +122,24 @@ def first_divergence_lines(report: dict) -> list[str]:
     d = report.get("first_divergence")
     if not d:
         return []
+    ours = under_test(report)
     if "index" not in d:  # drift's: a step and an engine, no element
         if d.get("problem"):
             at = f"step {d['step']} (epoch {d['epoch']})"
             return [f"first divergence: {at}: {d['tensor']}: {d['problem']}"]
         if "split" in d:
             return [
-                f"worst: {d['engine']} on {d['split']}: final loss differs from scratch's by "
+                f"worst: {d['engine']} on {d['split']}: final loss differs from {ours}'s by "
                 f"{fmt(d['max_rel'])} (relative), allowed {fmt(d['allowed'])}"
             ]
         return [
             f"first drift beyond the allowance: step {d['step']} (epoch {d['epoch']}): "
-            f"{d['engine']}'s {d['tensor']} differ from scratch's by {fmt(d['max_rel'])} "
+            f"{d['engine']}'s {d['tensor']} differ from {ours}'s by {fmt(d['max_rel'])} "
             f"(relative), allowed {fmt(d['allowed'])}"
         ]
     layer = f", layer {d['layer']}" if d.get("layer") else ""
     index = "[" + ", ".join(map(str, d["index"])) + "]"
-    against = "" if d["engine"] == "scratch" else f" against {d['engine']}"
+    against = "" if d["engine"] == ours else f" against {d['engine']}"
     lines = [
         f"first divergence: epoch {d['epoch']}, step {d['step']} (batch {d['batch']}): "
         f"{d['tensor']} ({d['kind']}{layer}){against}",
@@ -146,8 +148,8 @@ def first_divergence_lines(report: dict) -> list[str]:
         lines.append(f"  {d['problem']}")
     else:
         lines.append(
-            f"  worst element {d['tensor']}{index}: {under_test(report)}="
-            f"{_exact(d['scratch_value'])} "
+            f"  worst element {d['tensor']}{index}: {ours}="
+            f"{_exact(d['under_test_value'])} "
             f"{d['engine']}={_exact(d['reference_value'])} |diff|={fmt(d['max_abs'])} "
             f"allowed={fmt(d['allowed'])}"
         )
@@ -182,15 +184,18 @@ KIND_WORDS = {
 
 def headline_details(report: dict) -> list[str]:
     """The lines under the verdict: what an engine computed before it raised, where the
-    engines first disagreed, who is wrong, and where in scratch to look."""
+    engines first disagreed, who is wrong, and where in the engine under test to look."""
     lines = []
     origin = report.get("under_test") or {}
-    if under_test(report) != "scratch":
+    ours = under_test(report)
+    if origin.get("spec", SCRATCH_NAME) != SCRATCH_NAME:  # --engine's: which, from where
         found = ", ".join(f"{k} {origin[k]}" for k in ("file", "version") if origin.get(k))
-        lines.append(f"engine under test: {origin['name']}" + (f" ({found})" if found else ""))
+        lines.append(
+            f"engine under test: {ours} ({origin['spec']}" + (f"; {found})" if found else ")")
+        )
     if report.get("compared"):
         words = [KIND_WORDS.get(k, k) for k in report["compared"]]
-        lines.append(f"compared, of {under_test(report)}'s behaviour: " + ", ".join(words))
+        lines.append(f"compared, of {ours}'s behaviour: " + ", ".join(words))
     if report.get("not_provided"):
         lines.append(
             "not provided by the engine under test (at one step or more), so not compared "
@@ -213,6 +218,6 @@ def headline_details(report: dict) -> list[str]:
     )
     if look_at:
         lines.append(f"look at: {look_at}")
-    elif error and error["engine"] == "scratch":
+    elif error and error["engine"] == ours:
         lines.append(f"look at: {error['where']}")
     return lines

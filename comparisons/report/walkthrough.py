@@ -1,7 +1,8 @@
 """The equation walkthrough: the first mini-batch's step, equation by equation, every engine.
 
 For each tensor of the first step's trace, in dataflow order: its equation, its shape, the
-first few numbers from each engine side by side, and the largest difference from scratch.
+first few numbers from each engine side by side, and the largest difference from the engine
+under test.
 """
 
 from __future__ import annotations
@@ -26,8 +27,10 @@ def _numbers(value) -> np.ndarray | None:
 def walkthrough(
     traces: dict[str, dict[str, np.ndarray]], mlp: MLP, optimizer: Optimizer
 ) -> list[dict]:
-    """One entry per tensor of scratch's first-step trace, engines side by side."""
-    ours = traces["scratch"]
+    """One entry per tensor of the engine under test's first-step trace (the first of
+    ``traces``, which are keyed by the engines' names), engines side by side."""
+    under_test = next(iter(traces), None)
+    ours = traces[under_test] if under_test is not None else {}
     rows = []
     for tensor, value in ours.items():
         try:
@@ -41,7 +44,7 @@ def walkthrough(
                 continue
             values[engine] = [float(v) for v in np.ravel(theirs)[:N_VALUES]]
             mine = _numbers(value)
-            if engine != "scratch" and mine is not None and theirs.shape == mine.shape:
+            if engine != under_test and mine is not None and theirs.shape == mine.shape:
                 with np.errstate(invalid="ignore"):  # inf - inf: a diverged run's first step
                     diff = np.abs(theirs - mine)
                 max_abs[engine] = float(np.max(diff, initial=0.0))
@@ -59,7 +62,7 @@ def walkthrough(
                 "equation": equation,
                 "shape": list(np.shape(value)),
                 "values": values,
-                "max_abs_vs_scratch": max_abs,
+                "max_abs_vs_under_test": max_abs,
             }
         )
     return rows

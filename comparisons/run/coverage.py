@@ -61,7 +61,7 @@ class Case:
     changes: dict = field(default_factory=dict)
 
     def spec(self, engines: tuple[str, ...]) -> RunSpec:
-        return RunSpec().replace(**{**BASE, **self.changes}, engines=("scratch", *engines))
+        return RunSpec().replace(**{**BASE, **self.changes}, engines=engines)
 
 
 # The factors of the covering set: each option and the values it takes. Batching and the

@@ -146,7 +146,7 @@ def jax_environment() -> dict[str, str]:
 
 
 def make_references(inputs: RunInputs, device: str = "cpu", workers: Mapping | None = None) -> dict:
-    """One engine per reference the spec names (scratch is driven by the runners); on
+    """One engine per reference the spec names (the engine under test is the oracle's); on
     ``device`` "gpu", a framework that sees no GPU is bad input (SpecError). A reference in
     ``workers`` (a worker process of ``oracle/workers.py``, started earlier) is built there:
     an error building it comes with the worker's first answer."""
@@ -156,7 +156,7 @@ def make_references(inputs: RunInputs, device: str = "cpu", workers: Mapping | N
         if name in workers:
             workers[name].build(make_reference, *settings)
             refs[name] = workers[name]
-        elif name != "scratch":
+        else:
             refs[name] = make_reference(*settings)
     return refs
 

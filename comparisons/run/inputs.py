@@ -129,12 +129,23 @@ def schedule_for(spec: RunSpec, n_rows: int):
     return schedule
 
 
-def build_inputs(spec: RunSpec, data_dir: str | None = None) -> RunInputs:
+def build_inputs(
+    spec: RunSpec, data_dir: str | None = None, *, shapes_only: bool = False
+) -> RunInputs:
+    """Everything a run needs. ``shapes_only``: the network, optimizer, first weights and
+    schedule without the data where its shape is known ahead (Occupancy: its five features
+    and its training rows), so that what depends only on shapes (``contract``) needs no
+    download; the splits are then empty."""
     check_memory(spec)
-    splits, info = load_splits(spec, data_dir)
-    X, Y = splits["train"]
-    mlp = spec.mlp(n_features=X.shape[1], n_outputs=Y.shape[1])
-    schedule = schedule_for(spec, len(X))
+    if shapes_only and spec.dataset == "occupancy":
+        splits, info = {}, {"name": "occupancy"}
+        rows, n_features, n_outputs = EXPECTED_ROWS["train"], len(FEATURES), spec.n_outputs
+    else:
+        splits, info = load_splits(spec, data_dir)
+        X, Y = splits["train"]
+        rows, n_features, n_outputs = len(X), X.shape[1], Y.shape[1]
+    mlp = spec.mlp(n_features=n_features, n_outputs=n_outputs)
+    schedule = schedule_for(spec, rows)
     optimizer = _with_decay_length(spec.optimizer, len(schedule))
     params0 = init_params(mlp, spec.seed, spec.init, spec.dtype, spec.init_gain)
     for array in [*params0.values(), *(a for split in splits.values() for a in split)]:
@@ -206,7 +217,8 @@ def memory_needed(spec: RunSpec) -> dict[str, int]:
         features, rows = len(FEATURES), list(EXPECTED_ROWS.values())
     else:
         features, rows = spec.synthetic_features, [spec.synthetic_rows] * 2
-    itemsize, engines = np.dtype(spec.dtype).itemsize, len(spec.engines)
+    # the engine under test and the references
+    itemsize, engines = np.dtype(spec.dtype).itemsize, 1 + len(spec.engines)
     sizes = (features, *spec.hidden, spec.n_outputs)
     n_params = sum((n_in + 1) * n_out for n_in, n_out in itertools.pairwise(sizes))
     copies = 1 + len(OPTIMIZER_STATE[spec.optimizer.name]) + COPIES_PER_ENGINE * engines

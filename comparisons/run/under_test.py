@@ -6,6 +6,13 @@ oracle checks its batching function, runs its own training loop in drift and its
 against finite differences (what only scratch exposes). A plugged engine is verified through
 the contract alone: lockstep against the references, its gradients against finite
 differences of its own loss, and its free-running trajectory.
+
+Every output names the engine under test by its display name (``UnderTest.name``): "scratch"
+for scratch; for another engine the name of its entry point, or else the last part of its
+factory's module (``examples.layered_mlp:make_engine`` is "layered_mlp"). A name a reference
+already has ("torch", "jax"), or "scratch", gets "_under_test" added ("mylib.torch:make" is
+"torch_under_test"), so that no two engines of a run share a name; a character other than a
+letter, a digit, "_" or "-" becomes "_". The factory as given is kept in ``spec``.
 """
 
 from __future__ import annotations
@@ -13,18 +20,21 @@ from __future__ import annotations
 import functools
 import importlib
 import importlib.metadata
+import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from comparisons.run.contract import ContractError, EngineUnderTest, check_engine
-from comparisons.run.engines import ScratchEngine
+from comparisons.run.engines import REFERENCES, ScratchEngine
 from comparisons.run.spec import SpecError
 from scratch.config import MLP, Optimizer
 
 ENTRY_POINTS = "backprop_oracle.engines"
-SCRATCH_NAME = "scratch"
+SCRATCH_NAME = "scratch"  # the default engine under test's name
+# Names another engine under test cannot have: the references' and the default engine's.
+TAKEN = frozenset({SCRATCH_NAME, *REFERENCES})
 
 Factory = Callable[[MLP, Optimizer, str], EngineUnderTest]
 
@@ -33,14 +43,21 @@ Factory = Callable[[MLP, Optimizer, str], EngineUnderTest]
 class UnderTest:
     """Which engine a run verifies, how to make one, and where it came from."""
 
-    name: str  # "scratch", or "module:factory" as given
+    name: str  # its display name, in every output: "scratch", "layered_mlp", … (see above)
     factory: Factory
     package: str  # the top-level package its code lives in: where a failing frame is looked for
     origin: dict = field(default_factory=dict)  # module, file, version: for the report
+    spec: str = SCRATCH_NAME  # as --engine gave it: "scratch", "module:factory" or an entry point
 
     @property
     def is_scratch(self) -> bool:
-        return self.name == SCRATCH_NAME
+        return self.factory is ScratchEngine
+
+    @property
+    def code(self) -> str:
+        """Its factory as ``module:factory`` (an entry point's too): where a reader looks."""
+        module, factory = self.origin.get("module"), self.origin.get("factory")
+        return f"{module}:{factory}" if module and factory else self.spec
 
     def make(self, mlp: MLP, optimizer: Optimizer, dtype: str) -> EngineUnderTest:
         """A new engine; ``ContractError`` where the factory fails or its engine lacks a
@@ -49,26 +66,28 @@ class UnderTest:
             engine = self.factory(mlp, optimizer, dtype)
         except SystemExit as error:
             raise ContractError(
-                f"--engine {self.name}: the factory called sys.exit({error.code!r}); an "
+                f"--engine {self.spec}: the factory called sys.exit({error.code!r}); an "
                 "engine's code must raise an exception instead"
             ) from None
         except Exception as error:
             raise ContractError(
-                f"--engine {self.name}: the factory raised {type(error).__name__}: {error}"
+                f"--engine {self.spec}: the factory raised {type(error).__name__}: {error}"
             ) from error
-        check_engine(engine, f"--engine {self.name}")
+        check_engine(engine, f"--engine {self.spec}")
         return engine if self.is_scratch else Contained(engine)
 
     def describe(self) -> dict:
-        return {"name": self.name, **self.origin}
+        """report.json's ``under_test``: its display name (the key of its entries wherever a
+        report has one per engine), the factory as given, and where it came from."""
+        return {"name": self.name, "spec": self.spec, **self.origin}
 
     def check_references(self, references) -> None:
         """Another engine is verified against the references: with none, nothing would be
         compared and an AGREE would mean nothing (scratch alone still has its own checks)."""
         if not self.is_scratch and not references:
             raise SpecError(
-                f"--engines: {self.name} is verified against the references; name at least "
-                "one, e.g. --engines scratch,torch"
+                f"--engines: {self.name} (--engine {self.spec}) is verified against the "
+                f"references; name at least one, e.g. --engines {','.join(REFERENCES)}"
             )
 
 
@@ -120,8 +139,10 @@ def load_under_test(text: str | None) -> UnderTest:
     if ":" in text:
         module_name, _, attribute = text.partition(":")
         module = _import(module_name, text)
+        name = display_name(module_name.rpartition(".")[2])
     else:
         module_name, attribute, module = _entry_point(text)
+        name = display_name(text)
     factory = module
     for part in attribute.split("."):
         try:
@@ -136,7 +157,15 @@ def load_under_test(text: str | None) -> UnderTest:
                 f"--engine {text}: module {module_name!r} has no {attribute!r}; give "
                 "module:factory, where factory(mlp, optimizer, dtype) returns the engine"
             )
-    return _made_by(text, factory, module, attribute)
+    return _made_by(text, name, factory, module, attribute)
+
+
+def display_name(wanted: str) -> str:
+    """The name an engine under test is shown by: ``wanted`` with every character other than
+    a letter, a digit, "_" or "-" made "_", and "_under_test" added to a name taken (by a
+    reference or by scratch)."""
+    name = re.sub(r"[^A-Za-z0-9_-]", "_", wanted) or "engine"
+    return f"{name}_under_test" if name in TAKEN else name
 
 
 def under_test_of(engine: str | Factory | None) -> UnderTest:
@@ -147,13 +176,15 @@ def under_test_of(engine: str | Factory | None) -> UnderTest:
         return SCRATCH
     module = sys.modules.get(getattr(engine, "__module__", None) or "")
     attribute = str(getattr(engine, "__qualname__", engine))
-    return _made_by(f"{getattr(module, '__name__', '?')}:{attribute}", engine, module, attribute)
+    module_name = getattr(module, "__name__", "?")
+    name = display_name(module_name.rpartition(".")[2])
+    return _made_by(f"{module_name}:{attribute}", name, engine, module, attribute)
 
 
-def _made_by(name: str, factory, module, attribute: str) -> UnderTest:
+def _made_by(spec: str, name: str, factory, module, attribute: str) -> UnderTest:
     if not callable(factory):
         raise ContractError(
-            f"--engine {name}: {attribute!r} is a {type(factory).__name__}, not a callable "
+            f"--engine {spec}: {attribute!r} is a {type(factory).__name__}, not a callable "
             "factory(mlp, optimizer, dtype)"
         )
     module_name = getattr(module, "__name__", "")
@@ -164,7 +195,7 @@ def _made_by(name: str, factory, module, attribute: str) -> UnderTest:
         "file": getattr(module, "__file__", None),
         "version": _version(package, module) if package else None,
     }
-    return UnderTest(name, factory, package, origin)
+    return UnderTest(name, factory, package, origin, spec)
 
 
 def _import(module_name: str, text: str):

@@ -270,7 +270,6 @@ SPEC = [
     case("set-deep-nesting", f"{SET} hidden={'[' * 3000}{']' * 3000}", "hidden: expected a list"),
     case("engines-empty", f"{RUN} --engines ''", "--engines: no engine in ''"),
     case("engines-commas", f"{RUN} --engines ,,", "--engines: no engine in ',,'"),
-    case("engines-no-scratch", f"{RUN} --engines torch", "engines: must include 'scratch'"),
     case("engines-twice", f"{RUN} --engines scratch,scratch", "must list distinct engines"),
     case("engines-unknown", f"{RUN} --engines scratch,tf", "engines: unknown value 'tf'"),
     case("engines-quote", f"{RUN} --engines 'scratch,\"x'", "engines: unknown value '\"x'"),

@@ -59,7 +59,7 @@ def test_run_writes_the_report_files_with_the_contract_fields(tmp_path, capsys):
     ]
     report = load(out)
     assert CONTRACT_FIELDS <= set(report)
-    assert report["schema_version"] == 1 and report["verdict"] == "agree"
+    assert report["schema_version"] == 2 and report["verdict"] == "agree"
     assert capsys.readouterr().out.startswith("AGREE: ")
     assert report["metrics"]["scratch"].keys() == {"train", "test"}
 
@@ -112,7 +112,7 @@ def test_a_broken_scratch_exits_1_and_names_the_tensor(tmp_path, capsys):
         (["--set", "epochs=two"], "error: epochs: expected an integer; got 'two'"),
         (["--set", "batch_size=-5"], "error: batch_size: must be >= 1; got -5"),
         (["--set", "activation=swish"], "error: activation: unknown value 'swish'"),
-        (["--engines", "torch"], "error: engines: must include 'scratch'"),
+        (["--engines", "pytorch"], "error: engines: unknown value 'pytorch'; choose one of"),
     ],
 )
 def test_bad_configurations_exit_2_with_one_line_naming_the_key(tmp_path, capsys, args, message):

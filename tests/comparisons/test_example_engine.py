@@ -38,10 +38,10 @@ def test_the_example_agrees_in_lockstep_and_leaves_out_only_the_updates(optimize
 
 @pytest.mark.torch
 def test_run_names_the_engine_under_test_in_its_verdict(tmp_path, capsys):
-    args = ["run", "--set", "dataset=synthetic", "--engines", "scratch,torch", "--engine", ENGINE]
+    args = ["run", "--set", "dataset=synthetic", "--engines", "torch", "--engine", ENGINE]
     assert main([*args, "--out", str(tmp_path / "r"), "--quiet"]) == 0
     out = capsys.readouterr().out
-    assert out.startswith(f"AGREE: {ENGINE}, torch agree on every tensor of all ")
+    assert out.startswith("AGREE: layered_mlp, torch agree on every tensor of all ")
 
 
 @pytest.mark.slow
@@ -52,7 +52,7 @@ def test_check_agrees_on_every_path_of_the_example(tmp_path, capsys):
     report = json.loads((tmp_path / "r" / "report.json").read_text())
     assert all(case["verdict"] == "agree" for case in report["cases"])
     assert report["under_test"]["file"] == str(EXAMPLE)
-    assert capsys.readouterr().out.startswith(f"AGREE: {ENGINE} agrees with")
+    assert capsys.readouterr().out.startswith("AGREE: layered_mlp agrees with")
 
 
 # (name, the sound line, the broken line, the first tensor that must disagree)
@@ -83,5 +83,5 @@ def test_check_names_the_broken_equation_of_a_copy(
     report = json.loads((out / "report.json").read_text())
     first = report["first_divergence"]
     assert (first["step"], first["tensor"]) == (0, tensor)
-    assert report["arbitration"]["wrong"] == "scratch"  # the slot of the engine under test
-    assert f"{module}:make_engine is wrong" in capsys.readouterr().out
+    assert report["arbitration"]["wrong"] == module  # the engine under test, by its name
+    assert f"who is wrong: {module} is wrong" in capsys.readouterr().out

@@ -60,11 +60,11 @@ def test_an_outside_test_fails_on_a_broken_copy_with_the_documented_message(pyte
     result.assert_outcomes(failed=1)
     text = result.stdout.str()
     assert "DISAGREE:" in text
-    assert "engine under test: layered_mlp:make_engine" in text
+    assert "engine under test: layered_mlp (layered_mlp:make_engine; file " in text
     first = r"first divergence: epoch 0, step 0 \(batch 0\): db3 \(gradient, layer 3\)"
     assert re.search(first, text)
     assert "upstream still agreed: Z1, A1, Z2, A2, Z3, A3, loss, dZ3, dW3" in text
-    assert "who is wrong: layered_mlp:make_engine is wrong: torch, jax and finite" in text
+    assert "who is wrong: layered_mlp is wrong: torch, jax and finite" in text
     assert (
         "look at: layered_mlp:make_engine: where it computes db3 = Σ over the batch of dZ3" in text
     )

@@ -54,7 +54,7 @@ def test_nan_against_inf_never_blames_a_reference_for_a_convention():
     # scratch inf, torch NaN, jax inf: no pair agrees (no non-finite value ever does), so
     # there is no majority to blame anyone with.
     agree = {"scratch vs torch": False, "scratch vs jax": False, "torch vs jax": False}
-    assert _decide("Z2", agree, ["torch", "jax"], has_fd=False)["wrong"] == "undecided"
+    assert _decide("Z2", agree, "scratch", ["torch", "jax"], has_fd=False)["wrong"] == "undecided"
 
 
 def test_an_exception_inside_scratchs_step_is_an_error_verdict_naming_the_bug(tmp_path, capsys):

@@ -16,6 +16,7 @@ from comparisons.run.contract import required_names
 from comparisons.run.coverage import CASES
 from comparisons.run.engines import ScratchEngine, initial_state
 from comparisons.run.inputs import build_inputs
+from comparisons.run.spec import RunSpec
 from tests.comparisons.lockstep_cases import synthetic_spec
 
 SPECS = {
@@ -70,6 +71,22 @@ def test_the_contract_command_prints_it(capsys):
     assert cli.main([*args, "--json"]) == 0
     printed = json.loads(capsys.readouterr().out)
     assert {"run", "state", "given", "trace"} <= set(printed)
+
+
+@pytest.mark.realdata
+def test_the_occupancy_contract_needs_no_data_and_is_the_one_its_data_gives(
+    occupancy_dir, tmp_path, monkeypatch, capsys
+):
+    """Offline, without the data set: the contract is the same as with the data loaded
+    (shapes, the schedule's length for a cosine decay), and nothing is downloaded."""
+    spec = RunSpec().replace(lr_schedule="cosine", optimizer="adam", lr=0.01)
+    with_data = engine_contract(build_inputs(spec, str(occupancy_dir)))
+    monkeypatch.delenv("OCCUPANCY_DATA_DIR", raising=False)
+    monkeypatch.setenv("BACKPROP_ORACLE_CACHE", str(tmp_path / "cache"))
+    assert engine_contract(build_inputs(spec, shapes_only=True)) == with_data
+    assert cli.main(["contract", "--set", "optimizer=adam", "--set", "lr=0.01"]) == 0
+    assert "adam_m_W1  (5, 8)" in capsys.readouterr().out
+    assert not (tmp_path / "cache").exists()
 
 
 @pytest.mark.torch

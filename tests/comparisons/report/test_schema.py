@@ -32,10 +32,21 @@ def written(tmp_path):
         (lambda r: r.pop("per_step"), "per_step"),
         (lambda r: r.update(verdict="probably fine"), "verdict"),
         (lambda r: r["per_tensor"].update(torch={"W1": {"max_abs": 1.0}}), "per_tensor"),
-        (lambda r: r.update(schema_version=2), "schema_version"),
+        (lambda r: r.update(schema_version=3), "schema_version"),
         (lambda r: r["per_step"][0].update(loss={"scratch": "a lot"}), "per_step"),
+        (lambda r: r.pop("under_test"), "under_test"),
+        # version 1's name for it
+        (lambda r: r["walkthrough"][0].pop("max_abs_vs_under_test"), "max_abs_vs_under_test"),
     ],
-    ids=["missing-field", "unknown-verdict", "worst-entry", "newer-version", "not-a-number"],
+    ids=[
+        "missing-field",
+        "unknown-verdict",
+        "worst-entry",
+        "newer-version",
+        "not-a-number",
+        "no-under-test",
+        "version-1-walkthrough",
+    ],
 )
 def test_a_report_that_breaks_the_contract_is_refused_before_it_is_written(
     written, tmp_path, change, where

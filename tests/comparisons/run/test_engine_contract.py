@@ -29,6 +29,9 @@ from comparisons.run.under_test import ENTRY_POINTS, SCRATCH, load_under_test, u
 from scratch.trace_schema import trace_names
 from tests.comparisons.lockstep_cases import synthetic_spec
 
+# An engine under test made in this module is named after it (run/under_test.py)
+HERE = __name__.rpartition(".")[2]
+
 
 class Wrapped:
     """scratch behind the contract only: ``set_state``, ``state``, ``step``, ``predict``;
@@ -287,9 +290,9 @@ def test_gradcheck_command_names_the_engine_in_its_report(tmp_path, capsys):
     args = ["gradcheck", "--set", "dataset=synthetic", "--out", str(out), "--engine", engine]
     assert main(args) == 0
     printed = capsys.readouterr().out
-    assert f"engine under test: {engine}" in printed
+    assert f"engine under test: {HERE} ({engine}" in printed
     report = json.loads((out / "report.json").read_text())
-    assert report["under_test"]["name"] == engine
+    assert report["under_test"]["name"] == HERE and report["under_test"]["spec"] == engine
     assert report["under_test"]["file"] == __file__
 
 
@@ -392,8 +395,8 @@ def test_ordinary_engines_agree_however_they_keep_their_arrays(adam, cls):
     torch = {"torch": make_engine("torch", adam.mlp, adam.optimizer, "float64")}
     result = run(adam, torch, cls)
     assert result.verdict == "agree", result.first_divergence
-    plain = run(adam, torch, LayeredMLP).first_step_traces["scratch"]
-    kept = result.first_step_traces["scratch"]  # as it was at step 0, not overwritten since
+    plain = run(adam, torch, LayeredMLP).first_step_traces["layered_mlp"]
+    kept = result.first_step_traces[HERE]  # as it was at step 0, not overwritten since
     assert all(np.array_equal(kept[n], plain[n]) for n in plain)
     assert gradcheck(adam, 3, under_test=under_test_of(cls))[1:] == (None, None, None)
 
@@ -413,7 +416,7 @@ def test_malformed_tensors_are_disagreements_naming_them(adam, tmp_path, change,
     report = run_lockstep(adam, under_test=under_test_of(cls))
     assert report["verdict"] == "disagree"
     assert report["first_divergence"]["tensor"] == tensor
-    assert report["arbitration"]["wrong"] == "scratch"
+    assert report["arbitration"]["wrong"] == HERE
 
 
 @pytest.mark.parametrize(
@@ -460,8 +463,8 @@ def test_an_engine_that_raises_in_gradcheck_is_an_error_verdict():
     inputs = build_inputs(synthetic_spec(engines=("scratch",)))
     _, first, diverged, failure = gradcheck(inputs, 2, under_test=under_test_of(Raises))
     assert (first, diverged) == (None, None) and failure is not None
-    assert "on the seventh call" in failure.message and failure.label.endswith(".Raises")
-    assert failure.describe().startswith(f"{__name__}:")
+    assert "on the seventh call" in failure.message and failure.engine == HERE
+    assert failure.describe().startswith(f"{HERE} raised FloatingPointError")
 
 
 @pytest.mark.parametrize("command", ["run", "drift"])

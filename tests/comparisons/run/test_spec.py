@@ -38,7 +38,7 @@ def test_toml_then_set_override_in_that_order(tmp_path):
         ("activation=swish", "activation: unknown value 'swish'"),
         ("hidden=[4, 0]", "hidden: every width must be >= 1"),
         ("shuffle=1", "shuffle: expected true or false"),
-        ('engines=["torch"]', "engines: must include 'scratch'"),
+        ('engines=["torch", "tensorflow"]', "engines: unknown value 'tensorflow'; choose one of"),
         ("loss=bce", "loss 'bce' expects output activation 'sigmoid'"),
         ("momentum=1.5", r"momentum must be in \[0, 1\)"),
         ("lr", "expected key=value"),
