@@ -41,8 +41,8 @@ from comparisons.report.csv_files import csv_renderers
 from comparisons.report.html import render_html
 from comparisons.report.markdown import render_markdown
 from comparisons.report.text import accuracy_lines, headline_details, verdict_line
+from comparisons.run import coverage
 from comparisons.run.contract import ContractError
-from comparisons.run.coverage import CASES
 from comparisons.run.engines import REFERENCES
 from comparisons.run.inputs import build_inputs
 from comparisons.run.interrupts import (
@@ -183,7 +183,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     references = _references(args.engines, "--engines")
     under_test = load_under_test(args.engine)
     recorded = load_recorded(args.recorded) if args.recorded is not None else None
-    progress = Progress(len(CASES), "check", enabled=not args.quiet)
+    progress = Progress(len(coverage.cases()), "check", enabled=not args.quiet)
     report = run_check(references, on_case=progress, under_test=under_test, recorded=recorded)
     cases = [f"  {c['verdict'].upper():<9} {c['name']} ({c['dtype']})" for c in report["cases"]]
     return _write_and_report(
@@ -193,7 +193,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_record(args: argparse.Namespace) -> int:
     references = _references(args.engines, "--engines")
-    progress = Progress(len(CASES), "record", enabled=not args.quiet)
+    progress = Progress(len(coverage.cases()), "record", enabled=not args.quiet)
     manifest, files = record(references, on_case=progress)
     renderers = {name: (lambda _, data=data: data) for name, data in files.items()}
     out = write_report_folder(manifest, args.out, renderers, json_name=MANIFEST)
@@ -357,11 +357,12 @@ COMMANDS: dict[str, tuple[Callable, Callable, str, str]] = {
     "check": (
         cmd_check,
         options.check_options,
-        "after changing scratch: every code path of scratch in short lockstep runs",
-        "Run the covering set of short lockstep runs that together execute every code path of "
-        "scratch (every activation, loss head, optimizer, dtype, batch shape; "
-        "comparisons/run/coverage.py), finite differences on each float64 case, and a short "
-        "drift run of scratch's own training loop. Prints one line per case, then for the "
+        "after changing scratch: every pair of option values in short lockstep runs",
+        "Run the covering set of short lockstep runs that together hold every pair of option "
+        "values the run spec allows (activations, loss, optimizer, L2, decay, clipping, "
+        "schedule, dropout, batch norm, dtype, batching; comparisons/run/coverage.py), "
+        "finite differences on each float64 case, and a short drift run of scratch's own "
+        "training loop. Prints one line per case, then for the "
         "first failure where it diverged, who is wrong and where in scratch to look. Writes "
         "report.json, report.md and report.html into --out. --engine checks another "
         "implementation of the engine contract instead of scratch; --recorded replays the "

@@ -22,7 +22,8 @@ from comparisons.oracle.tolerances import table_as_dict
 from comparisons.oracle.verdict import worst
 from comparisons.report.content import SCHEMA_VERSION
 from comparisons.report.environment import fingerprint
-from comparisons.run.coverage import CASES, DRIFT_CASES, GRADCHECK_STEPS, Case
+from comparisons.run import coverage
+from comparisons.run.coverage import DRIFT_CASES, GRADCHECK_STEPS, Case
 from comparisons.run.engines import make_references
 from comparisons.run.inputs import RunInputs, build_inputs
 from comparisons.run.recorded import RECORD_COMMAND, Recorded, RecordedError, ReplayEngine
@@ -33,7 +34,7 @@ from scratch.trace_schema import names_of
 def run_check(
     references: tuple[str, ...],
     on_case: Callable[[int], None] | None = None,
-    cases: tuple[Case, ...] = CASES,
+    cases: tuple[Case, ...] | None = None,
     under_test: UnderTest = SCRATCH,
     recorded: Recorded | None = None,
     until_first_failure: bool = False,
@@ -45,7 +46,7 @@ def run_check(
     if recorded is not None:
         recorded.check_references(references)
     results = []
-    for i, case in enumerate(cases):
+    for i, case in enumerate(coverage.cases() if cases is None else cases):
         results.append(run_case(case, references, under_test, recorded))
         if on_case is not None:
             on_case(i)

@@ -19,7 +19,8 @@ from comparisons.oracle.compare import compare_traces
 from comparisons.oracle.evaluation import compare_split, outputs_from
 from comparisons.oracle.roundoff import RoundoffStep, allowances
 from comparisons.report.environment import fingerprint, numerics
-from comparisons.run.coverage import CASES, Case
+from comparisons.run import coverage
+from comparisons.run.coverage import Case
 from comparisons.run.engines import ScratchEngine, initial_state, make_references
 from comparisons.run.inputs import build_inputs
 from comparisons.run.recorded import EVALUATION, FORMAT, Recorded, digest, key, npz_bytes
@@ -28,7 +29,7 @@ from scratch.trace_schema import names_of
 
 def record(
     references: tuple[str, ...],
-    cases: tuple[Case, ...] = CASES,
+    cases: tuple[Case, ...] | None = None,
     on_case: Callable[[int], None] | None = None,
 ) -> tuple[dict, dict[str, bytes]]:
     """The manifest and the ``.npz`` files' bytes, by file name."""
@@ -40,7 +41,7 @@ def record(
         "cases": [],
     }
     files = {}
-    for i, case in enumerate(cases):
+    for i, case in enumerate(coverage.cases() if cases is None else cases):
         arrays, inputs = record_case(case, references)
         name = f"{i:02d}-{case.name}.npz"
         files[name] = npz_bytes(arrays)
@@ -90,7 +91,7 @@ def record_case(case: Case, references: tuple[str, ...]):
     return arrays, inputs
 
 
-def verify(recorded: Recorded, cases: tuple[Case, ...] = CASES) -> tuple[bool, list[str]]:
+def verify(recorded: Recorded, cases: tuple[Case, ...] | None = None) -> tuple[bool, list[str]]:
     """The recorded set against the live references, judged as ``check --recorded`` judges:
     each recorded state is loaded into every live reference, which takes the step, and its
     trace is compared with the recorded one. Bitwise where this environment's numerics (the
@@ -106,7 +107,7 @@ def verify(recorded: Recorded, cases: tuple[Case, ...] = CASES) -> tuple[bool, l
     now_env = fingerprint(list(references))
     bitwise = numerics(recorded.manifest["environment"]) == numerics(now_env)
     problems = []
-    for case in cases:
+    for case in coverage.cases() if cases is None else cases:
         inputs = build_inputs(case.spec(references))
         names = names_of(inputs.mlp, inputs.optimizer)
         kept = recorded.case(

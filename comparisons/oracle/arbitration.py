@@ -16,7 +16,8 @@ import numpy as np
 
 from comparisons.oracle.compare import compare
 from comparisons.oracle.divergence import Divergence, DivergentStep
-from comparisons.oracle.gradcheck import FD, fd_allowed
+from comparisons.oracle.gradcheck import FD, fd_allowed, judged_part, judged_rows
+from comparisons.oracle.recognise import recognise
 from comparisons.oracle.roundoff import RoundoffStep, allowances
 from comparisons.run.inputs import RunInputs
 from comparisons.run.under_test import SCRATCH_NAME
@@ -36,6 +37,15 @@ def arbitrate(
     references, finite differences, the documented dropout and batch draws); otherwise
     "undecided".
     """
+    found = _arbitrate(inputs, divergence, at, under_test)
+    if found["wrong"] in (under_test, "undecided"):  # what the engine's difference matches
+        seen = recognise(inputs, divergence, at, under_test)
+        found.update({k: v for k, v in seen.items() if k != "note"})
+        found["explanation"] += f"; {seen['note']}" if seen.get("note") else ""
+    return found
+
+
+def _arbitrate(inputs: RunInputs, divergence: Divergence, at: DivergentStep, under_test: str):
     ours = under_test
     tensor = divergence.comparison.tensor
     kind = divergence.comparison.kind
@@ -49,10 +59,12 @@ def arbitrate(
     values = {e: t[tensor] for e, t in at.traces.items() if tensor in t}
     loss = float(at.traces[ours].get("loss", np.nan))
     allowed = _judges_allowance(inputs, at, tensor, ours)
+    part = None  # the part of the tensor finite differences judge (gradcheck's rows)
     if kind in ("error_term", "gradient") and inputs.spec.dtype == "float64":
         masks = inputs.step_keywords(inputs.schedule.steps[divergence.step]).get("masks")
+        part = judged_part(inputs.mlp, tensor, judged_rows(inputs.mlp, at.params, at.X, masks))
         numeric = numerical_gradients(inputs.mlp, at.params, at.X, at.Y, masks=masks)
-        if tensor in numeric:  # not dN, dxhat: finite differences perturb Z and θ only
+        if tensor in numeric and part is not None:  # not dN, dxhat: they perturb Z and θ only
             values[FD] = numeric[tensor]
     agree = {}
     for a, b in itertools.combinations(values, 2):
@@ -60,13 +72,16 @@ def arbitrate(
         # makes a majority: such a divergence is arbitrated by the finite values alone.
         fd = FD in (a, b)
         same_shape = np.shape(values[a]) == np.shape(values[b])
-        c = compare(
-            tensor,
-            values[a],
-            values[b],
-            b,
-            fd_allowed(values[FD], loss) if fd else allowed,
-        )
+        if fd and same_shape:  # finite differences judge gradcheck's rows only
+            c = compare(
+                tensor,
+                np.asarray(values[a])[part],
+                np.asarray(values[b])[part],
+                b,
+                fd_allowed(np.asarray(values[FD])[part], loss),
+            )
+        else:
+            c = compare(tensor, values[a], values[b], b, allowed)
         agree[f"{a} vs {b}"] = same_shape and c.ok
     references = [e for e in values if e not in (ours, FD)]
     return _decide(tensor, agree, ours, references, FD in values)

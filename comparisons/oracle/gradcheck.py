@@ -91,7 +91,7 @@ def _gradcheck(inputs, n_steps, on_step, under_test, per_step):
         params = {k: np.array(v) for k, v in params.items()}
         Xb, Yb = X[step.rows], Y[step.rows]
         given = inputs.step_keywords(step)  # the step's dropout masks, held fixed
-        rows = judged_rows(inputs.mlp, params, Xb, given.get("masks"))
+        rows = judged_batch(inputs.mlp, params, Xb, given.get("masks"))
         kept = {k: {n: m[rows] for n, m in v.items()} for k, v in given.items()}  # their rows
         entry = {"step": step.index, "epoch": step.epoch, "rows": int(rows.sum()), "max_rel": {}}
         per_step.append(entry)
@@ -225,3 +225,38 @@ def judged_rows(mlp, params: dict, X: np.ndarray, masks: dict | None = None) -> 
         with np.errstate(all="ignore"):
             judged &= np.all(A * (1.0 - A) >= 1e-12, axis=1)
     return judged
+
+
+def judged_batch(mlp, params: dict, X: np.ndarray, masks: dict | None = None) -> np.ndarray:
+    """The rows gradcheck differentiates: ``judged_rows``, applied again to the rows it
+    keeps until it keeps them all. With batch normalization the kept rows are a batch of
+    their own, with their own statistics, and a row that was clear of a kink in the whole
+    batch can land on it in the smaller one (check found one: a row whose every unit was
+    then at or below 0 before dropout's mask, its next layer's Z exactly the bias)."""
+    rows = judged_rows(mlp, params, X, masks)
+    while mlp.batch_norm and rows.any() and not rows.all():
+        kept = np.flatnonzero(rows)
+        sub = {name: mask[kept] for name, mask in masks.items()} if masks else None
+        again = judged_rows(mlp, params, X[kept], sub)
+        if again.all():
+            break
+        rows[kept[~again]] = False
+    return rows
+
+
+def judged_part(mlp, tensor: str, rows: np.ndarray) -> np.ndarray | slice | None:
+    """What of ``tensor`` finite differences of the whole batch's loss may judge, given the
+    batch's ``rows`` that ``judged_rows`` keeps: all of it (``slice(None)``) when every row
+    is kept; else, for an error term whose rows do not mix (dZ of the output layer, or of
+    any layer without batch normalization: row i's entries are the derivative of row i's
+    terms of the loss alone), the kept rows (if any); else nothing (None): a parameter's gradient
+    sums over every row, and batch normalization mixes them, so a left-out row is in all of
+    it. gradcheck steps on the kept rows alone; the arbitration, which judges the whole
+    batch's tensors, compares only this part."""
+    if rows.all():
+        return slice(None)
+    layer = tensor.removeprefix("dZ")
+    if tensor.startswith("dZ") and layer.isdigit():
+        if (not mlp.batch_norm or int(layer) == mlp.n_layers) and rows.any():
+            return rows
+    return None

@@ -116,9 +116,9 @@ def lead(report: dict) -> str:
         )
     source = "their recorded traces" if report.get("recorded") else references
     return (
-        f"This report compares {ours} with {source} in short lockstep runs that together execute "
-        f"every code path (before each step every reference starts from {ours}'s state), with "
-        "finite differences on the float64 cases."
+        f"This report compares {ours} with {source} in short lockstep runs that together hold "
+        f"every pair of option values (before each step every reference starts from {ours}'s "
+        "state), with finite differences on the float64 cases."
     )
 
 
@@ -360,8 +360,8 @@ def check_section(report: dict) -> tuple[Block, ...]:
             )
         )
     intro = Paragraph(
-        f"Short lockstep runs that together execute every code path of {under_test(report)} "
-        "(comparisons/run/coverage.py), each stopped at its first divergence; finite "
+        f"Short lockstep runs that together hold every pair of option values the run spec "
+        "allows (comparisons/run/coverage.py), each stopped at its first divergence; finite "
         f"differences at the first steps of every float64 case; and a drift run of "
         f"{under_test(report)} training freely against the references' free-running loops."
     )

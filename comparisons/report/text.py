@@ -104,15 +104,15 @@ def _check_line(report: dict) -> str:
         recorded = report.get("recorded")
         if recorded:
             return (
-                f"AGREE: every path of {ours} agrees with {references} as recorded on "
-                f"{recorded['created']} ({len(cases)} cases in lockstep, finite differences on "
-                f"{fd}; no drift run: it needs live references)"
+                f"AGREE: {ours} agrees with {references} as recorded on "
+                f"{recorded['created']} in every pair of option values ({len(cases)} cases in "
+                f"lockstep, finite differences on {fd}; no drift run: it needs live references)"
             )
         loop = f"{ours}'s training loop" if ours == "scratch" else "its own steps"
         drifts = sum(1 for c in cases if c.get("mode") == "drift")
         runs = f"{drifts} drift run{'s' * (drifts != 1)}"
         return (
-            f"AGREE: every path of {ours} agrees with {references} "
+            f"AGREE: {ours} agrees with {references} in every pair of option values "
             f"({len(cases) - drifts} cases in lockstep, finite differences on {fd}, and {runs} "
             f"of {loop})"
         )

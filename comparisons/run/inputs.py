@@ -114,6 +114,21 @@ def _targets(spec: RunSpec, Y: np.ndarray) -> np.ndarray:
     return Y
 
 
+def schedule_for(spec: RunSpec, n_rows: int):
+    """The spec's batch schedule over ``n_rows`` training rows; a schedule the spec's options
+    cannot run (a 1-row batch under batch normalization) raises ``SpecError``."""
+    schedule = make_schedule(
+        n_rows, spec.batch_size, spec.epochs, spec.seed, spec.shuffle, spec.drop_last
+    )
+    if spec.batch_norm and min(len(s.rows) for s in schedule.steps) < 2:
+        raise SpecError(
+            f"batch_norm: a batch of this schedule has 1 row ({n_rows} rows in batches of "
+            f"{spec.batch_size}), and batch normalization needs at least 2 (one row has no "
+            "variance); choose another batch_size or set drop_last = true"
+        )
+    return schedule
+
+
 def build_inputs(
     spec: RunSpec, data_dir: str | None = None, *, shapes_only: bool = False
 ) -> RunInputs:
@@ -130,16 +145,8 @@ def build_inputs(
         X, Y = splits["train"]
         rows, n_features, n_outputs = len(X), X.shape[1], Y.shape[1]
     mlp = spec.mlp(n_features=n_features, n_outputs=n_outputs)
-    schedule = make_schedule(
-        rows, spec.batch_size, spec.epochs, spec.seed, spec.shuffle, spec.drop_last
-    )
+    schedule = schedule_for(spec, rows)
     optimizer = _with_decay_length(spec.optimizer, len(schedule))
-    if spec.batch_norm and min(len(s.rows) for s in schedule.steps) < 2:
-        raise SpecError(
-            f"batch_norm: a batch of this schedule has 1 row ({rows} rows in batches of "
-            f"{spec.batch_size}), and batch normalization needs at least 2 (one row has no "
-            "variance); choose another batch_size or set drop_last = true"
-        )
     params0 = init_params(mlp, spec.seed, spec.init, spec.dtype, spec.init_gain)
     for array in [*params0.values(), *(a for split in splits.values() for a in split)]:
         array.flags.writeable = False

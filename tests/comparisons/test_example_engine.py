@@ -1,5 +1,5 @@
 """The example engine (examples/layered_mlp.py): an independent backprop, verified by the
-public contract alone — sound it agrees on every path of check's covering set, and a copy with
+public contract alone — sound it agrees on every case of check's covering set, and a copy with
 one equation broken fails at that equation's tensor, on the first step that exercises it."""
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ def test_check_agrees_on_every_path_of_the_example(tmp_path, capsys):
     report = json.loads((tmp_path / "r" / "report.json").read_text())
     assert all(case["verdict"] == "agree" for case in report["cases"])
     assert report["under_test"]["file"] == str(EXAMPLE)
-    assert capsys.readouterr().out.startswith("AGREE: every path of layered_mlp agrees with")
+    assert capsys.readouterr().out.startswith("AGREE: layered_mlp agrees with")
 
 
 # (name, the sound line, the broken line, the first tensor that must disagree)

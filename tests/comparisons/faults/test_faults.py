@@ -17,6 +17,7 @@ from comparisons.oracle.lockstep import lockstep
 from comparisons.run.engines import ScratchEngine, initial_state, make_engine
 from comparisons.run.inputs import build_inputs
 from comparisons.run.spec import RunSpec
+from comparisons.run.under_test import load_under_test
 from tests.comparisons.lockstep_cases import skip_unless_sound
 
 REAL_FAULTS = [f for f in FAULTS if not f.equivalent]
@@ -33,12 +34,13 @@ def test_the_catalogue_covers_at_least_twenty_faults_with_unique_names():
 @pytest.mark.torch
 @pytest.mark.jax
 @pytest.mark.parametrize("fault", REAL_FAULTS, ids=[f.name for f in REAL_FAULTS])
-def test_every_fault_is_caught_localized_and_blamed_on_scratch(fault):
+def test_every_fault_is_caught_localized_and_blamed_on_the_broken_engine(fault):
     result = run_fault(fault, ("torch", "jax"))
     skip_unless_sound(result["sound_run_agrees"])
     assert result["caught"], f"{fault.name} was not caught"
     assert result["first_divergence"]["tensor"] == fault.expected_tensor
-    assert result["arbitration"]["wrong"] == "scratch", result["arbitration"]["explanation"]
+    broken = load_under_test(fault.engine).name if fault.engine else "scratch"
+    assert result["arbitration"]["wrong"] == broken, result["arbitration"]["explanation"]
 
 
 ITEM_25 = [

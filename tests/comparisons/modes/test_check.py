@@ -1,25 +1,32 @@
-"""check, the command to run after changing scratch: its cases cover every path of scratch,
-it agrees on sound scratch, and it fails on every fault of the catalogue, naming the tensor
-the fault first changes and the function it breaks."""
+"""check, the command to run after changing scratch: its cases hold every pair of option
+values the run spec allows, and the conditions of the classic bugs; it agrees on sound
+scratch, and it fails on every fault of the catalogue, naming the tensor the fault first
+changes and the function it breaks."""
 
 from __future__ import annotations
 
 import itertools
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
+import scratch.losses
 import scratch.network
+import scratch.optimizers
 import scratch.training
 from comparisons import cli
 from comparisons.faults.catalogue import FAULTS
+from comparisons.faults.patching import edit
 from comparisons.modes.check import run_check
 from comparisons.oracle.compare import compare_traces
 from comparisons.oracle.roundoff import RoundoffStep, allowances
 from comparisons.run.coverage import CASES, DRIFT_CASES
 from comparisons.run.engines import ScratchEngine, initial_state
 from comparisons.run.inputs import build_inputs
+from comparisons.run.spec import DTYPES
 from scratch.activations import ACTIVATIONS
+from scratch.config import LR_SCHEDULES, MLP
 from scratch.losses import LOSSES
 from scratch.trace_schema import OPTIMIZER_STATE
 from scratch.training import train_step
@@ -31,6 +38,137 @@ SPECS = [case.spec(()) for case in CASES]
 
 def covered(predicate) -> bool:
     return any(predicate(spec) for spec in SPECS)
+
+
+def option_values(spec) -> dict:
+    """A spec's value of each option the covering set pairs, read back from the spec itself
+    (not from the rows it was built from)."""
+    opt = spec.optimizer
+    rows = spec.synthetic_rows
+    batching = (
+        "batch1"
+        if spec.batch_size == 1
+        else "drop_last"
+        if spec.drop_last and rows % spec.batch_size
+        else "partial_last_batch"
+        if rows % spec.batch_size
+        else "whole batches"
+    )
+    return {
+        "activation": spec.activation,
+        "output": spec.output,
+        "loss": spec.loss,
+        "optimizer": opt.name,
+        "l2": opt.l2 > 0,
+        "weight_decay": opt.weight_decay > 0,
+        "clip_norm": opt.clip_norm > 0,
+        "lr_schedule": opt.lr_schedule,
+        "dropout": spec.dropout > 0,
+        "batch_norm": spec.batch_norm,
+        "dtype": spec.dtype,
+        "batching": batching,
+        "shuffle": spec.shuffle,
+        "classes": spec.synthetic_classes,
+    }
+
+
+# Every value each option can take, from the spec's own lists: a value added there (a new
+# activation, loss, optimizer or schedule) must be paired with every other option's values.
+OPTION_VALUES = {
+    "activation": tuple(ACTIVATIONS),
+    "output": tuple(ACTIVATIONS),
+    "loss": tuple(LOSSES),
+    "optimizer": tuple(OPTIMIZER_STATE),
+    "l2": (False, True),
+    "weight_decay": (False, True),
+    "clip_norm": (False, True),
+    "lr_schedule": LR_SCHEDULES,
+    "dropout": (False, True),
+    "batch_norm": (False, True),
+    "dtype": DTYPES,
+    "batching": ("batch1", "drop_last", "partial_last_batch"),
+    "shuffle": (False, True),
+    "classes": (2, 3),
+}
+
+
+def test_every_pair_of_option_values_the_spec_allows_is_in_a_case():
+    """Every pair of values of any two options meets in some case of check, unless the run
+    spec refuses every run with it; the refused pairs are the spec's own refusals (each
+    tried by building the pair into a valid spec with the spec's validation)."""
+    held = {}
+    for case in CASES:
+        values = option_values(case.spec(()))
+        for (a, x), (b, y) in itertools.combinations(values.items(), 2):
+            held[(a, x, b, y)] = case.name
+    missing = [
+        (a, x, b, y)
+        for a, b in itertools.combinations(OPTION_VALUES, 2)
+        for x in OPTION_VALUES[a]
+        for y in OPTION_VALUES[b]
+        if (a, x, b, y) not in held
+    ]
+    refused = {m for m in missing if refused_by_the_spec(*m)}
+    assert set(missing) == refused, sorted(set(missing) - refused)
+    # The spec's refusals, read from its rules: losses whose output layer is fixed, L2 with
+    # adamw, decoupled decay with any other optimizer, batch normalization with 1-row batches.
+    assert ("batch_norm", True, "batching", "batch1") in refused
+    assert ("optimizer", "adamw", "l2", True) in refused
+    assert all(a != "activation" for a, *_ in refused)  # a hidden activation fits anything
+
+
+def refused_by_the_spec(a, x, b, y) -> bool:
+    """Whether no spec on check's problem holds option a at x and b at y: tried over every
+    combination of the options that the spec's rules tie to these (output, loss, optimizer,
+    L2, decay, batch size), the others left at a valid case's values."""
+    from comparisons.run.inputs import schedule_for
+    from comparisons.run.spec import SpecError
+
+    base = CASES[0].spec(())
+    tried = itertools.product(
+        ACTIVATIONS, LOSSES, OPTIMIZER_STATE, (0.0, 0.01), (0.0, 0.05), (1, 5)
+    )
+    seen = set()
+    for output, loss, optimizer, l2, decay, batch_size in tried:
+        changes = {
+            "output": output, "loss": loss, "optimizer": optimizer, "l2": l2,
+            "weight_decay": decay, "batch_size": batch_size,
+        }  # fmt: skip
+        for option, value in ((a, x), (b, y)):
+            changes.update(SETTING[option](value))
+        if tuple(changes.items()) in seen:
+            continue
+        seen.add(tuple(changes.items()))
+        try:
+            spec = base.replace(**changes)
+            schedule_for(spec, spec.synthetic_rows)
+        except SpecError:
+            continue
+        if option_values(spec)[a] == x and option_values(spec)[b] == y:
+            return False
+    return True
+
+
+SETTING = {
+    "activation": lambda v: {"activation": v},
+    "output": lambda v: {"output": v},
+    "loss": lambda v: {"loss": v},
+    "optimizer": lambda v: {"optimizer": v},
+    "l2": lambda v: {"l2": 0.01 * v},
+    "weight_decay": lambda v: {"weight_decay": 0.05 * v},
+    "clip_norm": lambda v: {"clip_norm": 0.5 * v},
+    "lr_schedule": lambda v: {"lr_schedule": v},
+    "dropout": lambda v: {"dropout": 0.3 * v},
+    "batch_norm": lambda v: {"batch_norm": v},
+    "dtype": lambda v: {"dtype": v},
+    "batching": lambda v: {
+        "batch1": {"batch_size": 1},
+        "drop_last": {"batch_size": 5, "drop_last": True},
+        "partial_last_batch": {"batch_size": 5, "drop_last": False},
+    }[v],
+    "shuffle": lambda v: {"shuffle": v},
+    "classes": lambda v: {"synthetic_classes": v},
+}
 
 
 @pytest.mark.parametrize("activation", sorted(ACTIVATIONS))
@@ -88,16 +226,16 @@ def scratch_run(case) -> tuple:
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_gradient_clipping_runs_clipping_and_not_with_l2_in_each_dtype(dtype):
-    """In a case of each dtype that clips (with L2 added after), the global norm is above the
+    """In a case of each dtype that clips with L2 added after, the global norm is above the
     threshold at some steps and below it at others: both branches of min(1, c / ‖g‖)."""
-    clipping = [c for c in CASES if c.spec(()).optimizer.clip_norm and c.spec(()).dtype == dtype]
-    assert clipping
-    for case in clipping:
-        inputs, traces = scratch_run(case)
-        assert inputs.optimizer.l2
-        norms = [trace["grad_norm"] for trace in traces]
-        above = [float(n) > inputs.optimizer.clip_norm for n in norms]
-        assert any(above) and not all(above), (case.name, norms)
+    both = []
+    for case in CASES:
+        spec = case.spec(())
+        if spec.optimizer.clip_norm and spec.optimizer.l2 and spec.dtype == dtype:
+            norms = [float(trace["grad_norm"]) for trace in scratch_run(case)[1]]
+            above = [n > spec.optimizer.clip_norm for n in norms]
+            both.append(any(above) and not all(above))
+    assert any(both), both
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
@@ -189,7 +327,9 @@ def test_check_against_torch_agrees_on_sound_scratch_in_every_case(check_against
 def test_check_agrees_on_sound_scratch_and_says_so_case_by_case(tmp_path, capsys):
     code = cli.main(["check", "--out", str(tmp_path / "c"), "--quiet"])
     out = capsys.readouterr().out.splitlines()
-    assert code == 0 and out[0].startswith("AGREE: every path of scratch agrees")
+    assert code == 0 and out[0].startswith(
+        "AGREE: scratch agrees with torch, jax in every pair of option values"
+    )
     assert len(out) == 1 + len(CASES) + len(DRIFT_CASES)  # the verdict, a line per case
     assert all(line.split()[0] == "AGREE" for line in out[1:])
     assert (tmp_path / "c" / "report.html").exists()
@@ -303,3 +443,90 @@ def test_a_drift_case_catches_a_momentum_buffer_kept_wrong():
     inputs = build_inputs(case.spec(("torch",)))
     report = run_drift(inputs, under_test=under_test_of(MomentumL2AfterBuffer))
     assert report["verdict"] == "disagree"
+
+
+# Bugs that need two options together: each is caught because check holds every pair (an
+# engine that decays batch norm's γ and β, or leaves them out of the clipping norm, agrees
+# wherever batch norm never meets L2, decoupled decay or clipping).
+PAIR_BUGS = {
+    "l2-decays-gamma-and-beta": edit(
+        scratch.optimizers,
+        "update",
+        "if opt.l2 and decays:",
+        "if opt.l2 and (decays or p.startswith(('gamma', 'beta'))):",
+    ),
+    "adamw-decays-gamma-and-beta": edit(
+        scratch.optimizers,
+        "update",
+        "if opt.weight_decay and decays:",
+        "if opt.weight_decay and (decays or p.startswith(('gamma', 'beta'))):",
+    ),
+    "clip-norm-without-gamma-and-beta": edit(
+        scratch.optimizers,
+        "clip_by_global_norm",
+        "for g in grads.values()",
+        "for q, g in grads.items() if not q.startswith(('gamma', 'beta'))",
+    ),
+}
+
+
+@pytest.mark.torch
+@pytest.mark.jax
+@pytest.mark.parametrize("bug", list(PAIR_BUGS))
+def test_check_catches_a_bug_that_needs_two_options_together(sound_scratch, bug):
+    """Caught by check against PyTorch at the tensor the bug first changes; that case again
+    against both references blames the engine (the references agree with each other)."""
+    with np.errstate(all="ignore"), PAIR_BUGS[bug]():
+        report = run_check(("torch",), until_first_failure=True)
+        case = next(c for c in CASES if c.name == report["failed_case"])
+        both = run_check(("torch", "jax"), cases=(case,), until_first_failure=True)
+    assert report["verdict"] == both["verdict"] == "disagree"
+    assert case.spec(()).batch_norm
+    d = report["first_divergence"]
+    bug_only = SimpleNamespace(patch=PAIR_BUGS[bug])
+    assert d["tensor"] == first_changed(case.name, d["step"], bug_only)
+    assert both["first_divergence"]["tensor"] == d["tensor"]
+    assert both["arbitration"]["wrong"] == "scratch", both["arbitration"]
+
+
+# A wrong gradient where BCE's is floored (A(1 - A) < 1e-12, PyTorch's convention), and only
+# where A(1 - A) is still above 1e-20: the saturated case's second step has such a row.
+FLOORED_ROWS_BUG = edit(
+    scratch.losses,
+    "bce",
+    "np.maximum(A * (1.0 - A), 1e-12)",
+    "np.maximum(A * (1.0 - A), 1e-12)"
+    " / np.where((A * (1.0 - A) < 1e-12) & (A * (1.0 - A) > 1e-20), 1e-3, 1.0)",
+)
+
+
+@pytest.mark.torch
+@pytest.mark.jax
+def test_a_wrong_gradient_in_floored_rows_is_blamed_on_the_engine(sound_scratch):
+    """Finite differences judge the rows gradcheck judges: not those whose BCE gradient
+    follows the floor (there it is not the loss's derivative, so finite differences differ
+    from every engine and leave no majority). The engine is blamed: the references agree."""
+    case = next(c for c in CASES if c.name == "leaky_relu-bce-adam-l2-saturated")
+    with np.errstate(all="ignore"), FLOORED_ROWS_BUG():
+        report = run_check(("torch", "jax"), cases=(case,), until_first_failure=True)
+    d = report["first_divergence"]
+    assert report["verdict"] == "disagree" and d["tensor"] == "dZ3"
+    assert d["tensor"] == first_changed(
+        case.name, d["step"], SimpleNamespace(patch=FLOORED_ROWS_BUG)
+    )
+    assert report["arbitration"]["wrong"] == "scratch", report["arbitration"]
+
+
+def test_finite_differences_judge_the_rows_gradcheck_judges_and_only_unmixed_tensors():
+    from comparisons.oracle.gradcheck import judged_part
+
+    plain = MLP((2, 3, 1), "tanh", "sigmoid", "bce")
+    normed = MLP((2, 3, 1), "tanh", "sigmoid", "bce", batch_norm=True)
+    rows = np.array([True, False, True])
+    for mlp in (plain, normed):
+        assert judged_part(mlp, "dW1", np.ones(3, bool)) == slice(None)  # every row kept
+        assert judged_part(mlp, "dW2", rows) is None  # a sum over every row
+        assert judged_part(mlp, "dZ2", rows) is rows  # the output layer's rows never mix
+        assert judged_part(mlp, "dZ2", np.zeros(3, bool)) is None  # nothing left to judge
+    assert judged_part(plain, "dZ1", rows) is rows
+    assert judged_part(normed, "dZ1", rows) is None  # batch norm mixes the rows

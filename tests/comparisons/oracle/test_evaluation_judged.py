@@ -112,8 +112,11 @@ def test_check_against_the_recorded_set_judges_the_evaluation():
 
 def test_check_against_the_recorded_set_judges_a_buffer_the_trace_leaves_out():
     recorded = load_recorded(BUNDLED)
-    case = next(c for c in CASES if c.changes.get("optimizer") == "momentum")
+    case = next(
+        c for c in CASES if c.changes.get("optimizer") == "momentum" and c.changes.get("l2")
+    )
     under_test = under_test_of(broken_engines.MomentumL2AfterBuffer)
     entry = run_case(case, recorded.references, under_test, recorded)
     assert entry["verdict"] == "disagree"
-    assert entry["first_divergence"]["tensor"] == "momentum_W1"
+    # the buffer kept wrong, or the update taken from it: whichever first exceeds its allowance
+    assert entry["first_divergence"]["tensor"] in ("momentum_W1", "ΔW1")

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import itertools
 
-import numpy as np
 import pytest
 
 from comparisons.run.inputs import build_inputs
+from comparisons.run.pairwise import pairwise
 from comparisons.run.spec import RunSpec
 from tests.comparisons.lockstep_cases import (
     ACTIVATIONS,
@@ -88,35 +88,9 @@ def assert_matrix_run_agrees(reference, activation, heads, optimizer, dtype, bat
     assert_lockstep_agrees(spec, reference)
 
 
-def pairwise(*factors: list, valid=lambda row: True) -> list[tuple]:
-    """A covering set of the factors' product: every pair of values of any two factors that a
-    ``valid`` row can hold is in at least one row (greedy: each row the candidate that covers
-    most pairs not yet covered, the first such in the product's order)."""
-    rows = [
-        (row, at)
-        for at in itertools.product(*(range(len(f)) for f in factors))
-        if valid(row := tuple(f[k] for f, k in zip(factors, at, strict=True)))
-    ]
-    # Each pair of (factor, value)s a column, each candidate a row of 1s where it holds one.
-    columns, start = [], 0
-    positions = np.array([at for _, at in rows])  # (candidates, factors) value positions
-    for i, j in itertools.combinations(range(len(factors)), 2):
-        columns.append(start + positions[:, i] * len(factors[j]) + positions[:, j])
-        start += len(factors[i]) * len(factors[j])
-    holds = np.zeros((len(rows), start), dtype=np.float32)
-    for column in columns:
-        holds[np.arange(len(rows)), column] = 1
-    uncovered = holds.any(axis=0).astype(np.float32)  # the pairs some candidate holds
-    chosen = []
-    while uncovered.any():
-        best = int(np.argmax(holds @ uncovered))  # counts are small integers: exact
-        chosen.append(rows[best][0])
-        uncovered[holds[best] > 0] = 0
-    return chosen
-
-
 # The options past the plain MLP (gradient clipping, a learning-rate schedule, dropout, batch
-# normalization) enter the full tier as a covering set of the whole product, not as more
+# normalization) enter the full tier as a covering set of the whole product (check's
+# construction, comparisons/run/pairwise.py), not as more
 # factors of it: every pair of values of any two options (activation, head, optimizer, dtype,
 # batch size, clipping, schedule, dropout, batch norm) meets in at least one run, but batch
 # normalization with batches of 1 row, which it refuses.
