@@ -13,9 +13,11 @@ and says what is wrong with it; none is a traceback, a hang or an exhausted memo
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import os
+import re
 import stat
 import zipfile
 import zlib
@@ -114,22 +116,18 @@ def parse_json(name: str, text: str, what: str = "JSON file") -> Any:
         raise FileError(f"{name}: not valid JSON ({err}); not a {what}") from None
 
 
+# What the depth scan looks at: a string (its escapes skipped whole; one left open runs to
+# the end of the text), or a bracket.
+_TOKENS = re.compile(r'"(?:[^"\\]|\\.)*(?:"|\\?\Z)|[\[\]{}]', re.DOTALL)
+
+
 def _depth(text: str) -> int:
     """How deep the brackets of a JSON text nest, strings skipped (a bound, read in one pass:
     the parser is never given a text that would exhaust its recursion)."""
     deepest = depth = 0
-    in_string = escaped = False
-    for char in text:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif char == "\\":
-                escaped = True
-            elif char == '"':
-                in_string = False
-        elif char == '"':
-            in_string = True
-        elif char in "[{":
+    for token in _TOKENS.finditer(text):
+        char = token.group()[0]
+        if char in "[{":
             depth += 1
             deepest = max(deepest, depth)
         elif char in "]}":
@@ -181,9 +179,32 @@ def read_npz(
 
 def _header(f) -> tuple[tuple[int, ...], bool, np.dtype]:
     """A .npy member's shape, order and dtype, from its header (never its data)."""
-    version = np.lib.format.read_magic(f)
-    if version == (1, 0):
-        return np.lib.format.read_array_header_1_0(f)
-    if version == (2, 0):
-        return np.lib.format.read_array_header_2_0(f)
-    raise ValueError(f".npy format version {version}")
+    magic = f.read(8)  # b"\x93NUMPY", then the format's major and minor version
+    if len(magic) != 8 or magic[:6] != b"\x93NUMPY":
+        raise ValueError("not a .npy array (no magic string)")
+    width = {1: 2, 2: 4}.get(magic[6])  # (3.0, UTF-8 names, is never written here)
+    if width is None:
+        raise ValueError(f".npy format version {magic[6]}.{magic[7]}")
+    length = f.read(width)
+    n = int.from_bytes(length, "little") if len(length) == width else -1
+    if not 0 < n <= NPY_HEADER_LIMIT:
+        raise ValueError(f".npy header of {n} bytes (at most {NPY_HEADER_LIMIT})")
+    text = f.read(n)
+    if len(text) != n:
+        raise EOFError("the .npy header is cut short")
+    return _parsed_header(width, length + text)
+
+
+# NumPy's own limit on a header's length (np.load's max_header_size)
+NPY_HEADER_LIMIT = 10_000
+
+
+@functools.lru_cache(maxsize=4096)
+def _parsed_header(width: int, header: bytes) -> tuple[tuple[int, ...], bool, np.dtype]:
+    """NumPy's reading of a header (its length and text), once per distinct header: a
+    recorded set has tens of thousands of arrays but a few hundred distinct headers, and
+    each reading is a parse of a Python literal."""
+    read = (
+        np.lib.format.read_array_header_1_0 if width == 2 else np.lib.format.read_array_header_2_0
+    )
+    return read(io.BytesIO(header))
