@@ -462,6 +462,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             if getattr(args, "out", None) is not None:
                 prepare_out_folder(args.out)  # before any work: a bad --out costs nothing
             code = args.handler(args)
+            # What is still buffered goes out here, where a reader that left (`… | head`) is
+            # a BrokenPipeError caught below, not an "Exception ignored" at interpreter exit.
+            sys.stdout.flush()
             if signalled() is not None:  # it came after the report was written
                 err = _signal_error()
                 if getattr(args, "out", None) is not None:

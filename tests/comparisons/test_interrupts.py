@@ -219,10 +219,14 @@ def test_stdout_closed_early_exits_141_with_the_report_written(tmp_path):
     """``… | head``: the reader is gone before the verdict line is printed; the report was
     already written, and nothing but the status says so (no BrokenPipeError traceback)."""
     read, write = os.pipe()
+    # stdout to a pipe is block-buffered unless PYTHONUNBUFFERED says otherwise: then nothing
+    # is written until the buffer is flushed, at exit, where a BrokenPipeError is only
+    # "ignored" with a message on stderr
+    buffered = {k: v for k, v in child_env().items() if k != "PYTHONUNBUFFERED"}
     run = subprocess.Popen(
         [sys.executable, "-m", "comparisons", "gradcheck", *SYNTHETIC, "--set",
          "synthetic_rows=12", "--out", "out"],
-        cwd=tmp_path, env=child_env(), stdout=write, stderr=subprocess.PIPE, text=True,
+        cwd=tmp_path, env=buffered, stdout=write, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     os.close(write)
     os.close(read)  # before the child prints anything: its imports alone take a second

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import importlib.metadata
 import json
+import os
 import sys
 import types
 from pathlib import Path
@@ -17,7 +18,6 @@ import pytest
 
 from comparisons.cli import _references, main
 from comparisons.oracle.adapters import look_at_tensor
-from comparisons.report import plot_style, plots
 from comparisons.run.inputs import build_inputs
 from comparisons.run.spec import RunSpec, SpecError
 from comparisons.run.under_test import ENTRY_POINTS, SCRATCH, display_name, load_under_test
@@ -181,7 +181,14 @@ def test_a_plugged_engines_tables_and_csvs_name_it(plugged):
 
 
 @pytest.mark.torch
+@pytest.mark.figures
 def test_a_plugged_engines_plots_name_it(plugged, monkeypatch):
+    if "reports" not in os.environ.get("BACKPROP_ORACLE_REQUIRE", "").split(","):
+        pytest.importorskip(
+            "matplotlib", reason="the plots need matplotlib (pip install '.[reports]')"
+        )
+    from comparisons.report import plot_style, plots
+
     out, _ = plugged
     report = json.loads((out / "report.json").read_text())
     drawn = []
