@@ -330,8 +330,9 @@ def test_check_agrees_on_sound_scratch_and_says_so_case_by_case(tmp_path, capsys
     assert code == 0 and out[0].startswith(
         "AGREE: scratch agrees with torch, jax in every pair of option values"
     )
-    assert len(out) == 1 + len(CASES) + len(DRIFT_CASES)  # the verdict, a line per case
-    assert all(line.split()[0] == "AGREE" for line in out[1:])
+    assert out[-1].startswith("compared, of scratch's behaviour: ")
+    assert len(out) == 2 + len(CASES) + len(DRIFT_CASES)  # the verdict, a line per case, what
+    assert all(line.split()[0] == "AGREE" for line in out[1:-1])
     assert (tmp_path / "c" / "report.html").exists()
 
 
