@@ -268,6 +268,7 @@ def test_update_takes_the_lr_of_its_update_and_a_step_traces_it(rng):
     X, Y = rng.normal(size=(4, 3)).astype(np.float32), np.ones((4, 1), dtype=np.float32)
     params = {p: v.astype(np.float32) for p, v in params.items()}
     trace, _, _ = train_step(mlp, opt, params, {**init_state(opt, params), "t": 1}, X, Y)
-    assert trace["lr"] == np.float32(0.4) and trace["lr"].dtype == np.float32 and trace["lr"].shape == ()
+    assert trace["lr"] == np.float32(0.4)
+    assert trace["lr"].dtype == np.float32 and trace["lr"].shape == ()
     constant = Optimizer("sgd", lr=0.8)
     assert "lr" not in train_step(mlp, constant, params, init_state(constant, params), X, Y)[0]
