@@ -81,3 +81,28 @@ def skip_unless_sound(agrees: bool) -> None:
     that name the broken equation."""
     if not agrees:
         pytest.skip(BROKEN_SCRATCH)
+
+
+class RaisesAtStep:
+    """A reference that raises at its ``at``-th step and is PyTorch's otherwise."""
+
+    def __init__(self, engine, at: int):
+        self.engine, self.at, self.steps, self.name = engine, at, 0, "torch"
+
+    def set_state(self, params, opt_state):
+        self.engine.set_state(params, opt_state)
+
+    def step(self, X, Y):
+        self.steps += 1
+        if self.steps == self.at + 1:
+            raise RuntimeError("a reference that fails mid-run")
+        return self.engine.step(X, Y)
+
+    def predict(self, X):
+        return self.engine.predict(X)
+
+    def state(self):
+        return self.engine.state()
+
+    def params(self):
+        return self.engine.params()

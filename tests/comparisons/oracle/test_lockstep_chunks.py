@@ -19,6 +19,7 @@ from comparisons.oracle.lockstep import LockstepResult, lockstep
 from comparisons.run.engines import make_engine
 from comparisons.run.inputs import build_inputs
 from comparisons.run.spec import RunSpec
+from tests.comparisons.lockstep_cases import RaisesAtStep
 from tests.tiers import every
 
 # 41 rows in batches of 4: ten steps of one shape, then one of a single row, per epoch (42,
@@ -91,28 +92,6 @@ def test_a_fault_reports_the_same_whatever_the_chunks(fault, stop_at_first):
         one, ragged, default = runs(spec_for(fault.run_spec()), stop_at_first)
     assert '"verdict": "agree"' not in one, "the fault must show under this spec"
     assert one == ragged == default
-
-
-class RaisesAtStep:
-    """A reference that raises at its ``at``-th step and is PyTorch's otherwise."""
-
-    def __init__(self, engine, at: int):
-        self.engine, self.at, self.steps, self.name = engine, at, 0, "torch"
-
-    def set_state(self, params, opt_state):
-        self.engine.set_state(params, opt_state)
-
-    def step(self, X, Y):
-        self.steps += 1
-        if self.steps == self.at + 1:
-            raise RuntimeError("a reference that fails mid-run")
-        return self.engine.step(X, Y)
-
-    def predict(self, X):
-        return self.engine.predict(X)
-
-    def params(self):
-        return self.engine.params()
 
 
 @pytest.mark.torch

@@ -20,6 +20,7 @@ from comparisons.run.inputs import build_inputs
 from comparisons.run.spec import RunSpec
 from comparisons.run.under_test import SCRATCH, load_under_test, under_test_of
 from tests.comparisons import broken_engines
+from tests.comparisons.lockstep_cases import RaisesAtStep
 from tests.tiers import every
 
 # 41 rows in batches of 4: ten steps of one shape, then one of a single row, per epoch (42
@@ -123,28 +124,6 @@ def test_an_engine_under_test_that_raises_reports_the_same_through_both(chunks_o
     with FAULTS_BY_NAME["bias-gradient-wrong-axis"].patch():
         plain, chunked = both(spec)
     assert '"verdict": "error"' in plain and plain == chunked
-
-
-class RaisesAtStep:
-    """A reference that raises at its ``at``-th step and is PyTorch's otherwise."""
-
-    def __init__(self, engine, at: int):
-        self.engine, self.at, self.steps, self.name = engine, at, 0, "torch"
-
-    def set_state(self, params, opt_state):
-        self.engine.set_state(params, opt_state)
-
-    def step(self, X, Y):
-        self.steps += 1
-        if self.steps == self.at + 1:
-            raise RuntimeError("a reference that fails mid-run")
-        return self.engine.step(X, Y)
-
-    def predict(self, X):
-        return self.engine.predict(X)
-
-    def state(self):
-        return self.engine.state()
 
 
 @pytest.mark.torch
