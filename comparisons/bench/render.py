@@ -207,12 +207,15 @@ def _gflops(timing: dict) -> str:
 
 
 def _oracle_table(report: dict) -> tuple[Paragraph, Table]:
+    batches = "batches of 50"
+    if any("@" in oracle_network(r) for r in report["oracle"]):
+        batches += ", or of the number after @"
     intro = Paragraph(
-        "A lockstep run (float64; the default model's settings on synthetic data, batches "
-        "of 50, or of the number after @) against the sum of the engines' bare training "
-        "time over the same steps, in milliseconds per step, and where the lockstep time "
-        "went; the heap peak of a whole-run report (tracemalloc: Python objects and NumPy "
-        "arrays, not the frameworks' own buffers) and the size of its report.json."
+        f"A lockstep run (float64; the default model's settings on synthetic data, {batches}) "
+        "against the sum of the engines' bare training time over the same steps, in "
+        "milliseconds per step, and where the lockstep time went; the heap peak of a "
+        "whole-run report (tracemalloc: Python objects and NumPy arrays, not the "
+        "frameworks' own buffers) and the size of its report.json."
     )
     rows = []
     for r in report["oracle"]:
