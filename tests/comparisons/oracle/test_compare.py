@@ -6,7 +6,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from comparisons.oracle.compare import assert_traces_agree, compare, compare_traces
+from comparisons.oracle.compare import (
+    FlatTrace,
+    assert_traces_agree,
+    compare,
+    compare_trace_flat,
+    compare_traces,
+)
 from comparisons.oracle.tolerances import EXACT, FALLBACK, ROUNDOFF, table_as_dict
 
 
@@ -127,3 +133,49 @@ def test_finite_differences_with_batch_norm_judge_the_rows_they_differentiate():
     }  # fmt: skip
     report = run_gradcheck(build_inputs(Case("bn-kink", changes).spec(())), 2)
     assert report["verdict"] == "agree", report["first_divergence"]
+
+
+# The fast flat comparison (``compare_trace_flat``, the executors' path) against the helper
+# itself, tensor by tensor: the same worst ratio, max |a - b| and relative error to the bit,
+# and the same failures, whatever the dtypes, layouts, allowances and non-finite values.
+FLAT_SHAPES = {"Z1": (6, 4), "A1": (6, 4), "dW1": (3, 4), "db1": (4,), "loss": (), "t": ()}
+
+
+def _flat_case(rng, dtype, reference_dtype=None):
+    trace, reference, allowed = {}, {}, {}
+    for name, shape in FLAT_SHAPES.items():
+        if name == "t":
+            trace[name] = reference[name] = np.asarray(3, dtype=np.int64)
+            allowed[name] = np.zeros(())
+            continue
+        a = (rng.normal(size=shape) * 10.0 ** rng.integers(-3, 4)).astype(dtype)
+        noise = rng.normal(size=shape) * np.abs(a) * 10.0 ** rng.integers(-9, -1)
+        b = (a + noise).astype(reference_dtype or dtype)
+        if rng.random() < 0.3 and b.size:  # a non-finite value, in one engine or both
+            b.reshape(-1)[rng.integers(b.size)] = rng.choice([np.nan, np.inf, -np.inf])
+            if rng.random() < 0.5:
+                a = a.copy()
+                a.reshape(-1)[rng.integers(a.size)] = np.nan
+        if name == "dW1" and rng.random() < 0.5:  # a transposed view, as torch's trace gives
+            b = np.ascontiguousarray(b.T).T
+        trace[name], reference[name] = a, b
+        scale = np.abs(a.astype(np.float64)) * 10.0 ** rng.integers(-9, -1)
+        allowed[name] = scale if rng.random() < 0.8 else np.asarray(scale.max(initial=0.0))
+    return trace, reference, allowed
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_the_flat_comparison_is_the_helpers_to_the_bit(seed):
+    rng = np.random.default_rng(seed)
+    dtype = [np.float64, np.float32][seed % 2]
+    trace, first, allowed = _flat_case(rng, dtype)
+    _, second, _ = _flat_case(np.random.default_rng(seed + 1000), dtype)
+    ours = FlatTrace(trace, allowed)
+    for engine, reference in (("torch", first), ("jax", second), ("torch", first)):
+        got = compare_trace_flat(ours, reference, engine)  # (the same buffers, every time)
+        expected = compare_traces(trace, reference, engine, allowed)
+        assert got.names == [c.tensor for c in expected]
+        for field in ("ratio", "max_abs", "max_rel"):
+            want = np.array([getattr(c, field) for c in expected])
+            np.testing.assert_array_equal(getattr(got, field), want, err_msg=field)
+        assert [c.describe() for c in got.failed] == [c.describe() for c in expected if not c.ok]
