@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from comparisons.oracle.compare import (
+    FlatMemory,
     FlatTrace,
     assert_traces_agree,
     compare,
@@ -164,13 +165,18 @@ def _flat_case(rng, dtype, reference_dtype=None):
     return trace, reference, allowed
 
 
+MEMORY = FlatMemory()  # shared by every case below, as a run's steps share it
+
+
 @pytest.mark.parametrize("seed", range(40))
 def test_the_flat_comparison_is_the_helpers_to_the_bit(seed):
     rng = np.random.default_rng(seed)
     dtype = [np.float64, np.float32][seed % 2]
     trace, first, allowed = _flat_case(rng, dtype)
     _, second, _ = _flat_case(np.random.default_rng(seed + 1000), dtype)
-    ours = FlatTrace(trace, allowed)
+    if seed % 3 == 0:  # another trace laid out in the same memory just before
+        FlatTrace(*_flat_case(np.random.default_rng(seed + 2000), dtype)[::2], memory=MEMORY)
+    ours = FlatTrace(trace, allowed, memory=MEMORY if seed % 4 else None)
     for engine, reference in (("torch", first), ("jax", second), ("torch", first)):
         got = compare_trace_flat(ours, reference, engine)  # (the same buffers, every time)
         expected = compare_traces(trace, reference, engine, allowed)
