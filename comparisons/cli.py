@@ -28,6 +28,7 @@ from comparisons.faults.catalogue import FAULTS
 from comparisons.faults.page import render as catalogue_page
 from comparisons.faults.runner import render_markdown as render_faults_markdown
 from comparisons.faults.runner import run_catalogue
+from comparisons.modes import liberror
 from comparisons.modes.check import run_check
 from comparisons.modes.drift import run_drift
 from comparisons.modes.gradcheck import run_gradcheck
@@ -287,46 +288,6 @@ def contract_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print it as JSON")
 
 
-def cmd_liberror(args: argparse.Namespace) -> int:
-    import json
-
-    from comparisons.modes import liberror
-    from comparisons.oracle.library_error import TABLE, table
-
-    show = (lambda what: None) if args.quiet else (lambda what: print(f"  {what}", flush=True))
-    if args.check:  # a tenth of the points, against the committed table
-        stale = liberror.understated(table(), liberror.measure(quick=True, on_function=show))
-        for line in stale:
-            print(f"  understated: {line}")
-        print(
-            f"{'STALE' if stale else 'CURRENT'}: {TABLE} "
-            + ("understates the installed frameworks; regenerate: python -m comparisons liberror"
-               if stale else "holds what the installed frameworks do on a tenth of its points")
-        )  # fmt: skip
-        return EXIT_DISAGREE if stale else EXIT_AGREE
-    found = liberror.measure(on_function=show)
-    Path(args.table).write_text(json.dumps(found, indent=1) + "\n", encoding="utf-8")
-    Path(args.docs).write_text(liberror.render_markdown(found), encoding="utf-8")
-    print(f"wrote {args.table} and {args.docs}")
-    return EXIT_AGREE
-
-
-def liberror_options(parser: argparse.ArgumentParser) -> None:
-    from comparisons.oracle.library_error import TABLE
-
-    parser.add_argument("--table", default=str(TABLE), help=f"the table (default {TABLE})")
-    parser.add_argument(
-        "--docs", default="docs/library-error.md", help="its page (default docs/library-error.md)"
-    )
-    parser.add_argument(
-        "--check",
-        action="store_true",
-        help="re-measure a tenth of the points and say whether the table holds them (exit 1 "
-        "where it understates); writes nothing",
-    )
-    parser.add_argument("--quiet", action="store_true", help="print only the result")
-
-
 COMMANDS: dict[str, tuple[Callable, Callable, str, str]] = {
     "run": (
         cmd_run,
@@ -408,8 +369,8 @@ COMMANDS: dict[str, tuple[Callable, Callable, str, str]] = {
         "computes it. --json prints the same as JSON. Writes nothing.",
     ),
     "liberror": (
-        cmd_liberror,
-        liberror_options,
+        liberror.command,
+        liberror.add_options,
         "measure each framework's error for the functions the allowances use, against mpmath",
         "Evaluate exp, log, log1p, tanh, the logistic, softplus, BCE-with-logits' gradient, "
         "sqrt, 1/sqrt, cos and expm1 in NumPy (scratch's formulas), PyTorch and JAX, per dtype and "

@@ -3,13 +3,17 @@ mpmath, and write the table the allowances read (``oracle/library_error.py`` say
 
 from __future__ import annotations
 
+import argparse
 import importlib.metadata
+import json
 import platform
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 
-from comparisons.oracle.library_error import FUNCTIONS
+from comparisons.oracle.library_error import FUNCTIONS, TABLE
+from comparisons.oracle.library_error import table as committed_table
 
 PRECISION = 113  # bits of mpmath's exact values: quadruple precision
 POINTS = 3000  # per function and dtype; the quick re-measure takes every QUICK-th
@@ -378,3 +382,40 @@ def understated(table: dict, remeasured: dict) -> list[str]:
                         f"{held[engine]:.3f}"
                     )
     return found
+
+
+def add_options(parser: argparse.ArgumentParser) -> None:
+    """``python -m comparisons liberror``'s options."""
+    parser.add_argument("--table", default=str(TABLE), help=f"the table (default {TABLE})")
+    parser.add_argument(
+        "--docs", default="docs/library-error.md", help="its page (default docs/library-error.md)"
+    )
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="re-measure a tenth of the points and say whether the table holds them (exit 1 "
+        "where it understates); writes nothing",
+    )
+    parser.add_argument("--quiet", action="store_true", help="print only the result")
+
+
+def command(args: argparse.Namespace) -> int:
+    """``python -m comparisons liberror``: measure and write the table and its page, or (with
+    ``--check``) re-measure a tenth of the points against it. Exit 0, or 1 where the table
+    understates what the installed frameworks do."""
+    show = (lambda what: None) if args.quiet else (lambda what: print(f"  {what}", flush=True))
+    if args.check:  # a tenth of the points, against the committed table
+        stale = understated(committed_table(), measure(quick=True, on_function=show))
+        for line in stale:
+            print(f"  understated: {line}")
+        print(
+            f"{'STALE' if stale else 'CURRENT'}: {TABLE} "
+            + ("understates the installed frameworks; regenerate: python -m comparisons liberror"
+               if stale else "holds what the installed frameworks do on a tenth of its points")
+        )  # fmt: skip
+        return 1 if stale else 0
+    found = measure(on_function=show)
+    Path(args.table).write_text(json.dumps(found, indent=1) + "\n", encoding="utf-8")
+    Path(args.docs).write_text(render_markdown(found), encoding="utf-8")
+    print(f"wrote {args.table} and {args.docs}")
+    return 0
