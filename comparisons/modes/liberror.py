@@ -6,7 +6,10 @@ from __future__ import annotations
 import argparse
 import importlib.metadata
 import json
+import os
 import platform
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,6 +24,25 @@ QUICK = 10
 DTYPES = ("float64", "float32")
 # cos's allowance is absolute (of the schedule's base rate): its error is in units of u
 ABSOLUTE = {"cos"}
+# A library function's error depends on the code path the CPU's instruction sets select (JAX's
+# float64 rsqrt is 1.21 u under AVX-512 and 1.39 u under AVX2), so the table holds the worst
+# over these x86-64 variants too, each measured in a child process with the libraries'
+# kernel-selecting variables (report/environment.py's KERNEL_VARIABLES) restricting them:
+# the table then holds on an older CPU, or one of another vendor, as on this one.
+KERNEL_VARIANTS = {
+    "avx2": {
+        "ATEN_CPU_CAPABILITY": "avx2",
+        "DNNL_MAX_CPU_ISA": "AVX2",
+        "MKL_CBWR": "AVX2",
+        "XLA_FLAGS": "--xla_cpu_max_isa=AVX2",
+    },
+    "baseline": {
+        "ATEN_CPU_CAPABILITY": "default",
+        "DNNL_MAX_CPU_ISA": "SSE41",
+        "MKL_CBWR": "COMPATIBLE",
+        "XLA_FLAGS": "--xla_cpu_max_isa=SSE4_2",
+    },
+}
 
 
 def points(function: str, dtype: str, n: int = POINTS) -> np.ndarray:
@@ -253,9 +275,56 @@ def _jax(device: str):
     return evaluate
 
 
+def measure_all_variants(on_function: Callable[[str], None] | None = None) -> dict:
+    """``measure`` here, and again under each of ``KERNEL_VARIANTS`` (x86-64 only, where the
+    variables mean something): per entry the worst of them, with where it was found, and the
+    variants measured in the environment. A variant whose child process fails is named in
+    ``not_measured``, never dropped without a word."""
+    found = measure(on_function=on_function)
+    found["environment"]["kernel_variants"] = ["native"]
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        return found
+    for variant, variables in KERNEL_VARIANTS.items():
+        if on_function is not None:
+            on_function(f"every function again, kernels restricted to {variant}")
+        try:
+            other = measured_in_child(variables)
+        except (subprocess.SubprocessError, OSError, ValueError) as err:
+            found["environment"].setdefault("not_measured", {})[variant] = str(err)[-300:]
+            continue
+        found["environment"]["kernel_variants"].append(variant)
+        for dtype, functions in other["measured"].items():
+            for function, engines in functions.items():
+                for engine, err in engines.items():
+                    held = found["measured"][dtype][function]
+                    if err > held.get(engine, -1.0):
+                        held[engine] = err
+                        at = other["worst_at"][dtype][function][engine]
+                        found["worst_at"][dtype][function][engine] = {**at, "kernels": variant}
+    return found
+
+
+def measured_in_child(variables: dict[str, str], quick: bool = False) -> dict:
+    """``measure(quick)`` in a child Python with ``variables`` set (XLA_FLAGS appended to
+    what is set already), on this checkout: its table."""
+    env = {**os.environ, **variables}
+    if os.environ.get("XLA_FLAGS") and "XLA_FLAGS" in variables:
+        env["XLA_FLAGS"] = f"{os.environ['XLA_FLAGS']} {variables['XLA_FLAGS']}"
+    root = str(Path(__file__).resolve().parents[2])
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+    code = "import json, sys; from comparisons.modes import liberror; "
+    code += f"json.dump(liberror.measure(quick={quick}), sys.stdout)"
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=1800
+    )
+    if done.returncode != 0:
+        raise subprocess.SubprocessError(f"exit {done.returncode}: {done.stderr.strip()}")
+    return json.loads(done.stdout)
+
+
 def measure(quick: bool = False, on_function: Callable[[str], None] | None = None) -> dict:
     """The table: per dtype, function and framework/device, the worst error in units of u,
-    and where it was (x, the value, the exact one)."""
+    and where it was (x, the value, the exact one), in this process's environment."""
     engines = implementations()
     measured: dict = {d: {} for d in DTYPES}
     worst_at: dict = {d: {} for d in DTYPES}
@@ -339,9 +408,14 @@ def render_markdown(found: dict) -> str:
         f"Measured on {found['environment']['processor']}, Python "
         f"{found['environment']['python']}, "
         + ", ".join(f"{k} {v}" for k, v in found["environment"]["versions"].items())
-        + f"; devices: {', '.join(engines)}.",
+        + f"; devices: {', '.join(engines)}; kernels: "
+        + ", ".join(found["environment"].get("kernel_variants", ["native"]))
+        + " (each cell is the worst over them; `KERNEL_VARIANTS` in comparisons/modes/"
+        "liberror.py says what each restricts).",
         "",
     ]
+    for variant, why in found["environment"].get("not_measured", {}).items():
+        lines += [f"Not measured: kernels restricted to {variant}: {why}", ""]
     for dtype in DTYPES:
         lines += [
             f"## {dtype}",
@@ -358,9 +432,10 @@ def render_markdown(found: dict) -> str:
         for function in FUNCTIONS:
             worst = max(engines, key=lambda e, f=function: found["measured"][dtype][f][e])
             at = found["worst_at"][dtype][function][worst]
+            kernels = f" (kernels: {at['kernels']})" if "kernels" in at else ""
             lines.append(
                 f"- {function}: {worst} at x = {at['x']:.17g}: {at['value']:.17g}, exact "
-                f"{at['exact']:.17g}"
+                f"{at['exact']:.17g}{kernels}"
             )
         lines.append("")
     return "\n".join(lines)
@@ -414,7 +489,7 @@ def command(args: argparse.Namespace) -> int:
                if stale else "holds what the installed frameworks do on a tenth of its points")
         )  # fmt: skip
         return 1 if stale else 0
-    found = measure(on_function=show)
+    found = measure_all_variants(on_function=show)
     Path(args.table).write_text(json.dumps(found, indent=1) + "\n", encoding="utf-8")
     Path(args.docs).write_text(render_markdown(found), encoding="utf-8")
     print(f"wrote {args.table} and {args.docs}")

@@ -10,6 +10,7 @@ catch every fault of the catalogue that the live references catch.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -20,6 +21,7 @@ import pytest
 from comparisons.cli import main
 from comparisons.faults.catalogue import FAULTS
 from comparisons.modes.check import run_check
+from comparisons.modes.liberror import KERNEL_VARIANTS
 from comparisons.modes.record import record, verify
 from comparisons.report.environment import fingerprint, numerics
 from comparisons.run.coverage import CASES
@@ -230,12 +232,8 @@ def test_the_bundled_set_equals_the_live_references(bundled):
 # machine. On an AVX-512 AMD EPYC each changed the bits of the set (of 7,482 arrays:
 # ATEN_CPU_CAPABILITY=default 1,114 of torch's, MKL_CBWR 983, DNNL_MAX_CPU_ISA 503 of jax's,
 # xla_cpu_max_isa 13), and the first two put 10 arrays beyond the flat tolerance table.
-OTHER_KERNELS = {
-    "ATEN_CPU_CAPABILITY": "default",
-    "DNNL_MAX_CPU_ISA": "AVX2",
-    "MKL_CBWR": "COMPATIBLE",
-    "XLA_FLAGS": "--xla_cpu_max_isa=AVX2",
-}
+# the libraries restricted to the oldest x86-64 kernels they have: as on an older CPU
+OTHER_KERNELS = KERNEL_VARIANTS["baseline"]
 
 
 @pytest.mark.slow
@@ -243,20 +241,27 @@ OTHER_KERNELS = {
 @pytest.mark.jax
 def test_a_set_recorded_with_other_kernels_is_verified_by_its_allowances(tmp_path):
     """Green on any x86-64 machine: the set re-recorded, in a child process, with the
-    libraries restricted to older instruction sets, is judged against the references here
-    within each step's roundoff allowances, and agrees; the manifest says why it was not
-    compared bit for bit."""
+    libraries' kernels selected otherwise than here (restricted to older instruction sets, or
+    native where this process runs restricted), is judged against the references here within
+    each step's roundoff allowances, and agrees; the manifest says why it was not compared
+    bit for bit."""
     folder = tmp_path / "other"
+    env = {**child_env(), **OTHER_KERNELS}
+    if all(os.environ.get(k) == v for k, v in OTHER_KERNELS.items()):
+        # this process already runs restricted (the tier run under them): the child, native
+        env = {k: v for k, v in child_env().items() if k not in OTHER_KERNELS}
     done = subprocess.run(
         [sys.executable, "-m", "comparisons", "record", "--quiet", "--out", str(folder)],
-        env={**child_env(), **OTHER_KERNELS},
+        env=env,
         capture_output=True,
         text=True,
         timeout=900,
     )
     assert done.returncode == 0, done.stderr
     other = load_recorded(folder)
-    assert other.manifest["environment"]["kernel_variables"]["ATEN_CPU_CAPABILITY"] == "default"
+    recorded_with = other.manifest["environment"]["kernel_variables"]
+    assert all(recorded_with[k] == env.get(k) for k in OTHER_KERNELS)
+    assert any(recorded_with[k] != os.environ.get(k) for k in OTHER_KERNELS)
     bitwise, problems = verify(other)
     assert not bitwise
     assert not problems, f"{len(problems)} problems, first: {problems[0]}"
