@@ -139,8 +139,9 @@ def _oracle_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--oracle-widths",
         metavar="LIST",
-        help="hidden widths for the oracle's cost, like 8-4,64-64 (default: "
-        + ",".join("-".join(map(str, w)) for w in ORACLE_WIDTHS)
+        help="hidden widths for the oracle's cost, like 8-4,64-64, each at batches of "
+        f"{ORACLE_BATCH} or of its own: 256-256@256 (default: "
+        + ",".join(_width_text(w, b) for w, b in ORACLE_WIDTHS)
         + ")",
     )
     parser.add_argument(
@@ -223,9 +224,9 @@ def measure(plan: Plan, threads: int, quick: bool, say, device: str = "cpu") -> 
                 say(f"step time: {size.name} ({size.label}), {dtype}")
                 peak_gflops = report["peak"][dtype]["gflops"]
                 report["steps"].append(time_size(size, dtype, plan.engines, peak_gflops, device))
-        for hidden, steps in plan.oracle:
-            say(f"oracle cost: hidden {hidden}, {steps} steps")
-            report["oracle"].append(oracle_cost(hidden, steps, plan.references, device))
+        for hidden, steps, batch in plan.oracle:
+            say(f"oracle cost: hidden {hidden}, batch {batch}, {steps} steps")
+            report["oracle"].append(oracle_cost(hidden, steps, plan.references, device, batch))
         if plan.main_job:
             say("main job: python -m comparisons run")
             report["main_job"] = time_main_job(device)
@@ -272,7 +273,7 @@ class Plan:
     dtypes: list[str]
     engines: list[str]
     references: list[str]  # the engines of the oracle's cost: torch and jax, when asked for
-    oracle: list[tuple[tuple[int, ...], int]]  # (hidden widths, steps) of each lockstep run
+    oracle: list[tuple[tuple[int, ...], int, int]]  # (hidden widths, steps, batch) of each run
     main_job: bool
 
 
@@ -327,17 +328,17 @@ def _check_memory(plan: Plan, available: int | None = None) -> None:
                     f"and {memory_text(available)} is available; choose narrower widths or a "
                     "smaller batch"
                 )
-    for hidden, steps in plan.oracle:
+    for hidden, steps, batch in plan.oracle:
         try:
-            check_memory(oracle_spec(hidden, steps, plan.references), available)
+            check_memory(oracle_spec(hidden, steps, plan.references, batch), available)
         except SpecError as err:
             option = "--oracle-widths" if str(err).startswith("hidden") else "--oracle-steps"
             raise SpecError(f"{option}: {err}") from None
 
 
-def _oracle_runs(args: argparse.Namespace) -> list[tuple[tuple[int, ...], int]]:
-    """(hidden widths, steps) of each lockstep run: the steps grow at the first width, the
-    widths at the shortest run."""
+def _oracle_runs(args: argparse.Namespace) -> list[tuple[tuple[int, ...], int, int]]:
+    """(hidden widths, steps, batch) of each lockstep run: the steps grow at the first width,
+    the widths at the shortest run."""
     per_epoch = ORACLE_ROWS // ORACLE_BATCH
     steps = _integers("--oracle-steps", args.oracle_steps) if args.oracle_steps else None
     if steps is None:
@@ -345,12 +346,30 @@ def _oracle_runs(args: argparse.Namespace) -> list[tuple[tuple[int, ...], int]]:
     if any(n < 0 or n % per_epoch for n in steps):
         raise SpecError(f"--oracle-steps: each must be a multiple of {per_epoch}; got {steps}")
     steps = [n for n in steps if n > 0]
+    if not steps:
+        return []
     widths = (
-        [tuple(_integers("--oracle-widths", w, "-")) for w in args.oracle_widths.split(",")]
+        [_width(w) for w in args.oracle_widths.split(",")]
         if args.oracle_widths
         else list(QUICK_ORACLE_WIDTHS if args.quick else ORACLE_WIDTHS)
     )
-    return [(widths[0], n) for n in steps] + [(w, steps[0]) for w in widths[1:]] if steps else []
+    (first, batch), rest = widths[0], widths[1:]
+    return [(first, n, batch) for n in steps] + [(w, steps[0], b) for w, b in rest]
+
+
+def _width(text: str) -> tuple[tuple[int, ...], int]:
+    """``--oracle-widths``' hidden widths and batch: 64-64, or 256-256@256."""
+    widths, _, batch = text.partition("@")
+    hidden = tuple(_integers("--oracle-widths", widths, "-"))
+    size = _integers("--oracle-widths", batch)[0] if batch else ORACLE_BATCH
+    if size < 2:
+        raise SpecError(f"--oracle-widths: a batch must be at least 2 rows; got {text!r}")
+    return hidden, size
+
+
+def _width_text(hidden: tuple[int, ...], batch: int) -> str:
+    """A width as ``--oracle-widths`` takes it."""
+    return "-".join(map(str, hidden)) + ("" if batch == ORACLE_BATCH else f"@{batch}")
 
 
 def _previous(path: Path) -> dict:

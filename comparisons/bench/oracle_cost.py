@@ -49,26 +49,33 @@ class Timed:
         return self.engine.params()
 
 
-def oracle_spec(hidden: tuple[int, ...], steps: int, references: list[str]) -> RunSpec:
+def oracle_spec(
+    hidden: tuple[int, ...], steps: int, references: list[str], batch: int = ORACLE_BATCH
+) -> RunSpec:
     """The default model's settings on synthetic data (5 features, 2 classes), ``hidden``
-    widths, ``steps`` steps of one batch shape."""
+    widths, ``steps`` steps of one batch shape (``batch`` rows, 20 batches an epoch)."""
+    per_epoch = ORACLE_ROWS // ORACLE_BATCH
     return RunSpec(
         dataset="synthetic",
-        synthetic_rows=ORACLE_ROWS,
+        synthetic_rows=batch * per_epoch,
         synthetic_features=5,
         hidden=tuple(hidden),
-        batch_size=ORACLE_BATCH,
-        epochs=steps // (ORACLE_ROWS // ORACLE_BATCH),
+        batch_size=batch,
+        epochs=steps // per_epoch,
         engines=tuple(references),
     )
 
 
 def oracle_cost(
-    hidden: tuple[int, ...], steps: int, references: list[str], device: str = "cpu"
+    hidden: tuple[int, ...],
+    steps: int,
+    references: list[str],
+    device: str = "cpu",
+    batch: int = ORACLE_BATCH,
 ) -> dict:
     """Lockstep time against the engines' bare time over the same steps (the references' on
     ``device``), where it went, and the heap peak of the whole-run report."""
-    inputs = build_inputs(oracle_spec(hidden, steps, references))
+    inputs = build_inputs(oracle_spec(hidden, steps, references, batch))
     mlp, opt, dtype = inputs.mlp, inputs.optimizer, inputs.spec.dtype
     refs = {name: Timed(make_engine(name, mlp, opt, dtype, device)) for name in references}
     lockstep(inputs, refs, steps=inputs.schedule.steps[:2])  # compiles JAX's step
@@ -84,6 +91,7 @@ def oracle_cost(
     return {
         "hidden": list(hidden),
         "sizes": list(mlp.sizes),
+        "batch": batch,
         "steps": result.steps_run,
         "agree": result.agree,
         "lockstep_s": lockstep_s,

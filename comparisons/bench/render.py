@@ -8,7 +8,7 @@ import numpy as np
 
 from comparisons.bench.optional import load
 from comparisons.bench.settings import TARGET_BOUND_RATIO, TARGET_ORACLE_RATIO
-from comparisons.bench.targets import device, median
+from comparisons.bench.targets import device, median, oracle_network
 from comparisons.report import markdown
 from comparisons.report.document import (
     Document,
@@ -207,9 +207,12 @@ def _gflops(timing: dict) -> str:
 
 
 def _oracle_table(report: dict) -> tuple[Paragraph, Table]:
+    batches = "batches of 50"
+    if any("@" in oracle_network(r) for r in report["oracle"]):
+        batches += ", or of the number after @"
     intro = Paragraph(
-        "A lockstep run (float64; the default model's settings on synthetic data, batches "
-        "of 50) against the sum of the engines' bare training time over the same steps, in "
+        f"A lockstep run (float64; the default model's settings on synthetic data, {batches}) "
+        "against the sum of the engines' bare training time over the same steps, in "
         "milliseconds per step, and where the lockstep time went; the heap peak of a "
         "whole-run report (tracemalloc: Python objects and NumPy arrays, not the "
         "frameworks' own buffers) and the size of its report.json."
@@ -231,7 +234,7 @@ def _oracle_table(report: dict) -> tuple[Paragraph, Table]:
             f"{r['report_json_kib']:.0f}",
         ]
         verdict = cell("agree" if r["agree"] else "DISAGREE", fail=not r["agree"])
-        network = "-".join(map(str, r["sizes"]))
+        network = oracle_network(r)
         rows.append(row(network, *(cell(c, True) for c in figures), verdict, fail=not r["agree"]))
     names = ["steps", "lockstep", "bare engines", "ratio", "scratch"]
     names += ["references: load state, step, trace to NumPy", "comparison and bookkeeping"]
@@ -312,7 +315,7 @@ def _bound_panel(ax, steps: list[dict], dtypes: list[str], engines: list[str]) -
 
 def _oracle_panel(ax, oracle: list[dict]) -> None:
     """Bars: each lockstep run's time over the engines' own time, against the target."""
-    labels = [f"{'-'.join(map(str, r['sizes']))}\n{r['steps']} steps" for r in oracle]
+    labels = [f"{oracle_network(r)}\n{r['steps']} steps" for r in oracle]
     ax.bar(range(len(labels)), [r["ratio"] for r in oracle], color="#495057")
     ax.axhline(TARGET_ORACLE_RATIO, color="#e03131", linestyle="--", label="target")
     ax.set_xticks(range(len(labels)), labels, fontsize="small")

@@ -50,12 +50,14 @@ QUICK_SIZES = ("default", "deep-8x64", "wide-256")
 # (~2 GFLOP, a tenth of a second or so a product on one core of a current CPU).
 PEAK_N = 1024
 
-# The oracle's cost: synthetic rows in batches of 50, 20 steps an epoch, so that every batch
-# has one shape (one JAX compilation) and a run of n steps is n / 20 epochs.
+# The oracle's cost: synthetic rows in batches of 50 (or of a width's own batch), 20 steps an
+# epoch, so that every batch has one shape (one JAX compilation) and a run of n steps is
+# n / 20 epochs. Each width is (hidden widths, batch): the widest at the wide-256 step size's
+# batch, so that the cost's growth with the network's width is on record.
 ORACLE_ROWS, ORACLE_BATCH = 1000, 50
 ORACLE_STEPS, QUICK_ORACLE_STEPS = (100, 400), (40, 160)
-ORACLE_WIDTHS = ((8, 4), (64, 64), (256, 256), (1024, 1024))
-QUICK_ORACLE_WIDTHS = ((8, 4), (64, 64))
+ORACLE_WIDTHS = (((8, 4), 50), ((64, 64), 50), ((256, 256), 256), ((1024, 1024), 50))
+QUICK_ORACLE_WIDTHS = (((8, 4), 50), ((64, 64), 50), ((256, 256), 256))
 
 # The targets.
 TARGET_TORCH_RATIO = 2.0  # torch eager's step / scratch's, at the default size

@@ -10,6 +10,7 @@ import math
 from collections.abc import Callable
 
 from comparisons.bench.settings import (
+    ORACLE_BATCH,
     TARGET_BOUND_RATIO,
     TARGET_MAIN_JOB_S,
     TARGET_ORACLE_RATIO,
@@ -49,7 +50,7 @@ def judge(report: dict) -> list[dict]:
                 )
             )
     for row in report["oracle"]:
-        network = "-".join(map(str, row["sizes"]))
+        network = oracle_network(row)
         out.append(
             _target(
                 f"oracle/{network}/{row['steps']}",
@@ -72,6 +73,13 @@ def judge(report: dict) -> list[dict]:
         )
     )
     return out
+
+
+def oracle_network(row: dict) -> str:
+    """An oracle run's network, with its batch where it is not the usual one: 5-8-4-1, or
+    5-256-256-1@256 (a bench.json older than the batch's figure ran every width at 50)."""
+    batch = row.get("batch", ORACLE_BATCH)
+    return "-".join(map(str, row["sizes"])) + ("" if batch == ORACLE_BATCH else f"@{batch}")
 
 
 def _against_the_frameworks(row: dict) -> list[dict]:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from comparisons.oracle.chunk_compare import compare_rows
+from comparisons.oracle.chunk_compare import RowMemory, compare_rows
 from comparisons.oracle.chunks import chunk_steps, chunks, chunks_ahead
 from comparisons.oracle.plain import judge
 from comparisons.oracle.steps import (
@@ -93,6 +93,7 @@ class _Runner:
         self.workers = {n: e for n, e in references.items() if isinstance(e, Worker)}
         self.submitted: StepRecord | None = None  # the last step the references replay
         self.stopped_at: StepRecord | None = None  # the step the run stopped after
+        self.memory = RowMemory()  # the chunks' comparisons work in it, one after another
 
     def start(self, steps: list[Step]) -> _Chunk:
         """Take one chunk with the engine under test and start every reference replaying it."""
@@ -240,7 +241,8 @@ class _Runner:
             return
         theirs = {name: [t.traces.get(name) for t in regular] for name in self.refs}
         ours, allowed = [t.trace for t in regular], [t.allowed for t in regular]
-        for name, rows in compare_rows(ours, allowed, theirs, self.trace_names).items():
+        compared = compare_rows(ours, allowed, theirs, self.trace_names, self.memory)
+        for name, rows in compared.items():
             for t, c in zip(regular, rows, strict=True):
                 if c is not None:
                     t.compared[name] = c

@@ -300,6 +300,7 @@ class FlatTrace:
         trace: dict[str, np.ndarray],
         allowed: Mapping[str, np.ndarray],
         under_test: str = SCRATCH_NAME,
+        memory: FlatMemory | None = None,
     ):
         self.trace, self.allowed, self.under_test = trace, allowed, under_test
         self.names = list(trace)
@@ -309,8 +310,26 @@ class FlatTrace:
         self.dtypes = {n: a.dtype for n, a in arrays.items()}
         sizes = [max(a.size, 1) for a in arrays.values()]
         self.starts = np.cumsum([0, *sizes[:-1]]).astype(int)
-        self.a = _flat(trace, self.flat)
-        self.limit = np.maximum(_flat(allowed, self.flat, sizes), TINY)
+        length = sum(sizes) if self.flat else 0
+        self.a, self.limit, *self.work = (memory or FlatMemory()).vectors(length)
+        _flat(trace, self.flat, out=self.a)
+        _flat(allowed, self.flat, sizes, out=self.limit)
+        np.maximum(self.limit, TINY, out=self.limit)
+
+
+class FlatMemory:
+    """The four float64 vectors a ``FlatTrace`` and its comparisons work in (the trace, its
+    allowances, two for the arithmetic), kept from one step to the next: a run's steps
+    share one trace length, and memory used again costs no page faults. A trace laid out
+    in them is good until the next ``FlatTrace`` made with the same memory."""
+
+    def __init__(self) -> None:
+        self._vectors: list[np.ndarray] = []
+
+    def vectors(self, length: int) -> list[np.ndarray]:
+        if not self._vectors or self._vectors[0].shape != (length,):
+            self._vectors = [np.empty(length) for _ in range(4)]
+        return self._vectors
 
 
 @quiet
@@ -329,12 +348,13 @@ def compare_trace_flat(
     )
     slow = [n for n in names if n not in ours.allowed]
     if matching and ours.flat:
-        b = _flat(theirs, ours.flat)
+        b, work = ours.work
+        _flat(theirs, ours.flat, out=b)
         with np.errstate(invalid="ignore"):  # inf - inf: the slow path below explains it
-            diff = np.abs(ours.a - b)
-            seg_ratio = np.maximum.reduceat(diff / ours.limit, ours.starts)
+            seg_scale = np.maximum.reduceat(np.abs(b, out=work), ours.starts)
+            diff = np.abs(np.subtract(ours.a, b, out=b), out=b)  # |a - b|, in b's place
             seg_abs = np.maximum.reduceat(diff, ours.starts)
-            seg_scale = np.maximum.reduceat(np.abs(b), ours.starts)
+            seg_ratio = np.maximum.reduceat(np.divide(diff, ours.limit, out=work), ours.starts)
         at = [names.index(n) for n in ours.flat]
         ratio[at], max_abs[at] = seg_ratio, seg_abs
         scaled = seg_abs / np.where(seg_scale > 0, seg_scale, 1.0)
@@ -361,15 +381,24 @@ def compare_trace_flat(
     return TraceComparison(names, ratio, max_abs, max_rel, failed)
 
 
-def _flat(arrays: Mapping[str, np.ndarray], names: list[str], sizes=None) -> np.ndarray:
+def _flat(arrays: Mapping[str, np.ndarray], names: list[str], sizes=None, out=None) -> np.ndarray:
     """The arrays one after the other as one float64 vector (an empty one as one zero); with
-    ``sizes``, each broadcast to its size first (a scalar allowance for a whole tensor)."""
+    ``sizes``, each broadcast to its size first (a scalar allowance for a whole tensor). Into
+    ``out`` where given: each array is cast and copied into its segment in one pass (a
+    transposed view, a float32 array: no intermediate copy)."""
     if not names:
         return np.zeros(0)
-    parts = [np.asarray(arrays[n], np.float64).reshape(-1) for n in names]
-    if sizes is not None:
-        parts = [
-            np.broadcast_to(p, (s,)) if p.size == 1 else p
-            for p, s in zip(parts, sizes, strict=True)
-        ]
-    return np.concatenate([p if p.size else np.zeros(1) for p in parts])
+    parts = [np.asarray(arrays[n]) for n in names]
+    lengths = [max(p.size, 1) for p in parts] if sizes is None else list(sizes)
+    out = np.empty(sum(lengths)) if out is None else out
+    start = 0
+    for p, length in zip(parts, lengths, strict=True):
+        segment = out[start : start + length]
+        start += length
+        if p.size == 0:
+            segment[...] = 0.0
+        elif p.size == length:
+            segment.reshape(p.shape)[...] = p  # float64, as np.asarray(p, np.float64) casts
+        else:  # a single allowance for the whole tensor, broadcast
+            segment[...] = np.asarray(p, np.float64).reshape(-1)
+    return out

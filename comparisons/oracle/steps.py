@@ -13,6 +13,7 @@ import numpy as np
 from comparisons.oracle.adapters import FOREIGN, NOT_PROVIDED, EngineAdapter
 from comparisons.oracle.compare import (
     Comparison,
+    FlatMemory,
     FlatTrace,
     compare_trace_flat,
     kind_or_unknown,
@@ -219,6 +220,7 @@ class Tally:
         self.engine, self.refs, self.result = engine, references, result
         result.per_tensor = {name: WorstTable() for name in references}
         self._kind_positions: dict[tuple[str, ...], tuple] = {}
+        self._memory = FlatMemory()  # each step's flat comparisons work in it
 
     def compare(self, t: StepRecord) -> Failures:
         """Every tensor of the step against every reference (where not ``t.compared``
@@ -234,7 +236,8 @@ class Tally:
             compared = t.compared.get(name)
             if compared is None and trace:
                 if ours is None:
-                    ours = FlatTrace(t.trace, t.allowed, t.ours)  # once, for every reference
+                    # once, for every reference
+                    ours = FlatTrace(t.trace, t.allowed, t.ours, self._memory)
                 # what the engine's trace lacks is its failure (partial) or ``t.missing``
                 theirs = {k: trace[k] for k in t.trace if k in trace}
                 compared = compare_trace_flat(ours, theirs, name)

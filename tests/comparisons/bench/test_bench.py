@@ -252,3 +252,27 @@ def test_a_bad_page_is_refused_before_anything_is_measured(tmp_path, page, messa
     with pytest.raises(SpecError, match=message):
         bench.run(args)
     assert not (tmp_path / "bench").exists()
+
+
+def test_the_oracles_cost_is_measured_at_three_widths_the_widest_at_batch_256(tmp_path):
+    plan = bench.command._plan(bench_args(tmp_path, "--quick"))
+    if not plan.references:
+        pytest.skip("neither PyTorch nor JAX is installed: the bench runs no oracle")
+    widths = {(hidden, batch) for hidden, _, batch in plan.oracle}
+    assert widths == {((8, 4), 50), ((64, 64), 50), ((256, 256), 256)}
+    spec = bench.command.oracle_spec((256, 256), 40, plan.references, 256)
+    assert (spec.batch_size, spec.synthetic_rows % spec.batch_size) == (256, 0)  # one shape
+
+
+def test_an_oracle_width_takes_its_own_batch_and_the_target_names_it(tmp_path):
+    args = bench_args(tmp_path, "--oracle-steps", "20,40", "--oracle-widths", "4-3,16-8@128")
+    runs = bench.command._oracle_runs(args)
+    assert runs == [((4, 3), 20, 50), ((4, 3), 40, 50), ((16, 8), 20, 128)]
+    row = {"sizes": [5, 16, 8, 1], "batch": 128, "steps": 20, "ratio": 1.0}
+    ids = {t["id"] for t in targets.judge({"steps": [], "oracle": [row], "main_job": None})}
+    assert "oracle/5-16-8-1@128/20" in ids
+    older = {k: v for k, v in row.items() if k != "batch"}  # a bench.json before the batch
+    ids = {t["id"] for t in targets.judge({"steps": [], "oracle": [older], "main_job": None})}
+    assert "oracle/5-16-8-1/20" in ids
+    with pytest.raises(SpecError, match="--oracle-widths"):
+        bench.command._oracle_runs(bench_args(tmp_path, "--oracle-widths", "4-3@x"))

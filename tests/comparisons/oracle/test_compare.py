@@ -6,7 +6,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from comparisons.oracle.compare import assert_traces_agree, compare, compare_traces
+from comparisons.oracle.chunk_compare import RowMemory, compare_rows
+from comparisons.oracle.compare import (
+    FlatMemory,
+    FlatTrace,
+    assert_traces_agree,
+    compare,
+    compare_trace_flat,
+    compare_traces,
+)
 from comparisons.oracle.tolerances import EXACT, FALLBACK, ROUNDOFF, table_as_dict
 
 
@@ -127,3 +135,106 @@ def test_finite_differences_with_batch_norm_judge_the_rows_they_differentiate():
     }  # fmt: skip
     report = run_gradcheck(build_inputs(Case("bn-kink", changes).spec(())), 2)
     assert report["verdict"] == "agree", report["first_divergence"]
+
+
+# The fast flat comparison (``compare_trace_flat``, the executors' path) against the helper
+# itself, tensor by tensor: the same worst ratio, max |a - b| and relative error to the bit,
+# and the same failures, whatever the dtypes, layouts, allowances and non-finite values.
+FLAT_SHAPES = {"Z1": (6, 4), "A1": (6, 4), "dW1": (3, 4), "db1": (4,), "loss": (), "t": ()}
+
+
+def _flat_case(rng, dtype, reference_dtype=None):
+    trace, reference, allowed = {}, {}, {}
+    for name, shape in FLAT_SHAPES.items():
+        if name == "t":
+            trace[name] = reference[name] = np.asarray(3, dtype=np.int64)
+            allowed[name] = np.zeros(())
+            continue
+        a = (rng.normal(size=shape) * 10.0 ** rng.integers(-3, 4)).astype(dtype)
+        noise = rng.normal(size=shape) * np.abs(a) * 10.0 ** rng.integers(-9, -1)
+        b = (a + noise).astype(reference_dtype or dtype)
+        if rng.random() < 0.3 and b.size:  # a non-finite value, in one engine or both
+            b.reshape(-1)[rng.integers(b.size)] = rng.choice([np.nan, np.inf, -np.inf])
+            if rng.random() < 0.5:
+                a = a.copy()
+                a.reshape(-1)[rng.integers(a.size)] = np.nan
+        if name == "dW1" and rng.random() < 0.5:  # a transposed view, as torch's trace gives
+            b = np.ascontiguousarray(b.T).T
+        trace[name], reference[name] = a, b
+        scale = np.abs(a.astype(np.float64)) * 10.0 ** rng.integers(-9, -1)
+        allowed[name] = scale if rng.random() < 0.8 else np.asarray(scale.max(initial=0.0))
+    return trace, reference, allowed
+
+
+MEMORY = FlatMemory()  # shared by every case below, as a run's steps share it
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_the_flat_comparison_is_the_helpers_to_the_bit(seed):
+    rng = np.random.default_rng(seed)
+    dtype = [np.float64, np.float32][seed % 2]
+    trace, first, allowed = _flat_case(rng, dtype)
+    _, second, _ = _flat_case(np.random.default_rng(seed + 1000), dtype)
+    if seed % 3 == 0:  # another trace laid out in the same memory just before
+        FlatTrace(*_flat_case(np.random.default_rng(seed + 2000), dtype)[::2], memory=MEMORY)
+    ours = FlatTrace(trace, allowed, memory=MEMORY if seed % 4 else None)
+    for engine, reference in (("torch", first), ("jax", second), ("torch", first)):
+        got = compare_trace_flat(ours, reference, engine)  # (the same buffers, every time)
+        expected = compare_traces(trace, reference, engine, allowed)
+        assert got.names == [c.tensor for c in expected]
+        for field in ("ratio", "max_abs", "max_rel"):
+            want = np.array([getattr(c, field) for c in expected])
+            np.testing.assert_array_equal(getattr(got, field), want, err_msg=field)
+        assert [c.describe() for c in got.failed] == [c.describe() for c in expected if not c.ok]
+
+
+ROWS = RowMemory()  # shared by every chunk below, as a run's chunks share it
+
+
+def _chunk_case(rng, dtype):
+    """A step as a chunk holds it: every allowance shaped as its tensor (roundoff's are)."""
+    trace, reference, allowed = _flat_case(rng, dtype)
+    shaped = {n: np.broadcast_to(a, np.shape(trace[n])).copy() for n, a in allowed.items()}
+    return trace, reference, shaped
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_a_chunks_rows_are_each_steps_flat_comparison_to_the_bit(seed):
+    """``compare_rows`` (the chunked executor's path): a step whose every tensor passes gets
+    the flat comparison's figures exactly, any other None; chunks of several lengths in one
+    memory."""
+    rng = np.random.default_rng(seed)
+    dtype = [np.float64, np.float32][seed % 2]
+    steps = [_chunk_case(rng, dtype) for _ in range(int(rng.integers(2, 7)))]
+    for trace, reference, allowed in steps:  # finite, so that most steps pass
+        for part in (trace, reference):
+            for n, v in part.items():
+                part[n] = np.nan_to_num(v, nan=1.0, posinf=1.0, neginf=-1.0)
+        if rng.random() < 0.7:  # well within the allowance
+            allowed.update({n: np.abs(np.asarray(v, np.float64)) for n, v in trace.items()})
+    names = list(FLAT_SHAPES)
+    ours, allowed = [s[0] for s in steps], [s[2] for s in steps]
+    theirs = {"torch": [s[1] for s in steps]}
+    rows = compare_rows(ours, allowed, theirs, names, ROWS)["torch"]
+    for (trace, reference, allowances), row in zip(steps, rows, strict=True):
+        flat = compare_trace_flat(FlatTrace(trace, allowances), reference, "torch")
+        if flat.failed:
+            assert row is None
+            continue
+        for field in ("ratio", "max_abs", "max_rel"):
+            np.testing.assert_array_equal(getattr(row, field), getattr(flat, field), field)
+
+
+def test_a_chunk_that_does_not_stack_is_left_to_each_step():
+    rng = np.random.default_rng(7)
+    steps = [_chunk_case(rng, np.float64) for _ in range(3)]
+    ours, allowed = [s[0] for s in steps], [s[2] for s in steps]
+    names = list(FLAT_SHAPES)
+    other = [dict(s[1]) for s in steps]
+    other[1]["Z1"] = other[1]["Z1"].astype(np.float32)  # a dtype unlike ours
+    misshapen = [dict(s[1]) for s in steps]
+    misshapen[2]["dW1"] = misshapen[2]["dW1"].T
+    theirs = {"torch": [s[1] for s in steps], "jax": other, "old": misshapen}
+    assert set(compare_rows(ours, allowed, theirs, names, ROWS)) == {"torch"}
+    ours[1] = {**ours[1], "A1": ours[1]["A1"][:3]}  # the engine's own shapes differ
+    assert compare_rows(ours, allowed, theirs, names, ROWS) == {}

@@ -14,6 +14,7 @@ from comparisons.oracle.roundoff import (
     gamma,
     stacked_allowances,
 )
+from comparisons.oracle.tolerances import ROUNDOFF
 from comparisons.run.engines import ScratchEngine, initial_state
 from comparisons.run.inputs import build_inputs
 from comparisons.run.spec import RunSpec
@@ -79,3 +80,23 @@ def test_stacked_steps_get_exactly_the_allowances_each_gets_alone():
         alone = allowances(step, trace, "float64")
         for name, a in alone.items():
             np.testing.assert_array_equal(stacked[name][i], a, err_msg=f"step {i}: {name}")
+
+
+@pytest.mark.parametrize(
+    "changes", [{}, {"batch_norm": True}, {"activation": "relu"}], ids=["plain", "bn", "relu"]
+)
+def test_a_z_reported_many_times_too_large_gets_no_larger_allowance(changes):
+    """Z's allowance is its operands' (A, W, b and their errors), whatever Z an engine reports:
+    so γ_n·|Z| from the reported Z is no lower bound of it, and a cheap test built on it
+    would pass, for two engines sharing that wrong Z, what the full allowance fails
+    (docs/numerics.md)."""
+    step, trace = step_and_trace("float64", **changes)
+    sizes = step.mlp.sizes
+    honest = allowances(step, trace, "float64")
+    for l in range(1, step.mlp.n_layers + 1):
+        z = f"Z{l}"
+        wrong = {**trace, z: trace[z] * 100.0}  # (the tensors after it read Z: only Z's own)
+        inflated = allowances(step, wrong, "float64")
+        np.testing.assert_array_equal(inflated[z], honest[z], err_msg=z)
+        cheap = ROUNDOFF["float64"].safety * gamma(sizes[l - 1] + 1, U64) * np.abs(wrong[z])
+        assert np.any(cheap > inflated[z]), f"{z}: safety·γ·|Z| stayed below the allowance"
