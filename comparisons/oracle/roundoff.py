@@ -20,65 +20,23 @@ A wrong equation is off by O(1) of the tensor's terms; the bound is O(n·u) of t
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
-from comparisons.oracle.library_error import library_units
+from comparisons.oracle.roundoff_terms import (
+    Arrays,
+    RoundoffStep,
+    RoundoffSteps,
+    gamma,
+    library_term,
+    matrices,
+    row_sums,
+    totals,
+    transposed,
+)
+from comparisons.oracle.roundoff_update import update_errors
 from comparisons.oracle.tolerances import ROUNDOFF, Roundoff
-from scratch.config import MLP, Optimizer
-from scratch.optimizers import CLIP_EPS
-from scratch.trace_schema import parse, shape_of, state_names
-
-Arrays = dict[str, np.ndarray]
-
-
-def gamma(n: int, u: float) -> float:
-    """γ_n = n·u / (1 - n·u): the relative error bound of a sum of n products."""
-    return n * u / (1.0 - n * u)
-
-
-@dataclass
-class RoundoffStep:
-    """One lockstep step as scratch saw it: the network, optimizer, parameters and optimizer
-    state before the step, and the batch."""
-
-    mlp: MLP
-    optimizer: Optimizer
-    params: Arrays
-    state: dict
-    X: np.ndarray
-    Y: np.ndarray
-
-
-@dataclass
-class RoundoffSteps:
-    """K steps of one batch shape, stacked: every array has the steps as its first axis
-    (``params["W1"]`` is (K, n_0, n_1), ``X`` is (K, B, n_0), ``t`` the counts before each
-    step, (K,)). The allowances of K steps are computed in one pass over them."""
-
-    mlp: MLP
-    optimizer: Optimizer
-    params: Arrays
-    state: Arrays  # the optimizer's buffers, without t
-    t: np.ndarray
-    X: np.ndarray
-    Y: np.ndarray
-
-    @classmethod
-    def stack(cls, steps: list[RoundoffStep]) -> RoundoffSteps:
-        """Stack steps of one batch shape; ValueError where their shapes differ."""
-        first = steps[0]
-        buffers = [n for n in first.state if n != "t"]
-        return cls(
-            first.mlp,
-            first.optimizer,
-            {p: np.stack([s.params[p] for s in steps]) for p in first.params},
-            {n: np.stack([s.state[n] for s in steps]) for n in buffers},
-            np.array([int(s.state.get("t", 0)) for s in steps]),
-            np.stack([s.X for s in steps]),
-            np.stack([s.Y for s in steps]),
-        )
+from scratch.config import MLP
+from scratch.trace_schema import shape_of
 
 
 def _slope(act: str, Z: np.ndarray, A: np.ndarray) -> np.ndarray | float:
@@ -119,12 +77,6 @@ def _slope_error(act: str, Z: np.ndarray, A: np.ndarray, E_Z, E_A, u: float) -> 
 LIBRARY = {"sigmoid": "logistic", "tanh": "tanh", "elu": "expm1"}
 
 
-def _library(r: Roundoff, function: str) -> float:
-    """u times ``function``'s measured error in r's dtype: the allowance's library term."""
-    dtype = next(d for d, known in ROUNDOFF.items() if known.unit == r.unit)
-    return library_units(dtype, function) * r.unit
-
-
 def _stable_sigmoid(Z: np.ndarray) -> np.ndarray:
     E = np.exp(-np.abs(Z))
     return np.where(Z >= 0, 1.0, E) / (1.0 + E)
@@ -154,8 +106,8 @@ def stacked_allowances(steps: RoundoffSteps, traces: Arrays, dtype: str) -> Arra
     r = ROUNDOFF[dtype]
     u = r.unit
     mlp, L = steps.mlp, steps.mlp.n_layers
-    f64 = {k: _matrices(v) for k, v in traces.items()}
-    W = {k: _matrices(v) for k, v in steps.params.items()}
+    f64 = {k: matrices(v) for k, v in traces.items()}
+    W = {k: matrices(v) for k, v in steps.params.items()}
     X = np.asarray(steps.X, np.float64)
     E: Arrays = {}
 
@@ -173,7 +125,7 @@ def stacked_allowances(steps: RoundoffSteps, traces: Arrays, dtype: str) -> Arra
         if f"N{l}" in f64:
             E.update(_batch_norm(steps, f64, W, E, l, r))
             Z, into = f64[f"N{l}"], f"N{l}"
-        own = (_library(r, LIBRARY[act]) if act in LIBRARY else u) * np.abs(A)
+        own = (library_term(r, LIBRARY[act]) if act in LIBRARY else u) * np.abs(A)
         E[f"A{l}"] = _slope(act, Z, A) * E[into] + own
         A_prev, E_prev = A, E[f"A{l}"]
         if l in scales:  # the mask is exact; the scaling by 1/(1 - p) rounds
@@ -192,13 +144,14 @@ def stacked_allowances(steps: RoundoffSteps, traces: Arrays, dtype: str) -> Arra
         A_prev = X if l == 1 else f64[below]
         E_Aprev = np.zeros_like(X) if l == 1 else E[below]
         E[f"dW{l}"] = (
-            _T(gamma(B, u) * np.abs(A_prev) + E_Aprev) @ np.abs(dZ) + _T(np.abs(A_prev)) @ E_dZ
+            transposed(gamma(B, u) * np.abs(A_prev) + E_Aprev) @ np.abs(dZ)
+            + transposed(np.abs(A_prev)) @ E_dZ
         )
-        E[f"db{l}"] = gamma(B, u) * _rows(np.abs(dZ)) + _rows(E_dZ)
+        E[f"db{l}"] = gamma(B, u) * row_sums(np.abs(dZ)) + row_sums(E_dZ)
         if l > 1:
             absW = np.abs(W[f"W{l}"])
-            P = dZ @ _T(W[f"W{l}"])  # (K, B, n_{l-1}), before the slope
-            E_P = (gamma(dZ.shape[-1], u) * np.abs(dZ) + E_dZ) @ _T(absW)
+            P = dZ @ transposed(W[f"W{l}"])  # (K, B, n_{l-1}), before the slope
+            E_P = (gamma(dZ.shape[-1], u) * np.abs(dZ) + E_dZ) @ transposed(absW)
             if l - 1 in scales:  # back through the dropout: P ⊙ M/(1 - p)
                 P = P * scales[l - 1]
                 E_P = E_P * scales[l - 1] + DROPOUT_ROUNDINGS * u * np.abs(P)
@@ -217,7 +170,7 @@ def stacked_allowances(steps: RoundoffSteps, traces: Arrays, dtype: str) -> Arra
                 E[f"dN{l - 1}"] = E_in
                 E.update(_batch_norm_backward(steps, f64, W, E, l - 1, r))
 
-    E.update(_update(steps, f64, W, E, r))
+    E.update(update_errors(steps, f64, W, E, r))
     # Below the smallest normal number a value's error is absolute, not relative (and an
     # engine may flush such a value to zero): every allowance is at least that.
     tiny = float(np.finfo(dtype).tiny)
@@ -244,17 +197,17 @@ def _batch_norm(
     B = Z.shape[-2]
     mu, var, xhat, N = (f64[f"{n}{l}"] for n in ("mu", "var", "xhat", "N"))
     C = Z - mu
-    E_mu = (gamma(B, u) * _rows(np.abs(Z)) + _rows(E_Z)) / B
+    E_mu = (gamma(B, u) * row_sums(np.abs(Z)) + row_sums(E_Z)) / B
     E_C = E_Z + E_mu + u * np.abs(C)
-    E_var = (gamma(B + 1, u) * _rows(C * C) + _rows(2.0 * np.abs(C) * E_C)) / B
+    E_var = (gamma(B + 1, u) * row_sums(C * C) + row_sums(2.0 * np.abs(C) * E_C)) / B
     s, E_s = _inv_std(var, E_var, mlp.bn_eps, r)
     E_xhat = np.abs(C) * E_s + s * E_C + u * np.abs(xhat)
     absgamma = np.abs(W[f"gamma{l}"])
     out = {f"mu{l}": E_mu, f"var{l}": E_var, f"xhat{l}": E_xhat}
     out[f"N{l}"] = absgamma * E_xhat + u * (np.abs(absgamma * xhat) + np.abs(N))
     m, unbiased = mlp.bn_momentum, B / (B - 1)
-    old_mean = np.abs(_matrices(steps.state[f"running_mean{l}"]))
-    old_var = np.abs(_matrices(steps.state[f"running_var{l}"]))
+    old_mean = np.abs(matrices(steps.state[f"running_mean{l}"]))
+    old_var = np.abs(matrices(steps.state[f"running_var{l}"]))
     out[f"running_mean{l}"] = m * E_mu + 3.0 * u * ((1 - m) * old_mean + m * np.abs(mu))
     out[f"running_var{l}"] = m * unbiased * E_var + 4.0 * u * (
         (1 - m) * old_var + m * unbiased * var
@@ -266,7 +219,7 @@ def _inv_std(var: np.ndarray, E_var: np.ndarray, eps: float, r: Roundoff):
     """s = 1/√(var + ε) and its error: half var's relative error, the sum's and the root's
     and the quotient's roundings, and a library's few ulps (an rsqrt)."""
     s = 1.0 / np.sqrt(var + eps)
-    return s, s * (E_var / (2.0 * (var + eps)) + 3.0 * r.unit + _library(r, "rsqrt"))
+    return s, s * (E_var / (2.0 * (var + eps)) + 3.0 * r.unit + library_term(r, "rsqrt"))
 
 
 def _batch_norm_backward(
@@ -286,18 +239,18 @@ def _batch_norm_backward(
     E_C = E_Z + E_mu + u * np.abs(C)
     absgamma = np.abs(W[f"gamma{l}"])
     out = {
-        f"dgamma{l}": g * _rows(np.abs(dN * xhat))
-        + _rows(E_dN * np.abs(xhat) + np.abs(dN) * E_xhat),
-        f"dbeta{l}": g * _rows(np.abs(dN)) + _rows(E_dN),
+        f"dgamma{l}": g * row_sums(np.abs(dN * xhat))
+        + row_sums(E_dN * np.abs(xhat) + np.abs(dN) * E_xhat),
+        f"dbeta{l}": g * row_sums(np.abs(dN)) + row_sums(E_dN),
     }
     E_dxhat = absgamma * E_dN + u * np.abs(dxhat)
     s, E_s = _inv_std(var, E_var, steps.mlp.bn_eps, r)
-    T = _rows(dxhat * C)
-    E_T = g * _rows(np.abs(dxhat * C)) + _rows(E_dxhat * np.abs(C) + np.abs(dxhat) * E_C)
+    T = row_sums(dxhat * C)
+    E_T = g * row_sums(np.abs(dxhat * C)) + row_sums(E_dxhat * np.abs(C) + np.abs(dxhat) * E_C)
     E_dvar = 0.5 * (E_T * s**3 + np.abs(T) * 3.0 * s * s * E_s) + 3.0 * u * np.abs(dvar)
-    S = _rows(dxhat)
-    E_S = g * _rows(np.abs(dxhat)) + _rows(E_dxhat)
-    sum_C, E_sum_C = _rows(C), g * _rows(np.abs(C)) + _rows(E_C)
+    S = row_sums(dxhat)
+    E_S = g * row_sums(np.abs(dxhat)) + row_sums(E_dxhat)
+    sum_C, E_sum_C = row_sums(C), g * row_sums(np.abs(C)) + row_sums(E_C)
     E_dmu = (
         s * E_S
         + np.abs(S) * E_s
@@ -329,28 +282,6 @@ def _dropout_scales(mlp: MLP, f64: Arrays) -> dict[int, np.ndarray]:
     return {l: f64[f"M{l}"] / keep for l in range(1, mlp.n_layers) if f"M{l}" in f64}
 
 
-def _matrices(array: np.ndarray) -> np.ndarray:
-    """A stacked tensor in float64 as a stack of matrices: (K,) -> (K, 1, 1), (K, n) ->
-    (K, 1, n), (K, r, c) as it is."""
-    a = np.asarray(array, np.float64)
-    return a.reshape(a.shape[:1] + (1,) * (3 - a.ndim) + a.shape[1:])
-
-
-def _T(a: np.ndarray) -> np.ndarray:
-    """Each step's matrix transposed."""
-    return np.swapaxes(a, -1, -2)
-
-
-def _rows(a: np.ndarray) -> np.ndarray:
-    """Each step's sum over its rows, kept as a row: (K, B, n) -> (K, 1, n)."""
-    return a.sum(axis=-2, keepdims=True)
-
-
-def _total(a: np.ndarray) -> np.ndarray:
-    """Each step's sum over every element, kept as (K, 1, 1)."""
-    return a.sum(axis=(-2, -1), keepdims=True)
-
-
 def _head(
     steps: RoundoffSteps, f64: Arrays, E: Arrays, r: Roundoff
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -363,29 +294,29 @@ def _head(
     derivative rounds at |z|'s scale); softmax's exponentials and log; BCE's log."""
     u, lib = r.unit, r.library_ulps * r.unit
     mlp, L = steps.mlp, steps.mlp.n_layers
-    Y = _matrices(steps.Y)
+    Y = matrices(steps.Y)
     Z, A, E_Z, E_A = f64[f"Z{L}"], f64[f"A{L}"], E[f"Z{L}"], E[f"A{L}"]
     loss, dZ = f64["loss"], f64[f"dZ{L}"]
     B, N = A.shape[-2], A.shape[-2] * A.shape[-1]  # rows, and elements of one step's A_L
     loss_lib = {
-        "bce_logits": _library(r, "softplus"),
-        "softmax_cross_entropy": max(_library(r, "exp"), _library(r, "log")),
-        "bce": max(_library(r, "log"), _library(r, "log1p")),
+        "bce_logits": library_term(r, "softplus"),
+        "softmax_cross_entropy": max(library_term(r, "exp"), library_term(r, "log")),
+        "bce": max(library_term(r, "log"), library_term(r, "log1p")),
     }.get(mlp.loss, lib)
     own_loss = (gamma(N, u) + loss_lib) * np.abs(loss)
     if mlp.loss == "bce_logits":  # dZ = (σ(Z) - Y) / N
         P = _stable_sigmoid(Z)
-        E_loss = _total(np.abs(P - Y) / N * E_Z) + own_loss + loss_lib * _total(np.abs(Z)) / N
-        grad_lib = _library(r, "logistic_grad") * (1.0 + np.abs(Z))
+        E_loss = totals(np.abs(P - Y) / N * E_Z) + own_loss + loss_lib * totals(np.abs(Z)) / N
+        grad_lib = library_term(r, "logistic_grad") * (1.0 + np.abs(Z))
         E_dZ = (P * (1.0 - P) * E_Z + grad_lib * (P + np.abs(Y))) / N
     elif mlp.loss == "softmax_cross_entropy":  # dZ = (softmax(Z) - Y) / B
         P = _softmax(Z)
         largest = np.max(np.abs(Z), axis=-1, keepdims=True).mean(axis=-2, keepdims=True)
         E_loss = (
-            _total(np.abs(P - Y) / B * E_Z) + own_loss + loss_lib * (largest + np.log(Z.shape[-1]))
+            totals(np.abs(P - Y) / B * E_Z) + own_loss + loss_lib * (largest + np.log(Z.shape[-1]))
         )
         # each probability: an exponential, a sum's and a quotient's roundings
-        P_lib = _library(r, "exp") + 2.0 * u
+        P_lib = library_term(r, "exp") + 2.0 * u
         E_dZ = (2.0 * P * E_Z.max(axis=-1, keepdims=True) + P_lib * (P + np.abs(Y))) / B
     else:  # mse (any output) or bce (sigmoid output): dZ = ∂loss/∂A * g'(Z)
         act = mlp.activation_of(L)
@@ -403,7 +334,7 @@ def _head(
                     np.abs(dA) * (E_A + u) / np.maximum(np.minimum(A, 1.0 - A), u),
                     np.abs(dA) * lib,
                 )
-        E_loss = _total(np.abs(dA) * E_A) + own_loss
+        E_loss = totals(np.abs(dA) * E_A) + own_loss
         E_dZ = (
             E_dA * slope
             + np.abs(dA) * _slope_error(act, Z, A, E_Z, E_A, u)
@@ -411,138 +342,3 @@ def _head(
             + (E_A / N if mlp.loss == "bce" else 0.0)
         )
     return E_loss, E_dZ
-
-
-def _clipping(
-    clip_norm: float, f64: Arrays, W: Arrays, E: Arrays, u: float
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The error of ‖g‖ = √S, S = Σ_p Σ g_p², and the scale s = min(1, c / (‖g‖ + 1e-6)) and
-    its error, each (K, 1, 1). S is a sum of n squares (n every gradient element, in any
-    order or grouping: PyTorch sums per tensor, then the tensors' norms): γ_n·S of its own,
-    plus 2|g|·E_g carried in; √ halves a relative error and adds one rounding. s is the
-    quotient's: its relative error is ‖g‖'s plus two roundings; min() is continuous, so at the
-    threshold either side's value is honest, and well above it s is exactly 1."""
-    grads = [f64[f"d{p}"] for p in W]
-    n = sum(g[0].size for g in grads) + len(grads)
-    S = sum(_total(g * g) for g in grads)
-    E_S = sum(_total(2.0 * np.abs(g) * E[f"d{p}"]) for p, g in zip(W, grads, strict=True))
-    E_S = E_S + gamma(n, u) * S
-    norm = np.sqrt(S)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        E_norm = np.where(norm > 0, E_S / (2.0 * norm), np.sqrt(E_S)) + u * norm
-    ratio = clip_norm / (norm + CLIP_EPS)
-    relative = E_norm / (norm + CLIP_EPS) + 2.0 * u
-    scale = np.minimum(1.0, ratio)
-    # where ratio is above 1 by more than its error, every engine's s is exactly 1
-    E_scale = np.where(ratio * (1.0 - relative) > 1.0, 0.0, scale * relative)
-    return E_norm, scale, E_scale
-
-
-def _learning_rate(opt: Optimizer, t: np.ndarray, r: Roundoff) -> tuple[np.ndarray, np.ndarray]:
-    """Each step's learning rate under the schedule (``t`` the update's count, (K, 1, 1)) and
-    its error, in the run's dtype where an engine rounds the lr to it. step: lr·γ^n with
-    n = ⌊(t - 1) / s⌋ is a power and a product in scratch and optax, and n products in
-    PyTorch's StepLR (it multiplies the last lr by γ): n + 2 roundings and the power's few
-    ulps."""
-    k = (t - 1).astype(np.float64)  # updates before this one
-    if opt.lr_schedule == "step":
-        n = (t - 1) // opt.lr_step_size
-        lr = opt.lr * opt.lr_gamma ** n.astype(np.float64)
-        return lr, (n + r.library_ulps + 2) * r.unit * lr
-    # cosine: PyTorch's LinearLR and CosineAnnealingLR each compute the next lr from the last
-    # (a ratio of cosines, rounded each time), so their error grows by a few roundings of
-    # the base lr per update; the closed forms (scratch, optax) are a few ulps of it
-    w, D = opt.lr_warmup, opt.lr_decay_steps
-    progress = np.clip(k - w, 0, D - w) / (D - w)
-    cosine = opt.lr_min + (opt.lr - opt.lr_min) * 0.5 * (1.0 + np.cos(np.pi * progress))
-    lr = np.where(k < w, opt.lr * (k + 1) / (w + 1), cosine)
-    return lr, ((4.0 * k + 4) * r.unit + _library(r, "cos")) * opt.lr
-
-
-def _update(steps: RoundoffSteps, f64: Arrays, W: Arrays, E: Arrays, r: Roundoff) -> Arrays:
-    """Errors of each parameter's update, optimizer state and new value, from its gradient's."""
-    u, lib = r.unit, r.library_ulps * r.unit
-    opt = steps.optimizer
-    out: Arrays = {}
-    t = (np.asarray(steps.t) + 1).reshape(-1, 1, 1)  # each step's count, as the rule uses it
-    scale = E_scale = None
-    if opt.clip_norm:
-        out["grad_norm"], scale, E_scale = _clipping(opt.clip_norm, f64, W, E, u)
-    lr, E_lr = opt.lr, 0.0
-    if opt.lr_schedule != "constant":
-        lr, E_lr = _learning_rate(opt, t, r)
-        out["lr"] = E_lr
-    for p, theta in W.items():
-        g, E_g = f64[f"d{p}"], E[f"d{p}"]
-        if scale is not None:  # g ← s·g: s's error reaches every element, and one rounding
-            E_g = scale * E_g + np.abs(g) * E_scale + u * scale * np.abs(g)
-            g = scale * g
-        decays = parse(p).decays
-        if opt.l2 and decays:
-            E_g = E_g + u * (np.abs(g) + np.abs(opt.l2 * theta))
-            g = g + opt.l2 * theta
-        # decoupled decay: θ - lr·λ·θ, one rounding, and the lr's own error
-        E_theta = (
-            (u + E_lr * opt.weight_decay) * np.abs(theta) if (opt.weight_decay and decays) else 0.0
-        )
-        names = dict(zip(("first", "second"), state_names(opt.name, p), strict=False))
-        old = {k: _matrices(steps.state[n]) for k, n in names.items()}
-        if opt.name == "sgd":
-            E_step = E_g
-            step_size = np.abs(g)
-        elif opt.name in ("momentum", "nesterov"):
-            v = opt.momentum * old["first"] + g
-            E_v = E_g + u * (np.abs(opt.momentum * old["first"]) + np.abs(g))
-            out[names["first"]] = E_v
-            if opt.name == "momentum":
-                E_step, step_size = E_v, np.abs(v)
-            else:
-                E_step = E_g + opt.momentum * E_v + u * (np.abs(g) + np.abs(opt.momentum * v))
-                step_size = np.abs(g + opt.momentum * v)
-        elif opt.name in ("adam", "adamw"):
-            m = opt.beta1 * old["first"] + (1 - opt.beta1) * g
-            v = opt.beta2 * old["second"] + (1 - opt.beta2) * g * g
-            E_m = (1 - opt.beta1) * E_g + u * (np.abs(opt.beta1 * old["first"]) + np.abs(g))
-            # g² is off by 2|g|·E_g + E_g²: the second-order term is all there is where g is
-            # a cancellation to ~0 (a bias before batch normalization: 0 in one engine)
-            E_v = (1 - opt.beta2) * (2.0 * np.abs(g) + E_g) * E_g + u * (
-                opt.beta2 * old["second"] + v
-            )
-            out[names["first"]], out[names["second"]] = E_m, E_v
-            c1, c2 = 1 - opt.beta1**t, 1 - opt.beta2**t
-            m_hat, v_hat = m / c1, v / c2
-            root = np.sqrt(v_hat)
-            d = root + opt.eps
-            with np.errstate(divide="ignore", invalid="ignore"):
-                E_root = np.where(root > 0, E_v / c2 / (2.0 * root), np.sqrt(E_v / c2))
-            # √'s measured error, and the sum's and the quotient's roundings
-            root_lib = _library(r, "sqrt") + 2.0 * u
-            E_step = E_m / c1 / d + np.abs(m_hat) * E_root / d**2 + root_lib * np.abs(m_hat / d)
-            step_size = np.abs(m_hat / d)
-        elif opt.name == "rmsprop":  # v ← α·v + (1-α)·g²;  step g / (√v + ε)
-            v = opt.alpha * old["first"] + (1 - opt.alpha) * g * g
-            # g²'s error as Adam's v; the root halves v's relative error (or, at v ≈ 0 from a
-            # cancelled g, is √E_v); the quotient is g/d (PyTorch) or g·(1/d) (optax): its
-            # roundings and the root's are a library's few ulps
-            E_v = (1 - opt.alpha) * (2.0 * np.abs(g) + E_g) * E_g + u * (
-                opt.alpha * old["first"] + v
-            )
-            out[names["first"]] = E_v
-            root = np.sqrt(v)
-            d = root + opt.eps
-            with np.errstate(divide="ignore", invalid="ignore"):
-                E_root = np.where(root > 0, E_v / (2.0 * root), np.sqrt(E_v))
-            root_lib = _library(r, "sqrt") + 2.0 * u  # √'s measured error, two roundings
-            E_step = E_g / d + np.abs(g) * E_root / d**2 + root_lib * np.abs(g / d)
-            step_size = np.abs(g / d)
-        else:
-            raise ValueError(
-                f"no roundoff rule for optimizer {opt.name!r}: add its update's error to "
-                "comparisons/oracle/roundoff.py:_update"
-            )
-        E_update = lr * E_step + (lib * lr + E_lr) * step_size + E_theta
-        new = f64[p]
-        out[f"Δ{p}"] = E_update + u * (np.abs(new) + np.abs(f64[f"Δ{p}"]))
-        out[p] = E_update + u * np.abs(new)
-    out["t"] = np.zeros((1, 1, 1))  # an exact count
-    return out
