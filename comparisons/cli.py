@@ -336,9 +336,9 @@ COMMANDS: dict[str, tuple[Callable, Callable, str, str]] = {
         "Step sound scratch through every case of check's covering set; before each step load "
         "every reference with scratch's state and record the state and each reference's trace "
         "(compressed .npz, no pickle, with a manifest of specs, schedules, environment and a "
-        "sha256 per array). check --recorded DIR then verifies an engine against them with "
-        "neither PyTorch nor JAX installed. Writes into --out (the set that comes with the "
-        "package: comparisons/recorded).",
+        "digest per array: sha256, its first 96 bits). check --recorded DIR then verifies an "
+        "engine against them with neither PyTorch nor JAX installed. Writes into --out (the "
+        "set that comes with the package: comparisons/recorded).",
     ),
     "faults": (
         cmd_faults,
