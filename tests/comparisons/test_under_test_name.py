@@ -7,7 +7,6 @@ plots and tables, and is what every message, arbitration and tolerance text call
 from __future__ import annotations
 
 import csv
-import importlib.metadata
 import json
 import os
 import sys
@@ -20,8 +19,9 @@ from comparisons.cli import _references, main
 from comparisons.oracle.adapters import look_at_tensor
 from comparisons.run.inputs import build_inputs
 from comparisons.run.spec import RunSpec, SpecError
-from comparisons.run.under_test import ENTRY_POINTS, SCRATCH, display_name, load_under_test
+from comparisons.run.under_test import SCRATCH, display_name, load_under_test
 from examples.layered_mlp import make_engine
+from tests.entry_points import install_engine
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "layered_mlp.py"
 ENGINE = "examples.layered_mlp:make_engine"
@@ -77,15 +77,7 @@ def test_a_module_named_like_a_reference_gives_an_engine_of_another_name(monkeyp
 def test_an_installed_engine_is_named_by_its_entry_point_and_looked_at_in_its_module(
     monkeypatch,
 ):
-    module = types.ModuleType("installed_pkg.engines")
-    module.make = make_engine
-    monkeypatch.setitem(sys.modules, "installed_pkg.engines", module)
-    point = importlib.metadata.EntryPoint("fast-mlp", "installed_pkg.engines:make", ENTRY_POINTS)
-    monkeypatch.setattr(
-        importlib.metadata,
-        "entry_points",
-        lambda group=None: [point] if group == ENTRY_POINTS else [],
-    )
+    install_engine(monkeypatch, "fast-mlp", "installed_pkg.engines", make_engine)
     under_test = load_under_test("fast-mlp")
     assert (under_test.name, under_test.spec) == ("fast-mlp", "fast-mlp")
     inputs = build_inputs(RunSpec().replace(dataset="synthetic", engines=()))

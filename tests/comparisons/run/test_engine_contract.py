@@ -9,7 +9,6 @@ cannot be loaded is bad input with one line.
 
 from __future__ import annotations
 
-import importlib.metadata
 import json
 import sys
 import types
@@ -28,6 +27,7 @@ from comparisons.run.inputs import build_inputs
 from comparisons.run.under_test import ENTRY_POINTS, SCRATCH, load_under_test, under_test_of
 from scratch.trace_schema import trace_names
 from tests.comparisons.lockstep_cases import synthetic_spec
+from tests.entry_points import install_engine
 
 # An engine under test made in this module is named after it (run/under_test.py)
 HERE = __name__.rpartition(".")[2]
@@ -272,15 +272,7 @@ def test_an_engine_whose_module_raises_on_import_is_bad_input(tmp_path, monkeypa
 
 
 def test_an_installed_engine_is_found_by_its_entry_point_name(monkeypatch):
-    module = types.ModuleType("installed_engine_pkg")
-    module.make = factory()
-    monkeypatch.setitem(sys.modules, "installed_engine_pkg", module)
-    point = importlib.metadata.EntryPoint("mine", "installed_engine_pkg:make", ENTRY_POINTS)
-    monkeypatch.setattr(
-        importlib.metadata,
-        "entry_points",
-        lambda group=None: [point] if group == ENTRY_POINTS else [],
-    )
+    module = install_engine(monkeypatch, "mine", "installed_engine_pkg", factory())
     under_test = load_under_test("mine")
     assert under_test.factory is module.make and under_test.package == "installed_engine_pkg"
     assert under_test.describe()["factory"] == "make"
