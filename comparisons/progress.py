@@ -7,9 +7,8 @@ import sys
 import time
 from typing import TextIO
 
-from comparisons.run.interrupts import (  # noqa: F401  (Terminated, sigterm_raises: re-exported)
+from comparisons.run.interrupts import (  # noqa: F401  (Terminated: re-exported)
     Terminated,
-    sigterm_raises,
     stop_if_signalled,
 )
 

@@ -76,6 +76,3 @@ def signals_recorded() -> Iterator[None]:
             signal.signal(signum, signal.SIG_DFL if handler is None else handler)
         if any(handler is not _record for handler in previous.values()):
             _received.clear()  # acted on within the block; none outside it
-
-
-sigterm_raises = signals_recorded  # the name it had when only SIGTERM was handled here

@@ -18,8 +18,9 @@ from pathlib import Path
 import pytest
 
 from comparisons import cli
-from comparisons.progress import Terminated, sigterm_raises
+from comparisons.progress import Terminated
 from comparisons.report import atomic_folder as af
+from comparisons.run.interrupts import signals_recorded
 from tests.child import ROOT, child_env
 
 RENDERERS = {"report.md": lambda r: f"# {r['label']}\n" * 200}  # big enough to take a while
@@ -34,6 +35,7 @@ KILL_SCRIPT = """
 import os, signal, sys
 from pathlib import Path
 from comparisons.report import atomic_folder as af
+from comparisons.run.interrupts import signals_recorded
 from tests.child import ROOT, child_env
 out, label, step, mode = sys.argv[1:]
 if mode == "renames":
@@ -169,7 +171,7 @@ def test_a_signal_before_the_swap_stops_it_and_during_the_swap_waits_for_it(
         af, "_kill_point", lambda name: os.kill(os.getpid(), signum) if name == step else None
     )
     expected = Terminated if signum == signal.SIGTERM else KeyboardInterrupt
-    with sigterm_raises(), pytest.raises(expected) as info:
+    with signals_recorded(), pytest.raises(expected) as info:
         write(out, "new")
     assert report_in(out) == ("new" if swapped else "old")
     assert getattr(info.value, "report_written", None) == (out if swapped else None)
