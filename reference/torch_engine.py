@@ -133,11 +133,13 @@ class TorchEngine:
         self.optimizer = make_optimizer(optimizer, self.model)
         self.scheduler = make_scheduler(optimizer, self.optimizer)
         self._params = named_parameters(self.model)
+        # where each step keeps the parameters before its update, for Δ (reused: no allocation)
+        self._before = {p: t.detach().clone() for p, t in self._params.items()}
         self._norms = batch_norms(self.model)  # layer -> its BatchNorm1d
         self._running = running_names(mlp.n_layers, mlp.batch_norm)
         self._kept = OPTIMIZER_STATE[optimizer.name]
         self._trace_names = names_of(mlp, optimizer)
-        self._floats = [n for n in self._trace_names if n != "t"]  # converted in one copy
+        self._floats = [n for n in self._trace_names if n != "t"]  # NumPy by _canonical
         self._loaded = False
         self._t = 0  # steps taken (the trace's t where torch.optim keeps no count)
 
@@ -233,7 +235,7 @@ class TorchEngine:
     ) -> dict[str, np.ndarray]:
         """One training step on ``X: (B, n_0)``, ``Y: (B, n_L)`` (and, with dropout, the
         step's keep masks ``{"M1": (B, n_1), …}``); returns scratch's trace, every float
-        tensor converted in one copy (the step count apart: it is an integer)."""
+        tensor as NumPy (``_canonical``; the step count apart: it is an integer)."""
         self._require_state()
         if bool(masks) != bool(self.mlp.dropout):
             raise ValueError("dropout masks are given exactly when the network has dropout")
@@ -250,15 +252,45 @@ class TorchEngine:
             self.scheduler,
             tensors,
             self.mlp.dropout,
+            self._before,
         )
         trace.update(self._read_state())
         self._t += 1
-        floats = self._floats
-        out = dict(zip(floats, to_canonical_all(floats, [trace[n] for n in floats]), strict=True))
+        out = self._canonical(trace)
         # Adam's own count (torch.optim's "step"); SGD's keeps none: the engine counts
         count = trace["t"].item() if "t" in trace else self._t
         out["t"] = np.asarray(int(count), dtype=np.int64)
         return {name: out[name] for name in self._trace_names}
+
+    def _canonical(self, trace: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
+        """The trace's float tensors as NumPy arrays in scratch's layout. On the CPU, what
+        this step made (Z, A, the gradients' copies, Δ, …) is handed over as it is, NumPy
+        views of the tensors (nothing else holds them), and only what the engine keeps and
+        changes in place at its next step (the parameters, torch.optim's buffers, batch
+        norm's statistics) is copied, in one concatenation. On a GPU all of it comes over in
+        one copy."""
+        floats = self._floats
+
+        def copied(names: list[str]) -> dict[str, np.ndarray]:
+            tensors = [trace[n] for n in names]
+            return dict(zip(names, to_canonical_all(names, tensors), strict=True)) if names else {}
+
+        if self.device.type != "cpu":
+            return copied(floats)
+        kept = {t.untyped_storage().data_ptr() for t in self._kept_tensors()}
+        out = copied([n for n in floats if trace[n].untyped_storage().data_ptr() in kept])
+        for name in floats:
+            if name not in out:
+                view = trace[name].detach().numpy()
+                out[name] = view.T if is_weight_shaped(name) else view
+        return out
+
+    def _kept_tensors(self) -> list[torch.Tensor]:
+        """Every tensor the engine keeps from one step to the next."""
+        kept = list(self._params.values())
+        kept += [t for state in self.optimizer.state.values() for t in state.values()]
+        kept += [s for norm in self._norms.values() for s in (norm.running_mean, norm.running_var)]
+        return [t for t in kept if isinstance(t, torch.Tensor)]
 
     def _read_state(self) -> dict[str, torch.Tensor]:
         """torch.optim's state after the step under the trace's names: ``momentum_buffer``

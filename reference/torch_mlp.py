@@ -193,16 +193,19 @@ def train_step(
     scheduler=None,
     masks: dict[str, torch.Tensor] | None = None,
     dropout: float = 0.0,
+    before: dict[str, torch.Tensor] | None = None,
 ) -> dict[str, torch.Tensor]:
     """One training step on ``X: (B, n_0)``, ``Y: (B, n_L)``, and the tensors of its trace
     under the trace's names, in dataflow order (PyTorch's layout). The optimizer's state after
     the step is in ``optimizer.state``, under torch.optim's own names (see ``STATE_KEYS``).
-    ``params`` is ``named_parameters(model)``, for a caller that keeps it.
+    ``params`` is ``named_parameters(model)``, for a caller that keeps it; ``before``, tensors
+    of the parameters' shapes that the parameters before the update are copied into (a
+    caller's, reused from step to step), fresh copies without.
 
     forward   Z_l = Linear_l(A_{l-1}),  A_l = activation_l(Z_l)       (B, n_l)
     batch     with batch normalization, N_l = BatchNorm1d_l(Z_l) in training mode (it
     norm      moves its running statistics, read after it) and A_l = activation_l(N_l);
-              dN_l from ``retain_grad``. BatchNorm1d keeps mu_l, var_l and x̂_l to itself:
+              dN_l from ``autograd.grad``. BatchNorm1d keeps mu_l, var_l and x̂_l to itself:
               they are computed again from Z_l with torch operations, as the schema
               defines them, and ``torch.autograd.grad`` gives their gradients from dN_l
               (``_batch_norm_parts``); dgamma_l, dbeta_l are BatchNorm1d's .grad
@@ -210,8 +213,9 @@ def train_step(
               hidden layer's D_l = A_l · (M_l / (1 - p)), ATen's dropout with M_l for its
               random mask; layer l + 1 reads D_l, and autograd takes it back
     loss      the loss module on (A_L, Y), mean over the batch        ()
-    backward  ``loss.backward()``: dZ_l from ``retain_grad`` on Z_l   (B, n_l),
-              dW_l, db_l copied from the parameters' ``.grad`` before the update
+    backward  ``torch.autograd.grad`` of the loss: dZ_l              (B, n_l),
+              and the parameters' gradients, set as their ``.grad``; dW_l, db_l copied
+              from it before the update
     clipping  with ``clip_norm`` > 0, ``clip_grad_norm_`` on every ``.grad`` together;
               grad_norm is the norm it returns (before clipping)     ()
     schedule  with a ``scheduler``, lr is the groups' lr of this update, and the scheduler
@@ -221,18 +225,19 @@ def train_step(
     params = params if params is not None else named_parameters(model)
     L = len(model)  # layer l: (Linear_l, [BatchNorm1d_l,] activation_l)
     norms = batch_norms(model)
-    before = {p: t.detach().clone() for p, t in params.items()}
-    optimizer.zero_grad(set_to_none=True)  # no gradient left from a previous step
+    with torch.no_grad():
+        if before is None:
+            before = {p: t.detach().clone() for p, t in params.items()}
+        else:
+            for p, t in params.items():
+                before[p].copy_(t)
 
     trace: dict[str, torch.Tensor] = {}
     A = X  # (B, n_0)
     for l, layer in enumerate(model, start=1):
-        Z = layer[0](A)  # (B, n_l)
-        Z.retain_grad()  # keep ∂loss/∂Z_l, the error term, which autograd would free
-        trace[f"Z{l}"] = Z
+        Z = trace[f"Z{l}"] = layer[0](A)  # (B, n_l)
         if l in norms:
             N = norms[l](Z)  # (B, n_l); updates the running statistics
-            N.retain_grad()
             trace[f"running_mean{l}"] = norms[l].running_mean.detach().clone()
             trace[f"running_var{l}"] = norms[l].running_var.detach().clone()
             trace[f"N{l}"] = Z = N
@@ -242,14 +247,21 @@ def train_step(
             A = trace[f"D{l}"] = A * (M / (1.0 - dropout))  # (B, n_l)
     loss = trace["loss"] = loss_fn(A, Y)
 
-    loss.backward()
+    # One backward pass gives ∂loss/∂Z_l (and ∂loss/∂N_l), the error terms, with the
+    # parameters' gradients, which torch.optim then reads as .grad: what backward() gives,
+    # without a retain_grad hook on each new Z_l every step.
+    taps = [f"{name}{l}" for l in range(1, L + 1) for name in "ZN" if f"{name}{l}" in trace]
+    grads = torch.autograd.grad(loss, [trace[n] for n in taps] + list(params.values()))
+    errors = dict(zip(taps, grads[: len(taps)], strict=True))
+    for t, g in zip(params.values(), grads[len(taps) :], strict=True):
+        t.grad = g  # this step's alone: nothing accumulates from the last
     for l in range(L, 0, -1):
         if l in norms:
-            trace[f"dN{l}"] = trace[f"N{l}"].grad
+            trace[f"dN{l}"] = errors[f"N{l}"]
             trace.update(_batch_norm_parts(l, trace[f"Z{l}"], norms[l], trace[f"dN{l}"]))
             trace[f"dgamma{l}"] = params[f"gamma{l}"].grad.clone()
             trace[f"dbeta{l}"] = params[f"beta{l}"].grad.clone()
-        trace[f"dZ{l}"] = trace[f"Z{l}"].grad
+        trace[f"dZ{l}"] = errors[f"Z{l}"]
         # copies: torch.optim may change .grad in place (CUDA's default multi-tensor SGD
         # adds μ·v into it for Nesterov), and the trace is read after the step
         trace[f"dW{l}"] = params[f"W{l}"].grad.clone()

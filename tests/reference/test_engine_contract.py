@@ -125,6 +125,28 @@ def test_nothing_leaks_between_steps_or_between_engine_and_caller(reference, rng
             np.testing.assert_array_equal(trace[name], traces[0][name], err_msg=name)
 
 
+@pytest.mark.parametrize("opt", [OPTIMIZERS[1], OPTIMIZERS[5]], ids=["momentum", "rmsprop"])
+def test_a_trace_handed_over_stays_as_it_was_while_the_engine_steps_on(reference, rng, opt):
+    """A step's trace is the caller's: the engine's later steps (free running, and loaded
+    again) never change it, although a reference may hand over what a step made without a
+    copy (the parameters, the optimizer's buffers and batch norm's statistics, which it
+    changes in place, must be copies)."""
+    mlp = MLP((4, 6, 5, 2), "tanh", "identity", "mse", dropout=0.25, batch_norm=True)
+    params, state = start(mlp, opt)
+    engine = make(reference, mlp, opt)
+    engine.set_state(params, state)
+    traces, copies = [], []
+    for step in range(3):
+        X, Y = batch(rng, mlp, "float64")
+        traces.append(engine.step(X, Y, masks=dropout_masks(mlp, len(X), 0, step)))
+        copies.append({name: np.array(value) for name, value in traces[-1].items()})
+    engine.set_state(params, state)
+    engine.step(X, Y, masks=dropout_masks(mlp, len(X), 0, 3))
+    for trace, copy in zip(traces, copies, strict=True):
+        for name, value in trace.items():
+            np.testing.assert_array_equal(value, copy[name], err_msg=name)
+
+
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_predict_is_the_steps_forward_output_with_the_current_parameters(reference, rng, dtype):
     """predict(X) is A_L of a step on X, before the step and after it, in the engine dtype."""
