@@ -35,7 +35,6 @@ KILL_SCRIPT = """
 import os, signal, sys
 from pathlib import Path
 from comparisons.report import atomic_folder as af
-from comparisons.run.interrupts import signals_recorded
 from tests.child import ROOT, child_env
 out, label, step, mode = sys.argv[1:]
 if mode == "renames":
